@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up a development environment from scratch: system tools the tests use as independent readers
+# (exiftool, ffprobe), then a virtualenv with kzlabel and its test extras. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v exiftool >/dev/null 2>&1 || need+=(libimage-exiftool-perl)
+command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "setup: please install ${need[*]} (Debian/Ubuntu package names); tests use them as independent readers" >&2
+    exit 1
+  fi
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test${KZLABEL_EXTRAS:+,$KZLABEL_EXTRAS}]"

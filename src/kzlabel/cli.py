@@ -1,0 +1,175 @@
+"""The `kzlabel` command line.
+
+Exit codes (documented in the README): 0 compliant / success, 1 verified but not compliant, 2 usage or input error
+(bad file, unsupported format, bad key), 3 internal error. Errors print one line; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, NoReturn, Optional
+
+import typer
+
+from . import __version__
+from .errors import KzlabelError
+
+EXIT_OK, EXIT_NOT_COMPLIANT, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Label AI-generated content (Kazakhstan AI Law Art. 21) and verify labels.",
+)
+
+
+class SourceKind(str, Enum):
+    generated = "generated"
+    modified = "modified"
+
+
+class TrainingChoice(str, Enum):
+    allowed = "allowed"
+    not_allowed = "not-allowed"
+    unspecified = "unspecified"
+
+
+def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
+    typer.echo(f"kzlabel: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _split(values: Optional[List[str]]) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+@app.command()
+def keygen(
+    directory: Path = typer.Argument(..., help="Folder for signing.key (0600), chain.pem and trust.pem."),
+    alg: str = typer.Option("ed25519", help="ed25519 or es256."),
+    name: str = typer.Option("kzlabel signer", help="Certificate common name."),
+    org: Optional[str] = typer.Option(None, help="Organisation in the certificate (the owner/holder)."),
+    force: bool = typer.Option(False, help="Overwrite an existing key."),
+) -> None:
+    """Create a signing key and a C2PA-valid certificate chain, plus the trust bundle verifiers need."""
+    from .keys import generate
+
+    paths = generate(directory, alg=alg, common_name=name, organization=org, overwrite=force)
+    typer.echo(f"signing key  {paths.key}  (mode 0600; keep it secret)")
+    typer.echo(f"chain        {paths.chain}")
+    typer.echo(f"trust bundle {paths.trust}  (give this to verifiers: --trust)")
+
+
+@app.command()
+def mark(
+    src: Path = typer.Argument(..., help="File to label."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write the labelled file."),
+    in_place: bool = typer.Option(False, "--in-place", help="Replace SRC atomically instead of writing -o."),
+    key: Path = typer.Option(..., "--key", envvar="KZLABEL_KEY", help="keygen folder (or key file) to sign with."),
+    system: str = typer.Option(..., "--system", envvar="KZLABEL_SYSTEM", help="AI system name."),
+    system_version: str = typer.Option("", "--system-version", envvar="KZLABEL_SYSTEM_VERSION"),
+    owner: str = typer.Option(..., "--owner", envvar="KZLABEL_OWNER", help="Owner/holder responsible (Art. 21(3))."),
+    lang: Optional[List[str]] = typer.Option(None, "--lang", help="Notice languages, e.g. kk,ru,en (default)."),
+    kind: SourceKind = typer.Option(SourceKind.generated, "--kind", help="generated, or modified (AI edit)."),
+    training: TrainingChoice = typer.Option(TrainingChoice.unspecified, "--training"),
+    real_person: bool = typer.Option(False, "--real-person", help="The content depicts a real person."),
+    layers: Optional[List[str]] = typer.Option(None, "--layers", help="Subset of c2pa,metadata,watermark,visible."),
+    position: Optional[str] = typer.Option(None, "--position", help="Text: start|end; images: a corner."),
+    style: str = typer.Option("plate", "--style", help="Visible style: plate, outline or icon."),
+    registry: Optional[Path] = typer.Option(None, "--registry", help="SQLite registry to record the label in."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Label one file with every layer its format has."""
+    import json
+
+    from . import IPTC_COMPOSITE, IPTC_TRAINED, Labeler, Registry, Signer
+    from .formats import ALL_LAYERS
+
+    if in_place == (output is not None):
+        _fail("give exactly one of -o DST or --in-place")
+    signer = Signer.load(key)
+    reg = Registry(registry) if registry else None
+    labeler = Labeler(
+        signer,
+        owner=owner,
+        system=system,
+        system_version=system_version,
+        languages=_split(lang) or ("kk", "ru", "en"),
+        source_type=IPTC_COMPOSITE if kind == SourceKind.modified else IPTC_TRAINED,
+        training={"not-allowed": "notAllowed"}.get(training.value, training.value),
+        depicts_real_person=real_person,
+        layers=_split(layers) or ALL_LAYERS,
+        position=position,
+        style=style,
+        registry=reg,
+    )
+    result = labeler.mark(src, output, in_place=in_place)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "dst": result.dst,
+                    "format": result.format,
+                    "layers": list(result.layers),
+                    "skipped": result.skipped,
+                    "label": result.label.to_dict(),
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    typer.echo(f"{result.dst}: {result.format}, layers {', '.join(result.layers) or 'none'}, id {result.label.content_id}")
+    for layer, why in result.skipped.items():
+        typer.echo(f"  skipped {layer}: {why}")
+
+
+@app.command()
+def verify(
+    file: Path = typer.Argument(..., help="File to check."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    trust: Optional[List[Path]] = typer.Option(None, "--trust", help="Trust bundle file or keygen folder (repeatable)."),
+    registry: Optional[Path] = typer.Option(None, "--registry", help="SQLite registry to look watermarks up in."),
+) -> None:
+    """Check every label layer; exit 0 when compliant, 1 when not."""
+    from . import Registry, TrustStore, Verdict
+    from . import verify as verify_file
+
+    store = TrustStore.load(trust) if trust else None
+    if registry is not None and not registry.exists():
+        _fail(f"{registry}: no such registry")
+    reg = Registry(registry) if registry else None
+    report = verify_file(file, trust=store, registry=reg)
+    typer.echo(report.to_json() if as_json else str(report))
+    raise typer.Exit(EXIT_OK if report.verdict == Verdict.COMPLIANT else EXIT_NOT_COMPLIANT)
+
+
+@app.command()
+def version() -> None:
+    """Print the kzlabel version."""
+    typer.echo(__version__)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point: usage errors exit 2 (typer/click); kzlabel errors print one line and exit 2."""
+    try:
+        app(args=argv, prog_name="kzlabel")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_INPUT)
+    except KzlabelError as exc:
+        typer.echo(f"kzlabel: error: {exc}", err=True)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        typer.echo("kzlabel: interrupted", err=True)
+        return EXIT_INPUT
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, never a traceback
+        typer.echo(f"kzlabel: internal error: {type(exc).__name__}: {exc}", err=True)
+        return EXIT_INTERNAL
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,665 @@
+"""Text formats: plain text, Markdown, HTML and JSON, each with a perceptible notice and the signed label.
+
+The label binds the text with two SHA-256 digests (line endings normalised to LF, carrier removed):
+``content`` covers the text with the notice in place, ``body`` the text without the notice. So verify can tell
+an edit of the text (tampered) from removal of the notice alone (machine-readable only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any, Mapping
+
+import yaml
+
+from ..errors import CorruptInput, UnsupportedFormat
+from ..label import NOTICES, Label, Training
+from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register
+
+WARNING_SIGN = "⚠"
+TRAILER_PREFIX = "kzlabel: "
+_TOKEN = r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"
+_BOM = "\ufeff"
+
+
+def notice_line(label: Label) -> str:
+    return f"{WARNING_SIGN} {label.notice_text()}"
+
+
+def _known_notice_texts() -> set[str]:
+    return {text for kind in NOTICES.values() for text in kind.values()}
+
+
+def _looks_like_notice(line: str) -> bool:
+    """A notice written by kzlabel, whatever its languages: the sign, then known notice texts."""
+    line = line.strip().lstrip("> ").strip()
+    if not line.startswith(WARNING_SIGN):
+        return False
+    parts = [p.strip() for p in line[len(WARNING_SIGN) :].split("|")]
+    known = _known_notice_texts()
+    return bool(parts) and any(p in known for p in parts)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.replace("\r\n", "\n").rstrip("\n").encode("utf-8")).hexdigest()
+
+
+def _body_digest(body: str) -> str:
+    """The body ignoring blank lines and trailing spaces, so deleting the notice by hand still matches it."""
+    return _digest("\n".join(line.rstrip() for line in body.splitlines() if line.strip()))
+
+
+def _binding(content: str, body: str) -> dict[str, Any]:
+    return {"alg": "sha256-lf", "content": _digest(content), "body": _body_digest(body)}
+
+
+def _match(label: Label, content: str, body: str | None, notice_present: bool) -> LabelMatch:
+    """Compare a label's binding with the text: notice intact, notice removed, or text changed."""
+    binding = label.binding or {}
+    if binding.get("alg") != "sha256-lf":
+        return LabelMatch(None, notice_present, "label carries no text binding")
+    if _digest(content) == binding.get("content"):
+        return LabelMatch(True, notice_present, "text matches the signed digest")
+    if body is not None and _body_digest(body) == binding.get("body"):
+        return LabelMatch(True, False, "text unchanged but the notice was removed or altered")
+    return LabelMatch(False, notice_present, "the text differs from the signed digest")
+
+
+def _newline(text: str) -> str:
+    crlf = text.count("\r\n")
+    return "\r\n" if crlf and crlf >= text.count("\n") - crlf else "\n"
+
+
+def _is_texty(header: bytes) -> bool:
+    if b"\x00" in header:
+        return False
+    try:
+        header.decode("utf-8")
+        return True
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(header) - 3:  # a multi-byte character cut by the header window
+            return True
+    controls = sum(b < 9 or 13 < b < 32 for b in header)
+    return controls <= len(header) // 100
+
+
+def _strip_bom(header: bytes) -> bytes:
+    return header[3:] if header.startswith(b"\xef\xbb\xbf") else header
+
+
+@dataclass
+class TextDoc:
+    text: str
+    newline: str
+    bom: bool
+    notice: str = ""
+    state: Any = None
+
+
+class _TextHandler(Handler):
+    is_text = True
+    layers = frozenset({"visible", "metadata"})
+
+    def _decode(self, inp: Input, limits: Limits) -> TextDoc:
+        from ..errors import LimitExceeded
+
+        if len(inp.data) > limits.max_text_bytes:
+            raise LimitExceeded(f"text is over the {limits.max_text_bytes}-byte limit", source=inp.source)
+        if b"\x00" in inp.data:
+            raise CorruptInput("contains NUL bytes: binary data, not text", source=inp.source, format=self.id)
+        try:
+            text = inp.data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CorruptInput(
+                f"not valid UTF-8 (byte {exc.start}: {inp.data[exc.start:exc.start + 1]!r})",
+                source=inp.source,
+                format=self.id,
+            ) from None
+        bom = text.startswith(_BOM)
+        return TextDoc(text[1:] if bom else text, _newline(text), bom)
+
+    def _encode_text(self, doc: TextDoc) -> bytes:
+        return ((_BOM if doc.bom else "") + doc.text).encode("utf-8")
+
+    def encode(self, doc: TextDoc, opts: MarkOptions) -> bytes:
+        return self._encode_text(doc)
+
+
+# --- plain text ----------------------------------------------------------------------------------------------------
+class PlainText(_TextHandler):
+    """A notice line first (or last) and a trailer line ``kzlabel: <JWS>`` at the very end."""
+
+    id = "text"
+    name = "plain text"
+    mime = "text/plain"
+    extensions = (".txt", ".text", ".log")
+    _TRAILER = re.compile(r"(?:\r?\n)?" + re.escape(TRAILER_PREFIX) + "(" + _TOKEN + r")[ \t]*(?:\r?\n)?\Z")
+
+    def score(self, header: bytes, name: str | None) -> int:
+        if not _is_texty(header):
+            return 0
+        return 45 if name and name.lower().endswith(self.extensions) else 20
+
+    def _split(self, text: str) -> tuple[str, str | None]:
+        m = self._TRAILER.search(text)
+        return (text[: m.start()], m.group(1)) if m else (text, None)
+
+    def load(self, inp: Input, limits: Limits) -> TextDoc:
+        doc = self._decode(inp, limits)
+        text, _ = self._split(doc.text)  # re-marking replaces the old label, never stacks a second one
+        lines = text.splitlines(keepends=True)
+        if lines and _looks_like_notice(lines[0]):
+            lines = lines[1:]
+        if lines and _looks_like_notice(lines[-1]):
+            lines = lines[:-1]
+        doc.text = "".join(lines)
+        return doc
+
+    def draw_warning(self, doc: TextDoc, label: Label, opts: MarkOptions) -> None:
+        nl, line = doc.newline, notice_line(label)
+        doc.notice = line
+        if (opts.position or "start") == "end":
+            sep = "" if not doc.text or doc.text.endswith(("\n", "\r")) else nl
+            doc.text = doc.text + sep + line + nl
+        else:
+            doc.text = line + nl + doc.text
+
+    def bind(self, doc: TextDoc, encoded: bytes) -> Mapping[str, Any]:
+        body = doc.text.replace(doc.notice, "", 1) if doc.notice else doc.text
+        return {"binding": _binding(doc.text, body)}
+
+    def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
+        text = data.decode("utf-8")
+        nl = _newline(text)
+        sep = "" if not text or text.endswith(("\n", "\r")) or text == _BOM else nl
+        return (text + sep + TRAILER_PREFIX + token + nl).encode("utf-8")
+
+    def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
+        doc = self._decode(inp, limits)
+        content, token = self._split(doc.text)
+        lines = content.splitlines()
+        notice_seen = bool(lines) and (_looks_like_notice(lines[0]) or _looks_like_notice(lines[-1]))
+        return Findings(
+            tokens=[("text trailer", token)] if token else [],
+            warning_found=notice_seen,
+            state=content,
+        )
+
+    def check_label(self, findings: Findings, label: Label) -> LabelMatch:
+        content: str = findings.state
+        line = notice_line(label)
+        lines = content.splitlines(keepends=True)
+        present = bool(lines) and (lines[0].rstrip("\r\n") == line or lines[-1].rstrip("\r\n") == line)
+        body = content if not present else content.replace(line, "", 1)
+        return _match(label, content, None if present else body, present)
+
+
+# --- Markdown ------------------------------------------------------------------------------------------------------
+_FM_KEYS = ("kzlabel", "ai_generated", "digital_source_type", "aigc")
+_FM_LINE = re.compile(r"^(?:" + "|".join(_FM_KEYS) + r"):[^\n]*\n", re.M)
+_MD_FEATURES = re.compile(rb"(?m)^(?:#{1,6} |[*-] |\d+\. |```|> )|\]\([^)]+\)|\*\*[^*]+\*\*")
+
+
+def _front_matter(text: str) -> tuple[int, int] | None:
+    """(start, end) of the YAML between the ``---`` fences, or None."""
+    m = re.match(r"---[ \t]*\r?\n", text)
+    if not m:
+        return None
+    close = re.compile(r"^(?:---|\.\.\.)[ \t]*\r?$", re.M).search(text, m.end())
+    if close is None:
+        return None
+    return m.end(), close.start()
+
+
+class Markdown(_TextHandler):
+    """The notice as the first paragraph; the label in YAML front matter, merged with any that exists."""
+
+    id = "markdown"
+    name = "Markdown"
+    mime = "text/markdown"
+    extensions = (".md", ".markdown", ".mdown")
+
+    def score(self, header: bytes, name: str | None) -> int:
+        if not _is_texty(header):
+            return 0
+        score = 0
+        body = _strip_bom(header)
+        if re.match(rb"---[ \t]*\r?\n", body) or _MD_FEATURES.search(body):
+            score += 30
+        if name and name.lower().endswith(self.extensions):
+            score += 25
+        return score
+
+    def _split(self, text: str, source: str) -> tuple[str, str | None, list[str]]:
+        """(text without kzlabel's front-matter lines, token, user front-matter problems)."""
+        fm = _front_matter(text)
+        if fm is None:
+            return text, None, []
+        start, end = fm
+        block = text[start:end]
+        try:
+            data = yaml.safe_load(block)
+        except yaml.YAMLError as exc:
+            raise CorruptInput(f"front matter is not valid YAML: {str(exc).splitlines()[0]}", source=source, format=self.id) from None
+        token = data.get("kzlabel") if isinstance(data, dict) else None
+        cleaned = _FM_LINE.sub("", block.replace("\r\n", "\n"))
+        if "\r\n" in block:
+            cleaned = cleaned.replace("\n", "\r\n")
+        token = token if isinstance(token, str) else None
+        if not cleaned.strip():  # front matter that held only kzlabel's keys goes entirely, fences too
+            return text[self._after_fence(text, end) :], token, []
+        return text[:start] + cleaned + text[end:], token, []
+
+    @staticmethod
+    def _after_fence(text: str, close: int) -> int:
+        newline = text.find("\n", close)
+        return len(text) if newline < 0 else newline + 1
+
+    def _body_start(self, text: str) -> int:
+        fm = _front_matter(text)
+        return 0 if fm is None else self._after_fence(text, fm[1])
+
+    def load(self, inp: Input, limits: Limits) -> TextDoc:
+        doc = self._decode(inp, limits)
+        doc.text, _, _ = self._split(doc.text, inp.source)
+        at = self._body_start(doc.text)
+        rest = doc.text[at:]
+        first, _, after = rest.partition("\n")
+        if _looks_like_notice(first):
+            rest = after[1:] if after.startswith("\n") else after[2:] if after.startswith("\r\n") else after
+            doc.text = doc.text[:at] + rest
+        return doc
+
+    def draw_warning(self, doc: TextDoc, label: Label, opts: MarkOptions) -> None:
+        nl = doc.newline
+        doc.notice = "> " + notice_line(label) + nl + nl
+        at = self._body_start(doc.text)
+        doc.text = doc.text[:at] + doc.notice + doc.text[at:]
+
+    def bind(self, doc: TextDoc, encoded: bytes) -> Mapping[str, Any]:
+        body = doc.text.replace(doc.notice, "", 1) if doc.notice else doc.text
+        return {"binding": _binding(doc.text, body)}
+
+    def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
+        text = data.decode("utf-8")
+        bom = text.startswith(_BOM)
+        text = text[1:] if bom else text
+        nl = _newline(text)
+        lines = [
+            f"kzlabel: {token}",
+            "ai_generated: true",
+            f"digital_source_type: {label.source_type}",
+            "aigc: '" + label.aigc_json(token) + "'",
+        ]
+        ours = nl.join(lines) + nl
+        fm = _front_matter(text)
+        if fm is None:
+            text = "---" + nl + ours + "---" + nl + text
+        else:
+            text = text[: fm[1]] + ours + text[fm[1] :]
+        return ((_BOM if bom else "") + text).encode("utf-8")
+
+    def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
+        doc = self._decode(inp, limits)
+        content, token, _ = self._split(doc.text, inp.source)
+        fields: dict[str, Any] = {}
+        fm = _front_matter(doc.text)
+        if fm:
+            data = yaml.safe_load(doc.text[fm[0] : fm[1]])
+            if isinstance(data, dict):
+                for k in ("digital_source_type", "aigc"):
+                    if k in data:
+                        fields[k] = data[k]
+        at = self._body_start(content)
+        first = content[at:].split("\n", 1)[0]
+        return Findings(
+            tokens=[("front matter", token)] if token else [],
+            fields=fields,
+            warning_found=_looks_like_notice(first),
+            state=content,
+        )
+
+    def check_label(self, findings: Findings, label: Label) -> LabelMatch:
+        content: str = findings.state
+        at = self._body_start(content)
+        first = content[at:].split("\n", 1)[0].rstrip("\r")
+        present = first == "> " + notice_line(label)
+        body = content
+        if present:
+            nl = _newline(content)
+            body = content[:at] + content[at:].replace(first + nl + nl, "", 1)
+        return _match(label, content, None if present else body, present)
+
+
+# --- HTML ----------------------------------------------------------------------------------------------------------
+_META_NAMES = ("ai-generated", "kzlabel", "digital-source-type", "aigc", "tdm-reservation")
+
+
+class _Scanner(HTMLParser):
+    """Finds where kzlabel's pieces go and which are there, by character offsets, with the stdlib's HTML parser."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=False)
+        self.text = text
+        self._line_starts = [0]
+        for m in re.finditer("\n", text):
+            self._line_starts.append(m.end())
+        self.head_open: int | None = None  # offset just after <head ...>
+        self.head_close: int | None = None  # offset of </head>
+        self.body_open: int | None = None  # offset just after <body ...>
+        self.html_open: int | None = None
+        self.html_closed = False
+        self.metas: list[tuple[int, int, dict[str, str]]] = []  # (start, end, attrs) of our <meta data-kzlabel>
+        self.other_meta: dict[str, str] = {}
+        self.banner: tuple[int, int] | None = None
+        self._banner_start: int | None = None
+        self._div_depth = 0
+
+    def _offset(self) -> int:
+        line, col = self.getpos()
+        return self._line_starts[line - 1] + col
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        start = self._offset()
+        raw = self.get_starttag_text() or ""
+        end = start + len(raw)
+        a = {k: (v or "") for k, v in attrs}
+        if tag == "html" and self.html_open is None:
+            self.html_open = end
+        elif tag == "head" and self.head_open is None:
+            self.head_open = end
+        elif tag == "body" and self.body_open is None:
+            self.body_open = end
+        elif tag == "meta":
+            name = a.get("name", "").lower()
+            if "data-kzlabel" in a and name in _META_NAMES:
+                self.metas.append((start, end, a))
+            elif name in _META_NAMES:
+                self.other_meta[name] = a.get("content", "")
+        elif tag == "div":
+            if self._banner_start is not None:
+                self._div_depth += 1
+            elif a.get("data-kzlabel") == "warning" and self.banner is None:
+                self._banner_start, self._div_depth = start, 1
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag == "div" and self._banner_start is not None:
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "head" and self.head_close is None:
+            self.head_close = self._offset()
+        elif tag == "html":
+            self.html_closed = True
+        elif tag == "div" and self._banner_start is not None:
+            self._div_depth -= 1
+            if self._div_depth == 0:
+                end = self.text.index(">", self._offset()) + 1
+                self.banner = (self._banner_start, end)
+                self._banner_start = None
+
+
+def _scan(text: str, source: str) -> _Scanner:
+    s = _Scanner(text)
+    s.feed(text)
+    if re.match(r"\s*<[A-Za-z!/?]", s.rawdata):  # the parser holds back an unfinished tag or comment
+        raise CorruptInput("HTML is truncated: it ends inside a tag or comment", source=source, format="html")
+    if s.html_open is not None and not s.html_closed:
+        raise CorruptInput("HTML is truncated: <html> is never closed", source=source, format="html")
+    s.close()
+    return s
+
+
+def _remove_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    """Remove [start, end) spans, each with the one line break kzlabel put before it."""
+    out, pos = [], 0
+    for start, end in sorted(spans):
+        cut = start
+        if text[cut - 2 : cut] == "\r\n":
+            cut -= 2
+        elif text[cut - 1 : cut] == "\n":
+            cut -= 1
+        out.append(text[pos:cut])
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _banner_html(label: Label) -> str:
+    spans = " | ".join(f'<span lang="{html.escape(lang)}">{html.escape(text)}</span>' for lang, text in label.notices)
+    style = (
+        "display:block;margin:0;padding:.6em 1em;background:#fff3cd;color:#1a1a1a;border:2px solid #b58100;"
+        "font:600 1rem/1.4 system-ui,sans-serif;text-align:center"
+    )
+    return f'<div data-kzlabel="warning" role="note" style="{style}">{WARNING_SIGN} {spans}</div>'
+
+
+def _banner_text(banner: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", banner))
+
+
+class Html(_TextHandler):
+    """A visible banner right after <body>, and <meta> tags with the signed label and IPTC/AIGC/TDMRep fields."""
+
+    id = "html"
+    name = "HTML"
+    mime = "text/html"
+    extensions = (".html", ".htm", ".xhtml")
+
+    def score(self, header: bytes, name: str | None) -> int:
+        if not _is_texty(header):
+            return 0
+        head = _strip_bom(header).lstrip()[:1024].lower()
+        while head.startswith(b"<!--") and b"-->" in head:
+            head = head[head.index(b"-->") + 3 :].lstrip()
+        if head.startswith((b"<!doctype html", b"<html")):
+            return 80
+        if re.search(rb"<(?:head|body)[\s>]", head):
+            return 60
+        return 0
+
+    def load(self, inp: Input, limits: Limits) -> TextDoc:
+        doc = self._decode(inp, limits)
+        s = _scan(doc.text, inp.source)
+        spans = [(a, b) for a, b, _ in s.metas] + ([s.banner] if s.banner else [])
+        if spans:  # re-marking replaces kzlabel's own elements
+            doc.text = _remove_spans(doc.text, spans)
+        return doc
+
+    def draw_warning(self, doc: TextDoc, label: Label, opts: MarkOptions) -> None:
+        s = _scan(doc.text, "<html>")
+        banner = _banner_html(label)
+        doc.notice = doc.newline + banner
+        at = s.body_open if s.body_open is not None else (s.head_close if s.head_close is not None else s.html_open)
+        if at is None:
+            at = 0
+            doc.notice = banner + doc.newline
+        elif s.body_open is None and s.head_close is not None:
+            at = doc.text.index(">", at) + 1
+        doc.text = doc.text[:at] + doc.notice + doc.text[at:]
+        doc.state = at
+
+    def bind(self, doc: TextDoc, encoded: bytes) -> Mapping[str, Any]:
+        body = doc.text.replace(doc.notice, "", 1) if doc.notice else doc.text
+        return {"binding": _binding(doc.text, body)}
+
+    def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
+        text = data.decode("utf-8")
+        bom = text.startswith(_BOM)
+        text = text[1:] if bom else text
+        nl = _newline(text)
+        s = _scan(text, "<html>")
+        metas = {
+            "ai-generated": "true",
+            "kzlabel": token,
+            "digital-source-type": label.source_type,
+            "aigc": label.aigc_json(token),
+        }
+        if label.training == Training.NOT_ALLOWED and "tdm-reservation" not in s.other_meta:
+            metas["tdm-reservation"] = "1"
+        block = "".join(
+            f'{nl}<meta name="{k}" content="{html.escape(v, quote=True)}" data-kzlabel>' for k, v in metas.items()
+        )
+        if s.head_close is not None:
+            at = s.head_close
+        elif s.head_open is not None:
+            at = s.head_open
+        elif s.html_open is not None:
+            at = s.html_open
+        else:
+            at, block = 0, block[len(nl) :] + nl
+        text = text[:at] + block + text[at:]
+        return ((_BOM if bom else "") + text).encode("utf-8")
+
+    def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
+        doc = self._decode(inp, limits)
+        s = _scan(doc.text, inp.source)
+        tokens, fields = [], {}
+        for _, _, a in s.metas:
+            name = a.get("name", "").lower()
+            if name == "kzlabel":
+                tokens.append(("html meta", a.get("content", "")))
+            else:
+                fields[name] = a.get("content", "")
+        fields.update({k: v for k, v in s.other_meta.items() if k != "kzlabel"})
+        content = _remove_spans(doc.text, [(a, b) for a, b, _ in s.metas])
+        banner = doc.text[s.banner[0] : s.banner[1]] if s.banner else ""
+        seen = bool(banner) and any(t in _banner_text(banner) for t in _known_notice_texts())
+        return Findings(tokens=tokens, fields=fields, warning_found=seen, state=(content, s.banner is not None))
+
+    def check_label(self, findings: Findings, label: Label) -> LabelMatch:
+        content, _ = findings.state
+        banner = _banner_html(label)
+        present = banner in content
+        body = content
+        if present:
+            i = content.index(banner)
+            body = _remove_spans(content, [(i, i + len(banner))])
+        return _match(label, content, None if present else body, present)
+
+
+# --- JSON ----------------------------------------------------------------------------------------------------------
+JSON_FIELD = "ai_label"
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class Json(_TextHandler):
+    """A top-level ``ai_label`` field holding the notice and the signed label; the rest stays byte-identical."""
+
+    id = "json"
+    name = "JSON"
+    mime = "application/json"
+    extensions = (".json",)
+
+    def score(self, header: bytes, name: str | None) -> int:
+        if not _is_texty(header):
+            return 0
+        return 70 if _strip_bom(header).lstrip().startswith(b"{") else 0
+
+    def _parse(self, text: str, source: str) -> dict[str, Any]:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CorruptInput(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", source=source, format=self.id) from None
+        except RecursionError:
+            raise CorruptInput("JSON nested too deeply", source=source, format=self.id) from None
+        if not isinstance(value, dict):
+            raise UnsupportedFormat("JSON whose top level is not an object cannot carry a label field", source=source, format=self.id)
+        return value
+
+    def load(self, inp: Input, limits: Limits) -> TextDoc:
+        doc = self._decode(inp, limits)
+        obj = self._parse(doc.text, inp.source)
+        if JSON_FIELD in obj:  # re-marking: drop the old field, re-serialise (formatting of a labelled file is ours)
+            del obj[JSON_FIELD]
+            doc.text = json.dumps(obj, ensure_ascii=False, indent=2) + doc.newline
+        doc.state = {"obj": obj}
+        return doc
+
+    def draw_warning(self, doc: TextDoc, label: Label, opts: MarkOptions) -> None:
+        doc.state["notice"] = {lang: text for lang, text in label.notices}
+
+    def bind(self, doc: TextDoc, encoded: bytes) -> Mapping[str, Any]:
+        obj = doc.state["obj"]
+        notice = doc.state.get("notice")
+        content = dict(obj, **{JSON_FIELD: {"notice": notice}}) if notice else obj
+        return {"binding": {"alg": "sha256-json", "content": _sha(_canonical(content)), "body": _sha(_canonical(obj))}}
+
+    def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
+        text = data.decode("utf-8")
+        bom = text.startswith(_BOM)
+        text = text[1:] if bom else text
+        field: dict[str, Any] = {}
+        if self._has_notice_binding(label):
+            field["notice"] = {lang: t for lang, t in label.notices}
+        field.update(
+            {
+                "ai_generated": True,
+                "digital_source_type": label.source_type,
+                "AIGC": label.aigc(token),
+                "kzlabel": token,
+            }
+        )
+        brace = text.index("{")
+        after = text[brace + 1 :]
+        indent = re.match(r"(\r?\n)([ \t]*)", after)
+        empty = after.lstrip().startswith("}")
+        encoded = json.dumps(field, ensure_ascii=False, separators=(",", ":"))
+        if indent and not empty:  # pretty-printed: our field on a line of its own, same indentation
+            piece = f'{indent.group(1)}{indent.group(2)}"{JSON_FIELD}": {encoded},'
+        else:
+            piece = f'"{JSON_FIELD}":{encoded}' + ("" if empty else ",")
+        text = text[: brace + 1] + piece + after
+        return ((_BOM if bom else "") + text).encode("utf-8")
+
+    @staticmethod
+    def _has_notice_binding(label: Label) -> bool:
+        b = label.binding or {}
+        return b.get("content") != b.get("body")
+
+    def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
+        doc = self._decode(inp, limits)
+        obj = self._parse(doc.text, inp.source)
+        field = obj.get(JSON_FIELD)
+        tokens, fields, notice = [], {}, None
+        if isinstance(field, dict):
+            if isinstance(field.get("kzlabel"), str):
+                tokens.append((f"JSON field {JSON_FIELD}", field["kzlabel"]))
+            for k in ("digital_source_type", "AIGC"):
+                if k in field:
+                    fields[k] = field[k]
+            notice = field.get("notice")
+        body = {k: v for k, v in obj.items() if k != JSON_FIELD}
+        seen = isinstance(notice, dict) and any(t in _known_notice_texts() for t in notice.values() if isinstance(t, str))
+        return Findings(tokens=tokens, fields=fields, warning_found=seen, state=(body, notice))
+
+    def check_label(self, findings: Findings, label: Label) -> LabelMatch:
+        body, notice = findings.state
+        binding = label.binding or {}
+        if binding.get("alg") != "sha256-json":
+            return LabelMatch(None, findings.warning_found, "label carries no JSON binding")
+        expected = {lang: text for lang, text in label.notices}
+        present = notice == expected
+        content = dict(body, **{JSON_FIELD: {"notice": notice}}) if notice is not None else body
+        if _sha(_canonical(content)) == binding.get("content"):
+            return LabelMatch(True, present, "JSON matches the signed digest")
+        if not present and _sha(_canonical(body)) == binding.get("body"):
+            return LabelMatch(True, False, "JSON unchanged but the notice was removed or altered")
+        return LabelMatch(False, present, "the JSON differs from the signed digest")
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+for _handler in (Html(), Json(), Markdown(), PlainText()):
+    register(_handler)

@@ -1,0 +1,1 @@
+"""Label layers (C2PA manifest, ...)."""

@@ -1,0 +1,393 @@
+"""The C2PA layer: sign a manifest into content and read one back (the only module that imports c2pa-python).
+
+Manifest written by ``sign`` (claim v2, as c2pa-rs 0.91 builds it):
+
+* ``claim_generator_info`` ``[{"name": "kzlabel", "version": ...}]``
+* ``c2pa.actions.v2``: first ``c2pa.created`` with the IPTC ``digitalSourceType``; or, when the input already carries
+  a C2PA manifest, ``c2pa.opened`` (linked to the old manifest, kept as a ``parentOf`` ingredient) followed by
+  ``c2pa.edited`` with ``compositeWithTrainedAlgorithmicMedia``; plus ``c2pa.watermarked`` when a soft binding is given
+* ``c2pa.soft-binding`` ``{"alg", "blocks": [{"scope": {}, "value"}]}`` (when a watermark was embedded)
+* ``kz.kzlabel.label`` with the caller's ``label_claims`` (e.g. ``{"token": "<compact JWS>"}``)
+* ``cawg.training-mining`` ``{"entries": {cawg.ai_generative_training|ai_training|ai_inference|data_mining: {"use"}}}``
+
+Settings (thumbnail on/off, trust anchors) are passed per call through a fresh ``c2pa.Context`` built from a settings
+dict; nothing is written to c2pa-python's process-global settings, so concurrent calls with different trust stores
+cannot leak into each other and no lock is needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+try:  # absolute import: the c2pa-python package, not this module
+    import c2pa as _c2pa
+except ImportError:  # pragma: no cover - exercised only without the extra
+    _c2pa = None
+
+from ..errors import KzlabelError, MissingDependency, SigningError, UnsupportedFormat
+
+if TYPE_CHECKING:
+    from ..keys import Signer, TrustStore
+
+__all__ = [
+    "TRAINED_ALGORITHMIC_MEDIA_URI",
+    "COMPOSITE_URI",
+    "LABEL_ASSERTION",
+    "TRAINING_VALUES",
+    "C2paReport",
+    "available",
+    "supported_mime_types",
+    "sign",
+    "read",
+]
+
+IPTC_BASE = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+TRAINED_ALGORITHMIC_MEDIA_URI = IPTC_BASE + "trainedAlgorithmicMedia"
+COMPOSITE_URI = IPTC_BASE + "compositeWithTrainedAlgorithmicMedia"
+LABEL_ASSERTION = "kz.kzlabel.label"
+SOFT_BINDING_ASSERTION = "c2pa.soft-binding"
+TRAINING_ASSERTION = "cawg.training-mining"
+TRAINING_VALUES = ("allowed", "notAllowed", "constrained")
+TRAINING_KEYS = ("cawg.ai_generative_training", "cawg.ai_training", "cawg.ai_inference", "cawg.data_mining")
+_PARENT_ID = "kzlabel-parent"
+
+# success codes worth reporting next to failures and informational codes
+_NOTABLE_SUCCESS = (
+    "signingCredential.trusted",
+    "claimSignature.validated",
+    "assertion.dataHash.match",
+    "assertion.bmffHash.match",
+    "assertion.boxesHash.match",
+    "assertion.collectionHash.match",
+)
+
+
+def available() -> bool:
+    return _c2pa is not None
+
+
+def _need() -> Any:
+    if _c2pa is None:
+        raise MissingDependency("the C2PA layer needs c2pa-python: pip install 'kzlabel[c2pa]'")
+    return _c2pa
+
+
+@functools.lru_cache(maxsize=1)
+def _reader_types() -> frozenset[str]:
+    if _c2pa is None:
+        return frozenset()
+    try:
+        return frozenset(t.lower() for t in _c2pa.Reader.get_supported_mime_types())
+    except Exception:  # noqa: BLE001
+        return frozenset()
+
+
+@functools.lru_cache(maxsize=1)
+def _builder_types() -> frozenset[str]:
+    if _c2pa is None:
+        return frozenset()
+    try:
+        return frozenset(t.lower() for t in _c2pa.Builder.get_supported_mime_types())
+    except Exception:  # noqa: BLE001
+        return _reader_types()
+
+
+def supported_mime_types() -> frozenset[str]:
+    """MIME types the installed C2PA library can carry a manifest in (empty without c2pa-python)."""
+    return _reader_types()
+
+
+def _version() -> str:
+    try:
+        from .. import __version__
+
+        return str(__version__)
+    except Exception:  # noqa: BLE001 - during partial imports
+        return "0"
+
+
+def _context(settings: dict[str, Any]) -> Any:
+    c2pa = _need()
+    return c2pa.Context.from_dict(settings)
+
+
+def _msg(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text
+
+
+# --- sign ----------------------------------------------------------------------------------------------------------
+def _existing_manifest(data: bytes, mime: str) -> tuple[bool, bool]:
+    """(has a manifest?, readable?) for the input."""
+    c2pa = _need()
+    try:
+        with _context({"verify": {"verify_trust": False}}) as ctx:
+            reader = c2pa.Reader.try_create(mime, io.BytesIO(data), None, ctx)
+            if reader is None:
+                return False, True
+            reader.close()
+            return True, True
+    except Exception:  # noqa: BLE001 - a broken manifest (or JUMBF) in the input, or an unparsable container
+        if b"c2pa" not in data and b"jumb" not in data:
+            return False, True
+        return True, False
+
+
+def _definition(
+    *,
+    has_parent: bool,
+    label_claims: dict,
+    title: str | None,
+    source_type: str,
+    soft_binding: dict | None,
+    training: str | None,
+) -> dict[str, Any]:
+    actions: list[dict[str, Any]] = []
+    if has_parent:
+        actions.append({"action": "c2pa.opened", "parameters": {"ingredientIds": [_PARENT_ID]}})
+        edit_type = COMPOSITE_URI if source_type == TRAINED_ALGORITHMIC_MEDIA_URI else source_type
+        actions.append({"action": "c2pa.edited", "digitalSourceType": edit_type})
+    else:
+        actions.append({"action": "c2pa.created", "digitalSourceType": source_type})
+    assertions: list[dict[str, Any]] = []
+    if soft_binding is not None:
+        if "alg" not in soft_binding or "value" not in soft_binding:
+            raise SigningError("soft_binding needs 'alg' and 'value'")
+        actions.append({"action": "c2pa.watermarked"})
+    assertions.append({"label": "c2pa.actions.v2", "data": {"actions": actions}})
+    if soft_binding is not None:
+        assertions.append(
+            {
+                "label": SOFT_BINDING_ASSERTION,
+                "data": {"alg": str(soft_binding["alg"]), "blocks": [{"scope": {}, "value": str(soft_binding["value"])}]},
+            }
+        )
+    assertions.append({"label": LABEL_ASSERTION, "data": dict(label_claims)})
+    if training is not None:
+        if training not in TRAINING_VALUES:
+            raise SigningError(f"training must be one of {', '.join(TRAINING_VALUES)}, not {training!r}")
+        assertions.append(
+            {"label": TRAINING_ASSERTION, "data": {"entries": {k: {"use": training} for k in TRAINING_KEYS}}}
+        )
+    definition: dict[str, Any] = {
+        "claim_generator_info": [{"name": "kzlabel", "version": _version()}],
+        "assertions": assertions,
+    }
+    if title:
+        definition["title"] = title
+    return definition
+
+
+def sign(
+    data: bytes,
+    mime: str,
+    signer: "Signer",
+    *,
+    label_claims: dict,
+    title: str | None = None,
+    source_type: str = TRAINED_ALGORITHMIC_MEDIA_URI,
+    soft_binding: dict | None = None,
+    training: str | None = None,
+    thumbnail: bool = False,
+) -> bytes:
+    """Embed a signed C2PA manifest in ``data`` (of type ``mime``) and return the new bytes.
+
+    An existing manifest is never dropped: it becomes the ``parentOf`` ingredient of the new one.
+    Raises ``UnsupportedFormat`` for a type the C2PA library cannot carry, ``SigningError`` when signing fails.
+    """
+    c2pa = _need()
+    mime = mime.lower()
+    if mime not in _builder_types():
+        raise UnsupportedFormat(f"the C2PA library cannot embed a manifest in {mime}", format=mime)
+    has_parent, parent_readable = _existing_manifest(data, mime)
+    definition = _definition(
+        has_parent=has_parent,
+        label_claims=label_claims,
+        title=title,
+        source_type=source_type,
+        soft_binding=soft_binding,
+        training=training,
+    )
+    c2pa_signer = signer.c2pa_signer()
+    try:
+        return _build_and_sign(c2pa, definition, data, mime, c2pa_signer, has_parent, title, thumbnail)
+    except KzlabelError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        if has_parent and not parent_readable:
+            # The input's manifest is broken and c2pa could not take it as an ingredient: say so plainly.
+            raise SigningError(
+                f"the input carries a damaged C2PA manifest that the C2PA library refuses to keep as an ingredient: "
+                f"{_msg(exc)}",
+                format=mime,
+            ) from None
+        raise SigningError(f"C2PA signing failed: {_msg(exc)}", format=mime) from None
+
+
+def _build_and_sign(
+    c2pa: Any,
+    definition: dict,
+    data: bytes,
+    mime: str,
+    c2pa_signer: Any,
+    has_parent: bool,
+    title: str | None,
+    thumbnail: bool,
+) -> bytes:
+    settings = {"builder": {"thumbnail": {"enabled": bool(thumbnail)}}}
+    with _context(settings) as ctx:
+        builder = c2pa.Builder(definition, context=ctx)
+        try:
+            if has_parent:
+                ingredient = {"title": title or "input", "relationship": "parentOf", "label": _PARENT_ID}
+                try:
+                    builder.add_ingredient_from_stream(ingredient, mime, io.BytesIO(data))
+                except Exception as exc:  # noqa: BLE001 - the input's manifest is damaged beyond what c2pa accepts
+                    # Record the parent without its (unreadable) manifest store, saying why, and sign anyway.
+                    builder.close()
+                    fallback = dict(definition)
+                    fallback["ingredients"] = [
+                        dict(
+                            ingredient,
+                            format=mime,
+                            description=f"the input's C2PA manifest is damaged and could not be kept: {_msg(exc)}",
+                        )
+                    ]
+                    builder = c2pa.Builder(fallback, context=ctx)
+            out = io.BytesIO()
+            builder.sign(c2pa_signer, mime, io.BytesIO(data), out)
+            return out.getvalue()
+        finally:
+            builder.close()
+
+
+# --- read ----------------------------------------------------------------------------------------------------------
+@dataclass
+class C2paReport:
+    """What the C2PA reader found. ``state``: absent | invalid | valid (signature fine, signer untrusted) | trusted."""
+
+    present: bool
+    state: str
+    codes: list[str] = field(default_factory=list)
+    manifest: dict | None = None
+    label_token: str | None = None
+    actions: list[str] = field(default_factory=list)
+    source_type: str | None = None
+    soft_binding: dict | None = None
+    training: dict | None = None
+    detail: str = ""
+    ingredients: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.state in ("valid", "trusted")
+
+
+def _read_settings(trust: "TrustStore | None") -> dict[str, Any]:
+    if trust is not None and trust.anchors:
+        return {"trust": {"trust_anchors": trust.pem()}, "verify": {"verify_trust": True}}
+    return {"verify": {"verify_trust": True}}
+
+
+def _codes(results: dict | None, store: dict) -> list[str]:
+    codes: list[str] = []
+    if results:
+        active = results.get("activeManifest") or {}
+        for entry in active.get("failure") or []:
+            codes.append(entry.get("code", ""))
+        for entry in active.get("informational") or []:
+            codes.append(entry.get("code", ""))
+        for entry in active.get("success") or []:
+            if entry.get("code") in _NOTABLE_SUCCESS:
+                codes.append(entry["code"])
+        for delta in results.get("ingredientDeltas") or []:
+            for entry in (delta.get("validationDeltas") or {}).get("failure") or []:
+                codes.append("ingredient:" + entry.get("code", ""))
+    else:
+        for entry in store.get("validation_status") or []:
+            codes.append(entry.get("code", ""))
+    seen: set[str] = set()
+    return [c for c in codes if c and not (c in seen or seen.add(c))]
+
+
+def _fill(report: C2paReport, manifest: dict) -> None:
+    for a in manifest.get("assertions") or []:
+        label = a.get("label", "")
+        data = a.get("data")
+        base = label.split("__")[0]  # c2pa-rs numbers repeated labels: name__1
+        if base in ("c2pa.actions", "c2pa.actions.v2") and isinstance(data, dict):
+            for act in data.get("actions") or []:
+                if isinstance(act, dict):
+                    report.actions.append(str(act.get("action", "")))
+                    if report.source_type is None and act.get("digitalSourceType"):
+                        report.source_type = str(act["digitalSourceType"])
+        elif base == LABEL_ASSERTION and isinstance(data, dict):
+            tok = data.get("token")
+            if isinstance(tok, str) and report.label_token is None:
+                report.label_token = tok
+        elif base == SOFT_BINDING_ASSERTION and isinstance(data, dict):
+            sb = dict(data)
+            blocks = data.get("blocks") or []
+            if blocks and isinstance(blocks[0], dict) and "value" in blocks[0]:
+                sb.setdefault("value", blocks[0]["value"])
+            report.soft_binding = sb
+        elif base == TRAINING_ASSERTION and isinstance(data, dict):
+            entries = data.get("entries")
+            report.training = dict(entries) if isinstance(entries, dict) else dict(data)
+    report.ingredients = [i for i in manifest.get("ingredients") or [] if isinstance(i, dict)]
+
+
+def read(data: bytes, mime: str, trust: "TrustStore | None" = None) -> C2paReport:
+    """Read and validate the C2PA manifest in ``data``; never raises for a missing or broken manifest.
+
+    ``trust``: the anchors to trust for this call only (applied through a per-call Context, no global state).
+    """
+    c2pa = _need()
+    mime = mime.lower()
+    if mime not in _reader_types():
+        raise UnsupportedFormat(f"the C2PA library cannot read {mime}", format=mime)
+    try:
+        with _context(_read_settings(trust)) as ctx:
+            reader = c2pa.Reader.try_create(mime, io.BytesIO(data), None, ctx)
+            if reader is None:
+                return C2paReport(present=False, state="absent")
+            try:
+                store = json.loads(reader.json())
+                state = (reader.get_validation_state() or "").lower()
+                results = reader.get_validation_results()
+            finally:
+                reader.close()
+    except KzlabelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - JUMBF present but unreadable, or the container itself unparsable
+        if b"c2pa" not in data and b"jumb" not in data:
+            return C2paReport(present=False, state="absent", detail=f"the C2PA library could not parse the file: {_msg(exc)}")
+        return C2paReport(present=True, state="invalid", codes=["manifest.unreadable"], detail=_msg(exc))
+
+    active_label = store.get("active_manifest")
+    manifest = (store.get("manifests") or {}).get(active_label) if active_label else None
+    codes = _codes(results, store)
+    failures = [c for c in codes if c not in _NOTABLE_SUCCESS and not c.startswith("ingredient:")]
+    if state == "trusted":
+        st = "trusted"
+    elif state == "valid":
+        st = "valid"
+    elif state == "invalid":
+        st = "invalid"
+    else:  # unknown / older library: derive from codes
+        hard = [c for c in failures if c not in ("signingCredential.untrusted", "signingCredential.ocsp.skipped")]
+        st = "invalid" if hard or manifest is None else ("trusted" if "signingCredential.trusted" in codes else "valid")
+    report = C2paReport(present=True, state=st, codes=codes, manifest=manifest)
+    if manifest is None:
+        report.state = "invalid"
+        report.detail = "no active manifest"
+    else:
+        _fill(report, manifest)
+    if report.state == "invalid" and not report.detail:
+        bad = [c for c in failures if c != "signingCredential.untrusted"]
+        report.detail = ", ".join(bad or failures)
+    return report

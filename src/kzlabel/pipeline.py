@@ -1,0 +1,378 @@
+"""The mark and verify passes: format-agnostic, configured once and reused (batch jobs share one Labeler).
+
+mark: sniff → load → visible → watermark → encode → bind → sign label → metadata → c2pa → registry → atomic write.
+verify: every layer is read independently and reported as Evidence; the Report derives the verdict.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, TypeVar, Union
+
+from . import formats
+from .errors import CorruptInput, KzlabelError, LayerError, LimitExceeded, SigningError
+from .formats import ALL_LAYERS, Findings, Handler, Input, Limits, MarkOptions
+from .keys import Signer, TrustStore
+from .label import (
+    DEFAULT_LANGUAGES,
+    IPTC_TRAINED,
+    Label,
+    TokenCheck,
+    Training,
+    label_from_token_unverified,
+    sign_label,
+    verify_token,
+)
+from .registry import Registry
+from .report import Evidence, Report, Status
+
+__all__ = ["Labeler", "MarkResult", "Source", "read_input", "write_atomic"]
+
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes]]
+T = TypeVar("T")
+WATERMARK_ALG = "kz.kzlabel.wm.1"
+
+
+@dataclass(frozen=True)
+class MarkResult:
+    """What mark() did: the signed label, its token, which layers were applied and where the output went."""
+
+    label: Label
+    token: str
+    format: str
+    layers: tuple[str, ...]
+    data: bytes = field(repr=False)
+    dst: str | None = None
+    skipped: dict[str, str] = field(default_factory=dict)  # layer → why it was not applied
+
+
+def read_input(src: Source, limits: Limits, name: str | None = None) -> Input:
+    """Path, bytes or binary file object → Input, refusing anything over the byte limit before reading it."""
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src)
+        path = None
+    elif isinstance(src, (str, os.PathLike)):
+        path = Path(src)
+        try:
+            size = path.stat().st_size
+            if path.is_dir():
+                raise KzlabelError("is a directory (use `kzlabel batch` for folders)", source=str(path))
+            if size > limits.max_bytes:
+                raise LimitExceeded(f"file is {size} bytes, over the {limits.max_bytes}-byte limit", source=str(path))
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise KzlabelError("no such file", source=str(path)) from None
+        except PermissionError:
+            raise KzlabelError("permission denied", source=str(path)) from None
+        except IsADirectoryError:
+            raise KzlabelError("is a directory (use `kzlabel batch` for folders)", source=str(path)) from None
+        name = name or path.name
+    elif hasattr(src, "read"):
+        data = src.read(limits.max_bytes + 1)
+        if not isinstance(data, bytes):
+            raise KzlabelError("file object must be opened in binary mode")
+        name = name or (Path(str(getattr(src, "name", ""))).name or None)
+        path = None
+    else:
+        raise TypeError(f"expected a path, bytes or a binary file object, got {type(src).__name__}")
+    if len(data) > limits.max_bytes:
+        raise LimitExceeded(f"input is over the {limits.max_bytes}-byte limit", source=name)
+    return Input(data=data, name=name, path=path)
+
+
+def write_atomic(dst: str | os.PathLike, data: bytes, *, mode_from: Path | None = None) -> None:
+    """Write via a temp file in the same folder and rename, so readers never see a half-written file."""
+    path = Path(dst)
+    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.", suffix=".kztmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if mode_from is not None and mode_from.exists():
+            os.chmod(tmp, mode_from.stat().st_mode & 0o7777)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _guard(handler: Handler, inp: Input, stage: str, fn: Callable[..., T], *args: Any) -> T:
+    """Run a handler step; a dependency's exception becomes a kzlabel error naming the file and the step."""
+    try:
+        return fn(*args)
+    except KzlabelError as exc:
+        exc.source = exc.source or inp.source
+        exc.format = exc.format or handler.id
+        raise
+    except MemoryError:
+        raise LimitExceeded(f"out of memory while {stage}", source=inp.source, format=handler.id) from None
+    except NotImplementedError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the boundary where dependency errors are translated
+        kind = LayerError if stage.startswith(("drawing", "embedding", "writing", "signing")) else CorruptInput
+        raise kind(f"{stage} failed: {type(exc).__name__}: {exc}", source=inp.source, format=handler.id) from None
+
+
+class Labeler:
+    """One configured labelling pass; ``kzlabel.mark()`` and ``kzlabel.verify()`` wrap a throwaway one."""
+
+    def __init__(
+        self,
+        signer: Signer | None = None,
+        *,
+        owner: str | None = None,
+        system: str | None = None,
+        system_version: str = "",
+        languages: Iterable[str] = DEFAULT_LANGUAGES,
+        source_type: str = IPTC_TRAINED,
+        training: Training | str = Training.UNSPECIFIED,
+        depicts_real_person: bool = False,
+        producer_id: str = "",
+        layers: Iterable[str] = ALL_LAYERS,
+        position: str | None = None,
+        style: str = "plate",
+        watermark_key: bytes | None = None,
+        thumbnail: bool = False,
+        trust: TrustStore | None = None,
+        registry: Registry | None = None,
+        limits: Limits = Limits(),
+    ) -> None:
+        unknown = set(layers) - ALL_LAYERS
+        if unknown:
+            raise KzlabelError(f"unknown layer(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(ALL_LAYERS))}")
+        self.signer = signer
+        self.owner = owner
+        self.system = system
+        self.system_version = system_version
+        self.languages = tuple(languages)
+        self.source_type = source_type
+        self.training = Training(training)
+        self.depicts_real_person = depicts_real_person
+        self.producer_id = producer_id
+        self.options = MarkOptions(
+            layers=frozenset(layers), position=position, style=style, watermark_key=watermark_key, thumbnail=thumbnail
+        )
+        self.trust = trust
+        self.registry = registry
+        self.limits = limits
+
+    # --- mark -------------------------------------------------------------------------------------------------------
+    def new_label(self) -> Label:
+        if not self.owner or not self.system:
+            raise KzlabelError("marking needs owner= (the responsible owner/holder) and system= (the AI system)")
+        return Label.create(
+            owner=self.owner,
+            system=self.system,
+            system_version=self.system_version,
+            languages=self.languages,
+            source_type=self.source_type,
+            depicts_real_person=self.depicts_real_person,
+            training=self.training,
+            producer_id=self.producer_id,
+        )
+
+    def mark(
+        self,
+        src: Source,
+        dst: str | os.PathLike | IO[bytes] | None = None,
+        *,
+        in_place: bool = False,
+        name: str | None = None,
+        label: Label | None = None,
+    ) -> MarkResult:
+        """Label one file. The original is never touched unless ``in_place=True`` (then replaced atomically)."""
+        if self.signer is None:
+            raise SigningError("marking needs a signer: Signer.load(KEY_DIR) (create one with `kzlabel keygen DIR`)")
+        if in_place:
+            if not isinstance(src, (str, os.PathLike)) or dst is not None:
+                raise KzlabelError("in_place=True needs a path as src and no dst")
+            dst = src
+        elif isinstance(src, (str, os.PathLike)) and isinstance(dst, (str, os.PathLike)):
+            if Path(dst).exists() and Path(dst).resolve() == Path(src).resolve():
+                raise KzlabelError("dst is the source file; pass in_place=True to replace it", source=str(src))
+        inp = read_input(src, self.limits, name)
+        handler = formats.detect(inp)
+        label = label or self.new_label()
+        data, label, token, applied, skipped = self._mark_pass(handler, inp, label)
+        if self.registry is not None and "watermark" in applied:
+            self.registry.record(label.content_id, token, handler.id)
+        where: str | None = None
+        if isinstance(dst, (str, os.PathLike)):
+            write_atomic(dst, data, mode_from=Path(dst) if in_place else None)
+            where = str(dst)
+        elif dst is not None:
+            dst.write(data)
+            where = str(getattr(dst, "name", "<stream>"))
+        return MarkResult(label, token, handler.id, tuple(applied), data, where, skipped)
+
+    def _mark_pass(self, handler: Handler, inp: Input, label: Label) -> tuple[bytes, Label, str, list[str], dict[str, str]]:
+        assert self.signer is not None
+        opts = self.options
+        wanted = opts.layers
+        skipped = {layer: f"{handler.name} has no {layer} layer" for layer in sorted(wanted - handler.layers)}
+        layers = wanted & handler.layers
+        c2pa_layer = None
+        if "c2pa" in layers:
+            from .layers import c2pa as c2pa_layer
+
+            if handler.mime not in c2pa_layer.supported_mime_types():
+                skipped["c2pa"] = f"the C2PA library cannot embed a manifest in {handler.mime}"
+                layers = layers - {"c2pa"}
+        applied: list[str] = []
+        doc = _guard(handler, inp, "decoding", handler.load, inp, self.limits)
+        if "visible" in layers:
+            _guard(handler, inp, "drawing the warning", handler.draw_warning, doc, label, opts)
+            applied.append("visible")
+        if "watermark" in layers:
+            payload = bytes.fromhex(label.content_id)
+            _guard(handler, inp, "embedding the watermark", handler.embed_watermark, doc, payload, opts.watermark_key)
+            applied.append("watermark")
+        data = _guard(handler, inp, "encoding", handler.encode, doc, opts)
+        fields = _guard(handler, inp, "binding", handler.bind, doc, data)
+        if fields:
+            label = label.replace(**fields)
+        token = sign_label(label, self.signer)
+        if "metadata" in layers:
+            data = _guard(handler, inp, "writing metadata", handler.write_metadata, data, label, token)
+            applied.append("metadata")
+        if c2pa_layer is not None and "c2pa" in layers:
+            soft = {"alg": WATERMARK_ALG, "value": label.content_id} if "watermark" in applied else None
+            training = None if label.training == Training.UNSPECIFIED else label.training.value
+            data = _guard(
+                handler,
+                inp,
+                "signing the C2PA manifest",
+                lambda: c2pa_layer.sign(
+                    data,
+                    handler.mime,
+                    self.signer,
+                    label_claims={"token": token},
+                    title=inp.name,
+                    source_type=label.source_type,
+                    soft_binding=soft,
+                    training=training,
+                    thumbnail=opts.thumbnail,
+                ),
+            )
+            applied.append("c2pa")
+        return data, label, token, applied, skipped
+
+    # --- verify -----------------------------------------------------------------------------------------------------
+    def verify(self, src: Source, *, name: str | None = None) -> Report:
+        """Read every layer and report; raises only for unusable input (unreadable, unsupported, over limits)."""
+        inp = read_input(src, self.limits, name)
+        handler = formats.detect(inp)
+        findings: Findings = _guard(
+            handler, inp, "reading", handler.inspect, inp, self.limits, self.options.watermark_key
+        )
+        evidence: list[Evidence] = []
+        tokens = list(findings.tokens)
+
+        c2pa_ev = self._c2pa_evidence(handler, inp, tokens)
+        if c2pa_ev is not None:
+            evidence.append(c2pa_ev)
+
+        label, meta_ev, match = self._metadata_evidence(handler, findings, tokens)
+        if "metadata" in handler.layers or meta_ev.status != Status.ABSENT:
+            evidence.append(meta_ev)
+
+        recovered = False
+        wm = findings.watermark
+        if "watermark" in handler.layers:
+            if wm is None:
+                evidence.append(Evidence("watermark", Status.UNAVAILABLE, "watermark could not be checked"))
+            elif wm.found:
+                cid = wm.payload.hex()
+                data: dict[str, Any] = {"payload": cid, "p_value": wm.p_value}
+                detail = f"payload {cid} (p = {wm.p_value:.1e})"
+                if label is not None and label.content_id != cid:
+                    detail += f"; does not match the label's content id {label.content_id}"
+                    data["matches_label"] = False
+                elif label is not None:
+                    data["matches_label"] = True
+                if label is None and self.registry is not None:
+                    stored = self.registry.lookup(cid)
+                    if stored:
+                        check = verify_token(stored, self.trust)
+                        label = check.label if check.ok else label_from_token_unverified(stored)
+                        recovered = label is not None
+                        detail += f"; registry: label of {label.owner if label else '?'} ({check.status})"
+                evidence.append(Evidence("watermark", Status.FOUND, detail, data))
+            else:
+                evidence.append(Evidence("watermark", Status.ABSENT, "no watermark found", {"p_value": wm.p_value}))
+
+        if "visible" in handler.layers:
+            seen = match.warning if match is not None and match.warning is not None else findings.warning_found
+            if seen:
+                evidence.append(Evidence("visible", Status.FOUND, "perceptible warning present"))
+            elif seen is None:
+                evidence.append(Evidence("visible", Status.UNAVAILABLE, "cannot tell whether a warning is shown"))
+            else:
+                why = "the recorded warning is missing or altered" if match is not None else "no warning found"
+                evidence.append(Evidence("visible", Status.ABSENT, why))
+        return Report(inp.source, handler.id, evidence, label, recovered)
+
+    def _c2pa_evidence(self, handler: Handler, inp: Input, tokens: list[tuple[str, str]]) -> Evidence | None:
+        if "c2pa" not in handler.layers:
+            return None
+        try:
+            from .layers import c2pa as c2pa_layer
+        except ImportError:
+            return Evidence("c2pa", Status.UNAVAILABLE, "c2pa-python is not installed")
+        if handler.mime not in c2pa_layer.supported_mime_types():
+            return Evidence("c2pa", Status.UNAVAILABLE, f"the C2PA library cannot read {handler.mime}")
+        rep = c2pa_layer.read(inp.data, handler.mime, self.trust)
+        if not rep.present:
+            return Evidence("c2pa", Status.ABSENT, "no C2PA manifest")
+        if rep.label_token:
+            tokens.insert(0, ("c2pa:kz.kzlabel.label", rep.label_token))
+        data = {"codes": rep.codes, "actions": rep.actions, "digital_source_type": rep.source_type}
+        if rep.state == "invalid":
+            return Evidence("c2pa", Status.INVALID, "manifest does not validate: " + ", ".join(rep.codes), data)
+        if rep.state == "trusted":
+            return Evidence("c2pa", Status.TRUSTED, "manifest valid, signer trusted", data)
+        if self.trust is not None and self.trust.anchors:
+            return Evidence("c2pa", Status.UNTRUSTED, "manifest valid, signer not under the given trust anchors", data)
+        return Evidence("c2pa", Status.VALID, "manifest valid (no trust anchors given)", data)
+
+    def _metadata_evidence(
+        self, handler: Handler, findings: Findings, tokens: list[tuple[str, str]]
+    ) -> tuple[Label | None, Evidence, Any]:
+        """Check every signed label found; the best one speaks for the file, any broken one is reported."""
+        checks: list[tuple[str, TokenCheck]] = [(carrier, verify_token(tok, self.trust)) for carrier, tok in tokens]
+        fields = dict(findings.fields)
+        good = [(c, chk) for c, chk in checks if chk.ok]
+        bad = [(c, chk) for c, chk in checks if not chk.ok]
+        if not checks:
+            if fields:
+                return None, Evidence("metadata", Status.FOUND, "unsigned AI-content fields: " + ", ".join(fields), {"fields": fields}), None
+            return None, Evidence("metadata", Status.ABSENT, "no machine-readable label"), None
+        if bad and not good:
+            carrier, chk = bad[0]
+            return None, Evidence("metadata", Status.INVALID, f"{carrier}: {chk.reason}", {"fields": fields}), None
+        rank = {"trusted": 0, "valid": 1, "untrusted": 2}
+        carrier, chk = min(good, key=lambda item: rank[item[1].status])
+        assert chk.label is not None
+        label = chk.label
+        data = {"carrier": carrier, "carriers": [c for c, _ in checks], "signer": chk.signer, "fields": fields}
+        match = handler.check_label(findings, label)
+        if match.content is False:
+            return label, Evidence("metadata", Status.INVALID, f"content changed after signing: {match.detail}", data), match
+        if bad:
+            carrier_bad, chk_bad = bad[0]
+            return label, Evidence("metadata", Status.INVALID, f"{carrier_bad}: {chk_bad.reason}", data), match
+        mismatched = [c for c, k in good if k.label is not None and k.label.content_id != label.content_id]
+        detail = chk.reason + (f"; other labels present in {', '.join(mismatched)}" if mismatched else "")
+        return label, Evidence("metadata", Status(chk.status), detail, data), match

@@ -1,0 +1,122 @@
+"""Verification results: one Evidence line per layer, and the single verdict they add up to.
+
+The verdict follows Art. 21(2): content is compliant only with BOTH a valid machine-readable mark and a
+perceptible warning. ``unlabelled`` means nothing was found, which says nothing about how the content was made.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .errors import KzlabelError
+from .label import Label
+
+__all__ = ["Verdict", "Status", "Evidence", "Report", "LAYERS"]
+
+LAYERS = ("c2pa", "metadata", "watermark", "visible")
+
+
+class Verdict(str, Enum):
+    COMPLIANT = "compliant"
+    MACHINE_READABLE_ONLY = "machine_readable_only"
+    WARNING_ONLY = "warning_only"
+    STRIPPED = "stripped"
+    TAMPERED = "tampered"
+    UNLABELLED = "unlabelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Status(str, Enum):
+    TRUSTED = "trusted"  # signature valid and chains to a given trust anchor
+    VALID = "valid"  # signature valid; no trust anchors were given
+    UNTRUSTED = "untrusted"  # signature valid; signer not under the given anchors
+    INVALID = "invalid"  # a signature or content hash does not match
+    FOUND = "found"  # present (warnings, watermarks: nothing to sign)
+    ABSENT = "absent"
+    UNAVAILABLE = "unavailable"  # the layer does not exist for this format, or could not be checked
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_SIGNED_OK = {Status.TRUSTED, Status.VALID, Status.UNTRUSTED}
+
+
+@dataclass
+class Evidence:
+    """What one layer showed: a status, one human sentence, and structured details."""
+
+    layer: str
+    status: Status
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layer": self.layer, "status": self.status.value, "detail": self.detail, "data": self.data}
+
+
+@dataclass
+class Report:
+    source: str
+    format: str
+    evidence: list[Evidence]
+    label: Label | None = None
+    recovered: bool = False  # label came from the registry via the watermark, not from the file
+
+    def layer(self, name: str) -> Evidence | None:
+        return next((e for e in self.evidence if e.layer == name), None)
+
+    @property
+    def verdict(self) -> Verdict:
+        statuses = {e.layer: e.status for e in self.evidence}
+        if Status.INVALID in statuses.values():
+            return Verdict.TAMPERED
+        # Unsigned standard fields written by other tools (IPTC, AIGC) still mark the content machine-readably.
+        signed = statuses.get("c2pa") in _SIGNED_OK or statuses.get("metadata") in _SIGNED_OK | {Status.FOUND}
+        warned = statuses.get("visible") == Status.FOUND
+        if signed:
+            return Verdict.COMPLIANT if warned else Verdict.MACHINE_READABLE_ONLY
+        if statuses.get("watermark") == Status.FOUND:
+            return Verdict.STRIPPED
+        return Verdict.WARNING_ONLY if warned else Verdict.UNLABELLED
+
+    @property
+    def trusted(self) -> bool:
+        """True when some signed layer chains to a trust anchor the verifier gave."""
+        return any(e.status == Status.TRUSTED for e in self.evidence)
+
+    def raise_for_unlabelled(self) -> "Report":
+        """Opt-in strictness for pipelines that must reject anything not compliant."""
+        if self.verdict != Verdict.COMPLIANT:
+            raise KzlabelError(f"not compliant: {self.verdict.value}", source=self.source, format=self.format)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "format": self.format,
+            "verdict": self.verdict.value,
+            "trusted": self.trusted,
+            "label": self.label.to_dict() if self.label else None,
+            "label_recovered_from_registry": self.recovered,
+            "evidence": [e.to_dict() for e in self.evidence],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    def __str__(self) -> str:
+        lines = [f"{self.source} ({self.format}): {self.verdict.value}"]
+        width = max((len(e.layer) for e in self.evidence), default=0)
+        for e in self.evidence:
+            lines.append(f"  {e.layer:<{width}}  {e.status.value:<11} {e.detail}")
+        if self.label:
+            who = f"{self.label.owner} / {self.label.system} {self.label.system_version}".rstrip()
+            src = " (recovered from registry)" if self.recovered else ""
+            lines.append(f"  label{src}: {who}, created {self.label.created}, id {self.label.content_id}")
+        return "\n".join(lines)

@@ -1,0 +1,95 @@
+"""The command line: keygen file modes, mark/verify exit codes, one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kzlabel.cli import main
+
+SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "samples"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kzlabel.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def cli_keys(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("clikeys") / "keys"
+    assert main(["keygen", str(d), "--org", "CLI Owner"]) == 0
+    return d
+
+
+def test_keygen_writes_private_key_0600_and_never_prints_it(tmp_path):
+    d = tmp_path / "k"
+    proc = run("keygen", str(d))
+    assert proc.returncode == 0, proc.stderr
+    key = d / "signing.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert (d / "chain.pem").read_text().count("BEGIN CERTIFICATE") == 2
+    assert (d / "trust.pem").read_text().count("BEGIN CERTIFICATE") == 1
+    secret = key.read_text()
+    assert "PRIVATE KEY" in secret and "PRIVATE KEY" not in proc.stdout + proc.stderr
+    body = "".join(secret.strip().splitlines()[1:-1])
+    assert body[:20] not in proc.stdout + proc.stderr
+    again = run("keygen", str(d))
+    assert again.returncode == 2 and "exist" in again.stderr.lower()
+
+
+@pytest.mark.parametrize("sample", sorted(p.name for p in SAMPLES.iterdir()))
+def test_mark_then_verify_sample(cli_keys, tmp_path, sample, capsys):
+    dst = tmp_path / sample
+    code = main(["mark", str(SAMPLES / sample), "-o", str(dst), "--key", str(cli_keys), "--system", "Gen",
+                 "--owner", "ТОО Мысал", "--lang", "kk,en"])
+    assert code == 0
+    assert dst.exists() and dst.read_bytes() != (SAMPLES / sample).read_bytes()
+    capsys.readouterr()
+    assert main(["verify", str(dst), "--trust", str(cli_keys), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "compliant" and report["trusted"] is True
+    assert report["label"]["owner"] == "ТОО Мысал"
+    assert [n["lang"] for n in report["label"]["notice"]] == ["kk", "en"]
+
+
+def test_verify_exit_codes(cli_keys, tmp_path, capsys):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("nothing here\n")
+    assert main(["verify", str(plain)]) == 1
+    assert "unlabelled" in capsys.readouterr().out
+    labelled = tmp_path / "l.txt"
+    assert main(["mark", str(plain), "-o", str(labelled), "--key", str(cli_keys), "--system", "S", "--owner", "O"]) == 0
+    text = labelled.read_text().replace("nothing", "something")
+    labelled.write_text(text)
+    capsys.readouterr()
+    assert main(["verify", str(labelled)]) == 1
+    assert "tampered" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["verify", "/nonexistent/file.txt"], "no such file"),
+        (["mark", "SRC", "-o", "DST", "--key", "/nonexistent", "--system", "S", "--owner", "O"], "/nonexistent"),
+        (["mark", "BIN", "-o", "DST", "--key", "KEYS", "--system", "S", "--owner", "O"], "unsupported format"),
+        (["mark", "SRC", "--key", "KEYS", "--system", "S", "--owner", "O"], "-o"),
+        (["verify"], "missing"),
+    ],
+)
+def test_errors_are_one_line_exit_2_no_traceback(cli_keys, tmp_path, args, needle):
+    src = tmp_path / "s.txt"
+    src.write_text("x\n")
+    binary = tmp_path / "b.txt"
+    binary.write_bytes(os.urandom(4096) + b"\x00")
+    subst = {"SRC": str(src), "DST": str(tmp_path / "d.txt"), "KEYS": str(cli_keys), "BIN": str(binary)}
+    proc = run(*[subst.get(a, a) for a in args])
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert needle.lower() in proc.stderr.lower()
+    assert not (tmp_path / "d.txt").exists()
