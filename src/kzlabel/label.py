@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "Label",
     "Training",
+    "TrainingSignal",
+    "USES",
     "TokenCheck",
     "IPTC_TRAINED",
     "IPTC_COMPOSITE",
@@ -61,11 +63,36 @@ NOTICES: dict[str, dict[str, str]] = {
 
 
 class Training(str, Enum):
-    """Training/data-mining permission, in the vocabulary of ``cawg.training-mining``."""
+    """Training/data-mining permission, in the vocabulary of ``cawg.training-mining``.
+
+    ``constrained`` (allowed only under a licence or policy) appears in what others write; a label says one of the
+    other three.
+    """
 
     ALLOWED = "allowed"
     NOT_ALLOWED = "notAllowed"
+    CONSTRAINED = "constrained"
     UNSPECIFIED = "unspecified"
+
+
+#: The uses a rights-holder can reserve (Art. 23(5)), named as in ``cawg.training-mining`` without the prefix.
+USES = ("ai_training", "ai_generative_training", "ai_inference", "data_mining")
+
+
+@dataclass(frozen=True)
+class TrainingSignal:
+    """One machine-readable statement about training found in (or written to) a carrier."""
+
+    carrier: str  # e.g. "XMP plus:DataMining", "HTML meta tdm-reservation", "C2PA cawg.training-mining"
+    uses: Mapping[str, Training]  # use → permission; uses the carrier says nothing about are absent
+    value: str = ""  # the raw value, for the report
+    policy: str | None = None  # a licence/policy URL (TDMRep tdm-policy)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"carrier": self.carrier, "uses": {k: v.value for k, v in self.uses.items()}, "value": self.value}
+        if self.policy:
+            out["policy"] = self.policy
+        return out
 
 
 def canonical_json(value: Any) -> bytes:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from ..errors import CorruptInput, UnsupportedFormat
-from ..label import Label
+from ..label import Label, TrainingSignal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..optout import TrainingPolicy
 
 __all__ = [
     "Input",
@@ -140,6 +143,14 @@ class Handler:
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:
         return LabelMatch(content=None, warning=findings.warning_found)
+
+    # --- training permissions (Art. 23(5)) ------------------------------------------------------------------------
+    def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
+        """Training statements in this format's own carriers (XMP, meta tags, tags); C2PA and labels are generic."""
+        return []
+
+    def write_training(self, data: bytes, policy: "TrainingPolicy", limits: Limits) -> bytes:
+        raise NotImplementedError(f"{self.name} has no carrier for training permissions")
 
 
 _REGISTRY: list[Handler] = []

@@ -18,12 +18,11 @@ from typing import Any, Mapping
 import yaml
 
 from ..errors import CorruptInput, UnsupportedFormat
-from ..label import NOTICES, Label, Training
+from ..label import NOTICES, Label, Training, TrainingSignal
 from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register
 
 WARNING_SIGN = "⚠"
 TRAILER_PREFIX = "kzlabel: "
-_TOKEN = r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"
 _BOM = "\ufeff"
 
 
@@ -131,43 +130,85 @@ class _TextHandler(Handler):
 
 
 # --- plain text ----------------------------------------------------------------------------------------------------
+# The trailer: the last lines of the file, each "key: value" with a key kzlabel owns. Digests exclude it, so an
+# opt-out added to a labelled text later does not break the label.
+_TRAILER_LINE = re.compile(r"(kzlabel|tdm-reservation|tdm-policy): (\S+)[ \t]*")
+_TDM_KEYS = ("tdm-reservation", "tdm-policy")
+
+
+def _tdm_lines(fields: Mapping[str, str], nl: str) -> str:
+    return "".join(f"{k}: {fields[k]}{nl}" for k in _TDM_KEYS if k in fields)
+
+
+def _policy_fields(policy: Any) -> dict[str, str]:
+    fields = {"tdm-reservation": policy.tdm_reservation()}
+    if policy.policy_url:
+        fields["tdm-policy"] = policy.policy_url
+    return fields
+
+
+def _tdm_signal(fields: Mapping[str, Any], carrier: str) -> list[TrainingSignal]:
+    from ..optout import signal_from_tdmrep
+
+    sig = signal_from_tdmrep(fields.get("tdm-reservation"), fields.get("tdm-policy"), carrier)
+    return [sig] if sig else []
+
+
 class PlainText(_TextHandler):
-    """A notice line first (or last) and a trailer line ``kzlabel: <JWS>`` at the very end."""
+    """A notice line first (or last) and trailer lines ``kzlabel: <JWS>`` (and TDMRep fields) at the very end."""
 
     id = "text"
     name = "plain text"
     mime = "text/plain"
     extensions = (".txt", ".text", ".log")
-    _TRAILER = re.compile(r"(?:\r?\n)?" + re.escape(TRAILER_PREFIX) + "(" + _TOKEN + r")[ \t]*(?:\r?\n)?\Z")
 
     def score(self, header: bytes, name: str | None) -> int:
         if not _is_texty(header):
             return 0
         return 45 if name and name.lower().endswith(self.extensions) else 20
 
-    def _split(self, text: str) -> tuple[str, str | None]:
-        m = self._TRAILER.search(text)
-        return (text[: m.start()], m.group(1)) if m else (text, None)
+    @staticmethod
+    def _split(text: str) -> tuple[str, dict[str, str]]:
+        """(text without the trailer, trailer fields); the last occurrence of a key wins."""
+        lines = text.splitlines(keepends=True)
+        fields: dict[str, str] = {}
+        i = len(lines)
+        while i > 0:
+            m = _TRAILER_LINE.fullmatch(lines[i - 1].rstrip("\r\n"))
+            if not m:
+                break
+            fields.setdefault(m.group(1), m.group(2))
+            i -= 1
+        return "".join(lines[:i]), fields
+
+    @staticmethod
+    def _join(content: str, trailer: str, nl: str) -> str:
+        sep = "" if not content or content.endswith(("\n", "\r")) else nl
+        return content + sep + trailer if trailer else content
 
     def load(self, inp: Input, limits: Limits) -> TextDoc:
         doc = self._decode(inp, limits)
-        text, _ = self._split(doc.text)  # re-marking replaces the old label, never stacks a second one
+        text, fields = self._split(doc.text)  # re-marking replaces the old label, never stacks a second one
         lines = text.splitlines(keepends=True)
         if lines and _looks_like_notice(lines[0]):
             lines = lines[1:]
         if lines and _looks_like_notice(lines[-1]):
             lines = lines[:-1]
         doc.text = "".join(lines)
+        doc.state = {k: v for k, v in fields.items() if k in _TDM_KEYS}  # a rights-holder's opt-out survives
         return doc
 
     def draw_warning(self, doc: TextDoc, label: Label, opts: MarkOptions) -> None:
         nl, line = doc.newline, notice_line(label)
         doc.notice = line
         if (opts.position or "start") == "end":
-            sep = "" if not doc.text or doc.text.endswith(("\n", "\r")) else nl
-            doc.text = doc.text + sep + line + nl
+            doc.text = self._join(doc.text, line + nl, nl)
         else:
             doc.text = line + nl + doc.text
+
+    def encode(self, doc: TextDoc, opts: MarkOptions) -> bytes:
+        text = self._join(doc.text, _tdm_lines(doc.state or {}, doc.newline), doc.newline)
+        return ((_BOM if doc.bom else "") + text).encode("utf-8")
 
     def bind(self, doc: TextDoc, encoded: bytes) -> Mapping[str, Any]:
         body = doc.text.replace(doc.notice, "", 1) if doc.notice else doc.text
@@ -176,19 +217,19 @@ class PlainText(_TextHandler):
     def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
         text = data.decode("utf-8")
         nl = _newline(text)
-        sep = "" if not text or text.endswith(("\n", "\r")) or text == _BOM else nl
-        return (text + sep + TRAILER_PREFIX + token + nl).encode("utf-8")
+        content, fields = self._split(text)
+        if label.training == Training.NOT_ALLOWED and "tdm-reservation" not in fields:
+            fields["tdm-reservation"] = "1"
+        trailer = _tdm_lines(fields, nl) + TRAILER_PREFIX + token + nl
+        return self._join(content, trailer, nl).encode("utf-8")
 
     def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
         doc = self._decode(inp, limits)
-        content, token = self._split(doc.text)
+        content, fields = self._split(doc.text)
         lines = content.splitlines()
         notice_seen = bool(lines) and (_looks_like_notice(lines[0]) or _looks_like_notice(lines[-1]))
-        return Findings(
-            tokens=[("text trailer", token)] if token else [],
-            warning_found=notice_seen,
-            state=content,
-        )
+        token = fields.get("kzlabel")
+        return Findings(tokens=[("text trailer", token)] if token else [], warning_found=notice_seen, state=content)
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:
         content: str = findings.state
@@ -198,11 +239,31 @@ class PlainText(_TextHandler):
         body = content if not present else content.replace(line, "", 1)
         return _match(label, content, None if present else body, present)
 
+    def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
+        return _tdm_signal(self._split(self._decode(inp, limits).text)[1], "text trailer tdm-reservation")
+
+    def write_training(self, data: bytes, policy: Any, limits: Limits) -> bytes:
+        doc = self._decode(Input(data), limits)
+        content, fields = self._split(doc.text)
+        fields = {k: v for k, v in fields.items() if k not in _TDM_KEYS} | _policy_fields(policy)
+        trailer = _tdm_lines(fields, doc.newline)
+        if "kzlabel" in fields:
+            trailer += TRAILER_PREFIX + fields["kzlabel"] + doc.newline
+        return ((_BOM if doc.bom else "") + self._join(content, trailer, doc.newline)).encode("utf-8")
+
 
 # --- Markdown ------------------------------------------------------------------------------------------------------
-_FM_KEYS = ("kzlabel", "ai_generated", "digital_source_type", "aigc")
-_FM_LINE = re.compile(r"^(?:" + "|".join(_FM_KEYS) + r"):[^\n]*\n", re.M)
+_LABEL_KEYS = ("kzlabel", "ai_generated", "digital_source_type", "aigc")
 _MD_FEATURES = re.compile(rb"(?m)^(?:#{1,6} |[*-] |\d+\. |```|> )|\]\([^)]+\)|\*\*[^*]+\*\*")
+
+
+def _key_lines(keys: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(r"^(?:" + "|".join(map(re.escape, keys)) + r"):[^\n]*\n", re.M)
+
+
+_LABEL_LINES = _key_lines(_LABEL_KEYS)
+_CARRIER_LINES = _key_lines(_LABEL_KEYS + _TDM_KEYS)
+_TDM_FM_LINES = _key_lines(_TDM_KEYS)
 
 
 def _front_matter(text: str) -> tuple[int, int] | None:
@@ -214,6 +275,39 @@ def _front_matter(text: str) -> tuple[int, int] | None:
     if close is None:
         return None
     return m.end(), close.start()
+
+
+def _after_fence(text: str, close: int) -> int:
+    newline = text.find("\n", close)
+    return len(text) if newline < 0 else newline + 1
+
+
+def _body_start(text: str) -> int:
+    fm = _front_matter(text)
+    return 0 if fm is None else _after_fence(text, fm[1])
+
+
+def _drop_keys(text: str, lines: re.Pattern[str]) -> str:
+    """Remove kzlabel-owned key lines from the front matter; one left empty goes entirely, fences too."""
+    fm = _front_matter(text)
+    if fm is None:
+        return text
+    start, end = fm
+    block = text[start:end]
+    cleaned = lines.sub("", block.replace("\r\n", "\n"))
+    if "\r\n" in block:
+        cleaned = cleaned.replace("\n", "\r\n")
+    if not cleaned.strip():
+        return text[_after_fence(text, end) :]
+    return text[:start] + cleaned + text[end:]
+
+
+def _insert_front_matter(text: str, lines: list[str], nl: str) -> str:
+    ours = "".join(line + nl for line in lines)
+    fm = _front_matter(text)
+    if fm is None:
+        return "---" + nl + ours + "---" + nl + text
+    return text[: fm[1]] + ours + text[fm[1] :]
 
 
 class Markdown(_TextHandler):
@@ -235,39 +329,26 @@ class Markdown(_TextHandler):
             score += 25
         return score
 
-    def _split(self, text: str, source: str) -> tuple[str, str | None, list[str]]:
-        """(text without kzlabel's front-matter lines, token, user front-matter problems)."""
+    def _yaml(self, text: str, source: str) -> dict[str, Any]:
         fm = _front_matter(text)
         if fm is None:
-            return text, None, []
-        start, end = fm
-        block = text[start:end]
+            return {}
         try:
-            data = yaml.safe_load(block)
+            data = yaml.safe_load(text[fm[0] : fm[1]])
         except yaml.YAMLError as exc:
-            raise CorruptInput(f"front matter is not valid YAML: {str(exc).splitlines()[0]}", source=source, format=self.id) from None
-        token = data.get("kzlabel") if isinstance(data, dict) else None
-        cleaned = _FM_LINE.sub("", block.replace("\r\n", "\n"))
-        if "\r\n" in block:
-            cleaned = cleaned.replace("\n", "\r\n")
-        token = token if isinstance(token, str) else None
-        if not cleaned.strip():  # front matter that held only kzlabel's keys goes entirely, fences too
-            return text[self._after_fence(text, end) :], token, []
-        return text[:start] + cleaned + text[end:], token, []
+            first = str(exc).splitlines()[0]
+            raise CorruptInput(f"front matter is not valid YAML: {first}", source=source, format=self.id) from None
+        return data if isinstance(data, dict) else {}
 
-    @staticmethod
-    def _after_fence(text: str, close: int) -> int:
-        newline = text.find("\n", close)
-        return len(text) if newline < 0 else newline + 1
-
-    def _body_start(self, text: str) -> int:
-        fm = _front_matter(text)
-        return 0 if fm is None else self._after_fence(text, fm[1])
+    def _content(self, text: str) -> str:
+        """What the label's digests cover: the document without any kzlabel-owned front-matter keys."""
+        return _drop_keys(text, _CARRIER_LINES)
 
     def load(self, inp: Input, limits: Limits) -> TextDoc:
         doc = self._decode(inp, limits)
-        doc.text, _, _ = self._split(doc.text, inp.source)
-        at = self._body_start(doc.text)
+        self._yaml(doc.text, inp.source)
+        doc.text = _drop_keys(doc.text, _LABEL_LINES)  # keeps a rights-holder's TDMRep keys
+        at = _body_start(doc.text)
         rest = doc.text[at:]
         first, _, after = rest.partition("\n")
         if _looks_like_notice(first):
@@ -278,47 +359,37 @@ class Markdown(_TextHandler):
     def draw_warning(self, doc: TextDoc, label: Label, opts: MarkOptions) -> None:
         nl = doc.newline
         doc.notice = "> " + notice_line(label) + nl + nl
-        at = self._body_start(doc.text)
+        at = _body_start(doc.text)
         doc.text = doc.text[:at] + doc.notice + doc.text[at:]
 
     def bind(self, doc: TextDoc, encoded: bytes) -> Mapping[str, Any]:
-        body = doc.text.replace(doc.notice, "", 1) if doc.notice else doc.text
-        return {"binding": _binding(doc.text, body)}
+        content = self._content(doc.text)
+        body = content.replace(doc.notice, "", 1) if doc.notice else content
+        return {"binding": _binding(content, body)}
 
     def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
         text = data.decode("utf-8")
         bom = text.startswith(_BOM)
         text = text[1:] if bom else text
-        nl = _newline(text)
         lines = [
             f"kzlabel: {token}",
             "ai_generated: true",
             f"digital_source_type: {label.source_type}",
             "aigc: '" + label.aigc_json(token) + "'",
         ]
-        ours = nl.join(lines) + nl
-        fm = _front_matter(text)
-        if fm is None:
-            text = "---" + nl + ours + "---" + nl + text
-        else:
-            text = text[: fm[1]] + ours + text[fm[1] :]
-        return ((_BOM if bom else "") + text).encode("utf-8")
+        if label.training == Training.NOT_ALLOWED and "tdm-reservation" not in self._yaml(text, "<md>"):
+            lines.append("tdm-reservation: 1")
+        return ((_BOM if bom else "") + _insert_front_matter(text, lines, _newline(text))).encode("utf-8")
 
     def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
         doc = self._decode(inp, limits)
-        content, token, _ = self._split(doc.text, inp.source)
-        fields: dict[str, Any] = {}
-        fm = _front_matter(doc.text)
-        if fm:
-            data = yaml.safe_load(doc.text[fm[0] : fm[1]])
-            if isinstance(data, dict):
-                for k in ("digital_source_type", "aigc"):
-                    if k in data:
-                        fields[k] = data[k]
-        at = self._body_start(content)
-        first = content[at:].split("\n", 1)[0]
+        data = self._yaml(doc.text, inp.source)
+        token = data.get("kzlabel")
+        fields = {k: data[k] for k in ("digital_source_type", "aigc") if k in data}
+        content = self._content(doc.text)
+        first = content[_body_start(content) :].split("\n", 1)[0]
         return Findings(
-            tokens=[("front matter", token)] if token else [],
+            tokens=[("front matter", token)] if isinstance(token, str) else [],
             fields=fields,
             warning_found=_looks_like_notice(first),
             state=content,
@@ -326,7 +397,7 @@ class Markdown(_TextHandler):
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:
         content: str = findings.state
-        at = self._body_start(content)
+        at = _body_start(content)
         first = content[at:].split("\n", 1)[0].rstrip("\r")
         present = first == "> " + notice_line(label)
         body = content
@@ -335,9 +406,21 @@ class Markdown(_TextHandler):
             body = content[:at] + content[at:].replace(first + nl + nl, "", 1)
         return _match(label, content, None if present else body, present)
 
+    def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
+        doc = self._decode(inp, limits)
+        return _tdm_signal(self._yaml(doc.text, inp.source), "front matter tdm-reservation")
+
+    def write_training(self, data: bytes, policy: Any, limits: Limits) -> bytes:
+        doc = self._decode(Input(data), limits)
+        self._yaml(doc.text, "<markdown>")
+        text = _drop_keys(doc.text, _TDM_FM_LINES)
+        lines = [f"{k}: {v}" for k, v in _policy_fields(policy).items()]
+        return ((_BOM if doc.bom else "") + _insert_front_matter(text, lines, doc.newline)).encode("utf-8")
+
 
 # --- HTML ----------------------------------------------------------------------------------------------------------
-_META_NAMES = ("ai-generated", "kzlabel", "digital-source-type", "aigc", "tdm-reservation")
+_META_NAMES = ("ai-generated", "kzlabel", "digital-source-type", "aigc", "tdm-reservation", "tdm-policy")
+_TDM_META = ("tdm-reservation", "tdm-policy")
 
 
 class _Scanner(HTMLParser):
@@ -354,8 +437,8 @@ class _Scanner(HTMLParser):
         self.body_open: int | None = None  # offset just after <body ...>
         self.html_open: int | None = None
         self.html_closed = False
-        self.metas: list[tuple[int, int, dict[str, str]]] = []  # (start, end, attrs) of our <meta data-kzlabel>
-        self.other_meta: dict[str, str] = {}
+        # (start, end, attrs, written by kzlabel?) of every <meta> whose name kzlabel reads
+        self.metas: list[tuple[int, int, dict[str, str], bool]] = []
         self.banner: tuple[int, int] | None = None
         self._banner_start: int | None = None
         self._div_depth = 0
@@ -376,11 +459,9 @@ class _Scanner(HTMLParser):
         elif tag == "body" and self.body_open is None:
             self.body_open = end
         elif tag == "meta":
-            name = a.get("name", "").lower()
-            if "data-kzlabel" in a and name in _META_NAMES:
-                self.metas.append((start, end, a))
-            elif name in _META_NAMES:
-                self.other_meta[name] = a.get("content", "")
+            a["name"] = a.get("name", "").lower()
+            if a["name"] in _META_NAMES:
+                self.metas.append((start, end, a, "data-kzlabel" in a))
         elif tag == "div":
             if self._banner_start is not None:
                 self._div_depth += 1
@@ -467,8 +548,10 @@ class Html(_TextHandler):
     def load(self, inp: Input, limits: Limits) -> TextDoc:
         doc = self._decode(inp, limits)
         s = _scan(doc.text, inp.source)
-        spans = [(a, b) for a, b, _ in s.metas] + ([s.banner] if s.banner else [])
-        if spans:  # re-marking replaces kzlabel's own elements
+        # re-marking replaces kzlabel's own elements; a rights-holder's TDMRep tags stay
+        spans = [(a, b) for a, b, m, ours in s.metas if ours and m["name"] not in _TDM_META]
+        spans += [s.banner] if s.banner else []
+        if spans:
             doc.text = _remove_spans(doc.text, spans)
         return doc
 
@@ -483,58 +566,63 @@ class Html(_TextHandler):
         elif s.body_open is None and s.head_close is not None:
             at = doc.text.index(">", at) + 1
         doc.text = doc.text[:at] + doc.notice + doc.text[at:]
-        doc.state = at
 
     def bind(self, doc: TextDoc, encoded: bytes) -> Mapping[str, Any]:
-        body = doc.text.replace(doc.notice, "", 1) if doc.notice else doc.text
-        return {"binding": _binding(doc.text, body)}
+        content = self._content(doc.text)
+        body = content.replace(doc.notice, "", 1) if doc.notice else content
+        return {"binding": _binding(content, body)}
 
-    def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
-        text = data.decode("utf-8")
+    @staticmethod
+    def _content(text: str) -> str:
+        """What the label's digests cover: the document without kzlabel's <meta> tags."""
+        s = _scan(text, "<html>")
+        return _remove_spans(text, [(a, b) for a, b, _, ours in s.metas if ours])
+
+    @staticmethod
+    def _insert_metas(text: str, metas: Mapping[str, str]) -> str:
+        """kzlabel's <meta> tags, each on its own line, at the end of <head> (or wherever a head would be)."""
         bom = text.startswith(_BOM)
         text = text[1:] if bom else text
         nl = _newline(text)
         s = _scan(text, "<html>")
+        block = "".join(
+            f'{nl}<meta name="{k}" content="{html.escape(v, quote=True)}" data-kzlabel>' for k, v in metas.items()
+        )
+        at = next((p for p in (s.head_close, s.head_open, s.html_open) if p is not None), None)
+        if at is None:
+            at, block = 0, block[len(nl) :] + nl
+        return (_BOM if bom else "") + text[:at] + block + text[at:]
+
+    def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
+        text = data.decode("utf-8")
         metas = {
             "ai-generated": "true",
             "kzlabel": token,
             "digital-source-type": label.source_type,
             "aigc": label.aigc_json(token),
         }
-        if label.training == Training.NOT_ALLOWED and "tdm-reservation" not in s.other_meta:
+        present = {m["name"] for _, _, m, _ in _scan(text, "<html>").metas}
+        if label.training == Training.NOT_ALLOWED and "tdm-reservation" not in present:
             metas["tdm-reservation"] = "1"
-        block = "".join(
-            f'{nl}<meta name="{k}" content="{html.escape(v, quote=True)}" data-kzlabel>' for k, v in metas.items()
-        )
-        if s.head_close is not None:
-            at = s.head_close
-        elif s.head_open is not None:
-            at = s.head_open
-        elif s.html_open is not None:
-            at = s.html_open
-        else:
-            at, block = 0, block[len(nl) :] + nl
-        text = text[:at] + block + text[at:]
-        return ((_BOM if bom else "") + text).encode("utf-8")
+        return self._insert_metas(text, metas).encode("utf-8")
 
     def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
         doc = self._decode(inp, limits)
         s = _scan(doc.text, inp.source)
         tokens, fields = [], {}
-        for _, _, a in s.metas:
-            name = a.get("name", "").lower()
-            if name == "kzlabel":
-                tokens.append(("html meta", a.get("content", "")))
+        for _, _, m, ours in s.metas:
+            if m["name"] == "kzlabel":
+                if ours:
+                    tokens.append(("html meta", m.get("content", "")))
             else:
-                fields[name] = a.get("content", "")
-        fields.update({k: v for k, v in s.other_meta.items() if k != "kzlabel"})
-        content = _remove_spans(doc.text, [(a, b) for a, b, _ in s.metas])
+                fields[m["name"]] = m.get("content", "")
+        content = _remove_spans(doc.text, [(a, b) for a, b, _, ours in s.metas if ours])
         banner = doc.text[s.banner[0] : s.banner[1]] if s.banner else ""
         seen = bool(banner) and any(t in _banner_text(banner) for t in _known_notice_texts())
-        return Findings(tokens=tokens, fields=fields, warning_found=seen, state=(content, s.banner is not None))
+        return Findings(tokens=tokens, fields=fields, warning_found=seen, state=content)
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:
-        content, _ = findings.state
+        content: str = findings.state
         banner = _banner_html(label)
         present = banner in content
         body = content
@@ -542,6 +630,17 @@ class Html(_TextHandler):
             i = content.index(banner)
             body = _remove_spans(content, [(i, i + len(banner))])
         return _match(label, content, None if present else body, present)
+
+    def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
+        s = _scan(self._decode(inp, limits).text, inp.source)
+        fields = {m["name"]: m.get("content", "") for _, _, m, _ in s.metas if m["name"] in _TDM_META}
+        return _tdm_signal(fields, "HTML meta tdm-reservation")
+
+    def write_training(self, data: bytes, policy: Any, limits: Limits) -> bytes:
+        doc = self._decode(Input(data), limits)
+        s = _scan(doc.text, "<html>")
+        text = _remove_spans(doc.text, [(a, b) for a, b, m, _ in s.metas if m["name"] in _TDM_META])
+        return self._insert_metas(((_BOM if doc.bom else "") + text), _policy_fields(policy)).encode("utf-8")
 
 
 # --- JSON ----------------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import functools
 import io
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 try:  # absolute import: the c2pa-python package, not this module
     import c2pa as _c2pa
@@ -140,17 +140,20 @@ def _existing_manifest(data: bytes, mime: str) -> tuple[bool, bool]:
 def _definition(
     *,
     has_parent: bool,
-    label_claims: dict,
+    label_claims: dict | None,
     title: str | None,
-    source_type: str,
+    source_type: str | None,
     soft_binding: dict | None,
-    training: str | None,
+    training: str | Mapping[str, Any] | None,
 ) -> dict[str, Any]:
+    """The manifest definition; ``source_type=None`` claims nothing about AI (a rights-holder's own work: the input
+    is then the ``parentOf`` ingredient of a ``c2pa.opened`` action, which needs no digital source type)."""
     actions: list[dict[str, Any]] = []
     if has_parent:
         actions.append({"action": "c2pa.opened", "parameters": {"ingredientIds": [_PARENT_ID]}})
-        edit_type = COMPOSITE_URI if source_type == TRAINED_ALGORITHMIC_MEDIA_URI else source_type
-        actions.append({"action": "c2pa.edited", "digitalSourceType": edit_type})
+        if source_type is not None:
+            edit_type = COMPOSITE_URI if source_type == TRAINED_ALGORITHMIC_MEDIA_URI else source_type
+            actions.append({"action": "c2pa.edited", "digitalSourceType": edit_type})
     else:
         actions.append({"action": "c2pa.created", "digitalSourceType": source_type})
     assertions: list[dict[str, Any]] = []
@@ -166,13 +169,14 @@ def _definition(
                 "data": {"alg": str(soft_binding["alg"]), "blocks": [{"scope": {}, "value": str(soft_binding["value"])}]},
             }
         )
-    assertions.append({"label": LABEL_ASSERTION, "data": dict(label_claims)})
+    if label_claims is not None:
+        assertions.append({"label": LABEL_ASSERTION, "data": dict(label_claims)})
     if training is not None:
-        if training not in TRAINING_VALUES:
+        entries = dict(training) if isinstance(training, Mapping) else {k: {"use": training} for k in TRAINING_KEYS}
+        bad = [e.get("use") for e in entries.values() if not isinstance(e, Mapping) or e.get("use") not in TRAINING_VALUES]
+        if bad or not entries:
             raise SigningError(f"training must be one of {', '.join(TRAINING_VALUES)}, not {training!r}")
-        assertions.append(
-            {"label": TRAINING_ASSERTION, "data": {"entries": {k: {"use": training} for k in TRAINING_KEYS}}}
-        )
+        assertions.append({"label": TRAINING_ASSERTION, "data": {"entries": entries}})
     definition: dict[str, Any] = {
         "claim_generator_info": [{"name": "kzlabel", "version": _version()}],
         "assertions": assertions,
@@ -187,11 +191,11 @@ def sign(
     mime: str,
     signer: "Signer",
     *,
-    label_claims: dict,
+    label_claims: dict | None,
     title: str | None = None,
-    source_type: str = TRAINED_ALGORITHMIC_MEDIA_URI,
+    source_type: str | None = TRAINED_ALGORITHMIC_MEDIA_URI,
     soft_binding: dict | None = None,
-    training: str | None = None,
+    training: str | Mapping[str, Any] | None = None,
     thumbnail: bool = False,
 ) -> bytes:
     """Embed a signed C2PA manifest in ``data`` (of type ``mime``) and return the new bytes.
@@ -204,6 +208,7 @@ def sign(
     if mime not in _builder_types():
         raise UnsupportedFormat(f"the C2PA library cannot embed a manifest in {mime}", format=mime)
     has_parent, parent_readable = _existing_manifest(data, mime)
+    has_parent = has_parent or source_type is None
     definition = _definition(
         has_parent=has_parent,
         label_claims=label_claims,
