@@ -13,6 +13,7 @@ from typing import IO, overload
 from . import errors
 from .keys import Signer, TrustStore
 from .label import IPTC_COMPOSITE, IPTC_TRAINED, Label, Training
+from .optout import TrainingCheck, TrainingPolicy, training_allowed
 from .pipeline import Labeler, MarkResult, Source
 from .registry import Registry
 from .report import Evidence, Report, Status, Verdict
@@ -33,11 +34,14 @@ __all__ = sorted(
         "Source",
         "Status",
         "Training",
+        "TrainingCheck",
+        "TrainingPolicy",
         "TrustStore",
         "Verdict",
         "__version__",
         "errors",
         "mark",
+        "training_allowed",
         "verify",
     ]
 )
