@@ -105,9 +105,13 @@ def _b64url(data: bytes) -> str:
 
 
 def _b64url_decode(text: str) -> bytes:
+    """Strict base64url: one encoding per value, so a token cannot be altered without breaking it."""
     if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
         raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64url(data) != text:
+        raise ValueError("non-canonical base64url (stray trailing bits)")
+    return data
 
 
 def _utc_now() -> str:
