@@ -93,3 +93,27 @@ def test_errors_are_one_line_exit_2_no_traceback(cli_keys, tmp_path, args, needl
     assert "Traceback" not in proc.stderr
     assert needle.lower() in proc.stderr.lower()
     assert not (tmp_path / "d.txt").exists()
+
+
+def test_optout_training_check_and_dataset_commands(cli_keys, tmp_path, capsys):
+    site = tmp_path / "site"
+    site.mkdir()
+    page = site / "p.html"
+    page.write_text("<!DOCTYPE html><html><head></head><body>mine</body></html>\n")
+    (site / "free.txt").write_text("free\n")
+    assert main(["training-check", str(site)]) == 0
+    assert main(["optout", str(page), "--deny", "ai-training,data-mining"]) == 0
+    assert "tdm-reservation" in page.read_text()
+    capsys.readouterr()
+    assert main(["training-check", str(site), "--json"]) == 1
+    lines = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    assert {l["source"].rsplit("/", 1)[1]: l["status"] for l in lines} == {"p.html": "notAllowed", "free.txt": "unspecified"}
+    assert main(["optout", str(site), "--well-known"]) == 0
+    assert json.loads((site / ".well-known" / "tdmrep.json").read_text())[0]["location"] == "/p.html"
+    assert main(["dataset", str(site), "--producer", "P", "--license", "CC0-1.0", "--key", str(cli_keys)]) == 0
+    assert main(["dataset", str(site), "--verify", "--trust", str(cli_keys)]) == 0
+    (site / "free.txt").write_text("changed\n")
+    capsys.readouterr()
+    assert main(["dataset", str(site), "--verify", "--trust", str(cli_keys)]) == 1
+    assert "changed: free.txt" in capsys.readouterr().out
+    assert main(["optout", str(page), "--deny", "cooking"]) == 2

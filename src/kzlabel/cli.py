@@ -148,6 +148,86 @@ def verify(
 
 
 @app.command()
+def optout(
+    target: Path = typer.Argument(..., help="File to mark (in place), or with --well-known a site folder."),
+    deny: Optional[List[str]] = typer.Option(None, "--deny", help="Uses to reserve: ai-training, generative-training, inference, data-mining, all."),
+    allow: Optional[List[str]] = typer.Option(None, "--allow", help="Uses to allow explicitly."),
+    policy: Optional[str] = typer.Option(None, "--policy", help="TDMRep tdm-policy URL (licence terms)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write a copy instead of changing FILE."),
+    key: Optional[Path] = typer.Option(None, "--key", envvar="KZLABEL_KEY", help="Also sign a C2PA cawg.training-mining manifest."),
+    well_known: bool = typer.Option(False, "--well-known", help="Write TARGET/.well-known/tdmrep.json from the files' declarations."),
+) -> None:
+    """Write a rights-holder's training reservation (Art. 23(5)) into every carrier the file has."""
+    from .keys import Signer
+    from .optout import TrainingPolicy, write_optout, write_well_known
+
+    if well_known:
+        typer.echo(f"wrote {write_well_known(target)}")
+        return
+    pol = TrainingPolicy.from_lists(_split(deny), _split(allow), policy)
+    signer = Signer.load(key) if key else None
+    write_optout(target, output, policy=pol, signer=signer, in_place=output is None)
+    said = ", ".join(f"{u} {v.value}" for u, v in pol.uses.items())
+    typer.echo(f"{output or target}: {said}")
+
+
+@app.command("training-check")
+def training_check(
+    path: Path = typer.Argument(..., help="A file, or a folder to scan (its .well-known/tdmrep.json applies)."),
+    use: str = typer.Option("ai_training", "--use", help="ai_training, ai_generative_training, ai_inference or data_mining."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per file."),
+    trust: Optional[List[Path]] = typer.Option(None, "--trust", help="Trust bundle for signed declarations."),
+) -> None:
+    """List what may not be used for training; exit 1 when anything is reserved."""
+    import json
+
+    from .keys import TrustStore
+    from .optout import check_tree, training_allowed
+
+    store = TrustStore.load(trust) if trust else None
+    results = check_tree(path, use=use, trust=store) if path.is_dir() else [(path, training_allowed(path, use=use, trust=store))]
+    reserved = 0
+    for file, check in results:
+        if isinstance(check, KzlabelError):
+            line = {"source": str(file), "error": check.message} if as_json else f"{file}: unreadable: {check.message}"
+        else:
+            reserved += check.may_not_use
+            line = check.to_dict() if as_json else f"{file}: {check.status.value}" + (" (conflicting signals)" if check.conflicting else "")
+        typer.echo(json.dumps(line, ensure_ascii=False) if as_json else line)
+    raise typer.Exit(EXIT_NOT_COMPLIANT if reserved else EXIT_OK)
+
+
+@app.command()
+def dataset(
+    directory: Path = typer.Argument(..., help="The data library folder."),
+    producer: Optional[str] = typer.Option(None, "--producer", help="Who produced the library (Art. 27(5))."),
+    license: Optional[str] = typer.Option(None, "--license", help="Licence (SPDX id or URL)."),
+    purpose: str = typer.Option("", "--purpose", help="What the library is for."),
+    name: Optional[str] = typer.Option(None, "--name", help="Dataset name (default: the folder name)."),
+    key: Optional[Path] = typer.Option(None, "--key", envvar="KZLABEL_KEY", help="keygen folder to sign the manifest."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Manifest path (default DIR/croissant.json)."),
+    check: bool = typer.Option(False, "--verify", help="Verify the manifest against the folder instead."),
+    trust: Optional[List[Path]] = typer.Option(None, "--trust", help="Trust bundle for --verify."),
+) -> None:
+    """Write (or --verify) the signed Croissant manifest of a data library."""
+    from .dataset import verify_manifest, write_manifest
+    from .keys import Signer, TrustStore
+
+    if check:
+        result = verify_manifest(directory, output, trust=TrustStore.load(trust) if trust else None)
+        typer.echo(f"{directory}: {'ok' if result.ok else 'NOT OK'}; signature {result.signature}: {result.reason}")
+        for kind in ("added", "removed", "changed"):
+            for rel in getattr(result, kind):
+                typer.echo(f"  {kind}: {rel}")
+        raise typer.Exit(EXIT_OK if result.ok else EXIT_NOT_COMPLIANT)
+    if not producer or not license:
+        _fail("--producer and --license are required to write a manifest")
+    signer = Signer.load(key) if key else None
+    path = write_manifest(directory, output, producer=producer, license=license, purpose=purpose, name=name, signer=signer)
+    typer.echo(f"wrote {path}" + ("" if signer else " (unsigned: pass --key to sign it)"))
+
+
+@app.command()
 def version() -> None:
     """Print the kzlabel version."""
     typer.echo(__version__)
