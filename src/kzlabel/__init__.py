@@ -64,15 +64,16 @@ def mark(
     owner: str,
     in_place: bool = False,
     name: str | None = None,
+    password: str | None = None,
     **options: object,
 ) -> bytes | MarkResult:
     """Label one file with every layer its format has; returns the bytes when no ``dst`` is given.
 
     ``name`` is the file name for bytes input (a hint for text dialects). ``options`` are Labeler settings: system_version, languages, source_type, training, depicts_real_person,
-    layers, position, style, watermark_key, thumbnail, registry, limits.
+    layers, position, style, watermark_key, thumbnail, pages, registry, limits. ``password`` opens encrypted PDFs.
     """
     labeler = Labeler(signer, system=system, owner=owner, **options)  # type: ignore[arg-type]
-    result = labeler.mark(src, dst, in_place=in_place, name=name)
+    result = labeler.mark(src, dst, in_place=in_place, name=name, password=password)
     return result if dst is not None or in_place else result.data
 
 
@@ -83,6 +84,7 @@ def verify(
     registry: Registry | None = None,
     watermark_key: bytes | None = None,
     name: str | None = None,
+    password: str | None = None,
 ) -> Report:
     """Check every label layer of one file and return the report; raises only for unusable input."""
-    return Labeler(trust=trust, registry=registry, watermark_key=watermark_key).verify(src, name=name)
+    return Labeler(trust=trust, registry=registry, watermark_key=watermark_key).verify(src, name=name, password=password)

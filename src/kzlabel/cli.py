@@ -80,6 +80,8 @@ def mark(
     position: Optional[str] = typer.Option(None, "--position", help="Text: start|end; images: a corner."),
     style: str = typer.Option("plate", "--style", help="Visible style: plate, outline or icon."),
     registry: Optional[Path] = typer.Option(None, "--registry", help="SQLite registry to record the label in."),
+    pages: str = typer.Option("all", "--pages", help="Paged documents: stamp all pages or the first."),
+    password: Optional[str] = typer.Option(None, "--password", envvar="KZLABEL_PASSWORD", help="Password of an encrypted PDF."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Label one file with every layer its format has."""
@@ -104,9 +106,10 @@ def mark(
         layers=_split(layers) or ALL_LAYERS,
         position=position,
         style=style,
+        pages=pages,
         registry=reg,
     )
-    result = labeler.mark(src, output, in_place=in_place)
+    result = labeler.mark(src, output, in_place=in_place, password=password)
     if as_json:
         typer.echo(
             json.dumps(
@@ -133,6 +136,7 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     trust: Optional[List[Path]] = typer.Option(None, "--trust", help="Trust bundle file or keygen folder (repeatable)."),
     registry: Optional[Path] = typer.Option(None, "--registry", help="SQLite registry to look watermarks up in."),
+    password: Optional[str] = typer.Option(None, "--password", envvar="KZLABEL_PASSWORD", help="Password of an encrypted PDF."),
 ) -> None:
     """Check every label layer; exit 0 when compliant, 1 when not."""
     from . import Registry, TrustStore, Verdict
@@ -142,7 +146,7 @@ def verify(
     if registry is not None and not registry.exists():
         _fail(f"{registry}: no such registry")
     reg = Registry(registry) if registry else None
-    report = verify_file(file, trust=store, registry=reg)
+    report = verify_file(file, trust=store, registry=reg, password=password)
     typer.echo(report.to_json() if as_json else str(report))
     raise typer.Exit(EXIT_OK if report.verdict == Verdict.COMPLIANT else EXIT_NOT_COMPLIANT)
 

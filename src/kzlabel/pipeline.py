@@ -50,7 +50,7 @@ class MarkResult:
     skipped: dict[str, str] = field(default_factory=dict)  # layer → why it was not applied
 
 
-def read_input(src: Source, limits: Limits, name: str | None = None) -> Input:
+def read_input(src: Source, limits: Limits, name: str | None = None, password: str | None = None) -> Input:
     """Path, bytes or binary file object → Input, refusing anything over the byte limit before reading it."""
     if isinstance(src, (bytes, bytearray, memoryview)):
         data = bytes(src)
@@ -81,7 +81,7 @@ def read_input(src: Source, limits: Limits, name: str | None = None) -> Input:
         raise TypeError(f"expected a path, bytes or a binary file object, got {type(src).__name__}")
     if len(data) > limits.max_bytes:
         raise LimitExceeded(f"input is over the {limits.max_bytes}-byte limit", source=name)
-    return Input(data=data, name=name, path=path)
+    return Input(data=data, name=name, path=path, password=password)
 
 
 def write_atomic(dst: str | os.PathLike, data: bytes, *, mode_from: Path | None = None) -> None:
@@ -145,6 +145,7 @@ class Labeler:
         style: str = "plate",
         watermark_key: bytes | None = None,
         thumbnail: bool = False,
+        pages: str = "all",
         trust: TrustStore | None = None,
         registry: Registry | None = None,
         limits: Limits = Limits(),
@@ -161,8 +162,15 @@ class Labeler:
         self.training = Training(training)
         self.depicts_real_person = depicts_real_person
         self.producer_id = producer_id
+        if pages not in ("all", "first"):
+            raise KzlabelError(f"pages must be 'all' or 'first', not {pages!r}")
         self.options = MarkOptions(
-            layers=frozenset(layers), position=position, style=style, watermark_key=watermark_key, thumbnail=thumbnail
+            layers=frozenset(layers),
+            position=position,
+            style=style,
+            watermark_key=watermark_key,
+            thumbnail=thumbnail,
+            pages=pages,
         )
         self.trust = trust
         self.registry = registry
@@ -191,6 +199,7 @@ class Labeler:
         in_place: bool = False,
         name: str | None = None,
         label: Label | None = None,
+        password: str | None = None,
     ) -> MarkResult:
         """Label one file. The original is never touched unless ``in_place=True`` (then replaced atomically)."""
         if self.signer is None:
@@ -202,7 +211,7 @@ class Labeler:
         elif isinstance(src, (str, os.PathLike)) and isinstance(dst, (str, os.PathLike)):
             if Path(dst).exists() and Path(dst).resolve() == Path(src).resolve():
                 raise KzlabelError("dst is the source file; pass in_place=True to replace it", source=str(src))
-        inp = read_input(src, self.limits, name)
+        inp = read_input(src, self.limits, name, password)
         handler = formats.detect(inp)
         label = label or self.new_label()
         data, label, token, applied, skipped = self._mark_pass(handler, inp, label)
@@ -227,8 +236,13 @@ class Labeler:
         if "c2pa" in layers:
             from .layers import c2pa as c2pa_layer
 
-            if handler.mime not in c2pa_layer.supported_mime_types():
-                skipped["c2pa"] = f"the C2PA library cannot embed a manifest in {handler.mime}"
+            reason = (
+                f"the C2PA library cannot embed a manifest in {handler.mime}"
+                if handler.mime not in c2pa_layer.supported_mime_types()
+                else handler.c2pa_skip_reason(inp.data)
+            )
+            if reason:
+                skipped["c2pa"] = reason
                 layers = layers - {"c2pa"}
         applied: list[str] = []
         doc = _guard(handler, inp, "decoding", handler.load, inp, self.limits)
@@ -270,9 +284,9 @@ class Labeler:
         return data, label, token, applied, skipped
 
     # --- verify -----------------------------------------------------------------------------------------------------
-    def verify(self, src: Source, *, name: str | None = None) -> Report:
+    def verify(self, src: Source, *, name: str | None = None, password: str | None = None) -> Report:
         """Read every layer and report; raises only for unusable input (unreadable, unsupported, over limits)."""
-        inp = read_input(src, self.limits, name)
+        inp = read_input(src, self.limits, name, password)
         handler = formats.detect(inp)
         findings: Findings = _guard(
             handler, inp, "reading", handler.inspect, inp, self.limits, self.options.watermark_key

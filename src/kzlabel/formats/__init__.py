@@ -55,6 +55,7 @@ class MarkOptions:
     style: str = "plate"  # "plate" | "outline" | "icon"
     watermark_key: bytes | None = None
     thumbnail: bool = False
+    pages: str = "all"  # paged documents: "all" or "first"
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Input:
     data: bytes
     name: str | None = None
     path: Path | None = None
+    password: str | None = field(default=None, repr=False)  # for encrypted documents
 
     @property
     def source(self) -> str:
@@ -143,6 +145,10 @@ class Handler:
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:
         return LabelMatch(content=None, warning=findings.warning_found)
+
+    def c2pa_skip_reason(self, data: bytes) -> str | None:
+        """Why an embedded manifest must not be written into this particular file (None: go ahead)."""
+        return None
 
     # --- training permissions (Art. 23(5)) ------------------------------------------------------------------------
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:

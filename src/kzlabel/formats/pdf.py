@@ -1,0 +1,419 @@
+"""PDF: a warning stamped on the pages as real page content, XMP + Info-dictionary fields, and (via the pipeline)
+an embedded C2PA manifest.
+
+Changes are written as an incremental update appended to the original bytes, so earlier revisions, signatures over
+them, bookmarks, forms and JavaScript (kept, never run) stay as they were. A file whose cross-reference table is
+broken is rewritten in full instead (the repaired structure cannot be appended to).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import threading
+import warnings
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+from xml.etree import ElementTree as ET
+
+from ..errors import CorruptInput, KzlabelError, LimitExceeded, MissingDependency
+from ..label import Label, Training, TrainingSignal
+from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register
+
+try:
+    import pypdf
+    from pypdf.errors import FileNotDecryptedError, LimitReachedError, PdfReadError, PyPdfError
+    from pypdf.generic import NameObject, StreamObject, TextStringObject
+except ImportError:  # pragma: no cover - pypdf is a core dependency
+    pypdf = None
+
+WARNING_SIGN = "⚠"
+MAX_PAGES = 20_000
+_FONT_NAME = "KZLabelSans"
+_font_lock = threading.Lock()
+# The password of the PDF being marked, set by load() for the later steps of the same mark() call (per thread/task).
+_password: ContextVar[str | None] = ContextVar("kzlabel_pdf_password", default=None)
+
+NS = {
+    "x": "adobe:ns:meta/",
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "Iptc4xmpExt": "http://iptc.org/std/Iptc4xmpExt/2008-02-29/",
+    "TC260": "http://www.tc260.org.cn/ns/AIGC/1.0/",
+    "kzlabel": "http://kzlabel.kz/ns/1.0/",
+    "plus": "http://ns.useplus.org/ldf/xmp/1.0/",
+    "tdm": "http://www.w3.org/ns/tdmrep/",
+}
+_LABEL_PROPS = (
+    ("Iptc4xmpExt", "DigitalSourceType"),
+    ("Iptc4xmpExt", "AISystemUsed"),
+    ("Iptc4xmpExt", "AISystemVersionUsed"),
+    ("TC260", "AIGC"),
+    ("kzlabel", "Label"),
+)
+_TRAINING_PROPS = (("plus", "DataMining"), ("tdm", "reservation"), ("tdm", "policy"))
+
+
+# --- XMP -----------------------------------------------------------------------------------------------------------
+def _q(prefix: str, name: str) -> str:
+    return f"{{{NS[prefix]}}}{name}"
+
+
+def _parse_xmp(packet: bytes | None) -> ET.Element | None:
+    if not packet:
+        return None
+    try:
+        for prefix, uri in re.findall(rb'xmlns:([A-Za-z0-9_.-]+)="([^"]+)"', packet):
+            ET.register_namespace(prefix.decode(), uri.decode())
+        root = ET.fromstring(packet.strip().lstrip(b"\xef\xbb\xbf"))
+    except (ET.ParseError, ValueError):
+        return None
+    return root
+
+
+def _rdf(root: ET.Element | None) -> ET.Element:
+    if root is not None:
+        rdf = root if root.tag == _q("rdf", "RDF") else root.find(".//" + _q("rdf", "RDF"))
+        if rdf is not None:
+            return rdf
+    meta = ET.Element(_q("x", "xmpmeta"))
+    return ET.SubElement(meta, _q("rdf", "RDF"))
+
+
+def xmp_values(packet: bytes | None) -> dict[str, str]:
+    """kzlabel-relevant XMP properties (element or attribute form) as {"prefix:Name": value}."""
+    root = _parse_xmp(packet)
+    out: dict[str, str] = {}
+    if root is None:
+        return out
+    for desc in root.iter(_q("rdf", "Description")):
+        for prefix, name in _LABEL_PROPS + _TRAINING_PROPS:
+            key = _q(prefix, name)
+            if key in desc.attrib:
+                out[f"{prefix}:{name}"] = desc.attrib[key]
+            el = desc.find(key)
+            if el is not None:
+                text = el.text or ""
+                if not text.strip():  # a resource form: <x rdf:resource="..."/> or a single rdf:li
+                    text = el.get(_q("rdf", "resource"), "") or "".join(
+                        (li.text or "") for li in el.iter(_q("rdf", "li"))
+                    )
+                out[f"{prefix}:{name}"] = text.strip()
+    return out
+
+
+def merge_xmp(packet: bytes | None, values: Mapping[tuple[str, str], str], replace: tuple[tuple[str, str], ...]) -> bytes:
+    """Set ``values`` in an XMP packet, first removing every ``replace`` property; all else is kept."""
+    root = _parse_xmp(packet)
+    rdf = _rdf(root)
+    for desc in list(rdf.iter(_q("rdf", "Description"))):
+        for prefix, name in replace:
+            desc.attrib.pop(_q(prefix, name), None)
+            for el in desc.findall(_q(prefix, name)):
+                desc.remove(el)
+    desc = ET.SubElement(rdf, _q("rdf", "Description"), {_q("rdf", "about"): ""})
+    for (prefix, name), value in values.items():
+        ET.SubElement(desc, _q(prefix, name)).text = value
+    for prefix, uri in NS.items():
+        ET.register_namespace(prefix, uri)
+    top = root if root is not None and root.tag == _q("x", "xmpmeta") else None
+    if top is None:
+        top = ET.Element(_q("x", "xmpmeta"))
+        top.append(rdf)
+    body = ET.tostring(top, encoding="unicode")
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n' + body + '\n<?xpacket end="w"?>'
+    ).encode("utf-8")
+
+
+def _label_xmp(label: Label, token: str) -> dict[tuple[str, str], str]:
+    values = {("Iptc4xmpExt", "DigitalSourceType"): label.source_type, ("Iptc4xmpExt", "AISystemUsed"): label.system}
+    if label.system_version:
+        values[("Iptc4xmpExt", "AISystemVersionUsed")] = label.system_version
+    values[("TC260", "AIGC")] = label.aigc_json(token)
+    values[("kzlabel", "Label")] = token
+    return values
+
+
+# --- the stamp -----------------------------------------------------------------------------------------------------
+def _font_path() -> Path:
+    """A font covering Kazakh Cyrillic: the one shipped with kzlabel, else DejaVu Sans from the system."""
+    assets = Path(__file__).resolve().parent.parent / "assets"
+    for candidate in sorted(assets.glob("*.ttf")) + [Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")]:
+        if candidate.is_file():
+            return candidate
+    raise MissingDependency("no font with Kazakh glyphs found for the PDF stamp (kzlabel's assets are missing)")
+
+
+def _register_font() -> None:
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    with _font_lock:
+        if _FONT_NAME not in pdfmetrics.getRegisteredFontNames():
+            pdfmetrics.registerFont(TTFont(_FONT_NAME, str(_font_path())))
+
+
+@lru_cache(maxsize=32)
+def _stamp(width: float, height: float, lines: tuple[str, ...], corner: str) -> bytes:
+    """A one-page PDF the size of the displayed page with the warning plate in a corner."""
+    try:
+        from reportlab.pdfbase.pdfmetrics import stringWidth
+        from reportlab.pdfgen import canvas
+    except ImportError:
+        raise MissingDependency("the PDF stamp needs reportlab: pip install reportlab") from None
+    _register_font()
+    size = max(6.0, min(width, height) * 0.022)
+    widest = max(stringWidth(line, _FONT_NAME, size) for line in lines)
+    room = width * 0.94 - size
+    if widest > room:
+        size = max(4.0, size * room / widest)
+        widest = max(stringWidth(line, _FONT_NAME, size) for line in lines)
+    pad, lead = size * 0.5, size * 1.3
+    box_w, box_h = widest + 2 * pad, lead * len(lines) + pad
+    margin = size
+    x = margin if "left" in corner else width - margin - box_w
+    y = margin if "bottom" in corner else height - margin - box_h
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=(width, height), pageCompression=1)
+    c.setFillColorRGB(1, 0.97, 0.85, alpha=0.9)
+    c.setStrokeColorRGB(0.7, 0.5, 0)
+    c.setLineWidth(max(0.5, size * 0.08))
+    c.roundRect(x, y, box_w, box_h, size * 0.3, stroke=1, fill=1)
+    c.setFillColorRGB(0.1, 0.1, 0.1, alpha=1)
+    c.setFont(_FONT_NAME, size)
+    for i, line in enumerate(lines):
+        c.drawString(x + pad, y + box_h - pad * 0.6 - (i + 1) * lead + size * 0.35, line)
+    c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+def _stamp_lines(label: Label) -> tuple[str, ...]:
+    texts = [text for _, text in label.notices]
+    return tuple([f"{WARNING_SIGN} {texts[0]}"] + texts[1:])
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+# --- the handler ---------------------------------------------------------------------------------------------------
+@dataclass
+class PdfDoc:
+    data: bytes
+    reader: Any
+    writer: Any
+    incremental: bool
+    password: str | None = None
+    pages: list[int] = field(default_factory=list)
+
+
+def _open(data: bytes, source: str, password: str | None, limits: Limits) -> Any:
+    """A pypdf reader with the failure modes translated; encrypted files need their password."""
+    if pypdf is None:  # pragma: no cover
+        raise MissingDependency("PDF support needs pypdf")
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
+            if reader.is_encrypted:
+                if password is None and not reader.decrypt(""):
+                    raise CorruptInput("encrypted PDF: give its password", source=source, format="pdf")
+                if password is not None and not reader.decrypt(password):
+                    raise CorruptInput("encrypted PDF: wrong password", source=source, format="pdf")
+            count = len(reader.pages)
+    except KzlabelError:
+        raise
+    except LimitReachedError as exc:
+        raise LimitExceeded(f"PDF over pypdf's safety limits: {exc}", source=source, format="pdf") from None
+    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
+        raise CorruptInput(f"unreadable PDF: {exc or type(exc).__name__}", source=source, format="pdf") from None
+    if count == 0:
+        raise CorruptInput("PDF has no pages", source=source, format="pdf")
+    if count > MAX_PAGES:
+        raise LimitExceeded(f"PDF has {count} pages, over the {MAX_PAGES}-page limit", source=source, format="pdf")
+    return reader
+
+
+def _writer(data: bytes, reader: Any, source: str) -> tuple[Any, bool]:
+    """An incremental writer when the file's structure allows it, else a full copy."""
+    if not reader.is_encrypted:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return pypdf.PdfWriter(io.BytesIO(data), incremental=True), True
+        except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+            pass
+    try:
+        return pypdf.PdfWriter(clone_from=reader), False
+    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise CorruptInput(f"PDF cannot be rewritten: {exc}", source=source, format="pdf") from None
+
+
+def _write(writer: Any, password: str | None) -> bytes:
+    if password:
+        writer.encrypt(user_password=password, owner_password=password, algorithm="AES-256")
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        writer.write(out)
+    return out.getvalue()
+
+
+class Pdf(Handler):
+    id = "pdf"
+    name = "PDF"
+    mime = "application/pdf"
+    extensions = (".pdf",)
+    layers = frozenset({"visible", "metadata", "c2pa"})
+
+    def score(self, header: bytes, name: str | None) -> int:
+        return 100 if b"%PDF-" in header[:1024] else 0
+
+    def c2pa_skip_reason(self, data: bytes) -> str | None:
+        # The C2PA library rewrites the whole file, which would break existing digital signatures.
+        if re.search(rb"/FT\s*/Sig\b|/SigFlags\s+[1-3]\b|/ByteRange\s*\[", data):
+            return "the PDF carries a digital signature that an embedded manifest would invalidate"
+        return None
+
+    def load(self, inp: Input, limits: Limits) -> PdfDoc:
+        _password.set(inp.password)
+        reader = _open(inp.data, inp.source, inp.password, limits)
+        writer, incremental = _writer(inp.data, reader, inp.source)
+        return PdfDoc(inp.data, reader, writer, incremental, inp.password)
+
+    def draw_warning(self, doc: PdfDoc, label: Label, opts: MarkOptions) -> None:
+        from pypdf import Transformation
+
+        corner = opts.position or "bottom-left"
+        if corner not in ("bottom-left", "bottom-right", "top-left", "top-right"):
+            raise KzlabelError(f"unknown corner {corner!r} for the PDF stamp")
+        lines = _stamp_lines(label)
+        targets = range(len(doc.writer.pages)) if opts.pages == "all" else range(1)
+        for index in targets:
+            page = doc.writer.pages[index]
+            box = page.cropbox
+            x0, y0, w, h = float(box.left), float(box.bottom), float(box.width), float(box.height)
+            rot = int(page.get("/Rotate", 0) or 0) % 360
+            shown = (h, w) if rot in (90, 270) else (w, h)
+            stamp = pypdf.PdfReader(io.BytesIO(_stamp(round(shown[0], 2), round(shown[1], 2), lines, corner))).pages[0]
+            move = {
+                0: Transformation(),
+                90: Transformation().rotate(90).translate(w, 0),
+                180: Transformation().rotate(180).translate(w, h),
+                270: Transformation().rotate(270).translate(0, h),
+            }[rot if rot in (0, 90, 180, 270) else 0]
+            page.merge_transformed_page(stamp, move.translate(x0, y0), over=True, expand=False)
+            # one materialised content stream: pypdf otherwise drops the merged operators when it re-encrypts
+            page.replace_contents(page.get_contents())
+            doc.pages.append(index)
+
+    def encode(self, doc: PdfDoc, opts: MarkOptions) -> bytes:
+        return _write(doc.writer, doc.password) if doc.pages else doc.data
+
+    def bind(self, doc: PdfDoc, encoded: bytes) -> Mapping[str, Any]:
+        return {"warning": {"kind": "pdf-stamp", "pages": doc.pages}} if doc.pages else {}
+
+    def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
+        return self._update(data, _label_xmp(label, token), _LABEL_PROPS, {"/AIGC": label.aigc_json(token), "/KZLabel": token})
+
+    def _update(self, data: bytes, xmp: Mapping[tuple[str, str], str], replace: tuple[tuple[str, str], ...],
+                info: Mapping[str, str]) -> bytes:
+        password = _password.get()
+        reader = _open(data, "<pdf>", password, Limits())
+        writer, _ = _writer(data, reader, "<pdf>")
+        current = writer.root_object.get("/Metadata")
+        old = None
+        if current is not None:
+            try:
+                old = current.get_object().get_data()
+            except (PyPdfError, ValueError, KeyError, TypeError, AttributeError):
+                old = None
+        packet = merge_xmp(old, xmp, replace)
+        stream = StreamObject()
+        stream[NameObject("/Type")] = NameObject("/Metadata")
+        stream[NameObject("/Subtype")] = NameObject("/XML")
+        stream.set_data(packet)
+        writer.root_object[NameObject("/Metadata")] = writer._add_object(stream)
+        writer.add_metadata({k: TextStringObject(v) for k, v in info.items()})
+        return _write(writer, password)
+
+    def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
+        reader = _open(inp.data, inp.source, inp.password, limits)
+        meta = reader.metadata or {}
+        tokens: list[tuple[str, str]] = []
+        info_token = meta.get("/KZLabel")
+        if isinstance(info_token, str):
+            tokens.append(("PDF Info /KZLabel", info_token))
+        try:
+            packet = reader.xmp_metadata.stream.get_data() if reader.xmp_metadata else None
+        except (PyPdfError, ValueError, KeyError, TypeError, AttributeError):
+            packet = None
+        values = xmp_values(packet)
+        if values.get("kzlabel:Label") and values["kzlabel:Label"] != info_token:
+            tokens.append(("XMP kzlabel:Label", values["kzlabel:Label"]))
+        fields: dict[str, Any] = {k: v for k, v in values.items() if k != "kzlabel:Label"}
+        if isinstance(meta.get("/AIGC"), str):
+            fields["Info:AIGC"] = meta["/AIGC"]
+        if "/OpenAction" in reader.trailer["/Root"] or "/JavaScript" in (reader.trailer["/Root"].get("/Names") or {}):
+            fields["javascript_present"] = True  # reported; kzlabel never runs it
+        first = self._page_text(reader, 0)
+        seen = WARNING_SIGN in first and any(t in first for t in _known_texts())
+        return Findings(tokens=tokens, fields=fields, warning_found=seen, state=reader)
+
+    @staticmethod
+    def _page_text(reader: Any, index: int) -> str:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return _norm(reader.pages[index].extract_text() or "")
+        except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError):
+            return ""
+
+    def check_label(self, findings: Findings, label: Label) -> LabelMatch:
+        reader = findings.state
+        warning = label.warning or {}
+        pages = [p for p in warning.get("pages", []) if isinstance(p, int)]
+        if warning.get("kind") != "pdf-stamp" or not pages:
+            return LabelMatch(None, findings.warning_found, "no stamp recorded")
+        wanted = [_norm(line) for line in _stamp_lines(label)]
+        missing = [p + 1 for p in pages[:50] if p >= len(reader.pages) or not all(w in self._page_text(reader, p) for w in wanted)]
+        if missing:
+            return LabelMatch(None, False, f"warning missing on page(s) {', '.join(map(str, missing[:10]))}")
+        return LabelMatch(None, True, f"warning present on {len(pages)} page(s)")
+
+    def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
+        from ..optout import signal_from_plus, signal_from_tdmrep
+
+        reader = _open(inp.data, inp.source, inp.password, limits)
+        try:
+            packet = reader.xmp_metadata.stream.get_data() if reader.xmp_metadata else None
+        except (PyPdfError, ValueError, KeyError, TypeError, AttributeError):
+            packet = None
+        values = xmp_values(packet)
+        signals = [
+            signal_from_plus(values.get("plus:DataMining")),
+            signal_from_tdmrep(values.get("tdm:reservation"), values.get("tdm:policy"), "XMP tdm:reservation"),
+        ]
+        return [s for s in signals if s is not None]
+
+    def write_training(self, data: bytes, policy: Any, limits: Limits) -> bytes:
+        values = {("plus", "DataMining"): policy.plus_data_mining(), ("tdm", "reservation"): policy.tdm_reservation()}
+        if policy.policy_url:
+            values[("tdm", "policy")] = policy.policy_url
+        return self._update(data, values, _TRAINING_PROPS, {})
+
+
+@lru_cache(maxsize=1)
+def _known_texts() -> tuple[str, ...]:
+    from ..label import NOTICES
+
+    return tuple(_norm(t) for kind in NOTICES.values() for t in kind.values())
+
+
+register(Pdf())
