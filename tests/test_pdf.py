@@ -174,3 +174,20 @@ def test_optout_writes_xmp_plus_and_tdmrep(tmp_path):
     assert {s.carrier for s in check.signals} == {"XMP plus:DataMining", "XMP tdm:reservation"}
     tags = exif(path)
     assert tags["XMP-plus:DataMining"].endswith("AIMLTRAINING") or "AI/ML" in tags["XMP-plus:DataMining"]
+
+
+def test_decompression_bomb_page_is_refused(lab):
+    import zlib
+
+    from kzlabel.errors import LimitExceeded
+
+    w = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(make_pdf(1))))
+    bomb = pypdf.generic.StreamObject()
+    bomb[NameObject("/Filter")] = NameObject("/FlateDecode")
+    bomb._data = zlib.compress(b" " * 120_000_000, 9)
+    w.pages[0][NameObject("/Contents")] = w._add_object(bomb)
+    buf = io.BytesIO()
+    w.write(buf)
+    assert len(buf.getvalue()) < 1_000_000
+    with pytest.raises(LimitExceeded):
+        lab.mark(buf.getvalue(), name="bomb.pdf")

@@ -20,31 +20,29 @@ from .report import Evidence, Report, Status, Verdict
 
 __version__ = "0.1.0"
 
-__all__ = sorted(
-    [
-        "IPTC_COMPOSITE",
-        "IPTC_TRAINED",
-        "Evidence",
-        "Label",
-        "Labeler",
-        "MarkResult",
-        "Registry",
-        "Report",
-        "Signer",
-        "Source",
-        "Status",
-        "Training",
-        "TrainingCheck",
-        "TrainingPolicy",
-        "TrustStore",
-        "Verdict",
-        "__version__",
-        "errors",
-        "mark",
-        "training_allowed",
-        "verify",
-    ]
-)
+__all__ = [
+    "Evidence",
+    "IPTC_COMPOSITE",
+    "IPTC_TRAINED",
+    "Label",
+    "Labeler",
+    "MarkResult",
+    "Registry",
+    "Report",
+    "Signer",
+    "Source",
+    "Status",
+    "Training",
+    "TrainingCheck",
+    "TrainingPolicy",
+    "TrustStore",
+    "Verdict",
+    "__version__",
+    "errors",
+    "mark",
+    "training_allowed",
+    "verify",
+]
 
 
 @overload

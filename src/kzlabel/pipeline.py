@@ -6,7 +6,6 @@ verify: every layer is read independently and reported as Evidence; the Report d
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 from dataclasses import dataclass, field

@@ -21,12 +21,12 @@ from typing import Any, Mapping
 from xml.etree import ElementTree as ET
 
 from ..errors import CorruptInput, KzlabelError, LimitExceeded, MissingDependency
-from ..label import Label, Training, TrainingSignal
+from ..label import Label, TrainingSignal
 from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register
 
 try:
     import pypdf
-    from pypdf.errors import FileNotDecryptedError, LimitReachedError, PdfReadError, PyPdfError
+    from pypdf.errors import LimitReachedError, PdfReadError, PyPdfError
     from pypdf.generic import NameObject, StreamObject, TextStringObject
 except ImportError:  # pragma: no cover - pypdf is a core dependency
     pypdf = None
@@ -288,13 +288,18 @@ class Pdf(Handler):
         return PdfDoc(inp.data, reader, writer, incremental, inp.password)
 
     def draw_warning(self, doc: PdfDoc, label: Label, opts: MarkOptions) -> None:
-        from pypdf import Transformation
-
         corner = opts.position or "bottom-left"
         if corner not in ("bottom-left", "bottom-right", "top-left", "top-right"):
             raise KzlabelError(f"unknown corner {corner!r} for the PDF stamp")
-        lines = _stamp_lines(label)
-        targets = range(len(doc.writer.pages)) if opts.pages == "all" else range(1)
+        try:
+            self._stamp_pages(doc, _stamp_lines(label), corner, opts.pages)
+        except LimitReachedError as exc:
+            raise LimitExceeded(f"a page is over pypdf's decompression limits: {exc}", format="pdf") from None
+
+    def _stamp_pages(self, doc: PdfDoc, lines: tuple[str, ...], corner: str, pages: str) -> None:
+        from pypdf import Transformation
+
+        targets = range(len(doc.writer.pages)) if pages == "all" else range(1)
         for index in targets:
             page = doc.writer.pages[index]
             box = page.cropbox
