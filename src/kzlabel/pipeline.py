@@ -51,34 +51,34 @@ class MarkResult:
 
 def read_input(src: Source, limits: Limits, name: str | None = None, password: str | None = None) -> Input:
     """Path, bytes or binary file object → Input, refusing anything over the byte limit before reading it."""
+    data: bytes | None
+    path: Path | None = None
     if isinstance(src, (bytes, bytearray, memoryview)):
         data = bytes(src)
-        path = None
     elif isinstance(src, (str, os.PathLike)):
         path = Path(src)
         try:
-            size = path.stat().st_size
             if path.is_dir():
                 raise KzlabelError("is a directory (use `kzlabel batch` for folders)", source=str(path))
-            if size > limits.max_bytes:
-                raise LimitExceeded(f"file is {size} bytes, over the {limits.max_bytes}-byte limit", source=str(path))
-            data = path.read_bytes()
+            size = path.stat().st_size
+            with open(path, "rb"):  # readable? (the bytes themselves are read when a handler needs them)
+                pass
         except FileNotFoundError:
             raise KzlabelError("no such file", source=str(path)) from None
         except PermissionError:
             raise KzlabelError("permission denied", source=str(path)) from None
-        except IsADirectoryError:
-            raise KzlabelError("is a directory (use `kzlabel batch` for folders)", source=str(path)) from None
+        if size > limits.max_bytes:
+            raise LimitExceeded(f"file is {size} bytes, over the {limits.max_bytes}-byte limit", source=str(path))
+        data = None
         name = name or path.name
     elif hasattr(src, "read"):
         data = src.read(limits.max_bytes + 1)
         if not isinstance(data, bytes):
             raise KzlabelError("file object must be opened in binary mode")
         name = name or (Path(str(getattr(src, "name", ""))).name or None)
-        path = None
     else:
         raise TypeError(f"expected a path, bytes or a binary file object, got {type(src).__name__}")
-    if len(data) > limits.max_bytes:
+    if data is not None and len(data) > limits.max_bytes:
         raise LimitExceeded(f"input is over the {limits.max_bytes}-byte limit", source=name)
     return Input(data=data, name=name, path=path, password=password)
 

@@ -58,14 +58,39 @@ class MarkOptions:
     pages: str = "all"  # paged documents: "all" or "first"
 
 
-@dataclass
 class Input:
-    """The one shape every handler receives, whether the caller gave a path, bytes or a file object."""
+    """The one shape every handler receives, whether the caller gave a path, bytes or a file object.
 
-    data: bytes
-    name: str | None = None
-    path: Path | None = None
-    password: str | None = field(default=None, repr=False)  # for encrypted documents
+    For a path, the bytes are read only when a handler asks for ``data``; streaming handlers (video, long audio)
+    open ``path`` themselves, so a 2 GB file is never held in memory just to be sniffed.
+    """
+
+    def __init__(
+        self, data: bytes | None = None, name: str | None = None, path: Path | None = None, password: str | None = None
+    ) -> None:
+        if data is None and path is None:
+            raise ValueError("Input needs data or a path")
+        self._data = data
+        self.name = name
+        self.path = path
+        self.password = password
+        self._header: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"Input(source={self.source!r}, size={self.size})"
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            assert self.path is not None
+            self._data = self.path.read_bytes()
+        return self._data
+
+    @property
+    def size(self) -> int:
+        if self._data is not None or self.path is None:
+            return len(self.data)
+        return self.path.stat().st_size
 
     @property
     def source(self) -> str:
@@ -73,7 +98,13 @@ class Input:
 
     @property
     def header(self) -> bytes:
-        return self.data[:HEADER_SIZE]
+        if self._data is not None:
+            return self._data[:HEADER_SIZE]
+        if self._header is None:
+            assert self.path is not None
+            with open(self.path, "rb") as fh:
+                self._header = fh.read(HEADER_SIZE)
+        return self._header
 
     @property
     def suffix(self) -> str:
@@ -245,7 +276,7 @@ def detect(inp: Input) -> Handler:
             best, best_score = h, s
     if best is None:
         raise UnsupportedFormat(f"unsupported format: {describe_content(header)}", source=inp.source)
-    if not inp.data and inp.suffix and best.is_text:
+    if not inp.header and inp.suffix and best.is_text:
         # Empty content is valid text, but an empty "photo.png" is a broken PNG, not an empty text file.
         if not any(inp.suffix in h.extensions for h in handlers() if h.is_text):
             raise CorruptInput(f"empty file (its name says {inp.suffix})", source=inp.source)

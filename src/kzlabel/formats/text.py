@@ -107,7 +107,7 @@ class _TextHandler(Handler):
     def _decode(self, inp: Input, limits: Limits) -> TextDoc:
         from ..errors import LimitExceeded
 
-        if len(inp.data) > limits.max_text_bytes:
+        if inp.size > limits.max_text_bytes:
             raise LimitExceeded(f"text is over the {limits.max_text_bytes}-byte limit", source=inp.source)
         if b"\x00" in inp.data:
             raise CorruptInput("contains NUL bytes: binary data, not text", source=inp.source, format=self.id)
