@@ -1,0 +1,105 @@
+"""Video: container tags readable by ffprobe/exiftool, C2PA for MP4/MOV, streaming re-encode, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kzlabel import Labeler, Verdict
+from kzlabel.errors import CorruptInput, KzlabelError, UnsupportedFormat
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True, timeout=120)
+
+
+def ffprobe_tags(path: Path) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("clips")
+    src = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+    out = {
+        "mp4": d / "a.mp4", "mov": d / "a.mov", "mkv": d / "a.mkv", "webm": d / "a.webm",
+        "odd": d / "odd.mp4", "one": d / "one.mp4", "noaudio": d / "n.mp4",
+    }
+    ffmpeg(*src, "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(out["mp4"]))
+    ffmpeg(*src, "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(out["mov"]))
+    ffmpeg(*src, "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(out["mkv"]))
+    ffmpeg(*src, "-t", "1", "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus", str(out["webm"]))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=853x480:rate=24", "-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out["odd"]))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-frames:v", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out["one"]))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out["noaudio"]))
+    return out
+
+
+@pytest.fixture
+def lab(signer, trust):
+    return Labeler(signer, owner="ТОО Бейне", system="VidGen", system_version="2", trust=trust)
+
+
+@pytest.mark.parametrize("kind,fmt", [("mp4", "mp4"), ("mov", "mov"), ("mkv", "mkv"), ("webm", "webm")])
+def test_container_tags_and_manifest(lab, clips, tmp_path, kind, fmt):
+    dst = tmp_path / clips[kind].name
+    result = lab.mark(clips[kind], dst)
+    assert result.format == fmt
+    tags = {k.lower(): v for k, v in ffprobe_tags(dst)["format"].get("tags", {}).items()}
+    assert json.loads(tags["aigc"])["Label"] == "1"
+    assert tags["digitalsourcetype"].endswith("/trainedAlgorithmicMedia")
+    assert tags["kzlabel"] == result.token
+    report = lab.verify(dst)
+    assert report.layer("metadata").status.value == "trusted"
+    if fmt in ("mp4", "mov"):
+        assert "c2pa" in result.layers and report.layer("c2pa").status.value == "trusted"
+    else:
+        assert "c2pa" in result.skipped
+
+
+def test_exiftool_reads_mp4_keys(lab, clips, tmp_path):
+    dst = tmp_path / "x.mp4"
+    lab.mark(clips["mp4"], dst)
+    out = subprocess.run(["exiftool", "-j", "-a", "-G1", str(dst)], capture_output=True, text=True, check=True)
+    tags = json.loads(out.stdout)[0]
+    assert json.loads(tags["Keys:AIGC"])["Label"] == "1"
+
+
+def test_metadata_stripped_by_reencode_is_unlabelled_without_watermark(lab, clips, tmp_path):
+    dst = tmp_path / "x.mp4"
+    lab.mark(clips["mp4"], dst, )
+    stripped = tmp_path / "s.mp4"
+    ffmpeg("-i", str(dst), "-map_metadata", "-1", "-c:v", "libx264", "-c:a", "copy", str(stripped))
+    assert "kzlabel" not in {k.lower() for k in ffprobe_tags(stripped)["format"].get("tags", {})}
+    assert lab.verify(stripped).layer("metadata").status.value == "absent"
+
+
+@pytest.mark.parametrize("kind", ["odd", "one", "noaudio"])
+def test_edge_shapes_keep_geometry(lab, clips, tmp_path, kind):
+    dst = tmp_path / f"{kind}.mp4"
+    lab.mark(clips[kind], dst)
+    before = [s for s in ffprobe_tags(clips[kind])["streams"] if s["codec_type"] == "video"][0]
+    after = [s for s in ffprobe_tags(dst)["streams"] if s["codec_type"] == "video"][0]
+    assert (after["width"], after["height"]) == (before["width"], before["height"])
+    assert after["r_frame_rate"] == before["r_frame_rate"]
+
+
+def test_bad_video_inputs(lab, clips, tmp_path):
+    data = clips["mp4"].read_bytes()
+    moov = data.find(b"moov")
+    truncated = data[: moov - 4] if moov > 0 else data[: len(data) // 3]
+    for bad in (truncated, data[:200]):
+        with pytest.raises(KzlabelError):
+            lab.mark(bad, name="t.mp4")
+    audio_only = tmp_path / "a.mkv"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440", "-t", "1", "-c:a", "libopus", str(audio_only))
+    with pytest.raises(UnsupportedFormat, match="no video stream"):
+        lab.mark(audio_only, tmp_path / "o.mkv")
+    assert not (tmp_path / "o.mkv").exists()
+    with pytest.raises(CorruptInput):
+        lab.verify(b"\x1a\x45\xdf\xa3" + b"\x00" * 40 + b"webm" + b"\x00" * 100, name="x.webm")
