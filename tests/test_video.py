@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kzlabel import Labeler, Verdict
+from kzlabel import Labeler
 from kzlabel.errors import CorruptInput, KzlabelError, UnsupportedFormat
 
 

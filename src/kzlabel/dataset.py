@@ -210,7 +210,7 @@ def _check_signature(manifest: dict[str, Any], trust: Any) -> tuple[str, str]:
         chain = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in header["x5c"]]
         signature = _b64url_decode(parts[2])
         subject = chain[0].subject.rfc4514_string()
-    except (ValueError, KeyError, TypeError, IndexError):
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, x509.InvalidVersion):
         return "invalid", "malformed signature header"
     body = {k: v for k, v in manifest.items() if k != SIGNATURE_KEY}
     signing_input = (parts[0] + "." + _b64url(canonical_json(body))).encode("ascii")

@@ -338,7 +338,7 @@ def verify_token(token: str, trust: "TrustStore | None" = None) -> TokenCheck:
         chain = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in header["x5c"]]
         alg = header["alg"]
         subject = chain[0].subject.rfc4514_string() if chain else ""  # parsed lazily: may fail here
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError, binascii.Error):
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, binascii.Error, x509.InvalidVersion):
         return TokenCheck("invalid", None, "malformed JWS header, encoding or certificate")
     if header.get("typ") != JWS_TYPE or not chain:
         return TokenCheck("invalid", None, "not a kzlabel label (wrong typ or no signer certificate)")
