@@ -1,0 +1,220 @@
+"""Invisible image watermark: round trips, attacks, false positives, shapes, limits.
+
+Images are generated here (smooth random fields + hard-edged shapes + fine texture + sensor-like noise), so the tests
+need nothing beyond numpy, scipy and Pillow.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageEnhance, ImageFilter
+from scipy import ndimage
+
+from kzlabel.errors import CapacityError, CorruptInput, LimitExceeded
+from kzlabel.watermark import DEFAULT_KEY, PAYLOAD_BITS, WatermarkResult, detect_image, embed_image
+from kzlabel.watermark import image as wimage
+
+
+def natural_like(h: int, w: int, seed: int) -> np.ndarray:
+    """A synthetic "photo": multi-scale smooth colour field, random shapes with hard edges, texture, noise."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w, 3))
+    for sigma, amp in ((h / 6, 70.0), (h / 25, 30.0), (3.0, 8.0)):
+        f = ndimage.gaussian_filter(rng.normal(size=(h, w, 3)), (sigma, sigma, 0))
+        img += amp * f / (f.std() + 1e-9)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(12):
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(h / 20, h / 5)
+        mask = (
+            (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+            if rng.random() < 0.5
+            else ((abs(yy - cy) < r) & (abs(xx - cx) < r * rng.uniform(0.3, 2)))
+        )
+        img[mask] += rng.uniform(-60, 60, 3)
+    # a flat area (sky-like gradient) to check masking there
+    img[: h // 5] = np.linspace(150, 210, w)[None, :, None] + np.array([0.0, 10.0, 30.0])
+    img += rng.normal(0, 2.0, img.shape)
+    img += 128 - img.mean()
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def images() -> list[np.ndarray]:
+    # ~1 Mpx, the size the robustness targets are specified at
+    return [natural_like(1000, 1000, 1), natural_like(900, 1200, 2), natural_like(800, 1280, 3)]
+
+
+@pytest.fixture(scope="module")
+def marked(images):
+    rng = np.random.default_rng(7)
+    out = []
+    for im in images:
+        p = rng.bytes(8)
+        out.append((im, embed_image(im, p), p))
+    return out
+
+
+def _jpeg(a: np.ndarray, q: int, subsampling: int = 0) -> np.ndarray:
+    b = io.BytesIO()
+    Image.fromarray(a).save(b, "JPEG", quality=q, subsampling=subsampling)
+    return np.asarray(Image.open(b).convert("RGB"))
+
+
+def _resize(a: np.ndarray, f: float) -> np.ndarray:
+    im = Image.fromarray(a)
+    return np.asarray(im.resize((round(im.width * f), round(im.height * f)), Image.Resampling.BICUBIC))
+
+
+def _crop(a: np.ndarray, fy: float, fx: float) -> np.ndarray:
+    h, w = a.shape[:2]
+    dy, dx = int(h * fy / 2), int(w * fx / 2)
+    return a[dy + 3 : h - dy, dx : w - dx - 5]  # off-centre by a few pixels: arbitrary tile phase
+
+
+def _noise(a: np.ndarray, s: float) -> np.ndarray:
+    return np.clip(a + np.random.default_rng(0).normal(0, s, a.shape), 0, 255).astype(np.uint8)
+
+
+ATTACKS = {
+    "jpeg90": lambda a: _jpeg(a, 90),
+    "jpeg75": lambda a: _jpeg(a, 75),
+    "jpeg50": lambda a: _jpeg(a, 50),
+    "resize0.5": lambda a: _resize(a, 0.5),
+    "resize0.75": lambda a: _resize(a, 0.75),
+    "resize1.5": lambda a: _resize(a, 1.5),
+    "crop25": lambda a: _crop(a, 0.25, 0.25),
+    "crop_aniso": lambda a: _crop(a, 0.25, 0.05),
+    "noise5": lambda a: _noise(a, 5),
+    "blur1": lambda a: np.asarray(Image.fromarray(a).filter(ImageFilter.GaussianBlur(1))),
+    "brightness1.3": lambda a: np.asarray(ImageEnhance.Brightness(Image.fromarray(a)).enhance(1.3)),
+    "contrast0.7": lambda a: np.asarray(ImageEnhance.Contrast(Image.fromarray(a)).enhance(0.7)),
+    "rot+2": lambda a: np.asarray(Image.fromarray(a).rotate(2, resample=Image.Resampling.BICUBIC)),
+    "rot-2": lambda a: np.asarray(Image.fromarray(a).rotate(-2, resample=Image.Resampling.BICUBIC)),
+    "resize0.5+jpeg75": lambda a: _jpeg(_resize(a, 0.5), 75),
+    "chroma420": lambda a: _jpeg(a, 95, subsampling=2),
+}
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0**2 / np.mean((a.astype(float) - b.astype(float)) ** 2)))
+
+
+def test_exports():
+    assert PAYLOAD_BITS == 64
+    assert isinstance(DEFAULT_KEY, bytes) and len(DEFAULT_KEY) >= 16
+
+
+def test_round_trip_and_psnr(marked):
+    for orig, m, p in marked:
+        assert m.shape == orig.shape and m.dtype == np.uint8
+        assert _psnr(orig, m) >= 42.0
+        r = detect_image(m)
+        assert isinstance(r, WatermarkResult)
+        assert r.found and r.payload == p and r.p_value < 1e-6
+        assert r.bits is not None and r.bits.shape == (188,)
+
+
+def test_flat_area_is_barely_touched(marked):
+    orig, m, _ = marked[0]
+    h = orig.shape[0] // 5
+    d = np.abs(m[8 : h - 8].astype(int) - orig[8 : h - 8].astype(int))
+    # ±1 grey level on most pixels, never more than 3: below the visibility threshold of a smooth gradient
+    assert d.max() <= 3 and np.mean(d >= 2) < 0.01 and np.sqrt(np.mean(d.astype(float) ** 2)) < 0.6
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_attacks(marked, attack):
+    for _, m, p in marked:
+        r = detect_image(ATTACKS[attack](m))
+        assert r.found, (attack, r.p_value)
+        assert r.payload == p
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.binary(min_size=8, max_size=8), key=st.one_of(st.none(), st.binary(min_size=1, max_size=40)))
+def test_round_trip_random_payload_and_key(images, payload, key):
+    m = embed_image(images[1], payload, key=key)
+    r = detect_image(_jpeg(m, 80), key=key)
+    assert r.found and r.payload == payload
+
+
+def test_wrong_key_and_unmarked_not_found(images, marked):
+    _, m, _ = marked[0]
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        r = detect_image(m, key=rng.bytes(16))
+        assert not r.found and r.payload is None
+    m2 = embed_image(images[0], b"12345678", key=b"private")
+    assert not detect_image(m2).found  # the public key does not see a private mark
+    assert detect_image(m2, key=b"private").payload == b"12345678"
+
+
+def test_false_positives_unmarked(images):
+    """A few hundred cheap H0 trials (the benchmark runs >= 10,000): unmarked images, crops, random keys."""
+    rng = np.random.default_rng(11)
+    ps = []
+    for i in range(150):
+        im = images[i % 3]
+        h, w = im.shape[:2]
+        y, x = rng.integers(0, h // 3), rng.integers(0, w // 3)
+        sub = im[y : y + rng.integers(h // 2, h - y), x : x + rng.integers(w // 2, w - x)]
+        r = detect_image(sub, key=None if i % 2 else rng.bytes(16))
+        assert not r.found
+        ps.append(r.p_value)
+    assert min(ps) > 1e-6
+
+
+def test_grey_and_rgba(images):
+    rgb = images[0]
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))
+    mg = embed_image(grey, b"greygrey")
+    assert mg.shape == grey.shape and mg.dtype == np.uint8
+    assert detect_image(mg).payload == b"greygrey"
+    alpha = np.random.default_rng(0).integers(0, 256, rgb.shape[:2], dtype=np.uint8)
+    rgba = np.dstack([rgb, alpha])
+    ma = embed_image(rgba, b"rgbargba")
+    assert ma.shape == rgba.shape and np.array_equal(ma[..., 3], alpha)
+    assert detect_image(ma).payload == b"rgbargba"
+
+
+def test_input_not_modified(images):
+    a = images[2].copy()
+    embed_image(a, b"\x00" * 8)
+    assert np.array_equal(a, images[2])
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 3), (64, 64, 3), (64, 2000, 3), (255, 400)])
+def test_tiny_images_refused(shape):
+    with pytest.raises(CapacityError):
+        embed_image(np.zeros(shape, np.uint8), b"12345678")
+    assert not detect_image(np.zeros(shape, np.uint8)).found
+
+
+def test_bad_inputs():
+    with pytest.raises(CorruptInput):
+        embed_image(np.zeros((300, 300, 3), np.float32), b"12345678")
+    with pytest.raises(CorruptInput):
+        embed_image(np.zeros((300, 300, 2), np.uint8), b"12345678")
+    with pytest.raises(ValueError):
+        embed_image(np.zeros((300, 300, 3), np.uint8), b"1234567")
+
+
+def test_huge_refused_without_allocating():
+    huge = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (20000, 20000, 3))  # a view: no 1.2 GB allocation
+    with pytest.raises(LimitExceeded):
+        embed_image(huge, b"12345678")
+    with pytest.raises(LimitExceeded):
+        detect_image(huge)
+
+
+def test_cost_is_bounded_on_large_images():
+    """Work happens on a fixed canvas: a 4 Mpx image costs ~linear pixel passes, not more canvas work."""
+    big = natural_like(1500, 2600, 5)
+    m = embed_image(big, b"bigbigbi")
+    assert detect_image(_resize(m, 0.3)).payload == b"bigbigbi"
+    assert wimage.CANVAS == 256
