@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kzlabel import Labeler
+from kzlabel import Labeler, Verdict
 from kzlabel.errors import CorruptInput, KzlabelError, UnsupportedFormat
 
 
@@ -103,3 +103,29 @@ def test_bad_video_inputs(lab, clips, tmp_path):
     assert not (tmp_path / "o.mkv").exists()
     with pytest.raises(CorruptInput):
         lab.verify(b"\x1a\x45\xdf\xa3" + b"\x00" * 40 + b"webm" + b"\x00" * 100, name="x.webm")
+
+
+def test_watermark_survives_crf28_480p_crop_and_excerpt(signer, trust, tmp_path):
+    from kzlabel import Registry
+
+    src = tmp_path / "hd.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-t", "3", "-c:v", "libx264", "-preset", "veryfast",
+           "-pix_fmt", "yuv420p", str(src))
+    registry = Registry(tmp_path / "reg.sqlite")
+    lab = Labeler(signer, owner="O", system="S", trust=trust, registry=registry, layers=["watermark", "metadata"])
+    marked = tmp_path / "m.mp4"
+    result = lab.mark(src, marked)
+    attacked = tmp_path / "a.mp4"
+    ffmpeg("-i", str(marked), "-map_metadata", "-1", "-ss", "0.5", "-t", "2", "-vf", "scale=-2:480,crop=iw*0.9:ih*0.9",
+           "-c:v", "libx264", "-crf", "28", str(attacked))
+    report = lab.verify(attacked)
+    assert report.layer("watermark").status.value == "found"
+    assert report.verdict == Verdict.STRIPPED
+    assert report.recovered and report.label.content_id == result.label.content_id
+    assert lab.verify(src).layer("watermark").status.value == "absent"
+
+
+def test_small_frames_skip_watermark_with_the_reason(signer, clips):
+    result = Labeler(signer, owner="O", system="S").mark(clips["mp4"], name="a.mp4")
+    assert "watermark" not in result.layers and "too small" in result.skipped["watermark"]
+    assert "metadata" in result.layers

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterable, TypeVar, Union
 
 from . import formats
-from .errors import CorruptInput, KzlabelError, LayerError, LimitExceeded, SigningError
+from .errors import CapacityError, CorruptInput, KzlabelError, LayerError, LimitExceeded, SigningError
 from .formats import ALL_LAYERS, Findings, Handler, Input, Limits, MarkOptions
 from .keys import Signer, TrustStore
 from .label import (
@@ -250,8 +250,11 @@ class Labeler:
             applied.append("visible")
         if "watermark" in layers:
             payload = bytes.fromhex(label.content_id)
-            _guard(handler, inp, "embedding the watermark", handler.embed_watermark, doc, payload, opts.watermark_key)
-            applied.append("watermark")
+            try:
+                _guard(handler, inp, "embedding the watermark", handler.embed_watermark, doc, payload, opts.watermark_key)
+                applied.append("watermark")
+            except CapacityError as exc:  # too small to carry a mark: the other layers still label the file
+                skipped["watermark"] = exc.message
         data = _guard(handler, inp, "encoding", handler.encode, doc, opts)
         fields = _guard(handler, inp, "binding", handler.bind, doc, data)
         if fields:

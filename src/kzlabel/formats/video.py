@@ -244,30 +244,106 @@ def read_tags(inp: Input) -> dict[str, str]:
         raise CorruptInput(f"unreadable video: {exc}", source=inp.source) from None
 
 
-def sample_frames(inp: Input, times: list[float], seconds: float = 0.0) -> Iterator[tuple[float, np.ndarray]]:
-    """RGB frames at (or just after) the given times, seeking instead of decoding everything."""
+def sample_frames(inp: Input, times: list[float], *, luma: bool = False) -> Iterator[tuple[float, np.ndarray]]:
+    """Frames (RGB, or the luma plane) at or just after the given sorted times.
+
+    Close times are reached by decoding forward; a seek happens only when the next time is more than a couple of
+    seconds ahead, so sampling the opening seconds costs one short decode.
+    """
     _need_av()
     try:
         with av.open(_source(inp), metadata_errors="ignore") as container:
             v = container.streams.video[0]
             v.thread_type = "AUTO"
+            frames = container.decode(v)
+            current: float | None = None
             for t in times:
-                target = int(t / float(v.time_base)) if v.time_base else 0
-                container.seek(max(target, 0), stream=v, backward=True, any_frame=False)
-                for frame in container.decode(v):
+                if current is None or t - current > 2.0:
+                    target = int(t / float(v.time_base)) if v.time_base else 0
+                    container.seek(max(target, 0), stream=v, backward=True, any_frame=False)
+                    frames = container.decode(v)
+                for frame in frames:
+                    current = float(frame.time or 0.0)
                     if frame.time is None or frame.time + 1e-6 >= t:
-                        yield float(frame.time or 0.0), frame.to_ndarray(format="rgb24")
+                        if luma:
+                            yield current, frame.to_ndarray(format="yuv420p")[: frame.height].copy()
+                        else:
+                            yield current, frame.to_ndarray(format="rgb24")
                         break
     except _AV_ERRORS as exc:
         raise CorruptInput(f"unreadable video: {exc}", source=inp.source) from None
 
 
+def _luma(yuv: np.ndarray, height: int) -> np.ndarray:
+    return yuv[:height]
+
+
+# Video is watched in motion and re-encoded hard (CRF 28, downscaled): the mark runs at 3× the image strength, which
+# keeps it under the coding noise of such re-encodes while surviving them (measured in benchmarks/bench_video.py).
+VIDEO_STRENGTH = 3.0
+
+
+def watermark_op(payload: bytes, key: bytes | None, height: int) -> FrameOp:
+    """Embed the image watermark in every frame's luma plane (the mark is static, so averaging frames helps detection)."""
+    from ..watermark import embed_image
+
+    def op(yuv: np.ndarray, t: float, index: int) -> None:
+        y = _luma(yuv, height)
+        y[...] = embed_image(y, payload, key=key, strength=VIDEO_STRENGTH)
+
+    return op
+
+
+def detect_watermark(inp: Input, info: VideoInfo, key: bytes | None) -> Any:
+    """Look for the mark in single frames from the opening seconds and a few later points, then in their average.
+
+    Single-frame hits must beat the detector's threshold divided by the number of frames tried (Bonferroni), so
+    trying many frames does not raise the false-positive rate.
+    """
+    from ..watermark import WatermarkResult, detect_image
+
+    step = max(info.duration / 4, 0.5)
+    times = [min(0.2 * i, max(info.duration - 0.05, 0.0)) for i in range(10)] + [step, 2 * step, 3 * step]
+    times = sorted({round(t, 3) for t in times if t <= max(info.duration, 0.0)})
+    lumas = [frame for _, frame in sample_frames(inp, times, luma=True)]
+    if not lumas:
+        return WatermarkResult(False, None, None, 1.0)
+    tries = len(lumas) + 1
+    best = WatermarkResult(False, None, None, 1.0)
+    for y in lumas:
+        result = detect_image(y, key=key)
+        if result.payload is not None and result.p_value * tries < 1e-6:
+            return WatermarkResult(True, result.payload, result.bits, min(1.0, result.p_value * tries))
+        if result.p_value < best.p_value:
+            best = result
+    mean = np.mean(np.stack(lumas[: min(len(lumas), 16)]).astype(np.float32), axis=0)
+    result = detect_image(np.clip(mean + 0.5, 0, 255).astype(np.uint8), key=key)
+    if result.payload is not None and result.p_value * tries < 1e-6:
+        return WatermarkResult(True, result.payload, result.bits, min(1.0, result.p_value * tries))
+    return WatermarkResult(False, None, None, min(1.0, min(best.p_value, result.p_value) * tries))
+
+
+def _watermark_available() -> bool:
+    try:
+        from .. import watermark  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class _VideoHandler(Handler):
-    layers = frozenset({"metadata", "c2pa"})
+    layers = frozenset({"metadata", "c2pa"} | ({"watermark"} if _watermark_available() else set()))
     container: str = ""
 
     def load(self, inp: Input, limits: Limits) -> VideoDoc:
         return VideoDoc(inp, probe(inp, limits, self.id))
+
+    def embed_watermark(self, doc: VideoDoc, payload: bytes, key: bytes | None) -> None:
+        if min(doc.info.width, doc.info.height) < 256:
+            from ..errors import CapacityError
+
+            raise CapacityError(f"{doc.info.width}×{doc.info.height} frames are too small for the watermark (min 256 px)")
+        doc.ops.append(watermark_op(payload, key, doc.info.height))
 
     def encode(self, doc: VideoDoc, opts: MarkOptions) -> bytes:
         if not doc.ops:
@@ -284,11 +360,12 @@ class _VideoHandler(Handler):
         return remux_with_tags(data, tags)
 
     def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
-        probe(inp, limits, self.id)
+        info = probe(inp, limits, self.id)
         tags = {k.lower(): v for k, v in read_tags(inp).items()}
         tokens = [("container tag kzlabel", tags[TAG_LABEL.lower()])] if TAG_LABEL.lower() in tags else []
         fields = {k: tags[k.lower()] for k in (TAG_AIGC, TAG_SOURCE) if k.lower() in tags}
-        return Findings(tokens=tokens, fields=fields, state=inp)
+        mark = detect_watermark(inp, info, key) if "watermark" in self.layers else None
+        return Findings(tokens=tokens, fields=fields, watermark=mark, state=inp)
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:
         return LabelMatch(content=None, warning=findings.warning_found)
