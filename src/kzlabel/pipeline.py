@@ -246,8 +246,11 @@ class Labeler:
         applied: list[str] = []
         doc = _guard(handler, inp, "decoding", handler.load, inp, self.limits)
         if "visible" in layers:
-            _guard(handler, inp, "drawing the warning", handler.draw_warning, doc, label, opts)
-            applied.append("visible")
+            try:
+                _guard(handler, inp, "drawing the warning", handler.draw_warning, doc, label, opts)
+                applied.append("visible")
+            except CapacityError as exc:  # e.g. a 1×1 image: no room for a legible warning
+                skipped["visible"] = exc.message
         if "watermark" in layers:
             payload = bytes.fromhex(label.content_id)
             try:
@@ -280,6 +283,7 @@ class Labeler:
                     soft_binding=soft,
                     training=training,
                     thumbnail=opts.thumbnail,
+                    parent=inp.data,
                 ),
             )
             applied.append("c2pa")

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
-from xml.etree import ElementTree as ET
 
 from ..errors import CorruptInput, KzlabelError, LimitExceeded, MissingDependency
+from ..layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_xmp, training_values, xmp_values
 from ..label import Label, TrainingSignal
 from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register
 
@@ -37,106 +37,6 @@ _FONT_NAME = "KZLabelSans"
 _font_lock = threading.Lock()
 # The password of the PDF being marked, set by load() for the later steps of the same mark() call (per thread/task).
 _password: ContextVar[str | None] = ContextVar("kzlabel_pdf_password", default=None)
-
-NS = {
-    "x": "adobe:ns:meta/",
-    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
-    "Iptc4xmpExt": "http://iptc.org/std/Iptc4xmpExt/2008-02-29/",
-    "TC260": "http://www.tc260.org.cn/ns/AIGC/1.0/",
-    "kzlabel": "http://kzlabel.kz/ns/1.0/",
-    "plus": "http://ns.useplus.org/ldf/xmp/1.0/",
-    "tdm": "http://www.w3.org/ns/tdmrep/",
-}
-_LABEL_PROPS = (
-    ("Iptc4xmpExt", "DigitalSourceType"),
-    ("Iptc4xmpExt", "AISystemUsed"),
-    ("Iptc4xmpExt", "AISystemVersionUsed"),
-    ("TC260", "AIGC"),
-    ("kzlabel", "Label"),
-)
-_TRAINING_PROPS = (("plus", "DataMining"), ("tdm", "reservation"), ("tdm", "policy"))
-
-
-# --- XMP -----------------------------------------------------------------------------------------------------------
-def _q(prefix: str, name: str) -> str:
-    return f"{{{NS[prefix]}}}{name}"
-
-
-def _parse_xmp(packet: bytes | None) -> ET.Element | None:
-    if not packet:
-        return None
-    try:
-        for prefix, uri in re.findall(rb'xmlns:([A-Za-z0-9_.-]+)="([^"]+)"', packet):
-            ET.register_namespace(prefix.decode(), uri.decode())
-        root = ET.fromstring(packet.strip().lstrip(b"\xef\xbb\xbf"))
-    except (ET.ParseError, ValueError):
-        return None
-    return root
-
-
-def _rdf(root: ET.Element | None) -> ET.Element:
-    if root is not None:
-        rdf = root if root.tag == _q("rdf", "RDF") else root.find(".//" + _q("rdf", "RDF"))
-        if rdf is not None:
-            return rdf
-    meta = ET.Element(_q("x", "xmpmeta"))
-    return ET.SubElement(meta, _q("rdf", "RDF"))
-
-
-def xmp_values(packet: bytes | None) -> dict[str, str]:
-    """kzlabel-relevant XMP properties (element or attribute form) as {"prefix:Name": value}."""
-    root = _parse_xmp(packet)
-    out: dict[str, str] = {}
-    if root is None:
-        return out
-    for desc in root.iter(_q("rdf", "Description")):
-        for prefix, name in _LABEL_PROPS + _TRAINING_PROPS:
-            key = _q(prefix, name)
-            if key in desc.attrib:
-                out[f"{prefix}:{name}"] = desc.attrib[key]
-            el = desc.find(key)
-            if el is not None:
-                text = el.text or ""
-                if not text.strip():  # a resource form: <x rdf:resource="..."/> or a single rdf:li
-                    text = el.get(_q("rdf", "resource"), "") or "".join(
-                        (li.text or "") for li in el.iter(_q("rdf", "li"))
-                    )
-                out[f"{prefix}:{name}"] = text.strip()
-    return out
-
-
-def merge_xmp(packet: bytes | None, values: Mapping[tuple[str, str], str], replace: tuple[tuple[str, str], ...]) -> bytes:
-    """Set ``values`` in an XMP packet, first removing every ``replace`` property; all else is kept."""
-    root = _parse_xmp(packet)
-    rdf = _rdf(root)
-    for desc in list(rdf.iter(_q("rdf", "Description"))):
-        for prefix, name in replace:
-            desc.attrib.pop(_q(prefix, name), None)
-            for el in desc.findall(_q(prefix, name)):
-                desc.remove(el)
-    desc = ET.SubElement(rdf, _q("rdf", "Description"), {_q("rdf", "about"): ""})
-    for (prefix, name), value in values.items():
-        ET.SubElement(desc, _q(prefix, name)).text = value
-    for prefix, uri in NS.items():
-        ET.register_namespace(prefix, uri)
-    top = root if root is not None and root.tag == _q("x", "xmpmeta") else None
-    if top is None:
-        top = ET.Element(_q("x", "xmpmeta"))
-        top.append(rdf)
-    body = ET.tostring(top, encoding="unicode")
-    return (
-        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n' + body + '\n<?xpacket end="w"?>'
-    ).encode("utf-8")
-
-
-def _label_xmp(label: Label, token: str) -> dict[tuple[str, str], str]:
-    values = {("Iptc4xmpExt", "DigitalSourceType"): label.source_type, ("Iptc4xmpExt", "AISystemUsed"): label.system}
-    if label.system_version:
-        values[("Iptc4xmpExt", "AISystemVersionUsed")] = label.system_version
-    values[("TC260", "AIGC")] = label.aigc_json(token)
-    values[("kzlabel", "Label")] = token
-    return values
-
 
 # --- the stamp -----------------------------------------------------------------------------------------------------
 def _font_path() -> Path:
@@ -325,7 +225,7 @@ class Pdf(Handler):
         return {"warning": {"kind": "pdf-stamp", "pages": doc.pages}} if doc.pages else {}
 
     def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
-        return self._update(data, _label_xmp(label, token), _LABEL_PROPS, {"/AIGC": label.aigc_json(token), "/KZLabel": token})
+        return self._update(data, label_values(label, token), LABEL_PROPS, {"/AIGC": label.aigc_json(token), "/KZLabel": token})
 
     def _update(self, data: bytes, xmp: Mapping[tuple[str, str], str], replace: tuple[tuple[str, str], ...],
                 info: Mapping[str, str]) -> bytes:
@@ -408,10 +308,7 @@ class Pdf(Handler):
         return [s for s in signals if s is not None]
 
     def write_training(self, data: bytes, policy: Any, limits: Limits) -> bytes:
-        values = {("plus", "DataMining"): policy.plus_data_mining(), ("tdm", "reservation"): policy.tdm_reservation()}
-        if policy.policy_url:
-            values[("tdm", "policy")] = policy.policy_url
-        return self._update(data, values, _TRAINING_PROPS, {})
+        return self._update(data, training_values(policy), TRAINING_PROPS, {})
 
 
 @lru_cache(maxsize=1)

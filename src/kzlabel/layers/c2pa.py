@@ -197,17 +197,20 @@ def sign(
     soft_binding: dict | None = None,
     training: str | Mapping[str, Any] | None = None,
     thumbnail: bool = False,
+    parent: bytes | None = None,
 ) -> bytes:
     """Embed a signed C2PA manifest in ``data`` (of type ``mime``) and return the new bytes.
 
-    An existing manifest is never dropped: it becomes the ``parentOf`` ingredient of the new one.
+    An existing manifest is never dropped: it becomes the ``parentOf`` ingredient of the new one. ``parent`` is the
+    original input when ``data`` is a re-encoded copy of it (re-encoding loses the manifest store, the input keeps it).
     Raises ``UnsupportedFormat`` for a type the C2PA library cannot carry, ``SigningError`` when signing fails.
     """
     c2pa = _need()
     mime = mime.lower()
     if mime not in _builder_types():
         raise UnsupportedFormat(f"the C2PA library cannot embed a manifest in {mime}", format=mime)
-    has_parent, parent_readable = _existing_manifest(data, mime)
+    source = data if parent is None else parent
+    has_parent, parent_readable = _existing_manifest(source, mime)
     has_parent = has_parent or source_type is None
     definition = _definition(
         has_parent=has_parent,
@@ -219,7 +222,7 @@ def sign(
     )
     c2pa_signer = signer.c2pa_signer()
     try:
-        return _build_and_sign(c2pa, definition, data, mime, c2pa_signer, has_parent, title, thumbnail)
+        return _build_and_sign(c2pa, definition, data, mime, c2pa_signer, source if has_parent else None, title, thumbnail)
     except KzlabelError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -239,7 +242,7 @@ def _build_and_sign(
     data: bytes,
     mime: str,
     c2pa_signer: Any,
-    has_parent: bool,
+    parent: bytes | None,
     title: str | None,
     thumbnail: bool,
 ) -> bytes:
@@ -247,10 +250,10 @@ def _build_and_sign(
     with _context(settings) as ctx:
         builder = c2pa.Builder(definition, context=ctx)
         try:
-            if has_parent:
+            if parent is not None:
                 ingredient = {"title": title or "input", "relationship": "parentOf", "label": _PARENT_ID}
                 try:
-                    builder.add_ingredient_from_stream(ingredient, mime, io.BytesIO(data))
+                    builder.add_ingredient_from_stream(ingredient, mime, io.BytesIO(parent))
                 except Exception as exc:  # noqa: BLE001 - the input's manifest is damaged beyond what c2pa accepts
                     # Record the parent without its (unreadable) manifest store, saying why, and sign anyway.
                     builder.close()

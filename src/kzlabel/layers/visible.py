@@ -1,0 +1,187 @@
+"""The perceptible warning for pixels (images and video frames): one renderer, so both look and verify the same.
+
+GB 45438 asks that a visible AI label's text be at least 5% of the shorter side; the warning is drawn on a
+semi-opaque plate (or outlined, with colours chosen from the local contrast) so it is legible on any background,
+with a font shipped in kzlabel (DejaVu Sans Bold) that covers every Kazakh letter. When the full sentences do not fit
+at that height, short forms are used ("ЖИ жасаған / Создано ИИ / AI-generated"), then word wrapping.
+
+Verification keeps a fingerprint of the drawn region (a small grey thumbnail) in the label; ``region_matches``
+compares the same region of the content later, tolerant of re-encoding and resizing but not of the warning being
+painted over or cropped away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from ..errors import CapacityError, KzlabelError
+from ..label import IPTC_COMPOSITE, Label
+
+__all__ = ["FONT_PATH", "CORNERS", "STYLES", "Placement", "render", "draw", "fingerprint", "region_matches"]
+
+FONT_PATH = Path(__file__).resolve().parent.parent / "assets" / "DejaVuSans-Bold.ttf"
+CORNERS = ("bottom-left", "bottom-right", "top-left", "top-right")
+STYLES = ("plate", "outline", "icon")
+MIN_TEXT_FRACTION = 0.05  # text height ≥ 5% of the shorter side (GB 45438)
+MIN_SIDE = 16
+WARNING_SIGN = "⚠"
+_THUMB_W = 48
+_SHORT = {
+    "generated": {"kk": "ЖИ жасаған", "ru": "Создано ИИ", "en": "AI-generated"},
+    "modified": {"kk": "ЖИ өзгерткен", "ru": "Изменено ИИ", "en": "AI-modified"},
+}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the warning went, in displayed-image pixels, plus how it was drawn."""
+
+    box: tuple[int, int, int, int]  # x, y, width, height
+    corner: str
+    style: str
+    text_height: int
+
+    def record(self, width: int, height: int, thumb: str) -> dict[str, Any]:
+        x, y, w, h = self.box
+        return {
+            "kind": "overlay",
+            "style": self.style,
+            "corner": self.corner,
+            "box": [round(x / width, 5), round(y / height, 5), round(w / width, 5), round(h / height, 5)],
+            "text_height_px": self.text_height,
+            "size": [width, height],
+            "thumb": thumb,
+        }
+
+
+@lru_cache(maxsize=64)
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.truetype(str(FONT_PATH), size)
+    except OSError:
+        raise KzlabelError(f"kzlabel's font is missing: {FONT_PATH}") from None
+
+
+def _lines(label: Label, short: bool) -> list[str]:
+    kind = "modified" if label.source_type == IPTC_COMPOSITE else "generated"
+    texts = [(_SHORT[kind].get(lang, text) if short else text) for lang, text in label.notices]
+    return [f"{WARNING_SIGN} {texts[0]}"] + texts[1:]
+
+
+def _wrap(lines: list[str], font: ImageFont.FreeTypeFont, max_w: float) -> list[str] | None:
+    out: list[str] = []
+    for line in lines:
+        current = ""
+        for word in line.split(" "):
+            trial = f"{current} {word}".strip()
+            if font.getlength(trial) <= max_w:
+                current = trial
+            elif not current:
+                return None  # a single word wider than the room
+            else:
+                out.append(current)
+                current = word
+        out.append(current)
+    return out
+
+
+def _layout(label: Label, width: int, height: int, style: str) -> tuple[list[str], ImageFont.FreeTypeFont, int]:
+    side = min(width, height)
+    if side < MIN_SIDE:
+        raise CapacityError(f"{width}×{height} is too small for a legible warning (min {MIN_SIDE} px)")
+    text_h = max(int(np.ceil(side * MIN_TEXT_FRACTION)), 6)
+    if style == "icon":
+        return ["AI"], _font(text_h * 2), text_h * 2
+    room = width * 0.94 - text_h
+    font = _font(text_h)
+    for short in (False, True):
+        lines = _lines(label, short)
+        if max(font.getlength(line) for line in lines) <= room:
+            return lines, font, text_h
+    wrapped = _wrap(_lines(label, True), font, room)
+    if wrapped is None or len(wrapped) * text_h * 1.3 > height * 0.9:
+        # the rule's minimum height cannot fit: fall back to the EU "AI" icon, which always fits
+        return ["AI"], _font(max(text_h * 2, 8)), max(text_h * 2, 8)
+    return wrapped, font, text_h
+
+
+def render(label: Label, width: int, height: int, *, corner: str = "bottom-left", style: str = "plate",
+           background: np.ndarray | None = None) -> tuple[Image.Image, Placement]:
+    """The warning as an RGBA image the size of its box, and where it goes in a ``width``×``height`` picture."""
+    if corner not in CORNERS:
+        raise KzlabelError(f"unknown corner {corner!r}; one of {', '.join(CORNERS)}")
+    if style not in STYLES:
+        raise KzlabelError(f"unknown warning style {style!r}; one of {', '.join(STYLES)}")
+    lines, font, text_h = _layout(label, width, height, style)
+    icon = lines == ["AI"]
+    if icon:
+        corner = "top-right"
+    ascent, descent = font.getmetrics()
+    lead = int((ascent + descent) * 1.08)
+    pad = max(2, text_h // 3)
+    text_w = int(max(font.getlength(line) for line in lines))
+    box_w = min(width, text_w + 2 * pad)
+    box_h = min(height, lead * len(lines) + 2 * pad)
+    margin = max(1, min(width, height) // 50)
+    x = margin if "left" in corner else width - margin - box_w
+    y = margin if "top" in corner else height - margin - box_h
+    plate = Image.new("RGBA", (box_w, box_h), (0, 0, 0, 0))
+    d = ImageDraw.Draw(plate)
+    light = True
+    if style == "outline" and not icon and background is not None:
+        region = background[y : y + box_h, x : x + box_w]
+        light = float(region.mean()) < 140 if region.size else True
+    if style == "plate" or icon:
+        d.rounded_rectangle([0, 0, box_w - 1, box_h - 1], radius=max(2, pad), fill=(20, 20, 20, 190),
+                            outline=(255, 196, 0, 255), width=max(1, text_h // 12))
+        fill, stroke = (255, 255, 255, 255), None
+    else:
+        fill = (255, 255, 255, 255) if light else (0, 0, 0, 255)
+        stroke = (0, 0, 0, 255) if light else (255, 255, 255, 255)
+    for i, line in enumerate(lines):
+        d.text((pad, pad + i * lead), line, font=font, fill=fill,
+               stroke_width=max(1, text_h // 10) if stroke else 0, stroke_fill=stroke)
+    return plate, Placement((x, y, box_w, box_h), corner, "icon" if icon else style, text_h)
+
+
+def draw(image: Image.Image, label: Label, *, corner: str = "bottom-left", style: str = "plate") -> Placement:
+    """Composite the warning onto ``image`` (RGB or RGBA, displayed orientation) in place."""
+    grey = np.asarray(image.convert("L")) if style == "outline" else None
+    plate, place = render(label, image.width, image.height, corner=corner, style=style, background=grey)
+    x, y, _, _ = place.box
+    if image.mode == "RGBA":
+        image.alpha_composite(plate, (x, y))
+    else:
+        image.paste(plate, (x, y), plate)
+    return place
+
+
+def fingerprint(image: Image.Image, box_fraction: list[float]) -> str:
+    """A small grey thumbnail of the region (hex), resolution-independent."""
+    return _thumb(image, box_fraction).tobytes().hex()
+
+
+def _thumb(image: Image.Image, box_fraction: list[float]) -> np.ndarray:
+    fx, fy, fw, fh = box_fraction
+    w, h = image.size
+    crop = image.convert("L").crop((round(fx * w), round(fy * h), round((fx + fw) * w), round((fy + fh) * h)))
+    th = max(4, min(24, round(_THUMB_W * fh * h / max(fw * w, 1))))
+    return np.asarray(crop.resize((_THUMB_W, th), Image.Resampling.BOX), dtype=np.uint8)
+
+
+def region_matches(image: Image.Image, record: Mapping[str, Any], tolerance: float = 14.0) -> bool:
+    """Is the recorded warning still where it was drawn? Mean absolute thumbnail difference within ``tolerance``."""
+    try:
+        expected = np.frombuffer(bytes.fromhex(str(record["thumb"])), dtype=np.uint8)
+        got = _thumb(image, list(record["box"])).reshape(-1)
+    except (KeyError, ValueError, TypeError):
+        return False
+    if got.size != expected.size:
+        return False
+    return float(np.abs(got.astype(np.int16) - expected.astype(np.int16)).mean()) <= tolerance

@@ -1,0 +1,279 @@
+"""Images end to end: every format and colour mode, exiftool and the c2pa Reader as independent readers,
+stripping, tampering, the visible warning, and bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from kzlabel import Labeler, Registry, Training, Verdict
+from kzlabel.errors import CorruptInput, KzlabelError, LimitExceeded, UnsupportedFormat
+from kzlabel.formats.image import estimate_jpeg_quality
+from kzlabel.layers import visible
+from kzlabel.optout import TrainingPolicy, training_allowed, write_optout
+
+
+def natural(h=600, w=800, seed=1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = ndimage.gaussian_filter(rng.random((h, w, 3)) * 255, (4, 4, 0))
+    edges = (np.indices((h, w)).sum(axis=0) // 37 % 2 * 40)[..., None]
+    return np.clip(base + edges + rng.normal(0, 4, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def encode(arr: np.ndarray, fmt: str, mode: str = "RGB", **params) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).convert(mode).save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def exif_tags(data: bytes, tmp_path, suffix: str) -> dict:
+    path = tmp_path / f"probe{suffix}"
+    path.write_bytes(data)
+    out = subprocess.run(["exiftool", "-j", "-a", "-G1", "-struct", str(path)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)[0]
+
+
+@pytest.fixture
+def lab(signer, trust):
+    return Labeler(signer, owner="ТОО Сурет", system="ImgGen", system_version="4.1", trust=trust)
+
+
+CASES = [("PNG", "RGB", ".png"), ("PNG", "RGBA", ".png"), ("PNG", "L", ".png"), ("PNG", "P", ".png"),
+         ("JPEG", "RGB", ".jpg"), ("JPEG", "L", ".jpg"), ("JPEG", "CMYK", ".jpg"), ("WEBP", "RGB", ".webp"),
+         ("TIFF", "RGB", ".tif"), ("GIF", "P", ".gif")]
+
+
+@pytest.mark.parametrize("fmt,mode,suffix", CASES, ids=[f"{f}-{m}" for f, m, _ in CASES])
+def test_round_trip_all_layers_with_independent_readers(lab, tmp_path, fmt, mode, suffix):
+    src = encode(natural(), fmt, mode)
+    result = lab.mark(src, name="in" + suffix)
+    assert set(result.layers) == {"visible", "watermark", "metadata", "c2pa"}, result.skipped
+    out = Image.open(io.BytesIO(result.data))
+    assert out.mode == Image.open(io.BytesIO(src)).mode and out.size == (800, 600)
+    report = lab.verify(result.data, name="out" + suffix)
+    assert report.verdict == Verdict.COMPLIANT, str(report)
+    assert {e.layer: e.status.value for e in report.evidence} == {
+        "c2pa": "trusted", "metadata": "trusted", "watermark": "found", "visible": "found"}
+    tags = exif_tags(result.data, tmp_path, suffix)
+    assert tags["XMP-iptcExt:DigitalSourceType"] == "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+    assert tags["XMP-iptcExt:AISystemUsed"] == "ImgGen" and str(tags["XMP-iptcExt:AISystemVersionUsed"]) == "4.1"
+    assert json.loads(tags["XMP-TC260:Aigc"])["ProduceID"] == result.label.content_id
+    if fmt in ("JPEG", "PNG"):  # exiftool 12.x parses JUMBF in JPEG APP11 and PNG caBX (not yet WebP/TIFF/GIF)
+        assert any(k.startswith("JUMBF:") for k in tags), "exiftool sees the C2PA JUMBF store"
+
+
+def test_jpeg_keeps_quality_subsampling_icc_exif_and_writes_user_comment(lab, tmp_path):
+    import piexif
+
+    exif = piexif.dump({"0th": {piexif.ImageIFD.Make: b"Cam", piexif.ImageIFD.Orientation: 1}, "Exif": {}})
+    icc = Image.core.__dict__.get("ImageCms") and None
+    src = encode(natural(), "JPEG", quality=83, subsampling=1, exif=exif)
+    data = lab.mark(src, name="x.jpg").data
+    im = Image.open(io.BytesIO(data))
+    assert estimate_jpeg_quality(im.quantization) == 83
+    from PIL import JpegImagePlugin
+
+    assert JpegImagePlugin.get_sampling(im) == 1
+    assert piexif.load(data)["0th"][piexif.ImageIFD.Make] == b"Cam"
+    tags = exif_tags(data, tmp_path, ".jpg")
+    assert json.loads(tags["ExifIFD:UserComment"])["AIGC"]["Label"] == "1"
+    assert icc is None
+
+
+def test_existing_xmp_is_merged_and_marking_twice_does_not_duplicate(lab, tmp_path):
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title><rdf:Alt>'
+           b'<rdf:li xml:lang="x-default">Sunset</rdf:li></rdf:Alt></dc:title></rdf:Description></rdf:RDF></x:xmpmeta>')
+    src = encode(natural(), "JPEG", xmp=xmp)
+    once = lab.mark(src, name="x.jpg").data
+    twice = lab.mark(once, name="x.jpg").data
+    tags = exif_tags(twice, tmp_path, ".jpg")
+    assert tags["XMP-dc:Title"] == "Sunset"
+    assert twice.count(b"DigitalSourceType>") == 2  # one open + one close tag: a single property
+    report = lab.verify(twice, name="x.jpg")
+    assert report.verdict == Verdict.COMPLIANT
+    assert "c2pa.opened" in report.layer("c2pa").data["actions"]  # the earlier manifest is kept as ingredient
+
+
+def test_exiftool_strip_leaves_watermark_and_registry_recovers(signer, trust, tmp_path):
+    if shutil.which("exiftool") is None:
+        pytest.fail("exiftool is required (installed by scripts/setup.sh)")
+    reg = Registry(tmp_path / "r.sqlite")
+    lab = Labeler(signer, owner="ТОО Сурет", system="ImgGen", trust=trust, registry=reg)
+    result = lab.mark(encode(natural(), "JPEG", quality=90), tmp_path / "m.jpg")
+    subprocess.run(["exiftool", "-q", "-all=", "-overwrite_original", str(tmp_path / "m.jpg")], check=True)
+    report = lab.verify(tmp_path / "m.jpg")
+    assert report.layer("c2pa").status.value == "absent" and report.layer("metadata").status.value == "absent"
+    assert report.verdict == Verdict.STRIPPED
+    assert report.recovered and report.label.owner == "ТОО Сурет"
+    assert report.label.content_id == result.label.content_id
+
+
+def test_pixel_edit_after_signing_is_tampered(lab):
+    data = lab.mark(encode(natural(), "PNG"), name="x.png").data
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    ImageDraw.Draw(im).rectangle([300, 100, 340, 140], fill=(255, 0, 0))
+    # re-insert the original metadata and manifest bytes around edited pixels: keep every chunk but the IDAT data
+    edited = io.BytesIO()
+    im.save(edited, "PNG")
+    from kzlabel.formats.image import _png_chunks
+
+    chunks = _png_chunks(data)
+    new_idat = b"".join(edited.getvalue()[s:e] for c, s, e in _png_chunks(edited.getvalue()) if c == b"IDAT")
+    out, placed = [data[:8]], False
+    for c, s, e in chunks:
+        if c == b"IDAT":
+            if not placed:
+                out.append(new_idat)
+                placed = True
+            continue
+        out.append(data[s:e])
+    report = lab.verify(b"".join(out), name="x.png")
+    assert report.layer("c2pa").status.value == "invalid"
+    assert report.verdict == Verdict.TAMPERED
+
+
+def test_painted_over_warning_is_absent(signer, trust):
+    lab = Labeler(signer, owner="O", system="S", trust=trust, layers=["visible", "metadata"])
+    data = lab.mark(encode(natural(), "PNG"), name="x.png").data
+    im = Image.open(io.BytesIO(data)).convert("RGB")
+    box = json.loads(lab.verify(data, name="x.png").to_json())["label"]["warning"]["box"]
+    x, y, w, h = box[0] * 800, box[1] * 600, box[2] * 800, box[3] * 600
+    patch = Image.fromarray(natural(seed=7)).crop((int(x), int(y), int(x + w), int(y + h)))
+    im.paste(patch, (int(x), int(y)))
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    from kzlabel.formats.image import Png, _png_xmp
+    from kzlabel.layers.metadata import merge_xmp
+
+    repainted = Png()._put_xmp(buf.getvalue(), merge_xmp(_png_xmp(data), {}, ()))
+    report = lab.verify(repainted, name="x.png")
+    assert report.layer("visible").status.value == "absent"
+    assert report.verdict == Verdict.MACHINE_READABLE_ONLY
+
+
+def test_warning_survives_recompression_and_resize(signer, trust):
+    lab = Labeler(signer, owner="O", system="S", trust=trust, layers=["visible", "metadata"])
+    data = lab.mark(encode(natural(), "PNG"), name="x.png").data
+    from kzlabel.formats.image import _png_xmp
+    from kzlabel.layers.metadata import merge_xmp
+
+    small = Image.open(io.BytesIO(data)).convert("RGB").resize((400, 300), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    small.save(buf, "PNG")
+    from kzlabel.formats.image import Png
+
+    resized = Png()._put_xmp(buf.getvalue(), merge_xmp(_png_xmp(data), {}, ()))
+    assert lab.verify(resized, name="x.png").layer("visible").status.value == "found"
+
+
+def test_warning_height_and_kazakh_glyphs():
+    from PIL import ImageFont
+
+    from kzlabel import Label
+
+    label = Label.create(owner="O", system="S")
+    for w, h in [(64, 64), (1920, 1080), (300, 1200)]:
+        _, place = visible.render(label, w, h)
+        assert place.text_height >= 0.05 * min(w, h)
+        x, y, bw, bh = place.box
+        assert 0 <= x and 0 <= y and x + bw <= w and y + bh <= h
+    font = ImageFont.truetype(str(visible.FONT_PATH), 40)
+
+    def glyph(ch: str) -> np.ndarray:
+        img = Image.new("L", (64, 64))
+        ImageDraw.Draw(img).text((8, 4), ch, font=font, fill=255)
+        return np.asarray(img)
+
+    missing = glyph("\U0010fffd")
+    alphabet = "АӘБВГҒДЕЁЖЗИЙКҚЛМНҢОӨПРСТУҰҮФХҺЦЧШЩЪЫІЬЭЮЯ"
+    for ch in alphabet + alphabet.lower():
+        g = glyph(ch)
+        assert g.any() and not np.array_equal(g, missing), f"{ch!r} renders as the missing glyph"
+
+
+def test_exif_orientation_warning_drawn_in_displayed_corner(signer, trust):
+    import piexif
+
+    arr = np.full((400, 600, 3), 200, np.uint8)
+    exif = piexif.dump({"0th": {piexif.ImageIFD.Orientation: 6}})  # displayed rotated 90° clockwise
+    src = encode(arr, "JPEG", exif=exif, quality=95)
+    data = Labeler(signer, owner="O", system="S", layers=["visible"]).mark(src, name="x.jpg").data
+    from PIL import ImageOps
+
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("L"), dtype=np.int16)
+    h, w = shown.shape  # 600 × 400 as displayed
+    assert (h, w) == (600, 400)
+    assert shown[int(h * 0.9):, : w // 3].mean() < 150  # the dark plate sits bottom-left of the displayed image
+    assert shown[: h // 4, w // 2 :].mean() > 190
+
+
+def test_icon_style_top_right(signer):
+    data = Labeler(signer, owner="O", system="S", layers=["visible"], style="icon").mark(
+        encode(np.full((300, 400, 3), 230, np.uint8), "PNG"), name="x.png").data
+    grey = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.int16)
+    assert grey[:60, -60:].mean() < 150 and grey[-60:, :60].mean() > 220
+
+
+def test_tiny_images_and_capacity(lab):
+    result = lab.mark(encode(natural(64, 64), "PNG"), name="t.png")
+    assert "visible" in result.layers and "too small" in result.skipped["watermark"]
+    assert lab.verify(result.data, name="t.png").verdict == Verdict.COMPLIANT
+    one = lab.mark(encode(natural(1, 1), "PNG"), name="one.png")
+    assert "visible" not in one.layers and "metadata" in one.layers
+
+
+def test_bad_inputs(lab, tmp_path):
+    png = encode(natural(), "PNG")
+    with pytest.raises(CorruptInput):
+        lab.mark(png[: len(png) // 2], name="x.png")
+    with pytest.raises(CorruptInput):
+        lab.mark(b"", name="x.png")
+    # a PNG header claiming 30000×30000: refused from the header, before any pixel is decoded
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b"")
+    with pytest.raises(LimitExceeded):
+        lab.mark(bomb, name="big.png")
+    frames = [Image.fromarray(natural(64, 64, s)) for s in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    with pytest.raises(UnsupportedFormat, match="animated"):
+        lab.mark(buf.getvalue(), name="a.gif")
+    # wrong extension: content decides
+    assert lab.mark(png, name="photo.jpg").format == "png"
+    dst = tmp_path / "out.png"
+    with pytest.raises(KzlabelError):
+        lab.mark(png[:100], dst)
+    assert not dst.exists()
+
+
+def test_corrupt_existing_xmp_is_replaced_not_fatal(lab):
+    from kzlabel.formats.image import _jpeg_put_xmp
+
+    src = _jpeg_put_xmp(encode(natural(), "JPEG"), b"<x:xmpmeta><broken")
+    assert lab.verify(lab.mark(src, name="x.jpg").data, name="x.jpg").verdict == Verdict.COMPLIANT
+
+
+def test_optout_on_image(tmp_path):
+    path = tmp_path / "w.png"
+    path.write_bytes(encode(natural(), "PNG"))
+    write_optout(path, policy=TrainingPolicy.from_lists(deny=["generative-training"]), in_place=True)
+    check = training_allowed(path, use="ai_generative_training")
+    assert check.status == Training.NOT_ALLOWED
+    assert training_allowed(path, use="data_mining").status == Training.NOT_ALLOWED  # TDMRep reserves all TDM
+    tags = exif_tags(path.read_bytes(), tmp_path, ".png")
+    assert tags["XMP-plus:DataMining"]
