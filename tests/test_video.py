@@ -6,7 +6,9 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from kzlabel import Labeler, Verdict
 from kzlabel.errors import CorruptInput, KzlabelError, UnsupportedFormat
@@ -129,3 +131,79 @@ def test_small_frames_skip_watermark_with_the_reason(signer, clips):
     result = Labeler(signer, owner="O", system="S").mark(clips["mp4"], name="a.mp4")
     assert "watermark" not in result.layers and "too small" in result.skipped["watermark"]
     assert "metadata" in result.layers
+
+
+def _frame_at(path: Path, t: float, tmp_path: Path) -> np.ndarray:
+    """A displayed frame decoded by the ffmpeg CLI (which applies rotation), as grey."""
+    png = tmp_path / f"frame_{t}.png"
+    ffmpeg("-ss", str(t), "-i", str(path), "-frames:v", "1", str(png))
+    return np.asarray(Image.open(png).convert("L"), dtype=np.float32)
+
+
+def _box(record: dict, shape: tuple[int, int]) -> tuple[slice, slice]:
+    fx, fy, fw, fh = record["box"]
+    h, w = shape
+    return slice(round(fy * h), round((fy + fh) * h)), slice(round(fx * w), round((fx + fw) * w))
+
+
+@pytest.fixture(scope="module")
+def moving(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("moving") / "m.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "3.2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+           str(path))
+    return path
+
+
+def test_burned_in_warning_opening_then_persistent(signer, trust, moving, tmp_path):
+    lab = Labeler(signer, owner="O", system="S", trust=trust, layers=["visible", "metadata"])
+    dst = tmp_path / "w.mp4"
+    result = lab.mark(moving, dst)
+    parts = result.label.warning["parts"]
+    assert parts["opening"]["text_height_px"] >= 0.05 * 360
+    assert parts["persistent"]["text_height_px"] < parts["opening"]["text_height_px"]
+    opening_area = parts["opening"]["box"][2] * parts["opening"]["box"][3]
+    assert parts["persistent"]["box"][2] * parts["persistent"]["box"][3] < opening_area / 2
+    # an independent decoder sees the plate where the record says, in the opening and after it
+    for t, part in ((0.5, "opening"), (1.8, "opening"), (2.6, "persistent")):
+        before, after = _frame_at(moving, t, tmp_path), _frame_at(dst, t, tmp_path)
+        inside = _box(parts[part], after.shape)
+        assert np.abs(after[inside] - before[inside]).mean() > 25, (t, part)
+        changed = np.abs(after - before) > 40
+        changed[inside] = False
+        assert changed.mean() < 0.01  # nothing drawn elsewhere
+    report = lab.verify(dst)
+    assert report.layer("visible").status.value == "found", str(report)
+    assert report.verdict == Verdict.COMPLIANT
+
+
+def test_covered_video_warning_is_reported_missing(signer, trust, moving, tmp_path):
+    lab = Labeler(signer, owner="O", system="S", trust=trust, layers=["visible", "metadata"], video_warning="opening")
+    dst = tmp_path / "w.mkv"
+    result = lab.mark(moving, dst)
+    assert set(result.label.warning["parts"]) == {"opening"}
+    x, y, w, h = result.label.warning["parts"]["opening"]["box"]
+    covered = tmp_path / "c.mkv"
+    ffmpeg("-i", str(dst), "-vf", f"drawbox=x=iw*{x}:y=ih*{y}:w=iw*{w}:h=ih*{h}:color=gray:t=fill",
+           "-c:v", "libx264", "-c:a", "copy", str(covered))
+    report = lab.verify(covered)
+    assert report.layer("visible").status.value == "absent", str(report)
+    assert report.verdict == Verdict.MACHINE_READABLE_ONLY
+    rescaled = tmp_path / "r.mkv"  # a re-encode at a lower resolution keeps the warning
+    ffmpeg("-i", str(dst), "-vf", "scale=-2:240", "-c:v", "libx264", "-crf", "28", str(rescaled))
+    assert lab.verify(rescaled).layer("visible").status.value == "found"
+
+
+@pytest.mark.parametrize("angle", [90, 270])
+def test_warning_is_upright_on_rotated_video(signer, trust, moving, tmp_path, angle):
+    rotated = tmp_path / "rot.mp4"
+    ffmpeg("-i", str(moving), "-c", "copy", "-metadata:s:v:0", f"rotate={angle}", str(rotated))
+    lab = Labeler(signer, owner="O", system="S", trust=trust, layers=["visible", "metadata"], video_warning="opening")
+    dst = tmp_path / "w.mp4"
+    result = lab.mark(rotated, dst)
+    record = result.label.warning["parts"]["opening"]
+    assert record["size"] == [360, 640]  # laid out on the displayed (portrait) frame
+    before, after = _frame_at(rotated, 0.5, tmp_path), _frame_at(dst, 0.5, tmp_path)
+    assert after.shape == (640, 360)
+    ys, xs = np.nonzero(np.abs(after - before) > 40)
+    assert xs.max() < 360 * 0.9 and ys.min() > 640 * 0.5  # bottom-left of what viewers see
+    assert lab.verify(dst).layer("visible").status.value == "found"

@@ -81,6 +81,9 @@ def mark(
     style: str = typer.Option("plate", "--style", help="Visible style: plate, outline or icon."),
     registry: Optional[Path] = typer.Option(None, "--registry", help="SQLite registry to record the label in."),
     pages: str = typer.Option("all", "--pages", help="Paged documents: stamp all pages or the first."),
+    video_warning: str = typer.Option(
+        "both", "--video-warning", help="Video: opening (full-size, first 2 s), persistent (small corner label) or both."
+    ),
     password: Optional[str] = typer.Option(None, "--password", envvar="KZLABEL_PASSWORD", help="Password of an encrypted PDF."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -107,6 +110,7 @@ def mark(
         position=position,
         style=style,
         pages=pages,
+        video_warning=video_warning,
         registry=reg,
     )
     result = labeler.mark(src, output, in_place=in_place, password=password)

@@ -145,6 +145,7 @@ class Labeler:
         watermark_key: bytes | None = None,
         thumbnail: bool = False,
         pages: str = "all",
+        video_warning: str = "both",
         trust: TrustStore | None = None,
         registry: Registry | None = None,
         limits: Limits = Limits(),
@@ -163,6 +164,8 @@ class Labeler:
         self.producer_id = producer_id
         if pages not in ("all", "first"):
             raise KzlabelError(f"pages must be 'all' or 'first', not {pages!r}")
+        if video_warning not in ("opening", "persistent", "both"):
+            raise KzlabelError(f"video_warning must be 'opening', 'persistent' or 'both', not {video_warning!r}")
         self.options = MarkOptions(
             layers=frozenset(layers),
             position=position,
@@ -170,6 +173,7 @@ class Labeler:
             watermark_key=watermark_key,
             thumbnail=thumbnail,
             pages=pages,
+            video_warning=video_warning,
         )
         self.trust = trust
         self.registry = registry

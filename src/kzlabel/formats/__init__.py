@@ -56,6 +56,7 @@ class MarkOptions:
     watermark_key: bytes | None = None
     thumbnail: bool = False
     pages: str = "all"  # paged documents: "all" or "first"
+    video_warning: str = "both"  # video: "opening" (full size, first seconds), "persistent" (small, throughout), "both"
 
 
 class Input:

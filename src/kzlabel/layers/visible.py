@@ -23,7 +23,8 @@ from PIL import Image, ImageDraw, ImageFont
 from ..errors import CapacityError, KzlabelError
 from ..label import IPTC_COMPOSITE, Label
 
-__all__ = ["FONT_PATH", "CORNERS", "STYLES", "Placement", "render", "draw", "fingerprint", "region_matches"]
+__all__ = ["FONT_PATH", "CORNERS", "STYLES", "Placement", "render", "draw", "fingerprint", "region_matches",
+           "pattern_score"]
 
 FONT_PATH = Path(__file__).resolve().parent.parent / "assets" / "DejaVuSans-Bold.ttf"
 CORNERS = ("bottom-left", "bottom-right", "top-left", "top-right")
@@ -68,9 +69,11 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
         raise KzlabelError(f"kzlabel's font is missing: {FONT_PATH}") from None
 
 
-def _lines(label: Label, short: bool) -> list[str]:
+def _lines(label: Label, short: bool, compact: bool = False) -> list[str]:
     kind = "modified" if label.source_type == IPTC_COMPOSITE else "generated"
     texts = [(_SHORT[kind].get(lang, text) if short else text) for lang, text in label.notices]
+    if compact:  # one line, e.g. a persistent corner label on video
+        return [f"{WARNING_SIGN} " + " · ".join(texts)]
     return [f"{WARNING_SIGN} {texts[0]}"] + texts[1:]
 
 
@@ -91,17 +94,19 @@ def _wrap(lines: list[str], font: ImageFont.FreeTypeFont, max_w: float) -> list[
     return out
 
 
-def _layout(label: Label, width: int, height: int, style: str) -> tuple[list[str], ImageFont.FreeTypeFont, int]:
+def _layout(
+    label: Label, width: int, height: int, style: str, fraction: float, compact: bool
+) -> tuple[list[str], ImageFont.FreeTypeFont, int]:
     side = min(width, height)
     if side < MIN_SIDE:
         raise CapacityError(f"{width}×{height} is too small for a legible warning (min {MIN_SIDE} px)")
-    text_h = max(int(np.ceil(side * MIN_TEXT_FRACTION)), 6)
+    text_h = max(int(np.ceil(side * fraction)), 6)
     if style == "icon":
         return ["AI"], _font(text_h * 2), text_h * 2
     room = width * 0.94 - text_h
     font = _font(text_h)
-    for short in (False, True):
-        lines = _lines(label, short)
+    for short in ((True,) if compact else (False, True)):
+        lines = _lines(label, short, compact)
         if max(font.getlength(line) for line in lines) <= room:
             return lines, font, text_h
     wrapped = _wrap(_lines(label, True), font, room)
@@ -112,13 +117,18 @@ def _layout(label: Label, width: int, height: int, style: str) -> tuple[list[str
 
 
 def render(label: Label, width: int, height: int, *, corner: str = "bottom-left", style: str = "plate",
-           background: np.ndarray | None = None) -> tuple[Image.Image, Placement]:
-    """The warning as an RGBA image the size of its box, and where it goes in a ``width``×``height`` picture."""
+           background: np.ndarray | None = None, fraction: float = MIN_TEXT_FRACTION,
+           compact: bool = False) -> tuple[Image.Image, Placement]:
+    """The warning as an RGBA image the size of its box, and where it goes in a ``width``×``height`` picture.
+
+    ``fraction`` is the text height over the shorter side; ``compact`` puts the short forms on one line (the smaller
+    persistent label that follows a video's full-size opening warning).
+    """
     if corner not in CORNERS:
         raise KzlabelError(f"unknown corner {corner!r}; one of {', '.join(CORNERS)}")
     if style not in STYLES:
         raise KzlabelError(f"unknown warning style {style!r}; one of {', '.join(STYLES)}")
-    lines, font, text_h = _layout(label, width, height, style)
+    lines, font, text_h = _layout(label, width, height, style, fraction, compact)
     icon = lines == ["AI"]
     if icon:
         corner = "top-right"
@@ -185,3 +195,23 @@ def region_matches(image: Image.Image, record: Mapping[str, Any], tolerance: flo
     if got.size != expected.size:
         return False
     return float(np.abs(got.astype(np.int16) - expected.astype(np.int16)).mean()) <= tolerance
+
+
+def pattern_score(grey: np.ndarray, plate: Image.Image) -> float:
+    """How strongly a grey region shows the rendered warning: correlation with the plate's opaque luma, in [-1, 1].
+
+    A drawn warning is ``(1 - alpha) * background + alpha * plate``; where alpha is high (the plate and its text) the
+    region follows the plate whatever the background, so the correlation stays high across frames, re-encoding and
+    scaling, and drops to noise level once the warning is covered or cropped away. Used where no fixed fingerprint
+    exists (video, whose background changes every frame).
+    """
+    if grey.size < 16:
+        return 0.0
+    h, w = grey.shape
+    resized = np.asarray(plate.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
+    alpha = resized[..., 3] / 255.0
+    expected = (resized[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) * alpha
+    got = grey.astype(np.float32)
+    e, g = expected - expected.mean(), got - got.mean()
+    denom = float(np.sqrt((e * e).sum() * (g * g).sum()))
+    return float((e * g).sum() / denom) if denom > 0 else 0.0
