@@ -277,3 +277,18 @@ def test_optout_on_image(tmp_path):
     assert training_allowed(path, use="data_mining").status == Training.NOT_ALLOWED  # TDMRep reserves all TDM
     tags = exif_tags(path.read_bytes(), tmp_path, ".png")
     assert tags["XMP-plus:DataMining"]
+
+
+def test_sixteen_bit_png_stays_sixteen_bit(lab, tmp_path):
+    deep = (natural()[..., 0].astype(np.uint16) * 257 + np.arange(800, dtype=np.uint16)[None, :] % 200)
+    buf = io.BytesIO()
+    Image.fromarray(deep).save(buf, "PNG")
+    assert Image.open(io.BytesIO(buf.getvalue())).mode.startswith("I")
+    result = lab.mark(buf.getvalue(), name="deep.png")
+    out = Image.open(io.BytesIO(result.data))
+    assert out.mode == Image.open(io.BytesIO(buf.getvalue())).mode
+    arr = np.asarray(out).astype(np.int64)
+    assert arr.max() > 255 and len(np.unique(arr[:100, -200:] % 257)) > 8  # still 16 significant bits
+    report = lab.verify(result.data, name="deep.png")
+    assert report.verdict == Verdict.COMPLIANT and report.layer("watermark").status.value == "found"
+    assert exif_tags(result.data, tmp_path, ".png")["XMP-iptcExt:DigitalSourceType"].endswith("trainedAlgorithmicMedia")

@@ -131,12 +131,13 @@ def _back_to_mode(doc: ImageDoc) -> Image.Image:
         return rgb.quantize(256) if rgb.mode == "RGB" else rgb.convert("P", palette=Image.Palette.ADAPTIVE)
     if mode == "1":
         return work.convert("1")
-    if mode.startswith("I;16"):
+    if mode.startswith("I;16") or mode == "I":
         base = np.asarray(orig, dtype=np.int32)
         before = np.asarray(_working(orig).convert("L"), dtype=np.int32)
         after = np.asarray(work.convert("L"), dtype=np.int32)
-        out = np.clip(base + (after - before) * 257, 0, 65535).astype(np.uint16)
-        return Image.fromarray(out, mode="I;16")
+        scale = 257 if mode.startswith("I;16") or base.max() > 255 else 1
+        out = np.clip(base + (after - before) * scale, 0, 65535)
+        return Image.fromarray(out.astype(np.uint16)) if mode.startswith("I;16") else Image.fromarray(out.astype(np.int32))
     return work.convert("RGB")
 
 
