@@ -28,6 +28,8 @@ correlation peak (see :func:`.core.rademacher_pvalue` and docs/watermark.md).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -178,20 +180,41 @@ def embed_image(pixels: np.ndarray, payload: bytes, *, key: bytes | None = None,
     c = _canvas_of(im)
     m = _strength_map(c) * float(strength)
     tile = _tile(bytes(payload), key)
-    mark = np.ascontiguousarray(np.tile(tile, (CANVAS // TILE, CANVAS // TILE)) * m, dtype=np.float32)
-    resid = Image.fromarray(mark, mode="F").resize((w, h), Image.Resampling.BILINEAR)
-    # rounded positive and negative parts as uint8 planes; saturating subtract/add in C == clip(a + rint(resid))
-    dp = resid.point(lambda v: v + 0.5).convert("L")
-    dn = resid.point(lambda v: 0.5 - v).convert("L")
-    if im.mode == "RGB":
-        dp = Image.merge("RGB", (dp, dp, dp))
-        dn = Image.merge("RGB", (dn, dn, dn))
-    marked = np.array(ImageChops.add(ImageChops.subtract(im, dn), dp))
-    if a.ndim == 3 and a.shape[2] == 4:
-        out = a.copy()
-        out[..., :3] = marked
-        return out
-    return marked
+    # +128.5: the residual travels as an offset uint8 plane (F→L truncates, so this also rounds); bilinear
+    # upsampling commutes with the offset, and a saturating add with offset -128 gives clip(a + rint(residual)).
+    mark = np.ascontiguousarray(np.tile(tile, (CANVAS // TILE, CANVAS // TILE)) * m + 128.5, dtype=np.float32)
+    canvas = Image.fromarray(mark, mode="F")
+    out = a.copy() if a.ndim == 3 and a.shape[2] == 4 else np.empty_like(a)
+    rgb = out[..., :3] if out.ndim == 3 else out
+    src = np.asarray(im)
+
+    def band(y0: int, y1: int) -> None:
+        resid = canvas.resize((w, y1 - y0), Image.Resampling.BILINEAR, box=(0, y0 * CANVAS / h, CANVAS, y1 * CANVAS / h))
+        plane = resid.convert("L")
+        if im.mode == "RGB":
+            plane = Image.merge("RGB", (plane, plane, plane))
+        rgb[y0:y1] = np.asarray(ImageChops.add(Image.fromarray(src[y0:y1]), plane, 1.0, -128))
+
+    _in_bands(band, h, w)
+    return out
+
+
+_POOL: ThreadPoolExecutor | None = None
+_BAND_PIXELS = 400_000  # below this, one band: thread hand-off would cost more than it saves
+
+
+def _in_bands(fn, h: int, w: int) -> None:
+    """Run ``fn(y0, y1)`` over horizontal bands on a small thread pool (Pillow releases the GIL in its C loops)."""
+    global _POOL
+    workers = min(os.cpu_count() or 1, 4, max(1, h * w // _BAND_PIXELS))
+    if workers == 1:
+        fn(0, h)
+        return
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, 4), thread_name_prefix="kzlabel-wm")
+    edges = [h * i // workers for i in range(workers + 1)]
+    for f in [_POOL.submit(fn, edges[i], edges[i + 1]) for i in range(workers)]:
+        f.result()
 
 
 # ------------------------------------------------------------------------------------------------------- detect
