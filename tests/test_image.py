@@ -292,3 +292,15 @@ def test_sixteen_bit_png_stays_sixteen_bit(lab, tmp_path):
     report = lab.verify(result.data, name="deep.png")
     assert report.verdict == Verdict.COMPLIANT and report.layer("watermark").status.value == "found"
     assert exif_tags(result.data, tmp_path, ".png")["XMP-iptcExt:DigitalSourceType"].endswith("trainedAlgorithmicMedia")
+
+
+def test_damaged_manifest_is_reported_and_kept_as_parent_on_remark(lab):
+    data = lab.mark(encode(natural(), "JPEG"), name="x.jpg").data
+    bad = bytearray(data)
+    bad[data.find(b"c2pa.claim") + 200] ^= 0xFF  # break the claim inside the JUMBF store
+    report = lab.verify(bytes(bad), name="x.jpg")
+    assert report.layer("c2pa").status.value == "invalid" and report.verdict == Verdict.TAMPERED
+    again = lab.mark(bytes(bad), name="x.jpg")  # re-labelling never drops the old (damaged) manifest silently
+    report = lab.verify(again.data, name="x.jpg")
+    assert report.verdict == Verdict.COMPLIANT
+    assert report.layer("c2pa").data["actions"][0] == "c2pa.opened"
