@@ -207,3 +207,35 @@ def test_warning_is_upright_on_rotated_video(signer, trust, moving, tmp_path, an
     ys, xs = np.nonzero(np.abs(after - before) > 40)
     assert xs.max() < 360 * 0.9 and ys.min() > 640 * 0.5  # bottom-left of what viewers see
     assert lab.verify(dst).layer("visible").status.value == "found"
+
+
+def _frame_times(path: Path) -> list[float]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time",
+                          "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True)
+    return [round(float(v.strip(",")), 3) for v in out.stdout.split()]
+
+
+def test_variable_frame_rate_keeps_every_timestamp(lab, tmp_path):
+    src = tmp_path / "vfr.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-frames:v", "30",
+           "-vf", "setpts='if(lt(N,15),N*0.04,0.6+(N-15)*0.1)/TB'", "-vsync", "vfr", "-c:v", "libx264", str(src))
+    before = _frame_times(src)
+    assert len(set(np.round(np.diff(before), 2))) > 1  # really variable
+    dst = tmp_path / "out.mkv"
+    lab.mark(src, dst)
+    assert _frame_times(dst) == before
+    assert lab.verify(dst).verdict == Verdict.COMPLIANT
+
+
+def test_4k_frames_are_marked_with_geometry_kept(signer, trust, tmp_path):
+    src = tmp_path / "uhd.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=3840x2160:rate=25", "-frames:v", "3", "-c:v", "libx264", "-preset",
+           "ultrafast", "-pix_fmt", "yuv420p", str(src))
+    lab = Labeler(signer, owner="O", system="S", trust=trust)
+    dst = tmp_path / "out.mp4"
+    result = lab.mark(src, dst)
+    assert {"visible", "watermark"} <= set(result.layers)
+    video = [s for s in ffprobe_tags(dst)["streams"] if s["codec_type"] == "video"][0]
+    assert (video["width"], video["height"]) == (3840, 2160)
+    report = lab.verify(dst)
+    assert report.verdict == Verdict.COMPLIANT and report.layer("watermark").status.value == "found"
