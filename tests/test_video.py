@@ -239,3 +239,23 @@ def test_4k_frames_are_marked_with_geometry_kept(signer, trust, tmp_path):
     assert (video["width"], video["height"]) == (3840, 2160)
     report = lab.verify(dst)
     assert report.verdict == Verdict.COMPLIANT and report.layer("watermark").status.value == "found"
+
+
+def test_training_optout_in_container_tags_and_c2pa(signer, clips, tmp_path):
+    from kzlabel.label import Training
+    from kzlabel.optout import TrainingPolicy, training_allowed, write_optout
+
+    work = tmp_path / "own.mp4"
+    work.write_bytes(clips["mp4"].read_bytes())
+    assert training_allowed(work).status == Training.UNSPECIFIED
+    write_optout(work, policy=TrainingPolicy.from_lists(deny=["ai-training"]), signer=signer, in_place=True)
+    tags = {k.lower(): v for k, v in ffprobe_tags(work)["format"]["tags"].items()}
+    assert tags["tdm-reservation"] == "1" and tags["datamining"].endswith("DMI-PROHIBITED-AIMLTRAINING")
+    check = training_allowed(work)
+    assert check.status == Training.NOT_ALLOWED
+    assert {s.carrier for s in check.signals} >= {"container tag DataMining", "container tag tdm-reservation",
+                                                   "C2PA cawg.training-mining"}
+    marked = Labeler(signer, owner="O", system="S", training="notAllowed", layers=["metadata"]).mark(
+        clips["mkv"], tmp_path / "gen.mkv")
+    assert training_allowed(tmp_path / "gen.mkv").status == Training.NOT_ALLOWED
+    assert marked.label.training == Training.NOT_ALLOWED
