@@ -117,3 +117,21 @@ def test_optout_training_check_and_dataset_commands(cli_keys, tmp_path, capsys):
     assert main(["dataset", str(site), "--verify", "--trust", str(cli_keys)]) == 1
     assert "changed: free.txt" in capsys.readouterr().out
     assert main(["optout", str(page), "--deny", "cooking"]) == 2
+
+
+def test_batch_labels_a_folder_then_verifies_and_checks_training(cli_keys, tmp_path, capsys):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "a.md").write_text("# Title\n\nGenerated answer.\n", encoding="utf-8")
+    (src / "b.txt").write_text("Generated story.\n", encoding="utf-8")
+    out = tmp_path / "out"
+    code = main(["batch", str(src), "-o", str(out), "--key", str(cli_keys), "--system", "S", "--owner", "O",
+                 "--training", "not-allowed", "--no-progress", "--workers", "1"])
+    assert code == 0
+    assert (out / "sub" / "a.md").read_text(encoding="utf-8") != (src / "sub" / "a.md").read_text(encoding="utf-8")
+    assert main(["batch", "--verify", str(out), "--trust", str(cli_keys), "--no-progress", "--workers", "1"]) == 0
+    assert "compliant" in capsys.readouterr().out
+    # every labelled file says "no training": the check lists them and exits 1
+    assert main(["batch", "--training-check", str(out), "--no-progress", "--workers", "1"]) == 1
+    assert main(["batch", "--verify", str(src), "--no-progress", "--workers", "1"]) == 1  # unlabelled originals
+    assert main(["batch", str(src), "--no-progress"]) == 2  # labelling without -o/--key is a usage error

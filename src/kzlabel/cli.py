@@ -236,6 +236,91 @@ def dataset(
 
 
 @app.command()
+def batch(
+    src: Path = typer.Argument(..., help="A folder, .zip, .tar, .tar.gz or .tar.zst archive."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output folder or archive of the same kind."),
+    key: Optional[Path] = typer.Option(None, "--key", envvar="KZLABEL_KEY", help="keygen folder to sign with."),
+    system: Optional[str] = typer.Option(None, "--system", envvar="KZLABEL_SYSTEM", help="AI system name."),
+    owner: Optional[str] = typer.Option(None, "--owner", envvar="KZLABEL_OWNER", help="Owner/holder (Art. 21(3))."),
+    system_version: str = typer.Option("", "--system-version", envvar="KZLABEL_SYSTEM_VERSION"),
+    lang: Optional[List[str]] = typer.Option(None, "--lang", help="Notice languages, e.g. kk,ru,en (default)."),
+    training: TrainingChoice = typer.Option(TrainingChoice.unspecified, "--training"),
+    layers: Optional[List[str]] = typer.Option(None, "--layers", help="Subset of c2pa,metadata,watermark,visible."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes (default: all cores)."),
+    journal: Optional[Path] = typer.Option(None, "--journal", help="Resume journal (default: DST.journal.sqlite)."),
+    verify_only: bool = typer.Option(False, "--verify", help="Verify every member instead of labelling."),
+    training_check_only: bool = typer.Option(False, "--training-check", help="List members that may not be used for AI training."),
+    trust: Optional[List[Path]] = typer.Option(None, "--trust", help="Trust bundle or keygen folder (with --verify)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="JSONL report path (--verify / --training-check)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Label (or --verify, or --training-check) every file of a folder or archive; resumable."""
+    from . import batch as batch_mod
+
+    if verify_only or training_check_only:
+        if verify_only and training_check_only:
+            _fail("give one of --verify or --training-check")
+        if verify_only:
+            summary = batch_mod.verify_batch(src, trust=trust or None, workers=workers, report_path=report, progress=progress)
+        else:
+            summary = batch_mod.training_check(src, workers=workers, report_path=report, progress=progress)
+        typer.echo(summary.text())
+        if verify_only:  # exit 0 only when every member is compliant, as `kzlabel verify` does for one file
+            bad = not summary.ok or any(n and verdict != "compliant" for verdict, n in summary.counts.items())
+        else:
+            bad = not summary.ok or bool(summary.flagged)
+        raise typer.Exit(EXIT_NOT_COMPLIANT if bad else EXIT_OK)
+    if output is None or key is None or not system or not owner:
+        _fail("labelling needs -o DST, --key DIR, --system and --owner")
+    config = {
+        "owner": owner,
+        "system": system,
+        "system_version": system_version,
+        "languages": _split(lang) or ["kk", "ru", "en"],
+        "training": {"not-allowed": "notAllowed"}.get(training.value, training.value),
+    }
+    if layers:
+        config["layers"] = _split(layers)
+    summary = batch_mod.run_batch(src, output, labeler_config=config, key_dir=key, workers=workers, journal=journal, progress=progress)
+    typer.echo(summary.text())
+    raise typer.Exit(EXIT_OK if summary.ok else EXIT_NOT_COMPLIANT)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8080, "--port", help="TCP port."),
+    trust: Optional[List[Path]] = typer.Option(None, "--trust", help="Trust bundle file or keygen folder (repeatable)."),
+    registry: Optional[Path] = typer.Option(None, "--registry", help="SQLite registry for watermark lookups."),
+    max_upload: int = typer.Option(256 * 1024**2, "--max-upload", help="Largest accepted upload in bytes (413 above)."),
+    mark_key: Optional[Path] = typer.Option(None, "--mark-key", help="keygen folder: enables POST /mark (off by default)."),
+    owner: Optional[str] = typer.Option(None, "--owner", envvar="KZLABEL_OWNER", help="Owner/holder for /mark."),
+    system: Optional[str] = typer.Option(None, "--system", envvar="KZLABEL_SYSTEM", help="AI system for /mark."),
+) -> None:
+    """Run the HTTP upload-verification service (POST /verify, optional POST /mark, GET /healthz)."""
+    from . import Registry, Signer, TrustStore
+
+    try:
+        from .server import run
+    except ImportError:
+        _fail("the service needs its extra: pip install 'kzlabel[serve]'")
+    if mark_key is not None and not (owner and system):
+        _fail("--mark-key needs --owner and --system (they go into every label the service signs)")
+    if registry is not None and not registry.exists():
+        _fail(f"{registry}: no such registry")
+    run(
+        host,
+        port,
+        trust=TrustStore.load(trust) if trust else None,
+        registry=Registry(registry) if registry else None,
+        signer=Signer.load(mark_key) if mark_key else None,
+        owner=owner,
+        system=system,
+        max_upload=max_upload,
+    )
+
+
+@app.command()
 def version() -> None:
     """Print the kzlabel version."""
     typer.echo(__version__)

@@ -157,6 +157,31 @@ def signal_from_cawg(entries: Mapping[str, Any] | None, carrier: str = "C2PA caw
     return TrainingSignal(carrier, uses, json.dumps(dict(entries), sort_keys=True)) if uses else None
 
 
+# Training permissions as media-container tags (video udta/Matroska tags, ID3 TXXX, Vorbis comments, MP4 freeform
+# atoms), named after their XMP properties so ffprobe and exiftool show them under a recognisable name.
+TAG_TDM_RESERVATION = "tdm-reservation"
+TAG_TDM_POLICY = "tdm-policy"
+TAG_DATA_MINING = "DataMining"
+
+
+def container_tags(policy: TrainingPolicy) -> dict[str, str]:
+    """The tags that state ``policy`` in a media container."""
+    tags = {TAG_DATA_MINING: policy.plus_data_mining(), TAG_TDM_RESERVATION: policy.tdm_reservation()}
+    if policy.policy_url:
+        tags[TAG_TDM_POLICY] = policy.policy_url
+    return tags
+
+
+def signals_from_tags(tags: Mapping[str, str], carrier: str = "container tag") -> list[TrainingSignal]:
+    """Training statements found in container tags (keys compared case-insensitively)."""
+    low = {k.lower(): v for k, v in tags.items()}
+    found = [
+        signal_from_plus(low.get(TAG_DATA_MINING.lower()), f"{carrier} {TAG_DATA_MINING}"),
+        signal_from_tdmrep(low.get(TAG_TDM_RESERVATION), low.get(TAG_TDM_POLICY), f"{carrier} {TAG_TDM_RESERVATION}"),
+    ]
+    return [f for f in found if f is not None]
+
+
 def read_signals(inp: Input, handler: Handler, limits: Limits = Limits(), trust: Any = None) -> list[TrainingSignal]:
     """Every training statement in the file: format carriers, the C2PA manifest, and the kzlabel label."""
     signals = list(handler.read_training(inp, limits))

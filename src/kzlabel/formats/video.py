@@ -37,17 +37,6 @@ FrameOp = Callable[[np.ndarray, float, int], None]
 TAG_AIGC = "AIGC"
 TAG_LABEL = "kzlabel"
 TAG_SOURCE = "DigitalSourceType"
-# training permissions (Art. 23(5)) as container tags named after their XMP properties: TDMRep and PLUS DataMining
-TAG_TDM_RESERVATION = "tdm-reservation"
-TAG_TDM_POLICY = "tdm-policy"
-TAG_DATA_MINING = "DataMining"
-
-
-def training_tags(policy: Any) -> dict[str, str]:
-    tags = {TAG_DATA_MINING: policy.plus_data_mining(), TAG_TDM_RESERVATION: policy.tdm_reservation()}
-    if policy.policy_url:
-        tags[TAG_TDM_POLICY] = policy.policy_url
-    return tags
 _ENCODERS = {"h264": "libx264", "hevc": "libx265", "vp9": "libvpx-vp9", "vp8": "libvpx", "av1": "libsvtav1"}
 _FALLBACK = {"mp4": "libx264", "mov": "libx264", "matroska": "libx264", "webm": "libvpx-vp9"}
 _AV_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, EOFError, IndexError, KeyError, TypeError)
@@ -499,9 +488,9 @@ class _VideoHandler(Handler):
         if label.system:
             tags["AISystemUsed"] = label.system + (f" {label.system_version}" if label.system_version else "")
         if label.training == Training.NOT_ALLOWED:
-            from ..optout import TrainingPolicy
+            from ..optout import TrainingPolicy, container_tags
 
-            tags |= training_tags(TrainingPolicy.from_lists(deny=["all"]))
+            tags |= container_tags(TrainingPolicy.from_lists(deny=["all"]))
         return remux_with_tags(data, tags)
 
     def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
@@ -517,18 +506,15 @@ class _VideoHandler(Handler):
         return check_warning(inp, info, label)
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
-        from ..optout import signal_from_plus, signal_from_tdmrep
+        from ..optout import signals_from_tags
 
-        tags = {k.lower(): v for k, v in read_tags(inp).items()}
-        found = [
-            signal_from_plus(tags.get(TAG_DATA_MINING.lower()), "container tag DataMining"),
-            signal_from_tdmrep(tags.get(TAG_TDM_RESERVATION), tags.get(TAG_TDM_POLICY), "container tag tdm-reservation"),
-        ]
-        return [s for s in found if s is not None]
+        return signals_from_tags(read_tags(inp))
 
     def write_training(self, data: bytes, policy: Any, limits: Limits) -> bytes:
+        from ..optout import container_tags
+
         probe(Input(data), limits, self.id)
-        return remux_with_tags(data, training_tags(policy))
+        return remux_with_tags(data, container_tags(policy))
 
 
 def _ftyp_brand(header: bytes) -> bytes | None:

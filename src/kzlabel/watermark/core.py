@@ -15,12 +15,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 __all__ = [
     "CODED_BITS",
+    "P_THRESHOLD",
+    "WatermarkResult",
+    "combined_pvalue",
     "DEFAULT_KEY",
     "INFO_BITS",
     "MAC_BITS",
@@ -49,6 +53,23 @@ _GENS = (0o171, 0o133)
 _TAIL = _K - 1
 STEPS = INFO_BITS + _TAIL  # 94
 CODED_BITS = STEPS * len(_GENS)  # 188
+P_THRESHOLD = 1e-6  # the false-positive rate every detector is calibrated to
+
+
+@dataclass(frozen=True)
+class WatermarkResult:
+    """Outcome of a detector (image or audio).
+
+    ``found`` is True only when the keyed MAC of the decoded payload verifies and ``p_value < 1e-6``. ``payload`` is
+    the decoded 8 bytes when found (None otherwise); ``bits`` the 188 soft coded bits of the best candidate (useful
+    for diagnostics), ``p_value`` an upper bound on the probability that unmarked content (or content marked with
+    another key) gives evidence at least this strong anywhere in the searched space.
+    """
+
+    found: bool
+    payload: bytes | None
+    bits: "np.ndarray | None"
+    p_value: float
 
 
 def derive(key: bytes | None, label: str, n: int = 32) -> bytes:
@@ -153,3 +174,13 @@ def rademacher_pvalue(z: float, n_tests: int) -> float:
     if not math.isfinite(z) or z <= 0:
         return 1.0
     return float(min(1.0, n_tests * math.exp(-0.5 * z * z)))
+
+
+def combined_pvalue(z: float, n_tests: int, mac_ok: bool, n_decodes: int) -> float:
+    """Bonferroni combination of the two independent H0 tests: the pilot correlation peak and the keyed MAC.
+
+    A weak pilot (heavy crop of a smooth image, coarse codec) with a verified MAC is still a confident detection:
+    with ``n_decodes`` decodes per call the MAC alone passes by chance with probability ``n_decodes * 2^-24``.
+    """
+    p_mac = n_decodes * 2.0**-MAC_BITS if mac_ok else 1.0
+    return min(1.0, 2.0 * min(rademacher_pvalue(z, n_tests), p_mac))

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -41,6 +40,7 @@ from scipy import ndimage
 
 from ..errors import CapacityError, CorruptInput, LimitExceeded
 from . import core
+from .core import WatermarkResult
 
 __all__ = ["CANVAS", "MAX_PIXELS", "MIN_SIDE", "TILE", "WatermarkResult", "detect_image", "embed_image"]
 
@@ -52,7 +52,7 @@ N_DATA = core.CODED_BITS * REPEAT  # 752
 N_PILOT = CHIPS - N_DATA  # 272
 MIN_SIDE = 256  # 32×32-chip tiles need >= 1 pixel per canvas chip (smaller images cannot carry the mark)
 MAX_PIXELS = 250_000_000  # refuse larger arrays (memory for a float32 luma plane: 1 GB)
-P_THRESHOLD = 1e-6
+P_THRESHOLD = core.P_THRESHOLD
 _A0, _A1, _AMIN, _AMAX = 0.7, 0.3, 0.7, 3.0  # strength map: amplitude = clip(_A0 + _A1 * activity)
 
 # search space of the synchronisation (drives the Bonferroni correction of the p-value)
@@ -63,33 +63,11 @@ _N_AC = 384  # zero-padded autocorrelation size (lags < 128 are wrap-free)
 _N_LATTICE = 6  # lattice candidates tried at most (identity + autocorrelation peaks)
 N_TESTS = CHIPS * _N_LATTICE * 4  # phases × lattices × sub-chip refinement
 _DECODE_GATE = 0.05  # decode a lattice only when its pilot peak is at least suggestive
-# H0 probability that the keyed MAC verifies on any of the (at most _N_LATTICE) decodes of one detect_image call
-P_MAC = _N_LATTICE * 2.0 ** -core.MAC_BITS
 
 
 def _p_value(z: float, mac_ok: bool) -> float:
-    """Bonferroni combination of the two independent H0 tests: the pilot correlation peak and the keyed MAC.
-
-    A weak pilot (heavy crop of a smooth image, coarse JPEG) with a verified MAC is still a confident detection:
-    6 decodes × 2^-24 ≈ 3.6e-7, so ``found`` stays under the 1e-6 false-positive target either way.
-    """
-    return min(1.0, 2.0 * min(core.rademacher_pvalue(z, N_TESTS), P_MAC if mac_ok else 1.0))
-
-
-@dataclass(frozen=True)
-class WatermarkResult:
-    """Outcome of :func:`detect_image`.
-
-    ``found`` is True only when the keyed MAC of the decoded payload verifies and ``p_value < 1e-6``. ``payload`` is
-    the decoded 8 bytes when found (None otherwise); ``bits`` the 188 soft coded bits of the best candidate (useful
-    for diagnostics), ``p_value`` an upper bound on the probability that unmarked content (or content marked with
-    another key) yields a pilot correlation at least as strong anywhere in the searched space.
-    """
-
-    found: bool
-    payload: bytes | None
-    bits: np.ndarray | None
-    p_value: float
+    """Pilot peak and keyed MAC combined (see :func:`.core.combined_pvalue`) over this detector's search space."""
+    return core.combined_pvalue(z, N_TESTS, mac_ok, _N_LATTICE)
 
 
 # --------------------------------------------------------------------------------------------------------- keying

@@ -1,0 +1,483 @@
+"""Batch labelling of folders and archives: outputs, metadata, hostile members, resume, verify, training, Dask."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from kzlabel import TrustStore
+from kzlabel.batch import (
+    BatchSummary,
+    _Refused,
+    kind_of,
+    run_batch,
+    safe_member_path,
+    training_check,
+    verify_batch,
+)
+
+CFG = {"owner": "Test Owner LLP", "system": "TestGen", "system_version": "1.0"}
+OLD = 1_600_000_000  # a fixed past mtime (2020-09-13) so "kept" is distinguishable from "now"
+
+
+def _png(color: tuple[int, int, int]) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (96, 96), color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _jpeg(color: tuple[int, int, int]) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (96, 96), color).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def _files() -> dict[str, bytes]:
+    return {
+        "readme.md": b"# Title\n\nA short markdown paragraph produced by a model.\n",
+        "notes/plain.txt": b"Plain text written by a generator, several words long.\n",
+        "notes/deep/page.html": b"<!doctype html><html><head><title>t</title></head><body><p>Hello there</p></body></html>",
+        "img/red.png": _png((200, 30, 30)),
+        "img/green.jpg": _jpeg((30, 160, 60)),
+        "data/blob.bin": bytes(range(256)) * 3,
+    }
+
+
+SUPPORTED = {"readme.md", "notes/plain.txt", "notes/deep/page.html", "img/red.png", "img/green.jpg"}
+
+
+def _make_tree(root: Path) -> dict[str, bytes]:
+    files = _files()
+    for i, (rel, data) in enumerate(sorted(files.items())):
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        os.chmod(p, 0o640 if i % 2 else 0o604)
+        os.utime(p, (OLD + i, OLD + i))
+    return files
+
+
+def _hash_tree(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() + oct(p.stat().st_mode)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _report(path: str | None) -> list[dict]:
+    assert path is not None
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def _make_zip(path: Path, files: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i, (rel, data) in enumerate(sorted(files.items())):
+            zi = zipfile.ZipInfo(rel, (2021, 3, 4, 5, 6, 8 + 2 * i))
+            zi.create_system = 3
+            zi.external_attr = (stat.S_IFREG | (0o640 if i % 2 else 0o600)) << 16
+            zi.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(zi, data)
+
+
+def _make_tgz(path: Path, files: dict[str, bytes]) -> None:
+    with tarfile.open(path, "w:gz") as tf:
+        for i, (rel, data) in enumerate(sorted(files.items())):
+            ti = tarfile.TarInfo(rel)
+            ti.size = len(data)
+            ti.mode = 0o640 if i % 2 else 0o600
+            ti.mtime = OLD + 10 * i
+            ti.uname, ti.gname = "alice", "staff"
+            tf.addfile(ti, io.BytesIO(data))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+def test_member_paths_and_kinds(tmp_path: Path) -> None:
+    assert safe_member_path("a/./b//c.txt") == "a/b/c.txt"
+    assert safe_member_path("dir\\x.txt") == "dir/x.txt"
+    for bad in ("../evil.txt", "a/../../b", "/etc/passwd", "C:/x", "", "./"):
+        with pytest.raises(_Refused):
+            safe_member_path(bad)
+    assert kind_of("x.zip") == "zip" and kind_of("x.tar.gz") == "tgz" and kind_of("x.TGZ") == "tgz"
+    assert kind_of("x.tar.zst") == "tzst" and kind_of("x.tar") == "tar" and kind_of("out") == "folder"
+    z = tmp_path / "misnamed.dat"
+    _make_zip(z, {"a.txt": b"hi"})
+    assert kind_of(z, existing=True) == "zip"
+
+
+def test_folder_to_folder(tmp_path: Path, keydir: Path, trust: TrustStore) -> None:
+    src, dst = tmp_path / "src", tmp_path / "out"
+    files = _make_tree(src)
+    before = _hash_tree(src)
+    summary = run_batch(src, dst, labeler_config=CFG, key_dir=keydir, workers=2)
+    assert isinstance(summary, BatchSummary)
+    assert summary.counts == {"labelled": 5, "copied-unsupported": 1}, summary.text()
+    assert _hash_tree(src) == before  # originals untouched
+    rows = {r["path"]: r for r in _report(summary.report_path)}
+    assert set(rows) == set(files)
+    for rel, data in files.items():
+        out = dst / rel
+        st_src, st_out = (src / rel).stat(), out.stat()
+        assert int(st_out.st_mtime) == int(st_src.st_mtime)  # metadata kept
+        assert stat.S_IMODE(st_out.st_mode) == stat.S_IMODE(st_src.st_mode)
+        assert rows[rel]["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+        if rel in SUPPORTED:
+            assert rows[rel]["status"] == "labelled" and rows[rel]["content_id"]
+            assert out.read_bytes() != data
+        else:
+            assert rows[rel]["status"] == "copied-unsupported" and rows[rel]["reason"]
+            assert out.read_bytes() == data  # byte-identical copy
+    assert "labelled" in Path(summary.summary_path or "").read_text()
+
+    v = verify_batch(dst, trust=trust, workers=1, report_path=tmp_path / "verify.jsonl")
+    assert v.counts == {"compliant": 5, "unsupported": 1}, v.text()
+    assert all(r["trusted"] for r in _report(v.report_path) if r["status"] == "compliant")
+    u = verify_batch(src, trust=trust, workers=1)
+    assert u.counts.get("unlabelled") == 5
+
+
+def test_zip_to_zip_keeps_member_metadata(tmp_path: Path, keydir: Path) -> None:
+    src, dst = tmp_path / "in.zip", tmp_path / "out.zip"
+    files = _files()
+    _make_zip(src, files)
+    digest = hashlib.sha256(src.read_bytes()).digest()
+    summary = run_batch(src, dst, labeler_config=CFG, key_dir=keydir, workers=1)
+    assert summary.counts == {"labelled": 5, "copied-unsupported": 1}, summary.text()
+    assert hashlib.sha256(src.read_bytes()).digest() == digest
+    assert not Path(str(dst) + ".parts").exists()  # staging removed after assembly
+    with zipfile.ZipFile(src) as zi, zipfile.ZipFile(dst) as zo:
+        ins = {i.filename: i for i in zi.infolist()}
+        outs = {i.filename: i for i in zo.infolist()}
+        assert set(outs) == set(ins)
+        assert [i.filename for i in zo.infolist()] == sorted(outs)  # deterministic order
+        for name, i in ins.items():
+            o = outs[name]
+            assert o.date_time == i.date_time
+            assert o.external_attr >> 16 == i.external_attr >> 16
+        assert zo.read("data/blob.bin") == files["data/blob.bin"]
+        assert zo.read("readme.md") != files["readme.md"]
+
+
+def test_tgz_to_tgz_and_to_folder(tmp_path: Path, keydir: Path, trust: TrustStore) -> None:
+    src, dst = tmp_path / "in.tar.gz", tmp_path / "out.tgz"
+    files = _files()
+    _make_tgz(src, files)
+    summary = run_batch(src, dst, labeler_config=CFG, key_dir=keydir, workers=2)
+    assert summary.counts == {"labelled": 5, "copied-unsupported": 1}, summary.text()
+    with tarfile.open(src) as ti, tarfile.open(dst) as to:
+        ins = {m.name: m for m in ti.getmembers()}
+        outs = {m.name: m for m in to.getmembers()}
+        assert set(outs) == set(ins)
+        for name, m in ins.items():
+            o = outs[name]
+            assert (o.mode, int(o.mtime), o.uname, o.gname) == (m.mode, int(m.mtime), m.uname, m.gname)
+        assert to.extractfile("data/blob.bin").read() == files["data/blob.bin"]  # type: ignore[union-attr]
+    with gzip.open(dst) as fh:  # a valid gzip stream end to end
+        fh.read()
+    # archive -> folder: nesting and mtimes from the tar headers
+    out = tmp_path / "unpacked"
+    s2 = run_batch(src, out, labeler_config=CFG, key_dir=keydir, workers=1)
+    assert s2.counts["labelled"] == 5
+    assert (out / "notes/deep/page.html").is_file()
+    with tarfile.open(src) as ti:
+        for m in ti.getmembers():
+            assert int((out / m.name).stat().st_mtime) == int(m.mtime)
+    assert verify_batch(dst, trust=trust, workers=1).counts == {"compliant": 5, "unsupported": 1}
+    # .tar.zst out and back in (streamed through zstandard)
+    zst = tmp_path / "out.tar.zst"
+    assert run_batch(src, zst, labeler_config=CFG, key_dir=keydir, workers=1).counts["labelled"] == 5
+    assert zst.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"
+    v = verify_batch(zst, trust=trust, workers=1)
+    assert v.counts == {"compliant": 5, "unsupported": 1}, v.text()
+
+
+def test_hostile_archives_are_refused(tmp_path: Path, keydir: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    bomb_zip = work / "hostile.zip"
+    with zipfile.ZipFile(bomb_zip, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ok.txt", b"An ordinary text member, fine to label.\n")
+        zf.writestr("../evil.txt", b"escape")
+        zi = zipfile.ZipInfo("placeholder")
+        zi.filename = "/etc/x"  # bypass ZipInfo's own normalisation, as a hostile tool would
+        zf.writestr(zi, b"absolute")
+        zf.writestr("bomb.bin", b"\0" * (50 * 1024 * 1024))
+        link = zipfile.ZipInfo("link")
+        link.create_system = 3
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "/etc/passwd")
+    dst = work / "out"
+    s = run_batch(bomb_zip, dst, labeler_config=CFG, key_dir=keydir, workers=1, max_member_bytes=1024 * 1024)
+    rows = {r["path"]: r for r in _report(s.report_path)}
+    assert rows["ok.txt"]["status"] == "labelled"
+    assert rows["../evil.txt"]["status"] == "refused" and "traversal" in rows["../evil.txt"]["reason"]
+    assert rows["/etc/x"]["status"] == "refused" and "absolute" in rows["/etc/x"]["reason"]
+    assert rows["bomb.bin"]["status"] == "refused" and "limit" in rows["bomb.bin"]["reason"]
+    assert rows["link"]["status"] == "refused" and "symlink" in rows["link"]["reason"]
+    assert sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*")) == ["ok.txt"]
+    assert not (tmp_path / "evil.txt").exists() and not (work / "evil.txt").exists()
+    assert {p for p, st, _ in s.problems if st == "refused"} == {"../evil.txt", "/etc/x", "bomb.bin", "link"}
+
+    # the ratio check catches a bomb under the byte limit
+    s2 = run_batch(bomb_zip, work / "out2", labeler_config=CFG, key_dir=keydir, workers=1, bomb_min_bytes=1024 * 1024)
+    r2 = {r["path"]: r for r in _report(s2.report_path)}
+    assert r2["bomb.bin"]["status"] == "refused" and "bomb" in r2["bomb.bin"]["reason"]
+
+    evil_tar = work / "hostile.tar"
+    with tarfile.open(evil_tar, "w") as tf:
+        for name, data in (("fine.md", b"# ok\n\nfine text here\n"), ("../../up.txt", b"x"), ("/abs.txt", b"y")):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+        sym = tarfile.TarInfo("sym")
+        sym.type, sym.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(sym)
+        hard = tarfile.TarInfo("hard")
+        hard.type, hard.linkname = tarfile.LNKTYPE, "fine.md"
+        tf.addfile(hard)
+        dev = tarfile.TarInfo("dev")
+        dev.type = tarfile.CHRTYPE
+        tf.addfile(dev)
+    s3 = run_batch(evil_tar, work / "out3.tar", labeler_config=CFG, key_dir=keydir, workers=1)
+    r3 = {r["path"]: r for r in _report(s3.report_path)}
+    assert r3["fine.md"]["status"] == "labelled"
+    for name in ("../../up.txt", "/abs.txt", "sym", "hard", "dev"):
+        assert r3[name]["status"] == "refused", name
+    with tarfile.open(work / "out3.tar") as tf:
+        assert tf.getnames() == ["fine.md"]
+    assert not (tmp_path / "up.txt").exists() and not Path("/abs.txt").exists()
+
+
+def test_folder_symlinks_not_followed(tmp_path: Path, keydir: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret text outside the tree\n")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("inside the tree, a text file\n")
+    (src / "link.txt").symlink_to(outside / "secret.txt")
+    (src / "linkdir").symlink_to(outside)
+    s = run_batch(src, tmp_path / "out", labeler_config=CFG, key_dir=keydir, workers=1)
+    rows = {r["path"]: r for r in _report(s.report_path)}
+    assert rows["a.txt"]["status"] == "labelled"
+    assert rows["link.txt"]["status"] == "refused" and "symlink" in rows["link.txt"]["reason"]
+    assert rows["linkdir"]["status"] == "refused"
+    assert not (tmp_path / "out" / "link.txt").exists() and not (tmp_path / "out" / "linkdir").exists()
+
+
+def _run_killed(script: str, env_extra: dict[str, str]) -> int:
+    env = {**os.environ, **env_extra}
+    proc = subprocess.run([sys.executable, "-c", script], check=False, env=env, timeout=60)
+    return proc.returncode
+
+
+def _journal_rows(path: Path) -> dict[str, tuple[str, str | None]]:
+    with sqlite3.connect(path) as db:
+        return {p: (s, h) for p, s, h in db.execute("SELECT path, status, sha256 FROM members WHERE status != 'dir'")}
+
+
+def test_resume_after_crash_archive(tmp_path: Path, keydir: Path) -> None:
+    src = tmp_path / "src"
+    _make_tree(src)
+    for i in range(6):
+        (src / f"more/t{i}.txt").parent.mkdir(exist_ok=True)
+        (src / f"more/t{i}.txt").write_text(f"Generated text number {i}, long enough to label.\n")
+    before = _hash_tree(src)
+    dst = tmp_path / "out.tar.gz"
+    script = textwrap.dedent(
+        f"""
+        from kzlabel.batch import run_batch
+        run_batch({str(src)!r}, {str(dst)!r}, labeler_config={CFG!r}, key_dir={str(keydir)!r}, workers=1)
+        """
+    )
+    rc = _run_killed(script, {"KZLABEL_BATCH_TEST_CRASH_AFTER": "4"})
+    assert rc == 137
+    journal = Path(str(dst) + ".journal.sqlite")
+    done = _journal_rows(journal)
+    assert len(done) == 4 and not dst.exists()
+    parts = Path(str(dst) + ".parts")
+    staged = {p.name for p in parts.rglob("*") if p.is_file()}
+    assert len(staged) >= 3  # labelled/copied members have staged outputs
+
+    summary = run_batch(src, dst, labeler_config=CFG, key_dir=keydir, workers=2)
+    assert summary.total == 12 and summary.resumed == 4, summary.text()
+    assert summary.counts == {"labelled": 11, "copied-unsupported": 1}
+    assert _hash_tree(src) == before
+    with tarfile.open(dst) as tf:
+        names = [m.name for m in tf.getmembers() if m.isfile()]
+        assert len(names) == len(set(names)) == 12  # every member once
+        got = {m.name: hashlib.sha256(tf.extractfile(m).read()).hexdigest() for m in tf.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    for path, (_status, sha) in done.items():
+        assert got[path] == sha  # members done before the crash: the first run's outputs, reused
+    rows = _report(summary.report_path)
+    assert sum(1 for r in rows if r.get("resumed")) == 4
+    assert all(got[r["path"]] == r["sha256"] for r in rows)
+
+    # A finished run re-run is a no-op and leaves the archive byte-identical.
+    first = dst.read_bytes()
+    again = run_batch(src, dst, labeler_config=CFG, key_dir=keydir, workers=1)
+    assert dst.read_bytes() == first and again.resumed == 12
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            if text.encode() in (d / "cmdline").read_bytes() and (d / "stat").read_text().split()[2] != "Z":
+                found.append(int(d.name))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc to look for orphans")
+def test_resume_after_sigkill_folder(tmp_path: Path, keydir: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(60):
+        (src / f"d{i % 3}").mkdir(exist_ok=True)
+        (src / f"d{i % 3}/f{i:02}.md").write_text(f"# Doc {i}\n\nGenerated markdown paragraph {i}.\n" * 20)
+    dst = tmp_path / "out"
+    journal = tmp_path / "j.sqlite"
+    script = textwrap.dedent(
+        f"""
+        from kzlabel.batch import run_batch
+        run_batch({str(src)!r}, {str(dst)!r}, labeler_config={CFG!r}, key_dir={str(keydir)!r}, workers=2,
+                  journal={str(journal)!r})
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 30
+    killed = False
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists():
+            try:
+                if len(_journal_rows(journal)) >= 1:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed = True
+                    break
+            except sqlite3.Error:
+                pass
+        time.sleep(0.005)
+    proc.wait(timeout=30)
+    if not killed:
+        pytest.skip("the run finished before it could be killed")
+    done = _journal_rows(journal)
+    assert 1 <= len(done) < 60
+    # the pool workers die with their parent: no orphan keeps writing into DST (or hangs forever)
+    deadline = time.monotonic() + 5
+    while _processes_mentioning(str(journal)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _processes_mentioning(str(journal)) == []
+    summary = run_batch(src, dst, labeler_config=CFG, key_dir=keydir, workers=2, journal=journal)
+    assert summary.counts == {"labelled": 60} and summary.resumed >= len(done) - 1, summary.text()
+    rows = _report(summary.report_path)
+    assert len({r["path"] for r in rows}) == 60
+    for r in rows:
+        out = dst / r["path"]
+        assert hashlib.sha256(out.read_bytes()).hexdigest() == r["sha256"]
+    for path, (_s, sha) in done.items():
+        assert hashlib.sha256((dst / path).read_bytes()).hexdigest() == sha
+
+
+def test_training_check(tmp_path: Path, keydir: Path) -> None:
+    src = tmp_path / "src"
+    _make_tree(src)
+    reserved = tmp_path / "reserved"
+    for sub, training in (("notes", "notAllowed"), ("img", "allowed")):
+        side = {k: tmp_path / f"{sub}.{k}" for k in ("journal", "report_path", "summary_path")}  # keep sidecars out
+        run_batch(
+            src / sub, reserved / sub, labeler_config={**CFG, "training": training}, key_dir=keydir, workers=1, **side
+        )
+    (reserved / "plain.md").write_text("# untouched\n\nno label here at all\n")
+    s = training_check(reserved, workers=1, report_path=tmp_path / "t.jsonl")
+    assert sorted(s.flagged) == ["notes/deep/page.html", "notes/plain.txt"], s.text()
+    assert s.counts.get("notAllowed") == 2 and s.counts.get("allowed") == 2 and s.counts.get("unspecified") == 1
+    assert "may not be used" in s.text()
+    assert {r["path"] for r in _report(s.report_path)} >= set(s.flagged)
+
+
+def test_dask_local_matches_pool(tmp_path: Path, keydir: Path) -> None:
+    pytest.importorskip("dask.bag")
+    from kzlabel.distributed import run_dask
+
+    src = tmp_path / "src"
+    _make_tree(src)
+    pool = run_batch(src, tmp_path / "pool", labeler_config=CFG, key_dir=keydir, workers=1)
+    for scheduler in ("sync", "threads"):
+        d = run_dask(src, tmp_path / f"dask_{scheduler}", CFG, keydir, scheduler=scheduler)
+        assert d.counts == pool.counts
+        got = {r["path"]: r["status"] for r in _report(d.report_path)}
+        assert got == {r["path"]: r["status"] for r in _report(pool.report_path)}
+        assert int((tmp_path / f"dask_{scheduler}" / "img/red.png").stat().st_mtime) == int(
+            (src / "img/red.png").stat().st_mtime
+        )
+
+
+def test_journal_of_another_batch_is_rejected(tmp_path: Path, keydir: Path) -> None:
+    from kzlabel.errors import KzlabelError
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("some generated words in a file\n")
+    j = tmp_path / "j.sqlite"
+    run_batch(src, tmp_path / "out", labeler_config=CFG, key_dir=keydir, workers=1, journal=j)
+    with pytest.raises(KzlabelError, match="different batch"):
+        run_batch(src, tmp_path / "out", labeler_config={**CFG, "owner": "Else"}, key_dir=keydir, workers=1, journal=j)
+
+
+def test_worker_death_fails_only_its_member(tmp_path: Path, keydir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    _make_tree(src)
+    monkeypatch.setenv("KZLABEL_BATCH_TEST_WORKER_DIES_ON", "notes/plain.txt")
+    s = run_batch(src, tmp_path / "out", labeler_config=CFG, key_dir=keydir, workers=2)
+    assert s.counts == {"labelled": 4, "copied-unsupported": 1, "failed": 1}, s.text()
+    assert s.problems[0][0] == "notes/plain.txt" and "died" in s.problems[0][2]
+    assert not s.ok
+    monkeypatch.delenv("KZLABEL_BATCH_TEST_WORKER_DIES_ON")
+    again = run_batch(src, tmp_path / "out", labeler_config=CFG, key_dir=keydir, workers=2)  # failed ones are retried
+    assert again.counts == {"labelled": 5, "copied-unsupported": 1} and again.resumed == 5
+
+
+def test_big_members_are_spilled_not_held(tmp_path: Path, keydir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kzlabel import batch
+
+    monkeypatch.setattr(batch, "SPILL_OVER", 100)  # the PNG, JPEG and .bin (> 100 bytes) go through temp files
+    spilled: list[str] = []
+    real = batch._read_member
+
+    def spy(*args: object) -> tuple[bytes | None, str | None]:
+        data, path = real(*args)  # type: ignore[arg-type]
+        if path:
+            spilled.append(path)
+        return data, path
+
+    monkeypatch.setattr(batch, "_read_member", spy)
+    src, dst = tmp_path / "in.tgz", tmp_path / "out.zip"
+    files = _files()
+    _make_tgz(src, files)
+    s = run_batch(src, dst, labeler_config=CFG, key_dir=keydir, workers=1)
+    assert s.counts == {"labelled": 5, "copied-unsupported": 1}, s.text()
+    with zipfile.ZipFile(dst) as zf:
+        assert zf.read("data/blob.bin") == files["data/blob.bin"]
+    assert len(spilled) == 3 and not any(Path(p).exists() for p in spilled)  # spilled, then removed
+    assert not list(tmp_path.glob(".out.zip.spill-*"))
