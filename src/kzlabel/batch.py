@@ -1259,6 +1259,18 @@ def _output_intact(row: Mapping[str, Any], dst: Path, kind: str, parts: Path) ->
         return False
 
 
+def restore_dirs(dst: Path, dirs: list[tuple[str, Any]]) -> None:
+    """Create the source's folders in ``dst`` with their times and modes, deepest first (a parent's mtime would
+    otherwise move again when its children are touched); a folder that cannot be made is left to the members' report."""
+    for rel, meta in sorted(dirs, key=lambda d: d[0].count("/"), reverse=True):
+        try:
+            p = _inside(dst, rel)
+            p.mkdir(parents=True, exist_ok=True)
+            _apply_meta(p, meta)
+        except (OSError, _Refused):
+            pass
+
+
 def run_batch(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -1398,13 +1410,7 @@ def run_batch(
         # Members in the journal but no longer in the source (or never re-seen because the run aborted) stay as they are.
         if dst_kind == "folder":
             _remove_stale_temps(dst_p)
-            for rel, meta in sorted(dirs, key=lambda d: d[0].count("/"), reverse=True):
-                try:
-                    p = _inside(dst_p, rel)
-                    p.mkdir(parents=True, exist_ok=True)
-                    _apply_meta(p, meta)
-                except (OSError, _Refused):
-                    pass
+            restore_dirs(dst_p, dirs)
         elif summary.aborted is None:
             _assemble(dst_p, dst_kind, jr, parts)
             jr.set_meta("complete", "1")

@@ -26,7 +26,6 @@ from .batch import (
     Meta,
     Safety,
     Task,
-    _apply_meta,
     _inside,
     _Refused,
     _sidecar,
@@ -35,6 +34,7 @@ from .batch import (
     iter_entries,
     portable_config,
     process_member,
+    restore_dirs,
 )
 from .errors import KzlabelError, MissingDependency
 from .pipeline import write_atomic
@@ -126,13 +126,7 @@ def run_dask(
             with Client(scheduler) as client:
                 results.extend(client.compute(bag).result())
 
-    for rel, meta in sorted(dirs, key=lambda d: d[0].count("/"), reverse=True):
-        try:
-            p = _inside(dst, rel)
-            p.mkdir(parents=True, exist_ok=True)
-            _apply_meta(p, meta)
-        except (OSError, _Refused):
-            pass
+    restore_dirs(dst, dirs)
     results.sort(key=lambda r: r.path)
     summary = BatchSummary("mark", str(src), str(dst))
     for r in results:

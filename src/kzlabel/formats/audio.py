@@ -15,39 +15,25 @@ The whole decoded signal is held in memory as float32 (about 1.4 GB for 3 hours 
 from __future__ import annotations
 
 import io
-import os
-import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from ..errors import CapacityError, CorruptInput, KzlabelError, LimitExceeded, MissingDependency, UnsupportedFormat
+from ..errors import CorruptInput, KzlabelError, LimitExceeded
 from ..label import Label, Training, TrainingSignal
 from ..layers import audible
 from ..layers.metadata import label_values, training_values
 from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register
-
-try:
-    import av
-except ImportError:  # pragma: no cover - optional
-    av = None
+from ._av import AV_ERRORS, av, need_av, source, temp_output
 
 TAG_AIGC = "AIGC"
 TAG_LABEL = "kzlabel"
 TAG_SOURCE = "DigitalSourceType"
 TAG_SYSTEM = "AISystemUsed"
 _ITUNES = "----:com.apple.iTunes:"
-_AV_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, EOFError, IndexError, KeyError, TypeError)
-if av is not None:
-    _AV_ERRORS = (av.error.FFmpegError, *_AV_ERRORS)
 _DETECT_SECONDS = 25.0  # audio decoded for verification (the tone plus ~20 s for the watermark)
-
-
-def _need_av() -> Any:
-    if av is None:
-        raise MissingDependency("audio needs PyAV: pip install av")
-    return av
 
 
 @dataclass
@@ -63,15 +49,11 @@ class AudioDoc:
     label_fields: dict[str, Any] = field(default_factory=dict)
 
 
-def _source(inp: Input) -> Any:
-    return str(inp.path) if inp.path is not None and inp._data is None else io.BytesIO(inp.data)
-
-
 def decode(inp: Input, limits: Limits, fmt_id: str, seconds: float | None = None) -> AudioDoc:
     """The first audio stream as float32 (n, channels); ``seconds`` stops early (verification reads a prefix)."""
-    _need_av()
+    need_av("audio")
     try:
-        with av.open(_source(inp), "r") as container:
+        with av.open(source(inp), "r") as container:
             if not container.streams.audio:
                 raise CorruptInput("no audio stream", source=inp.source, format=fmt_id)
             stream = container.streams.audio[0]
@@ -111,7 +93,7 @@ def decode(inp: Input, limits: Limits, fmt_id: str, seconds: float | None = None
             )
     except KzlabelError:
         raise
-    except _AV_ERRORS as exc:
+    except AV_ERRORS as exc:
         raise CorruptInput(f"unreadable audio: {exc}", source=inp.source, format=fmt_id) from None
     if len(doc.samples) == 0:
         raise CorruptInput("the audio stream has no decodable samples", source=inp.source, format=fmt_id)
@@ -140,55 +122,49 @@ def _encoder(doc: AudioDoc, fmt_id: str) -> tuple[str, str, dict[str, Any]]:
 
 def encode_samples(doc: AudioDoc, samples: np.ndarray, fmt_id: str) -> bytes:
     """Encode float32 (n, channels) samples in the source's format; written through a temp file, returned as bytes."""
-    _need_av()
+    need_av("audio")
     container_fmt, codec, settings = _encoder(doc, fmt_id)
-    fd, tmp = tempfile.mkstemp(suffix="." + fmt_id, prefix=".kzlabel-audio-")
-    os.close(fd)
     try:
-        with av.open(tmp, "w", format=container_fmt) as out:
-            rate = doc.rate
-            if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
-                rate = 48000
-            stream = out.add_stream(codec, rate=rate, layout=doc.layout)
-            if codec == "vorbis":
-                stream.codec_context.options = {"strict": "experimental"}
-            if "format" in settings:
-                stream.format = settings["format"]
-            if "bit_rate" in settings:
-                stream.bit_rate = int(settings["bit_rate"])
-            for k, v in doc.metadata.items():
-                if k.lower() not in ("encoder", "major_brand", "minor_version", "compatible_brands", "language", "handler_name", "vendor_id"):
-                    out.metadata[k] = v
-                    if container_fmt == "ogg":  # Ogg keeps tags in the stream's comment header
-                        stream.metadata[k] = v
-            resampler = av.AudioResampler(format="flt", layout=doc.layout, rate=rate) if rate != doc.rate else None
-            block = 1 << 15
-            pts = 0
-            for start in range(0, len(samples), block):
-                chunk = np.ascontiguousarray(samples[start : start + block], dtype=np.float32)
-                frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout=doc.layout)
-                frame.sample_rate = doc.rate
-                frame.pts = pts
-                pts += len(chunk)
-                frames = resampler.resample(frame) if resampler is not None else [frame]
-                for f in frames:
-                    if resampler is not None:
-                        f.pts = None
-                    for packet in stream.encode(f):
-                        out.mux(packet)
-            for packet in stream.encode(None):
-                out.mux(packet)
-        with open(tmp, "rb") as fh:
-            return fh.read()
+        with temp_output("." + fmt_id) as tmp:
+            with av.open(tmp, "w", format=container_fmt) as out:
+                rate = doc.rate
+                if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
+                    rate = 48000
+                stream = out.add_stream(codec, rate=rate, layout=doc.layout)
+                if codec == "vorbis":
+                    stream.codec_context.options = {"strict": "experimental"}
+                if "format" in settings:
+                    stream.format = settings["format"]
+                if "bit_rate" in settings:
+                    stream.bit_rate = int(settings["bit_rate"])
+                for k, v in doc.metadata.items():
+                    if k.lower() not in ("encoder", "major_brand", "minor_version", "compatible_brands", "language", "handler_name", "vendor_id"):
+                        out.metadata[k] = v
+                        if container_fmt == "ogg":  # Ogg keeps tags in the stream's comment header
+                            stream.metadata[k] = v
+                resampler = av.AudioResampler(format="flt", layout=doc.layout, rate=rate) if rate != doc.rate else None
+                block = 1 << 15
+                pts = 0
+                for start in range(0, len(samples), block):
+                    chunk = np.ascontiguousarray(samples[start : start + block], dtype=np.float32)
+                    frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout=doc.layout)
+                    frame.sample_rate = doc.rate
+                    frame.pts = pts
+                    pts += len(chunk)
+                    frames = resampler.resample(frame) if resampler is not None else [frame]
+                    for f in frames:
+                        if resampler is not None:
+                            f.pts = None
+                        for packet in stream.encode(f):
+                            out.mux(packet)
+                for packet in stream.encode(None):
+                    out.mux(packet)
+            with open(tmp, "rb") as fh:
+                return fh.read()
     except KzlabelError:
         raise
-    except _AV_ERRORS as exc:
+    except AV_ERRORS as exc:
         raise CorruptInput(f"could not encode {fmt_id}: {exc}", format=fmt_id) from None
-    finally:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
 
 
 # ------------------------------------------------------------------------------------------------------------ tags
@@ -424,12 +400,17 @@ class _AudioHandler(Handler):
         return signals_from_tags(self._read(inp.data), f"{self.name} tag")
 
     def write_training(self, data: bytes, policy: Any, limits: Limits) -> bytes:
-        from ..optout import container_tags
-
         from ..layers.metadata import training_values
+        from ..optout import container_tags
 
         decode(Input(data), limits, self.id, seconds=0.1)
         return self._write(data, container_tags(policy), training_values(policy))
+
+
+def _after_id3(header: bytes) -> bytes:
+    """The 4 bytes after a leading ID3v2 tag (its size is a 28-bit syncsafe integer)."""
+    size = int.from_bytes(bytes(b & 0x7F for b in header[6:10]), "big") + 10
+    return header[size : size + 4]
 
 
 class Wav(_AudioHandler):
@@ -456,11 +437,7 @@ class Mp3(_AudioHandler):
 
     def score(self, header: bytes, name: str | None) -> int:
         if header[:3] == b"ID3":
-            size = int.from_bytes(bytes(b & 0x7F for b in header[6:10]), "big") + 10
-            after = header[size : size + 4]
-            if after[:4] in (b"fLaC",):  # ID3-prefixed FLAC
-                return 0
-            return 90
+            return 0 if _after_id3(header) == b"fLaC" else 90  # ID3-prefixed FLAC is FLAC
         if len(header) >= 2 and header[0] == 0xFF and (header[1] & 0xE0) == 0xE0 and ((header[1] >> 1) & 3) == 1:
             return 80
         return 0
@@ -476,8 +453,7 @@ class Flac(_AudioHandler):
         if header[:4] == b"fLaC":
             return 100
         if header[:3] == b"ID3":
-            size = int.from_bytes(bytes(b & 0x7F for b in header[6:10]), "big") + 10
-            return 95 if header[size : size + 4] == b"fLaC" else 0
+            return 95 if _after_id3(header) == b"fLaC" else 0
         return 0
 
 

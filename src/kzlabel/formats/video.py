@@ -10,24 +10,19 @@ source type) are written by a second, stream-copy remux once the label is signed
 from __future__ import annotations
 
 import io
-import os
-import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from ..errors import CorruptInput, KzlabelError, LimitExceeded, MissingDependency, UnsupportedFormat
+from ..errors import CorruptInput, KzlabelError, LimitExceeded, UnsupportedFormat
 from ..label import Label, Training, TrainingSignal
 from ..layers import visible
 from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register
-
-try:
-    import av
-except ImportError:  # pragma: no cover - optional extra
-    av = None
+from ._av import AV_ERRORS, av, need_av, source, temp_output
 
 # A per-frame operation: (I420 frame as one (H*3/2, W) uint8 array — Y plane on top, then U and V —, time in
 # seconds, frame index) → modifies the array in place. Working in YUV saves two colour conversions per frame, and
@@ -39,22 +34,8 @@ TAG_LABEL = "kzlabel"
 TAG_SOURCE = "DigitalSourceType"
 _ENCODERS = {"h264": "libx264", "hevc": "libx265", "vp9": "libvpx-vp9", "vp8": "libvpx", "av1": "libsvtav1"}
 _FALLBACK = {"mp4": "libx264", "mov": "libx264", "matroska": "libx264", "webm": "libvpx-vp9"}
-_AV_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, EOFError, IndexError, KeyError, TypeError)
-if av is not None:
-    _AV_ERRORS = (av.error.FFmpegError, *_AV_ERRORS)
 
 
-def _need_av() -> Any:
-    if av is None:
-        raise MissingDependency("video needs PyAV: pip install av")
-    return av
-
-
-def _source(inp: Input) -> Any:
-    """A path when there is one (streamed from disk), else the bytes."""
-    if inp.path is not None and inp._data is None:
-        return str(inp.path)
-    return io.BytesIO(inp.data)
 
 
 @dataclass
@@ -81,9 +62,9 @@ class VideoDoc:
 
 def probe(inp: Input, limits: Limits, fmt_id: str) -> VideoInfo:
     """Open the container, check it has a decodable video stream within the limits; never a PyAV traceback."""
-    _need_av()
+    need_av("video")
     try:
-        with av.open(_source(inp), metadata_errors="ignore") as container:
+        with av.open(source(inp), metadata_errors="ignore") as container:
             if not container.streams.video:
                 raise UnsupportedFormat("no video stream in the container", source=inp.source, format=fmt_id)
             v = container.streams.video[0]
@@ -110,7 +91,7 @@ def probe(inp: Input, limits: Limits, fmt_id: str) -> VideoInfo:
             )
     except KzlabelError:
         raise
-    except _AV_ERRORS as exc:
+    except AV_ERRORS as exc:
         raise CorruptInput(f"unreadable video: {exc}", source=inp.source, format=fmt_id) from None
     if not info.width or not info.height:
         raise CorruptInput("video has no frame size", source=inp.source, format=fmt_id)
@@ -154,47 +135,44 @@ def transcode(
     src: Any, ops: list[FrameOp], info: VideoInfo, *, metadata: Mapping[str, str] | None = None
 ) -> bytes:
     """Decode → per-frame ops → encode, streamed; audio copied. Writes through a temp file, returns its bytes."""
-    _need_av()
-    fd, tmp = tempfile.mkstemp(suffix=".kzvideo")
-    os.close(fd)
+    need_av("video")
     try:
-        with av.open(src, metadata_errors="ignore") as inp:
-            fmt = _out_format(inp)
-            vin = inp.streams.video[0]
-            vin.thread_type = "AUTO"
-            options = {"movflags": "use_metadata_tags+faststart"} if fmt in ("mp4", "mov") else {}
-            with av.open(tmp, "w", format=fmt, options=options) as out:
-                out.metadata.update(dict(inp.metadata) | dict(metadata or {}))
-                encoder = _encoder_for(info, fmt)
-                vout = out.add_stream(encoder, rate=info.rate, options=_encoder_options(encoder, info))
-                vout.width, vout.height = info.width, info.height
-                vout.pix_fmt = info.pix_fmt if info.pix_fmt in ("yuv420p", "yuv420p10le", "yuv444p", "yuv422p") else "yuv420p"
-                vout.time_base = vin.time_base
-                vout.thread_type = "AUTO"
-                if info.rotation and hasattr(vout, "set_display_rotation"):
-                    vout.set_display_rotation(info.rotation)  # same sign convention as frame.rotation
-                audio = {a.index: out.add_stream_from_template(a) for a in inp.streams.audio}
-                index = 0
-                for packet in inp.demux(vin, *inp.streams.audio):
-                    if packet.stream.type == "audio":
-                        if packet.size == 0:  # the demuxer's end-of-stream marker
+        with temp_output(".kzvideo") as tmp:
+            with av.open(src, metadata_errors="ignore") as inp:
+                fmt = _out_format(inp)
+                vin = inp.streams.video[0]
+                vin.thread_type = "AUTO"
+                options = {"movflags": "use_metadata_tags+faststart"} if fmt in ("mp4", "mov") else {}
+                with av.open(tmp, "w", format=fmt, options=options) as out:
+                    out.metadata.update(dict(inp.metadata) | dict(metadata or {}))
+                    encoder = _encoder_for(info, fmt)
+                    vout = out.add_stream(encoder, rate=info.rate, options=_encoder_options(encoder, info))
+                    vout.width, vout.height = info.width, info.height
+                    vout.pix_fmt = info.pix_fmt if info.pix_fmt in ("yuv420p", "yuv420p10le", "yuv444p", "yuv422p") else "yuv420p"
+                    vout.time_base = vin.time_base
+                    vout.thread_type = "AUTO"
+                    if info.rotation and hasattr(vout, "set_display_rotation"):
+                        vout.set_display_rotation(info.rotation)  # same sign convention as frame.rotation
+                    audio = {a.index: out.add_stream_from_template(a) for a in inp.streams.audio}
+                    index = 0
+                    for packet in inp.demux(vin, *inp.streams.audio):
+                        if packet.stream.type == "audio":
+                            if packet.size == 0:  # the demuxer's end-of-stream marker
+                                continue
+                            packet.stream = audio[packet.stream.index]
+                            out.mux(packet)
                             continue
-                        packet.stream = audio[packet.stream.index]
+                        for frame in packet.decode():
+                            _encode_frame(out, vout, frame, ops, index)
+                            index += 1
+                    for packet in vout.encode(None):
                         out.mux(packet)
-                        continue
-                    for frame in packet.decode():
-                        _encode_frame(out, vout, frame, ops, index)
-                        index += 1
-                for packet in vout.encode(None):
-                    out.mux(packet)
-        with open(tmp, "rb") as fh:
-            return fh.read()
+            with open(tmp, "rb") as fh:
+                return fh.read()
     except KzlabelError:
         raise
-    except _AV_ERRORS as exc:
+    except AV_ERRORS as exc:
         raise CorruptInput(f"video could not be re-encoded: {exc}") from None
-    finally:
-        os.unlink(tmp)
 
 
 def _encode_frame(out: Any, vout: Any, frame: Any, ops: list[FrameOp], index: int) -> None:
@@ -214,35 +192,32 @@ def _encode_frame(out: Any, vout: Any, frame: Any, ops: list[FrameOp], index: in
 
 def remux_with_tags(data: bytes, tags: Mapping[str, str]) -> bytes:
     """Stream-copy every stream into a new container of the same kind with ``tags`` added (no re-encoding)."""
-    _need_av()
-    fd, tmp = tempfile.mkstemp(suffix=".kzvideo")
-    os.close(fd)
+    need_av("video")
     try:
-        with av.open(io.BytesIO(data), metadata_errors="ignore") as inp:
-            fmt = _out_format(inp)
-            options = {"movflags": "use_metadata_tags+faststart"} if fmt in ("mp4", "mov") else {}
-            with av.open(tmp, "w", format=fmt, options=options) as out:
-                out.metadata.update(dict(inp.metadata) | dict(tags))
-                streams = {s.index: out.add_stream_from_template(s) for s in inp.streams if s.type in ("video", "audio")}
-                for packet in inp.demux(*[s for s in inp.streams if s.index in streams]):
-                    if packet.size == 0:  # the demuxer's end-of-stream marker
-                        continue
-                    packet.stream = streams[packet.stream.index]
-                    out.mux(packet)
-        with open(tmp, "rb") as fh:
-            return fh.read()
-    except _AV_ERRORS as exc:
+        with temp_output(".kzvideo") as tmp:
+            with av.open(io.BytesIO(data), metadata_errors="ignore") as inp:
+                fmt = _out_format(inp)
+                options = {"movflags": "use_metadata_tags+faststart"} if fmt in ("mp4", "mov") else {}
+                with av.open(tmp, "w", format=fmt, options=options) as out:
+                    out.metadata.update(dict(inp.metadata) | dict(tags))
+                    streams = {s.index: out.add_stream_from_template(s) for s in inp.streams if s.type in ("video", "audio")}
+                    for packet in inp.demux(*[s for s in inp.streams if s.index in streams]):
+                        if packet.size == 0:  # the demuxer's end-of-stream marker
+                            continue
+                        packet.stream = streams[packet.stream.index]
+                        out.mux(packet)
+            with open(tmp, "rb") as fh:
+                return fh.read()
+    except AV_ERRORS as exc:
         raise CorruptInput(f"could not write container tags: {exc}") from None
-    finally:
-        os.unlink(tmp)
 
 
 def read_tags(inp: Input) -> dict[str, str]:
-    _need_av()
+    need_av("video")
     try:
-        with av.open(_source(inp), metadata_errors="ignore") as container:
+        with av.open(source(inp), metadata_errors="ignore") as container:
             return {k: v for k, v in container.metadata.items()}
-    except _AV_ERRORS as exc:
+    except AV_ERRORS as exc:
         raise CorruptInput(f"unreadable video: {exc}", source=inp.source) from None
 
 
@@ -252,9 +227,9 @@ def sample_frames(inp: Input, times: list[float], *, luma: bool = False) -> Iter
     Close times are reached by decoding forward; a seek happens only when the next time is more than a couple of
     seconds ahead, so sampling the opening seconds costs one short decode.
     """
-    _need_av()
+    need_av("video")
     try:
-        with av.open(_source(inp), metadata_errors="ignore") as container:
+        with av.open(source(inp), metadata_errors="ignore") as container:
             v = container.streams.video[0]
             v.thread_type = "AUTO"
             frames = container.decode(v)
@@ -272,7 +247,7 @@ def sample_frames(inp: Input, times: list[float], *, luma: bool = False) -> Iter
                         else:
                             yield current, frame.to_ndarray(format="rgb24")
                         break
-    except _AV_ERRORS as exc:
+    except AV_ERRORS as exc:
         raise CorruptInput(f"unreadable video: {exc}", source=inp.source) from None
 
 
@@ -357,7 +332,7 @@ class _Overlay:
     alpha2: np.ndarray
 
     @classmethod
-    def build(cls, plate: Image.Image, place: visible.Placement, info: VideoInfo) -> "_Overlay":
+    def build(cls, plate: Image.Image, place: visible.Placement, info: VideoInfo) -> _Overlay:
         canvas = Image.new("RGBA", _display_size(info), (0, 0, 0, 0))
         canvas.paste(plate, place.box[:2])
         if info.rotation in _TO_STORED:  # frames are stored unrotated: draw upright as displayed, then turn back
@@ -478,7 +453,7 @@ class _VideoHandler(Handler):
     def encode(self, doc: VideoDoc, opts: MarkOptions) -> bytes:
         if not doc.ops:
             return doc.inp.data
-        return transcode(_source(doc.inp), doc.ops, doc.info)
+        return transcode(source(doc.inp), doc.ops, doc.info)
 
     def bind(self, doc: VideoDoc, encoded: bytes) -> Mapping[str, Any]:
         return dict(doc.label_fields)
