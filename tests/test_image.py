@@ -304,3 +304,151 @@ def test_damaged_manifest_is_reported_and_kept_as_parent_on_remark(lab):
     report = lab.verify(again.data, name="x.jpg")
     assert report.verdict == Verdict.COMPLIANT
     assert report.layer("c2pa").data["actions"][0] == "c2pa.opened"
+
+
+# --- AVIF and HEIF/HEIC ----------------------------------------------------------------------------------------------
+def heic(arr: np.ndarray, **params) -> bytes:
+    """A HEIC made by pillow-heif (the optional `heif` extra: the only HEVC encoder available to Python)."""
+    from kzlabel.formats.image import heif_codec_available
+
+    assert heif_codec_available(), "pillow-heif is required for the HEIF tests (pip install 'kzlabel[heif]')"
+    return encode(arr, "HEIF", **params)
+
+
+def c2pa_reader_state(data: bytes, mime: str) -> tuple[str, list[str]]:
+    """validation_state and the active manifest's actions, straight from c2pa-python's Reader."""
+    import c2pa
+
+    with c2pa.Reader(mime, io.BytesIO(data)) as r:
+        store = json.loads(r.json())
+    active = store["manifests"][store["active_manifest"]]
+    actions = [a["action"] for s in active["assertions"] if s["label"].startswith("c2pa.actions")
+               for a in s["data"]["actions"]]
+    return store.get("validation_state", ""), actions
+
+
+HEIF_CASES = [("avif", ".avif", "image/avif"), ("heif", ".heic", "image/heic")]
+
+
+@pytest.mark.parametrize("fmt,suffix,mime", HEIF_CASES, ids=[c[0] for c in HEIF_CASES])
+def test_avif_heif_round_trip_all_layers_with_independent_readers(lab, tmp_path, fmt, suffix, mime):
+    src = encode(natural(), "AVIF", quality=80) if fmt == "avif" else heic(natural(), quality=80)
+    result = lab.mark(src, name="in" + suffix)
+    assert result.format == fmt
+    assert set(result.layers) == {"visible", "watermark", "metadata", "c2pa"}, result.skipped
+    out = Image.open(io.BytesIO(result.data))
+    assert out.mode == "RGB" and out.size == (800, 600)
+    report = lab.verify(result.data, name="out.bin")  # found by content, not by name
+    assert report.verdict == Verdict.COMPLIANT, str(report)
+    assert {e.layer: e.status.value for e in report.evidence} == {
+        "c2pa": "trusted", "metadata": "trusted", "watermark": "found", "visible": "found"}
+    # lossy re-encode at HEIF_FAMILY_QUALITY keeps the watermark far below the 1e-6 detection threshold
+    assert report.layer("watermark").data["p_value"] < 1e-10
+    tags = exif_tags(result.data, tmp_path, suffix)
+    assert tags["XMP-iptcExt:DigitalSourceType"] == "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+    assert json.loads(tags["XMP-TC260:Aigc"])["ProduceID"] == result.label.content_id
+    state, actions = c2pa_reader_state(result.data, mime)
+    assert state == "Valid" and actions[0] == "c2pa.created" and "c2pa.watermarked" in actions
+
+
+def test_heif_family_xmp_item_added_then_replaced_without_touching_the_image(tmp_path):
+    from kzlabel.formats.image import _heif_meta, _heif_put_xmp, _heif_xmp
+
+    exif = Image.Exif()
+    exif[0x010F] = "Cam"
+    exif[0x0112] = 6  # stored by AVIF as an irot property
+    src = encode(natural(300, 400), "AVIF", exif=exif.tobytes())
+    assert _heif_xmp(src) is None
+    packet = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">' \
+             b'<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title><rdf:Alt>' \
+             b'<rdf:li xml:lang="x-default">First</rdf:li></rdf:Alt></dc:title></rdf:Description></rdf:RDF></x:xmpmeta>'
+    once = _heif_put_xmp(src, packet)
+    twice = _heif_put_xmp(once, packet.replace(b"First", b"Second"))
+    meta = _heif_meta(twice)
+    assert sorted(t for t, _ in meta.items.values()) == [b"Exif", b"av01", b"mime"]  # one XMP item, not two
+    assert _heif_xmp(twice).count(b"Second") == 1 and b"First" not in twice
+    pixels = np.asarray(Image.open(io.BytesIO(src)))
+    for data in (once, twice):
+        im = Image.open(io.BytesIO(data))
+        assert np.array_equal(np.asarray(im), pixels)  # the coded image is copied, never re-encoded
+        assert im.getexif()[0x010F] == "Cam" and im.getexif()[0x0112] == 6
+    tags = exif_tags(twice, tmp_path, ".avif")
+    assert tags["XMP-dc:Title"] == "Second" and tags["IFD0:Make"] == "Cam"
+
+
+def test_avif_keeps_alpha_subsampling_and_merges_xmp_on_remark(lab, tmp_path):
+    from kzlabel.formats.image import _av1_subsampling
+
+    rgba = np.dstack([natural(), np.full((600, 800), 200, np.uint8)])
+    src = encode(rgba, "AVIF", mode="RGBA", subsampling="4:4:4", xmp=b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+                 b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+                 b'xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title><rdf:Alt><rdf:li xml:lang="x-default">'
+                 b'Sunset</rdf:li></rdf:Alt></dc:title></rdf:Description></rdf:RDF></x:xmpmeta>')
+    once = lab.mark(src, name="x.avif").data
+    out = Image.open(io.BytesIO(once))
+    assert out.mode == "RGBA" and np.abs(np.asarray(out)[:300, :, 3].astype(int) - 200).max() <= 2  # away from the plate
+    assert _av1_subsampling(src) == _av1_subsampling(once) == "4:4:4"
+    twice = lab.mark(once, name="x.avif").data
+    tags = exif_tags(twice, tmp_path, ".avif")
+    assert tags["XMP-dc:Title"] == "Sunset"
+    assert twice.count(b"DigitalSourceType>") == 2  # one open + one close tag: a single property
+    report = lab.verify(twice, name="x.avif")
+    assert report.verdict == Verdict.COMPLIANT
+    assert c2pa_reader_state(twice, "image/avif")[1][0] == "c2pa.opened"  # the first manifest is the parent
+
+
+@pytest.mark.parametrize("mode,sub", [("L", "4:0:0"), ("RGB", "4:2:2")])
+def test_avif_grey_and_422_keep_mode_and_subsampling(lab, mode, sub):
+    from kzlabel.formats.image import _av1_subsampling
+
+    src = encode(natural(300, 400), "AVIF", mode=mode, subsampling=sub)
+    data = lab.mark(src, name="x.avif").data
+    assert Image.open(io.BytesIO(data)).mode == mode and _av1_subsampling(data) == sub
+    assert lab.verify(data, name="x.avif").verdict == Verdict.COMPLIANT
+
+
+def test_heif_is_read_only_without_pillow_heif(lab, tmp_path, monkeypatch):
+    import kzlabel.formats.image as image_mod
+
+    result = lab.mark(heic(natural(), quality=80), name="x.heic")
+    marked = result.data
+    plain = heic(natural(300, 400))
+    monkeypatch.setattr(image_mod, "heif_codec_available", lambda: False)
+    with pytest.raises(UnsupportedFormat, match="read-only.*kzlabel\\[heif\\]"):
+        lab.mark(marked, tmp_path / "never.heic")
+    assert not (tmp_path / "never.heic").exists()
+    report = lab.verify(marked, name="x.heic")
+    status = {e.layer: e.status.value for e in report.evidence}
+    assert status == {"c2pa": "trusted", "metadata": "trusted", "watermark": "unavailable", "visible": "unavailable"}
+    assert report.label.content_id == result.label.content_id
+    assert report.verdict == Verdict.MACHINE_READABLE_ONLY  # the warning cannot be checked without decoding
+    # training opt-outs are XMP only: written and read back from the container without decoding a pixel
+    path = tmp_path / "w.heic"
+    path.write_bytes(plain)
+    write_optout(path, policy=TrainingPolicy.from_lists(deny=["ai-training"]), in_place=True)
+    assert training_allowed(path, use="ai_training").status == Training.NOT_ALLOWED
+    assert exif_tags(path.read_bytes(), tmp_path, ".heic")["XMP-plus:DataMining"]
+
+
+def test_avif_heif_detection_and_bad_input(lab, tmp_path):
+    from kzlabel.formats import Input, detect
+
+    avif = encode(natural(300, 400), "AVIF")
+    assert detect(Input(avif, "clip.mp4")).id == "avif"  # the ftyp brand decides, not the name nor the MP4 handler
+    # a generic major brand with avif among the compatible brands (what some encoders write)
+    generic = avif[:8] + b"mif1" + avif[12:16] + b"avif" + avif[20:]
+    assert detect(Input(generic)).id == "avif"
+    assert detect(Input(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic")).id == "heif"
+    assert lab.mark(encode(natural(300, 400), "PNG"), name="photo.avif").format == "png"
+    for cut in (len(avif) // 2, len(avif) - 7, 200, 40):
+        with pytest.raises(CorruptInput):
+            lab.mark(avif[:cut], tmp_path / "t.avif")
+        with pytest.raises(CorruptInput):
+            lab.verify(avif[:cut], name="t.avif")
+    assert not (tmp_path / "t.avif").exists()
+    frames = [Image.fromarray(natural(64, 64, s)) for s in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "AVIF", save_all=True, append_images=frames[1:])
+    assert buf.getvalue()[8:12] == b"avis"
+    with pytest.raises(UnsupportedFormat, match="animated AVIF"):
+        lab.mark(buf.getvalue(), name="a.avif")
