@@ -97,6 +97,14 @@ ATTACKS = {
     "rot-2": lambda a: np.asarray(Image.fromarray(a).rotate(-2, resample=Image.Resampling.BICUBIC)),
     "resize0.5+jpeg75": lambda a: _jpeg(_resize(a, 0.5), 75),
     "chroma420": lambda a: _jpeg(a, 95, subsampling=2),
+    # beyond the list: edits platforms and re-uploaders make (each needs its own part of the detector:
+    # tile symmetries for mirror/quarter turns, halved lattice peaks and the wider period range for heavy crops and
+    # borders)
+    "mirror": lambda a: np.ascontiguousarray(a[:, ::-1]),
+    "rot90": lambda a: np.ascontiguousarray(np.rot90(a)),
+    "crop45": lambda a: _crop(a, 0.45, 0.45),
+    "border12%": lambda a: np.pad(a, ((a.shape[0] // 8,) * 2, (a.shape[1] // 8,) * 2, (0, 0)), constant_values=255),
+    "rot8": lambda a: np.asarray(Image.fromarray(a).rotate(8, resample=Image.Resampling.BICUBIC)),
 }
 
 
