@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -259,3 +261,118 @@ def test_training_optout_in_container_tags_and_c2pa(signer, clips, tmp_path):
         clips["mkv"], tmp_path / "gen.mkv")
     assert training_allowed(tmp_path / "gen.mkv").status == Training.NOT_ALLOWED
     assert marked.label.training == Training.NOT_ALLOWED
+
+
+# --- the soundtrack: copied by default, toned and watermarked when a tone position is given ------------------------
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+import audio_signals  # noqa: E402
+
+SOUND = {  # container → (audio encoder args, sample rate)
+    "mp4": (["-c:a", "aac", "-b:a", "128k"], 44100),
+    "webm": (["-c:a", "libopus", "-b:a", "96k"], 48000),
+    "mkv": (["-c:a", "flac"], 44100),
+}
+
+
+def _with_music(path: Path, kind: str, seconds: float, tmp: Path) -> Path:
+    """A 320×256 clip at 10 fps (just big enough for the frame watermark, few frames) over synthetic stereo music;
+    6 s because the audio mark needs a few seconds after the tone (5 s misses it on some music)."""
+    args, rate = SOUND[kind]
+    wav = tmp / f"music_{kind}.wav"
+    pcm = (np.clip(audio_signals.music(seconds, rate, seed=4), -1, 1) * 32767).astype("<i2")
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    video = ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"] if kind == "webm" else [
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x256:rate=10", "-i", str(wav), "-t", str(seconds), "-shortest",
+           *video, *args, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("scored")
+    return {kind: _with_music(d / f"s.{kind}", kind, 6.0, d) for kind in SOUND}
+
+
+def _audio_stream(path: Path) -> dict:
+    return [s for s in ffprobe_tags(path)["streams"] if s["codec_type"] == "audio"][0]
+
+
+def _audio_packets(path: Path) -> list[bytes]:
+    import av
+
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+@pytest.mark.parametrize("kind", list(SOUND))
+def test_soundtrack_toned_and_watermarked_on_request(signer, trust, scored, tmp_path, kind):
+    lab = Labeler(signer, owner="O", system="S", trust=trust, position="start")
+    dst = tmp_path / f"out.{kind}"
+    result = lab.mark(scored[kind], dst)
+    assert result.label.warning["tone"]["at"] == "start"
+    before, after = _audio_stream(scored[kind]), _audio_stream(dst)
+    for key in ("codec_name", "sample_rate", "channels"):
+        assert after[key] == before[key], key
+    assert abs(float(after.get("duration") or 6.0) - float(before.get("duration") or 6.0)) < 0.05  # in sync
+    report = lab.verify(dst)
+    mark = report.layer("watermark:audio")
+    assert mark.status.value == "found", str(report)
+    assert mark.data["payload"] == result.label.content_id and mark.data["matches_label"]
+    assert report.layer("visible:audio").status.value == "found"
+    assert report.verdict == Verdict.COMPLIANT
+    unmarked = lab.verify(scored[kind])  # the same music before marking: neither is there
+    assert unmarked.layer("watermark:audio").status.value == "absent"
+    assert unmarked.layer("visible:audio").status.value == "absent"
+
+
+def test_soundtrack_copied_untouched_by_default(lab, scored, tmp_path):
+    dst = tmp_path / "out.mp4"
+    result = lab.mark(scored["mp4"], dst)
+    assert "tone" not in result.label.warning and {"visible", "watermark"} <= set(result.layers)
+    assert _audio_packets(dst) == _audio_packets(scored["mp4"])
+    report = lab.verify(dst)
+    assert report.layer("watermark").status.value == "found"  # the frames are marked ...
+    assert report.layer("watermark:audio").status.value == "absent"  # ... the soundtrack is not
+    assert report.layer("visible:audio").status.value == "absent"
+
+
+def test_soundtrack_streamed_in_blocks_with_tone_at_the_end(signer, trust, scored, tmp_path, monkeypatch):
+    from kzlabel.formats import video
+
+    monkeypatch.setattr(video, "AUDIO_BLOCK_TILES", 1)  # 3.072-s blocks: two in a 6-s clip
+    blocks: list[int] = []
+    process = video._Soundtrack._process
+    monkeypatch.setattr(video._Soundtrack, "_process", lambda self, b, last: blocks.append(len(b)) or process(self, b, last=last))
+    lab = Labeler(signer, owner="O", system="S", trust=trust, position="top-right,end")
+    dst = tmp_path / "out.webm"
+    result = lab.mark(scored["webm"], dst)
+    block = int(3.072 * 48000)
+    assert len(blocks) == 2 and blocks[0] == block and blocks[1] < block + 2 * 48000  # one block (+ the tone held back)
+    assert result.label.warning["tone"]["at"] == "end"
+    assert result.label.warning["parts"]["opening"]["corner"] == "top-right"
+    report = lab.verify(dst)
+    assert report.layer("watermark:audio").data["payload"] == result.label.content_id
+    assert report.layer("visible:audio").status.value == "found"
+
+
+def test_tone_position_on_video_without_audio(signer, trust, clips, tmp_path):
+    lab = Labeler(signer, owner="O", system="S", trust=trust, position="start", layers=["visible", "metadata"])
+    dst = tmp_path / "out.mp4"
+    result = lab.mark(clips["noaudio"], dst)
+    assert "tone" not in result.label.warning
+    report = lab.verify(dst)
+    assert report.layer("watermark:audio") is None and report.layer("visible:audio") is None
+    assert report.verdict == Verdict.COMPLIANT
+
+
+def test_unknown_video_position_is_refused(signer, scored, tmp_path):
+    lab = Labeler(signer, owner="O", system="S", position="middle")
+    with pytest.raises(KzlabelError, match="video position 'middle'"):
+        lab.mark(scored["mp4"], tmp_path / "out.mp4")
+    assert not (tmp_path / "out.mp4").exists()

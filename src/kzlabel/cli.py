@@ -77,7 +77,11 @@ def mark(
     training: TrainingChoice = typer.Option(TrainingChoice.unspecified, "--training"),
     real_person: bool = typer.Option(False, "--real-person", help="The content depicts a real person."),
     layers: Optional[List[str]] = typer.Option(None, "--layers", help="Subset of c2pa,metadata,watermark,visible."),
-    position: Optional[str] = typer.Option(None, "--position", help="Text: start|end; images: a corner."),
+    position: Optional[str] = typer.Option(
+        None, "--position",
+        help="Text: start|end; audio: start|end|both (tone); images/PDF: a corner; video: a corner and/or "
+        "start|end|both to tone and watermark the soundtrack (e.g. top-right,start; default: audio copied).",
+    ),
     style: str = typer.Option("plate", "--style", help="Visible style: plate, outline or icon."),
     registry: Optional[Path] = typer.Option(None, "--registry", help="SQLite registry to record the label in."),
     pages: str = typer.Option("all", "--pages", help="Paged documents: stamp all pages or the first."),

@@ -313,29 +313,9 @@ class Labeler:
             evidence.append(meta_ev)
 
         recovered = False
-        wm = findings.watermark
         if "watermark" in handler.layers:
-            if wm is None:
-                evidence.append(Evidence("watermark", Status.UNAVAILABLE, "watermark could not be checked"))
-            elif wm.found:
-                cid = wm.payload.hex()
-                data: dict[str, Any] = {"payload": cid, "p_value": wm.p_value}
-                detail = f"payload {cid} (p = {wm.p_value:.1e})"
-                if label is not None and label.content_id != cid:
-                    detail += f"; does not match the label's content id {label.content_id}"
-                    data["matches_label"] = False
-                elif label is not None:
-                    data["matches_label"] = True
-                if label is None and self.registry is not None:
-                    stored = self.registry.lookup(cid)
-                    if stored:
-                        check = verify_token(stored, self.trust)
-                        label = check.label if check.ok else label_from_token_unverified(stored)
-                        recovered = label is not None
-                        detail += f"; registry: label of {label.owner if label else '?'} ({check.status})"
-                evidence.append(Evidence("watermark", Status.FOUND, detail, data))
-            else:
-                evidence.append(Evidence("watermark", Status.ABSENT, "no watermark found", {"p_value": wm.p_value}))
+            line, label, recovered = self._watermark_evidence("watermark", findings.watermark, label)
+            evidence.append(line)
 
         if "visible" in handler.layers:
             seen = match.warning if match is not None and match.warning is not None else findings.warning_found
@@ -346,7 +326,41 @@ class Labeler:
             else:
                 why = "the recorded warning is missing or altered" if match is not None else "no warning found"
                 evidence.append(Evidence("visible", Status.ABSENT, why))
+        for name, part in findings.parts.items():  # e.g. a video's soundtrack: its own watermark and tone
+            line, label, found_in_registry = self._watermark_evidence(f"watermark:{name}", part.watermark, label)
+            evidence.append(line)
+            recovered = recovered or found_in_registry
+            if part.warning_found is None:
+                evidence.append(Evidence(f"visible:{name}", Status.UNAVAILABLE, "cannot tell whether a warning is there"))
+            elif part.warning_found:
+                evidence.append(Evidence(f"visible:{name}", Status.FOUND, "perceptible warning present"))
+            else:
+                evidence.append(Evidence(f"visible:{name}", Status.ABSENT, "no warning found"))
         return Report(inp.source, handler.id, evidence, label, recovered)
+
+    def _watermark_evidence(self, layer: str, wm: Any, label: Label | None) -> tuple[Evidence, Label | None, bool]:
+        """One watermark's evidence line; with no label yet, the registry may recover it from the payload."""
+        if wm is None:
+            return Evidence(layer, Status.UNAVAILABLE, "watermark could not be checked"), label, False
+        if not wm.found:
+            return Evidence(layer, Status.ABSENT, "no watermark found", {"p_value": wm.p_value}), label, False
+        recovered = False
+        cid = wm.payload.hex()
+        data: dict[str, Any] = {"payload": cid, "p_value": wm.p_value}
+        detail = f"payload {cid} (p = {wm.p_value:.1e})"
+        if label is not None and label.content_id != cid:
+            detail += f"; does not match the label's content id {label.content_id}"
+            data["matches_label"] = False
+        elif label is not None:
+            data["matches_label"] = True
+        if label is None and self.registry is not None:
+            stored = self.registry.lookup(cid)
+            if stored:
+                check = verify_token(stored, self.trust)
+                label = check.label if check.ok else label_from_token_unverified(stored)
+                recovered = label is not None
+                detail += f"; registry: label of {label.owner if label else '?'} ({check.status})"
+        return Evidence(layer, Status.FOUND, detail, data), label, recovered
 
     def _c2pa_evidence(self, handler: Handler, inp: Input, tokens: list[tuple[str, str]]) -> Evidence | None:
         if "c2pa" not in handler.layers:

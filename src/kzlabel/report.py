@@ -78,10 +78,12 @@ class Report:
             return Verdict.TAMPERED
         # Unsigned standard fields written by other tools (IPTC, AIGC) still mark the content machine-readably.
         signed = statuses.get("c2pa") in _SIGNED_OK or statuses.get("metadata") in _SIGNED_OK | {Status.FOUND}
-        warned = statuses.get("visible") == Status.FOUND
+        # "visible:audio" (a video's soundtrack tone) is a perceptible warning too, "watermark:audio" a watermark
+        found = {e.layer.partition(":")[0] for e in self.evidence if e.status == Status.FOUND}
+        warned = "visible" in found
         if signed:
             return Verdict.COMPLIANT if warned else Verdict.MACHINE_READABLE_ONLY
-        if statuses.get("watermark") == Status.FOUND:
+        if "watermark" in found:
             return Verdict.STRIPPED
         return Verdict.WARNING_ONLY if warned else Verdict.UNLABELLED
 

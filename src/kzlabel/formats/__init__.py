@@ -51,7 +51,9 @@ class MarkOptions:
     """How the layers are applied; handlers read only what concerns them."""
 
     layers: frozenset[str] = ALL_LAYERS
-    position: str | None = None  # text: "start" | "end"; images/video: a corner such as "bottom-left"
+    # text: "start" | "end"; audio: "start" | "end" | "both" (the tone); images/PDF: a corner such as "bottom-left";
+    # video: a corner and/or a tone position ("top-right,start"): a tone position marks the soundtrack too
+    position: str | None = None
     style: str = "plate"  # "plate" | "outline" | "icon"
     watermark_key: bytes | None = None
     thumbnail: bool = False
@@ -121,6 +123,9 @@ class Findings:
     watermark: Any = None  # kzlabel.watermark.WatermarkResult, or None where the format has no watermark
     warning_found: bool | None = None  # a perceptible warning seen without a label to compare with
     state: Any = None  # handler-private data for check_label
+    # carriers inside the file checked on their own, reported as "<layer>:<name>" evidence lines: a video's
+    # soundtrack is {"audio": Findings(watermark=…, warning_found=…)}
+    parts: dict[str, "Findings"] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""PyAV plumbing shared by the audio and video handlers: the import, its error types, sources and temp outputs."""
+"""PyAV plumbing shared by the audio and video handlers: the import, its error types, sources, temp outputs, and
+bounded reads and encodes of audio samples."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from fractions import Fraction
 from typing import Any
+
+import numpy as np
 
 from ..errors import MissingDependency
 from . import Input
@@ -17,7 +21,9 @@ try:
 except ImportError:  # pragma: no cover - optional
     av = None
 
-__all__ = ["AV_ERRORS", "av", "need_av", "source", "temp_output"]
+__all__ = [
+    "AV_ERRORS", "av", "block_samples", "layout_name", "mux_samples", "need_av", "read_audio", "source", "temp_output",
+]
 
 # what PyAV raises on damaged or unexpected media (FFmpeg errors plus the Python errors its wrappers let through)
 AV_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, EOFError, IndexError, KeyError, TypeError)
@@ -50,3 +56,77 @@ def temp_output(suffix: str) -> Iterator[str]:
             os.unlink(tmp)
         except OSError:
             pass
+
+
+# --------------------------------------------------------------------------------------------------- audio samples
+
+ENCODE_BLOCK = 1 << 15  # samples per frame handed to an encoder (it re-chunks them to its own frame size)
+
+
+def block_samples(rate: int, tiles: int = 10) -> int:
+    """Samples per streamed block when marking: whole watermark tiles (10 × 3.072 s by default).
+
+    A block boundary inside a tile would split keyed groups between two blocks, each moving only its share of the
+    group to the lattice: the mark weakens or is lost. 30.72 s is a whole number of samples at any rate that is a
+    multiple of 25 Hz.
+    """
+    from ..watermark.audio import TILE_SECONDS
+
+    return int(round(tiles * TILE_SECONDS * rate))
+
+
+def layout_name(ctx: Any) -> str:
+    """The channel layout of a decoder context, or mono/stereo from the channel count when it has none."""
+    return ctx.layout.name if ctx.layout else ("mono" if ctx.channels == 1 else "stereo")
+
+
+def read_audio(src: Any, seconds: float, *, from_end: bool = False) -> tuple[np.ndarray, int] | None:
+    """At most ``seconds`` of the first audio stream as float32 (n, channels) and its rate; None without audio.
+
+    Verification reads a bounded excerpt: the opening seconds, or (``from_end``) the last ones after one seek, so a
+    long file is never decoded whole to check its ends.
+    """
+    with av.open(src, metadata_errors="ignore") as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        ctx = stream.codec_context
+        rate = int(ctx.sample_rate or 0)
+        if rate <= 0:
+            return None
+        if from_end:
+            total = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+            total = total or (container.duration / 1_000_000 if container.duration else 0.0)
+            if total > seconds + 1.0 and stream.time_base:
+                container.seek(int((total - seconds - 1.0) / stream.time_base), stream=stream, backward=True)
+        keep = int(seconds * rate)
+        resampler = av.AudioResampler(format="flt", layout=layout_name(ctx), rate=rate)
+        chunks: list[np.ndarray] = []
+        total_n = 0
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().reshape(-1, len(out.layout.channels)))
+                total_n += len(chunks[-1])
+            if from_end:
+                while len(chunks) > 1 and total_n - len(chunks[0]) >= keep:  # drop what the last seconds no longer need
+                    total_n -= len(chunks.pop(0))
+            elif total_n >= keep:
+                break
+    if not chunks:
+        return None
+    samples = np.concatenate(chunks)
+    return (samples[-keep:] if from_end else samples[:keep]), rate
+
+
+def mux_samples(out: Any, stream: Any, samples: np.ndarray, layout: str, rate: int, pts: int) -> int:
+    """Encode float32 (n, channels) samples starting at ``pts`` (in 1/rate) and mux the packets; returns the next pts."""
+    for start in range(0, len(samples), ENCODE_BLOCK):
+        chunk = np.ascontiguousarray(samples[start : start + ENCODE_BLOCK], dtype=np.float32)
+        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout=layout)
+        frame.sample_rate = rate
+        frame.time_base = Fraction(1, rate)
+        frame.pts = pts
+        pts += len(chunk)
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    return pts
