@@ -235,3 +235,136 @@ def test_audio_low_rate_mono_and_many_channels(tmp_path: Path, signer) -> None:
     res = kzlabel.mark(wide, tmp_path / "wide.flac", signer=signer, system="Gen", owner="O")
     assert _ffprobe(tmp_path / "wide.flac")["streams"][0]["channels"] == 8
     assert kzlabel.verify(tmp_path / "wide.flac").evidence  # readable back
+
+
+# --------------------------------------------------------------------------------------------- long files, bad input
+
+
+def _looped_music(tmp: Path, minutes: float, name: str) -> Path:
+    """Minutes of 16 kHz mono AAC made fast: 61 s of synthetic music looped by ffmpeg (the loop length is off the
+    watermark's tile grid, so the mark never sees the same host twice at one grid position)."""
+    loop = tmp / "loop.wav"
+    if not loop.exists():
+        x = audio_signals.music(61.0, 16000, seed=7, stereo=False)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "f32le", "-ar", "16000", "-ac", "1", "-i", "-", "-c:a", "pcm_s16le", str(loop)], input=x.tobytes(), check=True)
+    out = tmp / name
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(loop), "-t", str(minutes * 60), "-c:a", "aac", "-b:a", "96k", str(out)],
+        check=True,
+    )
+    return out
+
+
+def _mark_peak(src: Path, dst: Path, signer) -> tuple[int, str]:
+    """(peak traced bytes while marking, the label's content id)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        res = kzlabel.mark(src, dst, signer=signer, system="Gen", owner="ACME LLP", position="both", layers=["visible", "watermark"])
+        return tracemalloc.get_traced_memory()[1], res.label.content_id
+    finally:
+        tracemalloc.stop()
+
+
+def test_audio_long_file_streams_in_bounded_memory(tmp_path: Path, signer, keydir: Path) -> None:
+    """Marking streams in blocks: peak memory does not grow with the length (holding the decoded file would add at
+    least one float32 copy of it), the grid continues across block edges and the end tone is found by one seek."""
+    from kzlabel.formats.audio import block_samples
+
+    short, long_ = _looped_music(tmp_path, 1.0, "short.m4a"), _looped_music(tmp_path, 4.0, "long.m4a")
+    _mark_peak(short, tmp_path / "warm.m4a", signer)  # imports and caches outside the measurement
+    peak_short, _ = _mark_peak(short, tmp_path / "short_out.m4a", signer)
+    peak_long, content_id = _mark_peak(long_, tmp_path / "long_out.m4a", signer)
+    extra_floats = (4.0 - 1.0) * 60 * 16000 * 4  # one float32 copy of the extra 3 minutes: 11.5 MB
+    assert peak_long - peak_short < extra_floats / 2, (peak_short, peak_long)
+
+    out = tmp_path / "long_out.m4a"
+    # 4 min + 2 tones: nothing lost or repeated between blocks
+    assert abs(float(_ffprobe(out)["format"]["duration"]) - (240 + 2 * audible.tone_seconds())) < 0.5
+    # a 10-s excerpt straddling the second block edge (61.44 s into the content) still carries the mark
+    edge = audible.tone_seconds() + 2 * block_samples(16000) / 16000
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-ss", str(edge - 5), "-t", "10", "-i", str(out), "-f", "f32le", "-ac", "1", "-"], capture_output=True, check=True).stdout
+    r = detect_audio(np.frombuffer(raw, np.float32), 16000)
+    assert r.found and r.payload.hex() == content_id
+
+    labelled = tmp_path / "labelled.m4a"  # over the 25 s verify reads at the start: the end tone is read after a seek
+    kzlabel.mark(short, labelled, signer=signer, system="Gen", owner="ACME LLP", position="both", layers=["visible", "watermark", "metadata"])
+    report = kzlabel.verify(labelled, trust=kzlabel.TrustStore.load([keydir]))
+    assert report.label.warning["at"] == "both"
+    assert report.verdict == kzlabel.Verdict.COMPLIANT, str(report)
+    assert report.label.content_id == next(e.data["payload"] for e in report.evidence if e.layer == "watermark")
+
+
+def test_audio_blocks_lie_on_whole_watermark_tiles() -> None:
+    """A block edge inside a tile splits keyed groups (each half is embedded on its own): blocks hold whole tiles."""
+    from kzlabel.formats.audio import block_samples
+    from kzlabel.watermark.audio import TILE_SECONDS
+
+    for rate in (8000, 16000, 22050, 44100, 48000, 96000):
+        tiles = block_samples(rate) / rate / TILE_SECONDS
+        assert abs(tiles - round(tiles)) < 1e-9 and 15 <= block_samples(rate) / rate <= 60
+
+
+def test_audio_rechunk_keeps_every_sample() -> None:
+    from kzlabel.formats.audio import rechunk
+
+    parts = [np.arange(n, dtype=np.float32)[:, None] + 1000 * i for i, n in enumerate([5, 0, 17, 3, 40, 1])]
+    blocks = list(rechunk(iter(parts), 16))
+    assert [len(b) for b in blocks] == [16, 16, 16, 16, 2]
+    assert np.array_equal(np.concatenate(blocks), np.concatenate(parts))
+
+
+def test_audio_zero_samples_and_sniffed_garbage_refused(tmp_path: Path, signer) -> None:
+    """A valid WAV header with no samples, and bytes that only look like MP3/FLAC/Ogg/M4A, raise CorruptInput
+    (FFmpeg's reason, no errno) and leave no output file."""
+    wav0 = b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x40\x1f\x00\x00\x80\x3e\x00\x00\x02\x00\x10\x00data\x00\x00\x00\x00"
+    noise = np.random.default_rng(0).bytes(20000)
+    cases = {
+        "zero.wav": (wav0, "no decodable samples"),
+        "sync.mp3": (b"\xff\xfb\x90\x64" + noise, "unreadable audio"),
+        "head.flac": (b"fLaC" + noise[:100], "unreadable audio"),
+        "head.ogg": (b"OggS" + bytes(24) + b"OpusHead" + noise[:3000], "unreadable audio"),
+    }
+    for name, (data, why) in cases.items():
+        src = tmp_path / name
+        src.write_bytes(data)
+        with pytest.raises(CorruptInput, match=why) as exc:
+            kzlabel.mark(src, tmp_path / f"out_{name}", signer=signer, system="Gen", owner="O")
+        assert "Errno" not in str(exc.value)
+        assert not (tmp_path / f"out_{name}").exists()
+        with pytest.raises(CorruptInput):
+            kzlabel.verify(src)
+
+
+def test_audio_truncated_mp3_marks_what_decodes(tmp_path: Path, signer, keydir: Path) -> None:
+    """An MP3 cut mid-frame (an interrupted download) is labelled: the decodable part, every layer."""
+    mp3 = _make(tmp_path, "mp3").read_bytes()
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(mp3[: len(mp3) * 2 // 3 + 7])
+    dst = tmp_path / "out.mp3"
+    kzlabel.mark(cut, dst, signer=signer, system="Gen", owner="ACME LLP")
+    report = kzlabel.verify(dst, trust=kzlabel.TrustStore.load([keydir]))
+    assert report.verdict == kzlabel.Verdict.COMPLIANT, str(report)
+    seconds = float(_ffprobe(dst)["format"]["duration"])
+    assert 12 * 2 / 3 - 0.5 < seconds - audible.tone_seconds() < 12 * 2 / 3 + 0.5
+
+
+def test_audio_8khz_mono_and_7_1_keep_their_shape(tmp_path: Path, signer, keydir: Path) -> None:
+    """Telephone-band mono and 7.1 surround keep rate, channels and layout; 8 kHz is too narrow for the watermark
+    (reported as skipped, not claimed), 7.1 carries it."""
+    trust = kzlabel.TrustStore.load([keydir])
+    low = _make(tmp_path, "wav16", seconds=8, channels=1, rate=8000)
+    wide = _make(tmp_path, "flac", seconds=8, channels=8, rate=48000)
+    assert _ffprobe(wide)["streams"][0]["channel_layout"] == "7.1"
+    for src, rate, channels in ((low, "8000", 1), (wide, "48000", 8)):
+        dst = tmp_path / f"out{src.suffix}"
+        res = kzlabel.mark(src, dst, signer=signer, system="Gen", owner="ACME LLP")
+        assert ("watermark" in res.skipped) == (rate == "8000") and {"visible", "metadata", "c2pa"} <= set(res.layers)
+        info = _ffprobe(dst)["streams"][0]
+        assert (info["sample_rate"], info["channels"]) == (rate, channels)
+        assert info.get("channel_layout") == _ffprobe(src)["streams"][0].get("channel_layout")
+        report = kzlabel.verify(dst, trust=trust)
+        assert report.verdict == kzlabel.Verdict.COMPLIANT, str(report)
+        wm = kzlabel.Status.ABSENT if rate == "8000" else kzlabel.Status.FOUND
+        assert {e.layer: e.status for e in report.evidence}["watermark"] == wm
