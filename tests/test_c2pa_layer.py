@@ -227,3 +227,50 @@ def test_exiftool_sees_jumbf(signed_jpeg: bytes, tmp_path: Path) -> None:
     out = subprocess.run(["exiftool", "-a", "-G1", str(f)], capture_output=True, text=True, timeout=60).stdout
     assert "JUMBF" in out
     assert "c2pa" in out.lower()
+
+
+# --- sidecar manifests: types the C2PA library cannot embed into (Ogg, WebM, MKV) ---------------------------------
+def _ogg(tmp_path: Path) -> Path:
+    path = tmp_path / "in.ogg"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "anoisesrc=d=4:c=pink:a=0.2", "-ac", "2",
+                    "-c:a", "libopus", "-b:a", "64k", str(path)], check=True)
+    return path
+
+
+def test_sidecar_written_read_and_bound_to_the_file(tmp_path: Path, signer: Signer, trust: TrustStore) -> None:
+    import c2pa
+
+    import kzlabel
+
+    src = _ogg(tmp_path)
+    dst = tmp_path / "out.ogg"
+    res = kzlabel.Labeler(signer, owner="O", system="S", trust=trust).mark(src, dst)
+    side = tmp_path / "out.ogg.c2pa"
+    assert "c2pa" in res.layers and "c2pa" not in res.skipped and side.read_bytes() == res.c2pa_sidecar
+    # the reference reader validates the sidecar against the file's bytes (hard binding over the whole file)
+    reader = c2pa.Reader.try_create("audio/ogg", io.BytesIO(dst.read_bytes()), side.read_bytes())
+    assert reader is not None and reader.get_validation_state().lower() in ("valid", "trusted")
+    reader.close()
+    ev = {e.layer: e for e in kzlabel.verify(dst, trust=trust).evidence}
+    assert ev["c2pa"].status == kzlabel.Status.TRUSTED and ev["c2pa"].data["sidecar"] == side.name
+
+    data = bytearray(dst.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte of audio changed after signing
+    bad = tmp_path / "bad.ogg"
+    bad.write_bytes(bytes(data))
+    (tmp_path / "bad.ogg.c2pa").write_bytes(side.read_bytes())
+    rep = kzlabel.verify(bad, trust=trust)
+    assert rep.layer("c2pa").status == kzlabel.Status.INVALID and "dataHash.mismatch" in rep.layer("c2pa").detail
+
+    side.unlink()  # without its sidecar the file still carries its own labels, but no manifest
+    rep = kzlabel.verify(dst, trust=trust)
+    assert rep.layer("c2pa").status == kzlabel.Status.ABSENT and rep.verdict == kzlabel.Verdict.COMPLIANT
+
+
+def test_sidecar_without_a_destination_path_is_returned_not_claimed(tmp_path: Path, signer: Signer) -> None:
+    import kzlabel
+
+    res = kzlabel.Labeler(signer, owner="O", system="S").mark(_ogg(tmp_path).read_bytes())
+    assert "c2pa" not in res.layers and "sidecar" in res.skipped["c2pa"]
+    assert res.c2pa_sidecar and b"c2pa" in res.c2pa_sidecar
+    assert not list(tmp_path.glob("*.c2pa"))

@@ -47,6 +47,9 @@ class MarkResult:
     data: bytes = field(repr=False)
     dst: str | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # layer → why it was not applied
+    # a sidecar C2PA manifest (for types the C2PA library cannot embed into): written to ``dst + ".c2pa"`` when dst
+    # is a path, otherwise only returned here for the caller to store beside the output
+    c2pa_sidecar: bytes | None = field(default=None, repr=False)
 
 
 def read_input(src: Source, limits: Limits, name: str | None = None, password: str | None = None) -> Input:
@@ -81,6 +84,14 @@ def read_input(src: Source, limits: Limits, name: str | None = None, password: s
     if data is not None and len(data) > limits.max_bytes:
         raise LimitExceeded(f"input is over the {limits.max_bytes}-byte limit", source=name)
     return Input(data=data, name=name, path=path, password=password)
+
+
+SIDECAR_MAX = 16 << 20  # a sidecar manifest is a few KB; refuse to read anything absurd
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """Where the sidecar C2PA manifest of ``path`` lives: ``NAME.EXT.c2pa`` beside it."""
+    return Path(os.fspath(path) + ".c2pa")
 
 
 def write_atomic(dst: str | os.PathLike, data: bytes, *, mode_from: Path | None = None) -> None:
@@ -217,19 +228,28 @@ class Labeler:
         inp = read_input(src, self.limits, name, password)
         handler = formats.detect(inp)
         label = label or self.new_label()
-        data, label, token, applied, skipped = self._mark_pass(handler, inp, label)
+        data, label, token, applied, skipped, sidecar = self._mark_pass(handler, inp, label)
         if self.registry is not None and "watermark" in applied:
             self.registry.record(label.content_id, token, handler.id)
         where: str | None = None
+        if sidecar is not None:
+            if isinstance(dst, (str, os.PathLike)):
+                write_atomic(sidecar_path(dst), sidecar)
+                applied.append("c2pa")
+                skipped.pop("c2pa", None)
+            else:
+                skipped["c2pa"] += "; a sidecar manifest was made (MarkResult.c2pa_sidecar) but there is no path to write it beside"
         if isinstance(dst, (str, os.PathLike)):
             write_atomic(dst, data, mode_from=Path(dst) if in_place else None)
             where = str(dst)
         elif dst is not None:
             dst.write(data)
             where = str(getattr(dst, "name", "<stream>"))
-        return MarkResult(label, token, handler.id, tuple(applied), data, where, skipped)
+        return MarkResult(label, token, handler.id, tuple(applied), data, where, skipped, sidecar)
 
-    def _mark_pass(self, handler: Handler, inp: Input, label: Label) -> tuple[bytes, Label, str, list[str], dict[str, str]]:
+    def _mark_pass(
+        self, handler: Handler, inp: Input, label: Label
+    ) -> tuple[bytes, Label, str, list[str], dict[str, str], bytes | None]:
         assert self.signer is not None
         opts = self.options
         wanted = opts.layers
@@ -244,9 +264,9 @@ class Labeler:
                 if handler.mime not in c2pa_layer.supported_mime_types()
                 else handler.c2pa_skip_reason(inp.data)
             )
-            if reason:
+            if reason:  # no embedded manifest: a sidecar one instead (mark() writes it beside dst)
                 skipped["c2pa"] = reason
-                layers = layers - {"c2pa"}
+        embed = "c2pa" not in skipped
         applied: list[str] = []
         doc = _guard(handler, inp, "decoding", handler.load, inp, self.limits)
         if "visible" in layers:
@@ -270,6 +290,8 @@ class Labeler:
         if "metadata" in layers:
             data = _guard(handler, inp, "writing metadata", handler.write_metadata, data, label, token)
             applied.append("metadata")
+        sidecar = None
+        data_before = data
         if c2pa_layer is not None and "c2pa" in layers:
             soft = {"alg": WATERMARK_ALG, "value": label.content_id} if "watermark" in applied else None
             training = None if label.training == Training.UNSPECIFIED else label.training.value
@@ -288,10 +310,14 @@ class Labeler:
                     training=training,
                     thumbnail=opts.thumbnail,
                     parent=inp.data,
+                    embed=embed,
                 ),
             )
-            applied.append("c2pa")
-        return data, label, token, applied, skipped
+            if embed:
+                applied.append("c2pa")
+            else:
+                data, sidecar = data_before, data
+        return data, label, token, applied, skipped, sidecar
 
     # --- verify -----------------------------------------------------------------------------------------------------
     def verify(self, src: Source, *, name: str | None = None, password: str | None = None) -> Report:
@@ -369,21 +395,30 @@ class Labeler:
             from .layers import c2pa as c2pa_layer
         except ImportError:
             return Evidence("c2pa", Status.UNAVAILABLE, "c2pa-python is not installed")
-        if handler.mime not in c2pa_layer.supported_mime_types():
-            return Evidence("c2pa", Status.UNAVAILABLE, f"the C2PA library cannot read {handler.mime}")
-        rep = c2pa_layer.read(inp.data, handler.mime, self.trust)
-        if not rep.present:
+        side = sidecar_path(inp.path) if inp.path is not None else None
+        sidecar = side.read_bytes() if side is not None and side.is_file() and side.stat().st_size <= SIDECAR_MAX else None
+        embeddable = handler.mime in c2pa_layer.supported_mime_types()
+        if not embeddable and sidecar is None:
+            return Evidence("c2pa", Status.ABSENT, f"no sidecar C2PA manifest (the C2PA library cannot embed one in {handler.mime})")
+        rep = c2pa_layer.read(inp.data, handler.mime, self.trust) if embeddable else None
+        where = ""
+        if (rep is None or not rep.present) and sidecar is not None:
+            rep = c2pa_layer.read(inp.data, handler.mime, self.trust, sidecar=sidecar)
+            where = f" (sidecar {side.name})"
+        if rep is None or not rep.present:
             return Evidence("c2pa", Status.ABSENT, "no C2PA manifest")
         if rep.label_token:
             tokens.insert(0, ("c2pa:kz.kzlabel.label", rep.label_token))
         data = {"codes": rep.codes, "actions": rep.actions, "digital_source_type": rep.source_type}
+        if where:
+            data["sidecar"] = side.name
         if rep.state == "invalid":
-            return Evidence("c2pa", Status.INVALID, "manifest does not validate: " + ", ".join(rep.codes), data)
+            return Evidence("c2pa", Status.INVALID, "manifest does not validate" + where + ": " + ", ".join(rep.codes), data)
         if rep.state == "trusted":
-            return Evidence("c2pa", Status.TRUSTED, "manifest valid, signer trusted", data)
+            return Evidence("c2pa", Status.TRUSTED, "manifest valid" + where + ", signer trusted", data)
         if self.trust is not None and self.trust.anchors:
-            return Evidence("c2pa", Status.UNTRUSTED, "manifest valid, signer not under the given trust anchors", data)
-        return Evidence("c2pa", Status.VALID, "manifest valid (no trust anchors given)", data)
+            return Evidence("c2pa", Status.UNTRUSTED, "manifest valid" + where + ", signer not under the given trust anchors", data)
+        return Evidence("c2pa", Status.VALID, "manifest valid" + where + " (no trust anchors given)", data)
 
     def _metadata_evidence(
         self, handler: Handler, findings: Findings, tokens: list[tuple[str, str]]

@@ -198,19 +198,22 @@ def sign(
     training: str | Mapping[str, Any] | None = None,
     thumbnail: bool = False,
     parent: bytes | None = None,
+    embed: bool = True,
 ) -> bytes:
     """Embed a signed C2PA manifest in ``data`` (of type ``mime``) and return the new bytes.
 
     An existing manifest is never dropped: it becomes the ``parentOf`` ingredient of the new one. ``parent`` is the
     original input when ``data`` is a re-encoded copy of it (re-encoding loses the manifest store, the input keeps it).
+    ``embed=False`` returns a sidecar manifest instead (the ``.c2pa`` file beside ``data``, hard-bound to all of its
+    bytes): for types the library cannot embed into (Ogg, WebM, MKV), or files an embedding would break.
     Raises ``UnsupportedFormat`` for a type the C2PA library cannot carry, ``SigningError`` when signing fails.
     """
     c2pa = _need()
     mime = mime.lower()
-    if mime not in _builder_types():
+    if embed and mime not in _builder_types():
         raise UnsupportedFormat(f"the C2PA library cannot embed a manifest in {mime}", format=mime)
     source = data if parent is None else parent
-    has_parent, parent_readable = _existing_manifest(source, mime)
+    has_parent, parent_readable = _existing_manifest(source, mime) if embed else (False, True)
     has_parent = has_parent or source_type is None
     definition = _definition(
         has_parent=has_parent,
@@ -222,7 +225,9 @@ def sign(
     )
     c2pa_signer = signer.c2pa_signer()
     try:
-        return _build_and_sign(c2pa, definition, data, mime, c2pa_signer, source if has_parent else None, title, thumbnail)
+        return _build_and_sign(
+            c2pa, definition, data, mime, c2pa_signer, source if has_parent else None, title, thumbnail, embed
+        )
     except KzlabelError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -245,6 +250,7 @@ def _build_and_sign(
     parent: bytes | None,
     title: str | None,
     thumbnail: bool,
+    embed: bool = True,
 ) -> bytes:
     settings = {"builder": {"thumbnail": {"enabled": bool(thumbnail)}}}
     with _context(settings) as ctx:
@@ -267,8 +273,10 @@ def _build_and_sign(
                     ]
                     builder = c2pa.Builder(fallback, context=ctx)
             out = io.BytesIO()
-            builder.sign(c2pa_signer, mime, io.BytesIO(data), out)
-            return out.getvalue()
+            if not embed:
+                builder.set_no_embed()
+            manifest = builder.sign(c2pa_signer, mime, io.BytesIO(data), out)
+            return out.getvalue() if embed else bytes(manifest)
         finally:
             builder.close()
 
@@ -349,18 +357,19 @@ def _fill(report: C2paReport, manifest: dict) -> None:
     report.ingredients = [i for i in manifest.get("ingredients") or [] if isinstance(i, dict)]
 
 
-def read(data: bytes, mime: str, trust: "TrustStore | None" = None) -> C2paReport:
-    """Read and validate the C2PA manifest in ``data``; never raises for a missing or broken manifest.
+def read(data: bytes, mime: str, trust: "TrustStore | None" = None, *, sidecar: bytes | None = None) -> C2paReport:
+    """Read and validate the C2PA manifest in ``data`` (or the ``sidecar`` manifest bound to ``data``); never raises
+    for a missing or broken manifest.
 
     ``trust``: the anchors to trust for this call only (applied through a per-call Context, no global state).
     """
     c2pa = _need()
     mime = mime.lower()
-    if mime not in _reader_types():
+    if sidecar is None and mime not in _reader_types():
         raise UnsupportedFormat(f"the C2PA library cannot read {mime}", format=mime)
     try:
         with _context(_read_settings(trust)) as ctx:
-            reader = c2pa.Reader.try_create(mime, io.BytesIO(data), None, ctx)
+            reader = c2pa.Reader.try_create(mime, io.BytesIO(data), sidecar, ctx)
             if reader is None:
                 return C2paReport(present=False, state="absent")
             try:
@@ -372,7 +381,7 @@ def read(data: bytes, mime: str, trust: "TrustStore | None" = None) -> C2paRepor
     except KzlabelError:
         raise
     except Exception as exc:  # noqa: BLE001 - JUMBF present but unreadable, or the container itself unparsable
-        if b"c2pa" not in data and b"jumb" not in data:
+        if sidecar is None and b"c2pa" not in data and b"jumb" not in data:
             return C2paReport(present=False, state="absent", detail=f"the C2PA library could not parse the file: {_msg(exc)}")
         return C2paReport(present=True, state="invalid", codes=["manifest.unreadable"], detail=_msg(exc))
 
