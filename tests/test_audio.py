@@ -14,7 +14,7 @@ from scipy import signal
 
 import kzlabel
 from kzlabel.errors import CapacityError, CorruptInput, UnsupportedFormat
-from kzlabel.layers import audible
+from kzlabel.layers import audible, spoken
 from kzlabel.watermark import detect_audio, embed_audio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
@@ -194,6 +194,42 @@ def test_audio_warning_cut_is_reported(tmp_path: Path, signer, keydir: Path) -> 
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-ss", "2", "-i", str(dst), "-c:a", "flac", str(cut)], check=True)
     report = kzlabel.verify(cut, trust=kzlabel.TrustStore.load([keydir]))
     assert report.verdict == kzlabel.Verdict.MACHINE_READABLE_ONLY, str(report)
+
+
+def test_spoken_notice_clips_ship_for_every_built_in_notice() -> None:
+    for source_type in (kzlabel.IPTC_TRAINED, kzlabel.IPTC_COMPOSITE):
+        assert spoken.available(("kk", "ru", "en", "de"), source_type) == ("kk", "ru", "en")
+    kk = spoken.clip(("kk",), kzlabel.IPTC_TRAINED, 16000, 1, 0.1)[:, 0]
+    kk_modified = spoken.clip(("kk",), kzlabel.IPTC_COMPOSITE, 16000, 1, 0.1)[:, 0]
+    assert 1.5 < len(kk) / 16000 < 6 and spoken.detect(kk, 16000, ("kk",), kzlabel.IPTC_TRAINED) > 0.99
+    # a different sentence (the "modified" notice) and unrelated audio do not pass for the notice
+    assert spoken.detect(kk_modified, 16000, ("kk",), kzlabel.IPTC_TRAINED) < spoken.THRESHOLD
+    for x in (audio_signals.speech(10, 16000, seed=5), audio_signals.music(10, 16000, seed=5, stereo=False)):
+        assert spoken.detect(x, 16000, ("kk", "ru", "en"), kzlabel.IPTC_TRAINED) < 0.2
+
+
+@pytest.mark.parametrize("notice", ["speech", "both"])
+def test_spoken_notice_inserted_and_verified_after_reencoding(notice: str, tmp_path: Path, signer, keydir: Path) -> None:
+    src = _make(tmp_path, "mp3", seconds=14.0)
+    dst = tmp_path / "out.mp3"
+    lab = kzlabel.Labeler(signer, owner="O", system="S", languages=("kk", "ru"), audio_notice=notice,
+                          trust=kzlabel.TrustStore.load([keydir]))
+    res = lab.mark(src, dst)
+    speech = res.label.warning["speech"]
+    assert speech["langs"] == ["kk", "ru"] and speech["at"] == "start" and ("pattern" in res.label.warning) == (notice == "both")
+    added = float(_ffprobe(dst)["format"]["duration"]) - float(_ffprobe(src)["format"]["duration"])
+    assert abs(added - speech["seconds"] - (audible.tone_seconds() if notice == "both" else 0.0)) < 0.1
+    again = tmp_path / "again.mp3"  # a platform re-encodes the upload (tags kept): the spoken notice still counts
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(dst), "-c:a", "libmp3lame", "-b:a", "96k", str(again)], check=True)
+    report = lab.verify(again)
+    assert report.verdict == kzlabel.Verdict.COMPLIANT and report.layer("watermark").status == kzlabel.Status.FOUND, str(report)
+    bare = tmp_path / "bare.m4a"  # tags stripped too: the notice is still heard without a label to say which one
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(dst), "-map_metadata", "-1", "-c:a", "aac", "-b:a", "128k", str(bare)], check=True)
+    report = lab.verify(bare)
+    assert report.layer("visible").status == kzlabel.Status.FOUND and report.verdict == kzlabel.Verdict.STRIPPED, str(report)
+    cut = tmp_path / "cut.mp3"  # the notice cut off: the label is still there, the warning is not
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-ss", str(speech["seconds"] + 2), "-i", str(dst), "-c", "copy", str(cut)], check=True)
+    assert lab.verify(cut).verdict == kzlabel.Verdict.MACHINE_READABLE_ONLY
 
 
 def test_audio_training_optout_read_back(tmp_path: Path, signer) -> None:

@@ -88,6 +88,9 @@ def mark(
     video_warning: str = typer.Option(
         "both", "--video-warning", help="Video: opening (full-size, first 2 s), persistent (small corner label) or both."
     ),
+    audio_notice: str = typer.Option(
+        "tone", "--audio-notice", help="Audio: tone (the · − · · rhythm), speech (the notice read aloud in --lang) or both."
+    ),
     password: Optional[str] = typer.Option(None, "--password", envvar="KZLABEL_PASSWORD", help="Password of an encrypted PDF."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -115,6 +118,7 @@ def mark(
         style=style,
         pages=pages,
         video_warning=video_warning,
+        audio_notice=audio_notice,
         registry=reg,
     )
     result = labeler.mark(src, output, in_place=in_place, password=password)

@@ -157,6 +157,7 @@ class Labeler:
         thumbnail: bool = False,
         pages: str = "all",
         video_warning: str = "both",
+        audio_notice: str = "tone",
         trust: TrustStore | None = None,
         registry: Registry | None = None,
         limits: Limits = Limits(),
@@ -177,6 +178,8 @@ class Labeler:
             raise KzlabelError(f"pages must be 'all' or 'first', not {pages!r}")
         if video_warning not in ("opening", "persistent", "both"):
             raise KzlabelError(f"video_warning must be 'opening', 'persistent' or 'both', not {video_warning!r}")
+        if audio_notice not in ("tone", "speech", "both"):
+            raise KzlabelError(f"audio_notice must be 'tone', 'speech' or 'both', not {audio_notice!r}")
         self.options = MarkOptions(
             layers=frozenset(layers),
             position=position,
@@ -185,6 +188,7 @@ class Labeler:
             thumbnail=thumbnail,
             pages=pages,
             video_warning=video_warning,
+            audio_notice=audio_notice,
         )
         self.trust = trust
         self.registry = registry

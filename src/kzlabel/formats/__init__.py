@@ -59,6 +59,7 @@ class MarkOptions:
     thumbnail: bool = False
     pages: str = "all"  # paged documents: "all" or "first"
     video_warning: str = "both"  # video: "opening" (full size, first seconds), "persistent" (small, throughout), "both"
+    audio_notice: str = "tone"  # audio files: "tone" (the · − · · rhythm), "speech" (the notice read aloud), "both"
 
 
 class Input:

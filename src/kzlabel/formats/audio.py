@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import CapacityError, CorruptInput, KzlabelError, LimitExceeded
-from ..label import Label, Training, TrainingSignal
-from ..layers import audible
+from ..label import DEFAULT_LANGUAGES, IPTC_COMPOSITE, IPTC_TRAINED, Label, Training, TrainingSignal
+from ..layers import audible, spoken
 from ..layers.metadata import label_values, training_values
 from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register
 from ._av import AV_ERRORS, av, layout_name, mux_samples, need_av, read_audio, source, temp_output
@@ -35,7 +35,7 @@ TAG_LABEL = "kzlabel"
 TAG_SOURCE = "DigitalSourceType"
 TAG_SYSTEM = "AISystemUsed"
 _ITUNES = "----:com.apple.iTunes:"
-_DETECT_SECONDS = 25.0  # audio decoded for verification (the tone plus ~20 s for the watermark)
+_DETECT_SECONDS = 35.0  # audio decoded for verification (tone + spoken notice, ~11 s, plus ~20 s for the watermark)
 _TAIL_SECONDS = 6.0  # audio decoded at the end when the label records a tone there (the detector looks at 4 s)
 # Blocks hold a whole number of watermark tiles: a tile's keyed groups are embedded as a whole, whereas a block edge
 # inside a tile splits groups and each half lands on the lattice separately (measured: 10-s excerpts across a 32-s
@@ -68,6 +68,7 @@ class AudioDoc:
     loudness: audible.Loudness = field(default_factory=audible.Loudness)
     tone_at: str | None = None
     tone_level: float = 0.0
+    speech: np.ndarray | None = None  # the spoken notice, inserted at the start (after a start tone)
     payload: bytes | None = None
     key: bytes | None = None
     first: np.ndarray | None = None  # ``head`` watermarked (set by embed_watermark)
@@ -189,6 +190,8 @@ def _output_blocks(doc: AudioDoc) -> Iterator[np.ndarray]:
     channels = doc.info.channels
     if doc.tone_at in ("start", "both"):
         yield audible.tone(doc.rate, channels, doc.tone_level)
+    if doc.speech is not None:
+        yield doc.speech
     yield doc.head if doc.first is None else doc.first
     done = len(doc.head)
     for b in doc.rest:
@@ -452,11 +455,19 @@ class _AudioHandler(Handler):
         return open_stream(inp, limits, self.id)
 
     def draw_warning(self, doc: AudioDoc, label: Label, opts: MarkOptions) -> None:
-        """Queue the tone; it is inserted as the blocks stream (at the start its level follows the first block, at
-        the end the whole content)."""
-        doc.tone_at = opts.position if opts.position in ("start", "end", "both") else "start"
-        doc.tone_level = doc.loudness.level()
-        doc.label_fields["warning"] = {"kind": "tone", "pattern": "·−··", "freq": audible.FREQ, "at": doc.tone_at}
+        """Queue the tone and/or the spoken notice; they are inserted as the blocks stream (at the start their level
+        follows the first block, at the end the whole content)."""
+        level = doc.loudness.level()
+        record: dict[str, Any] = {"kind": {"both": "tone+speech"}.get(opts.audio_notice, opts.audio_notice)}
+        if opts.audio_notice in ("tone", "both"):
+            doc.tone_at = opts.position if opts.position in ("start", "end", "both") else "start"
+            doc.tone_level = level
+            record |= {"pattern": "·−··", "freq": audible.FREQ, "at": doc.tone_at}
+        if opts.audio_notice in ("speech", "both"):
+            langs = spoken.available(label.languages, label.source_type)
+            doc.speech = spoken.clip(langs, label.source_type, doc.rate, doc.info.channels, level)
+            record["speech"] = {"langs": list(langs), "at": "start", "seconds": round(len(doc.speech) / doc.rate, 3)}
+        doc.label_fields["warning"] = record
 
     def embed_watermark(self, doc: AudioDoc, payload: bytes, key: bytes | None) -> None:
         """Mark the first block now, so content too short or too narrow for the mark is reported here
@@ -500,25 +511,40 @@ class _AudioHandler(Handler):
         tokens = [(f"{self.name} tag kzlabel", tags[TAG_LABEL.lower()])] if TAG_LABEL.lower() in tags else []
         fields = {k: tags[k.lower()] for k in (TAG_AIGC, TAG_SOURCE) if k.lower() in tags}
         wm = _watermark_module()
-        skip = int(audible.tone_seconds() * rate)  # a start tone carries no mark: retry on the content after it
-        mark = wm.detect_audio(samples, rate, key=key)
-        if not mark.found and len(samples) > skip + wm.MIN_SECONDS * rate:
-            mark = wm.detect_audio(samples[skip:], rate, key=key)
         start = audible.detect(samples, rate, "start") >= audible.THRESHOLD
+        # the notices carry no mark: when the mark is not found from the start, retry on the content after them
+        heard, speech_end = spoken.find(samples, rate, DEFAULT_LANGUAGES, (IPTC_TRAINED, IPTC_COMPOSITE))
+        speech_found = bool(heard)
+        skips = [int(audible.tone_seconds() * rate)] + ([int(speech_end * rate)] if speech_found else [])
+        mark = wm.detect_audio(samples, rate, key=key)
+        for skip in skips:
+            if mark.found or len(samples) <= skip + wm.MIN_SECONDS * rate:
+                break
+            mark = wm.detect_audio(samples[skip:], rate, key=key)
         whole = len(samples) < int(_DETECT_SECONDS * rate)  # the excerpt is the whole file: its end is here too
         tail = samples[-int(_TAIL_SECONDS * rate) :] if whole else None
-        return Findings(tokens=tokens, fields=fields, watermark=mark, warning_found=start, state=(inp, start, tail, rate))
+        return Findings(tokens=tokens, fields=fields, watermark=mark, warning_found=start or speech_found,
+                        state=(inp, start, samples, tail, rate))
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:
-        inp, start, tail, rate = findings.state
-        where = (label.warning or {}).get("at", "start")
-        ok = start if where in ("start", "both") else None
-        if where in ("end", "both"):
-            if tail is None:  # a long file: decode its last seconds only
-                tail, rate = read_excerpt(inp, self.id, _TAIL_SECONDS, from_end=True)
-            end = audible.detect(tail, rate, "end") >= audible.THRESHOLD
-            ok = end if ok is None else (ok and end)
-        return LabelMatch(content=None, warning=bool(ok))
+        """The notices the label records, each where it says: start/end tone, spoken notice in its languages."""
+        inp, start, head, tail, rate = findings.state
+        warning = label.warning or {}
+        checks: list[bool] = []
+        if "tone" in warning.get("kind", "tone"):
+            where = warning.get("at", "start")
+            if where in ("start", "both"):
+                checks.append(start)
+            if where in ("end", "both"):
+                if tail is None:  # a long file: decode its last seconds only
+                    tail, tail_rate = read_excerpt(inp, self.id, _TAIL_SECONDS, from_end=True)
+                else:
+                    tail_rate = rate
+                checks.append(audible.detect(tail, tail_rate, "end") >= audible.THRESHOLD)
+        if isinstance(warning.get("speech"), dict):
+            langs = tuple(str(x) for x in warning["speech"].get("langs", ()))
+            checks.append(spoken.detect(head, rate, langs, label.source_type) >= spoken.THRESHOLD)
+        return LabelMatch(content=None, warning=bool(checks) and all(checks))
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
         from ..optout import signals_from_tags
