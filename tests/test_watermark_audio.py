@@ -1,0 +1,129 @@
+"""Audio watermark detector internals: the coarse-to-fine phase search, exact re-scoring, keys, false positives.
+
+End-to-end robustness (codecs, resampling, trims through the format handlers) is in tests/test_audio.py; these
+tests pin the parts of the fast detector that a refactor could silently break while clean signals still decode.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kzlabel.watermark import audio as wa
+from kzlabel.watermark import detect_audio, embed_audio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+import audio_signals
+
+PAYLOAD = bytes.fromhex("fedcba9876543210")
+TILE = wa._TILE_DET * wa._DET_HOP  # tile length in samples at 16 kHz
+
+
+@pytest.fixture(scope="module")
+def marked_speech() -> np.ndarray:
+    """Speech is the hard case for synchronisation: pitch pulses make band power change within a millisecond."""
+    return embed_audio(audio_signals.speech(9.0, 16000, seed=21), 16000, PAYLOAD)
+
+
+def _cyclic(a: int, b: int) -> int:
+    d = (a - b) % TILE
+    return min(d, TILE - d)
+
+
+@pytest.mark.parametrize("trim", [0, 8, 16, 37, 40, 1000 + 56, 4096 + 24])
+def test_locate_finds_the_phase_below_the_search_step(marked_speech: np.ndarray, trim: int) -> None:
+    """The search steps 16 samples and only transforms every 64th; trims at 8 (mod 16) need the ±8 refinement,
+    trims at 16/40 land on interpolated frames and need the exact re-scoring. The located phase must be within
+    4 samples of the true one (the refinement's resolution is 8)."""
+    x16 = marked_speech[trim:]
+    at, z, _ = next(wa._locate(x16, None))
+    assert _cyclic(at, -trim % TILE) <= 4 and z > 5
+    r = detect_audio(x16, 16000)
+    assert r.found and r.payload == PAYLOAD
+
+
+def test_residue_cells_equal_a_full_one_ms_stft(marked_speech: np.ndarray) -> None:
+    """The exact pass transforms one residue class; it must equal the same rows of an STFT at every 16 samples
+    (and of the signal shifted by 8 samples for the half steps), not the interpolated rows of the search."""
+    x = marked_speech[:5 * 16000]
+    lp, level_mean = wa._log_frames(x)
+    full = wa._log_floor(wa._band_power(wa._stft(x, wa._DET_HOP)), level_mean)
+    cells_full = wa._cells_at(full)
+    for residue in (16, 32, 48, 64):
+        got = wa._residue_cells(x, lp, residue, level_mean)
+        want = cells_full[residue // wa._DET_HOP :: wa._RESIDUES]
+        k = min(len(got), len(want)) - 1
+        np.testing.assert_allclose(got[:k], want[:k], rtol=1e-4, atol=1e-3)
+    interpolated = wa._cells_at(lp)[16 // wa._DET_HOP :: wa._RESIDUES]
+    assert np.abs(interpolated[:k] - cells_full[1 :: wa._RESIDUES][:k]).max() > 0.1  # the search's rows are not exact
+    half = wa._log_floor(wa._band_power(wa._stft(x[8:], wa._HOP)), level_mean)
+    got = wa._residue_cells(x, lp, 8, level_mean)
+    np.testing.assert_allclose(got[:-1], wa._cells_at(np.repeat(half, wa._RESIDUES, axis=0))[:: wa._RESIDUES][: len(got) - 1], rtol=1e-4, atol=1e-3)
+
+
+def test_search_peaks_at_the_true_phase_and_agrees_with_exact_scores(marked_speech: np.ndarray) -> None:
+    """The triangle-wave search (interpolated frames) must rank the true phase first on a clean mark, and its
+    exact cosine score there must stand far above the scores of random phases."""
+    trim = 16 * 77  # on an interpolated residue
+    x16 = marked_speech[trim:]
+    lp, level_mean = wa._log_frames(x16)
+    z = wa._search(wa._cells_at(lp), None)
+    true = (-trim // wa._DET_HOP) % wa._TILE_DET
+    assert int(np.argmax(z)) == true
+    cells = wa._residue_cells(x16, lp, (true * wa._DET_HOP) % wa._HOP, level_mean)
+    at = np.array([true * wa._DET_HOP // wa._HOP])
+    z_true = wa._sync(cells, at, None, wa._SLOT_HOPS)[0]
+    others = wa._sync(cells, np.arange(5, 150, 7), None, wa._SLOT_HOPS)
+    assert z_true > 5 and z_true > 2 * others.max()
+
+
+def test_search_matches_group_stats_on_every_copy() -> None:
+    """The run-gathering search computes the same lattice distances as the reference gather (:func:`_group_stats`),
+    including the groups cut by the excerpt's end (dropped from the count)."""
+    rng = np.random.default_rng(3)
+    c = rng.normal(size=(wa._TILE_DET * 2 + 1234, wa.BANDS)).astype(np.float32) * 3
+    z = wa._search(c, b"k")
+    phases = np.array([0, 1, 777, wa._TILE_DET - 1])
+    s, ok = wa._group_stats(c, phases, b"k")
+    u = (s - wa._layout(b"k")[3]) / (wa.Q / 2)
+    r = np.abs(u - np.rint(u))
+    want = ((1 - 4 * r) * ok).sum(axis=(1, 2)) / np.sqrt(ok.sum(axis=(1, 2)))
+    np.testing.assert_allclose(z[phases], want, rtol=1e-3, atol=1e-3)
+
+
+def test_wrong_key_and_unmarked_are_not_found(marked_speech: np.ndarray) -> None:
+    assert not detect_audio(marked_speech, 16000, key=b"some other key").found
+    rng = np.random.default_rng(5)
+    for i, x in enumerate([audio_signals.noise(6, 16000, seed=9), audio_signals.music(6, 16000, seed=9, stereo=False)]):
+        r = detect_audio(x, 16000, key=rng.bytes(16))
+        assert not r.found and r.payload is None and r.p_value > 1e-6, i
+
+
+def test_private_key_mark_found_only_with_that_key() -> None:
+    x = audio_signals.music(8, 22050, seed=4)
+    y = embed_audio(x, 22050, PAYLOAD, key=b"private")
+    r = detect_audio(y, 22050, key=b"private")
+    assert r.found and r.payload == PAYLOAD and r.p_value < 1e-6
+    assert not detect_audio(y, 22050).found
+
+
+def test_mono_and_short_resampler_keep_the_band() -> None:
+    """Detection's fast downmix equals the channel mean; its short resampling filter matches scipy's default
+    within the mark's band (310 Hz – 5.7 kHz)."""
+    x = audio_signals.music(3, 44100, seed=1)
+    np.testing.assert_allclose(wa._mono(x), x.mean(axis=1), atol=1e-6)
+    m = wa._mono(x)
+    a, b = np.fft.rfft(wa._resample(m, 44100, 16000)), np.fft.rfft(wa._resample(m, 44100, 16000, short=True))
+    band = slice(len(a) * 310 // 8000, len(a) * 5700 // 8000)
+    assert np.linalg.norm(a[band] - b[band]) < 2e-3 * np.linalg.norm(a[band])
+
+
+def test_short_excerpt_uses_the_partial_tile_before_the_phase() -> None:
+    """A 4-s excerpt holds 1.3 tiles; starting 3000 samples in, the tile found starts 2.9 s in, so nearly all of
+    the mark lies in the partial copy *before* that phase. Scoring and decoding must count it (copy −1)."""
+    y = embed_audio(audio_signals.music(8, 16000, seed=3, stereo=False), 16000, PAYLOAD)
+    r = detect_audio(y[3000 : 3000 + 4 * 16000], 16000)
+    assert r.found and r.payload == PAYLOAD
