@@ -56,6 +56,7 @@ ATTACKS = {
     "mp3 128k": lambda x, sr: (codec(x, sr, ["-c:a", "libmp3lame", "-b:a", "128k"], "mp3"), sr),
     "aac 128k": lambda x, sr: (codec(x, sr, ["-c:a", "aac", "-b:a", "128k"], "m4a"), sr),
     "opus 96k (ogg)": lambda x, sr: (codec(x, sr, ["-c:a", "libopus", "-b:a", "96k"], "ogg"), sr),
+    "vorbis q3 (ogg)": lambda x, sr: (codec(x, sr, ["-c:a", "libvorbis", "-q:a", "3"], "ogg"), sr),
     "resample 48 kHz": lambda x, sr: (rs(x, sr, 48000), 48000),
     "resample 16 kHz": lambda x, sr: (rs(x, sr, 16000), 16000),
     "mono downmix": lambda x, sr: (x.mean(axis=1) if x.ndim > 1 else x, sr),

@@ -28,7 +28,7 @@ from ..label import DEFAULT_LANGUAGES, IPTC_COMPOSITE, IPTC_TRAINED, Label, Trai
 from ..layers import audible, spoken
 from ..layers.metadata import label_values, training_values
 from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register
-from ._av import AV_ERRORS, av, layout_name, mux_samples, need_av, read_audio, source, temp_output
+from ._av import AV_ERRORS, av, block_samples, layout_name, mux_samples, need_av, read_audio, source, temp_output
 
 TAG_AIGC = "AIGC"
 TAG_LABEL = "kzlabel"
@@ -79,14 +79,6 @@ class AudioDoc:
         return self.info.rate
 
 
-def block_samples(rate: int) -> int:
-    """Samples per streamed block at ``rate``: :data:`BLOCK_TILES` whole watermark tiles (exact for rates that are
-    multiples of 25 Hz, i.e. every common one)."""
-    from ..watermark.audio import TILE_SECONDS
-
-    return round(BLOCK_TILES * TILE_SECONDS * rate)
-
-
 def stream_blocks(inp: Input, limits: Limits, fmt_id: str, block_s: float | None = None) -> Iterator[Any]:
     """Yield the stream's :class:`AudioInfo`, then its samples as float32 (n, channels) blocks of
     :func:`block_samples` (``block_s`` seconds when given); the last block may be shorter.
@@ -121,7 +113,7 @@ def stream_blocks(inp: Input, limits: Limits, fmt_id: str, block_s: float | None
                 sample_fmt=ctx.format.name if ctx.format else "s16",
                 metadata={str(k): str(v) for k, v in {**stream.metadata, **container.metadata}.items()},
             )
-            n = block_samples(rate) if block_s is None else max(1, int(block_s * rate))
+            n = block_samples(rate, BLOCK_TILES) if block_s is None else max(1, int(block_s * rate))
             cap = int(limits.max_duration_s * rate)
             resampler = av.AudioResampler(format="flt", layout=layout, rate=rate)
 
@@ -175,7 +167,7 @@ def open_stream(inp: Input, limits: Limits, fmt_id: str) -> AudioDoc:
     head = next(blocks, None)
     if head is None:
         raise CorruptInput("the audio stream has no decodable samples", source=inp.source, format=fmt_id)
-    doc = AudioDoc(inp=inp, info=info, head=head, rest=blocks, block=block_samples(info.rate))
+    doc = AudioDoc(inp=inp, info=info, head=head, rest=blocks, block=block_samples(info.rate, BLOCK_TILES))
     doc.loudness.add(head)
     return doc
 
