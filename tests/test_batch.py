@@ -379,8 +379,7 @@ def test_resume_after_sigkill_folder(tmp_path: Path, keydir: Path) -> None:
                 pass
         time.sleep(0.005)
     proc.wait(timeout=30)
-    if not killed:
-        pytest.skip("the run finished before it could be killed")
+    assert killed, "the run finished before it could be killed (60 files should take far longer than one poll)"
     done = _journal_rows(journal)
     assert 1 <= len(done) < 60
     # the pool workers die with their parent: no orphan keeps writing into DST (or hangs forever)
@@ -416,8 +415,98 @@ def test_training_check(tmp_path: Path, keydir: Path) -> None:
     assert {r["path"] for r in _report(s.report_path)} >= set(s.flagged)
 
 
+SITE_RULES = [
+    {"location": "/reserved/*", "tdm-reservation": 1, "tdm-policy": "https://example.org/tdm-policy"},
+    {"location": "/open/*", "tdm-reservation": 0},
+]
+
+
+def _site_files() -> dict[str, bytes]:
+    """A site folder with a TDMRep declaration: one rule reserves /reserved/*, one frees /open/*."""
+    return {
+        "reserved/a.txt": b"Plain text with no statement of its own.\n",
+        "reserved/blob.bin": bytes(range(256)),  # unsupported: the site rule alone decides
+        "open/b.txt": b"The file itself reserves its rights.\ntdm-reservation: 1\n",  # conflicts with its rule
+        "open/c.txt": b"Free text under a free rule.\n",
+        "other.txt": b"No rule matches this path.\n",
+        "z/data.jsonl": b'{"q": "a"}\n{"q": "b"}\n',
+        ".well-known/tdmrep.json": json.dumps(SITE_RULES).encode(),
+    }
+
+
+def test_training_check_applies_tdmrep_json(tmp_path: Path) -> None:
+    files = _site_files()
+    folder = tmp_path / "site"
+    for rel, data in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    tgz = tmp_path / "site.tgz"  # the declaration is the last member: a streamed tar meets it after the others
+    with tarfile.open(tgz, "w:gz") as tf:
+        for rel in sorted(files, key=lambda r: r.startswith(".well-known")):
+            ti = tarfile.TarInfo("./" + rel)
+            ti.size = len(files[rel])
+            tf.addfile(ti, io.BytesIO(files[rel]))
+    reports = {}
+    for src in (folder, tgz):
+        s = training_check(src, workers=1, report_path=tmp_path / f"{src.name}.jsonl")
+        rows = {r["path"]: r for r in _report(s.report_path)}
+        reports[src.name] = {p: (r["status"], r["reason"]) for p, r in rows.items()}
+        assert rows[".well-known/tdmrep.json"]["status"] == "tdmrep-site-rules"
+        assert rows["reserved/a.txt"]["status"] == "constrained"  # reservation + policy URL
+        assert rows["reserved/a.txt"]["signals"][0]["policy"] == "https://example.org/tdm-policy"
+        assert rows["reserved/blob.bin"]["status"] == "constrained"
+        assert "tdmrep.json alone" in rows["reserved/blob.bin"]["reason"]
+        conflict = rows["open/b.txt"]
+        assert conflict["status"] == "notAllowed"  # most restrictive wins over the rule's "allowed"
+        carriers = {sig["carrier"] for sig in conflict["signals"]}
+        assert carriers == {"text trailer tdm-reservation", "tdmrep.json /open/*"}
+        assert "conflicting" in conflict["reason"] and "allowed" in conflict["reason"]
+        assert "notAllowed" in conflict["reason"]
+        assert rows["open/c.txt"]["status"] == "allowed"
+        assert rows["other.txt"]["status"] == "unspecified"
+        assert rows["z/data.jsonl"]["status"] == "unsupported" and "JSON Lines" in rows["z/data.jsonl"]["reason"]
+        assert sorted(s.flagged) == ["open/b.txt", "reserved/a.txt", "reserved/blob.bin"], s.text()
+    assert reports["site"] == reports["site.tgz"]
+
+    (folder / ".well-known/tdmrep.json").write_text("[{not json")
+    broken = training_check(folder, workers=1, report_path=tmp_path / "broken.jsonl")
+    rows = {r["path"]: r for r in _report(broken.report_path)}
+    declaration = rows[".well-known/tdmrep.json"]
+    assert declaration["status"] == "failed" and "unreadable tdmrep.json" in declaration["reason"]
+    assert rows["reserved/a.txt"]["status"] == "unspecified" and rows["open/b.txt"]["status"] == "notAllowed"
+    assert not broken.ok
+
+
+def test_duplicate_members_get_their_own_report_line(tmp_path: Path, keydir: Path, trust: TrustStore) -> None:
+    src = tmp_path / "dup.zip"
+    with zipfile.ZipFile(src, "w") as zf:
+        zf.writestr("a.txt", b"The first member of this name, generated text.\n")
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            zf.writestr("a.txt", b"A second member with the same name.\n")
+    s = run_batch(src, tmp_path / "out", labeler_config=CFG, key_dir=keydir, workers=1)
+    rows = {r["path"]: r["status"] for r in _report(s.report_path)}
+    assert rows == {"a.txt": "labelled", "a.txt (duplicate)": "refused"}
+    assert "first member" in (tmp_path / "out" / "a.txt").read_text()
+    v = verify_batch(src, trust=trust, workers=1, report_path=tmp_path / "v.jsonl")
+    assert {r["path"]: r["status"] for r in _report(v.report_path)} == {
+        "a.txt": "unlabelled",
+        "a.txt (duplicate)": "refused",
+    }
+
+
+def test_jsonl_member_is_copied_unchanged_with_reason(tmp_path: Path, keydir: Path) -> None:
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    data = b'{"prompt": "hi", "answer": "hello"}\n{"prompt": "bye", "answer": "ciao"}\n'
+    (src / "d/chat.jsonl").write_bytes(data)
+    s = run_batch(src, tmp_path / "out", labeler_config=CFG, key_dir=keydir, workers=1)
+    (row,) = _report(s.report_path)
+    assert row["status"] == "copied-unsupported" and "JSON Lines" in row["reason"], row
+    assert (tmp_path / "out/d/chat.jsonl").read_bytes() == data
+    assert s.ok
+
+
 def test_dask_local_matches_pool(tmp_path: Path, keydir: Path) -> None:
-    pytest.importorskip("dask.bag")
     from kzlabel.distributed import run_dask
 
     src = tmp_path / "src"
@@ -431,6 +520,36 @@ def test_dask_local_matches_pool(tmp_path: Path, keydir: Path) -> None:
         assert int((tmp_path / f"dask_{scheduler}" / "img/red.png").stat().st_mtime) == int(
             (src / "img/red.png").stat().st_mtime
         )
+    # folder -> archive: the batch's own staging and assembly
+    z = run_dask(src, tmp_path / "dask.zip", CFG, keydir, scheduler="sync")
+    assert z.counts == pool.counts
+    with zipfile.ZipFile(tmp_path / "dask.zip") as zf:
+        assert {i.filename for i in zf.infolist() if not i.is_dir()} == set(_files())
+        assert zf.read("data/blob.bin") == _files()["data/blob.bin"]
+
+
+def test_dask_resumes_from_the_journal(tmp_path: Path, keydir: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "out"
+    _make_tree(src)
+    script = textwrap.dedent(
+        f"""
+        from kzlabel.distributed import run_dask
+        run_dask({str(src)!r}, {str(dst)!r}, {CFG!r}, {str(keydir)!r}, scheduler="sync", npartitions=6)
+        """
+    )
+    assert _run_killed(script, {"KZLABEL_BATCH_TEST_CRASH_AFTER": "2"}) == 137
+    done = _journal_rows(Path(str(dst) + ".journal.sqlite"))
+    assert len(done) == 2 and not Path(str(dst) + ".report.jsonl").exists()
+    from kzlabel.distributed import run_dask
+
+    summary = run_dask(src, dst, CFG, keydir, scheduler="sync")
+    assert summary.counts == {"labelled": 5, "copied-unsupported": 1} and summary.resumed == 2, summary.text()
+    rows = _report(summary.report_path)
+    assert sorted(r["path"] for r in rows if r.get("resumed")) == sorted(done)
+    for path, (_status, sha) in done.items():
+        assert hashlib.sha256((dst / path).read_bytes()).hexdigest() == sha  # the first run's outputs, kept
+    again = run_dask(src, dst, CFG, keydir, scheduler="sync")
+    assert again.resumed == 6 and again.counts == summary.counts
 
 
 def test_journal_of_another_batch_is_rejected(tmp_path: Path, keydir: Path) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anyio
+import numpy as np
 import pytest
 from PIL import Image
 from starlette.testclient import TestClient
@@ -40,14 +43,19 @@ def srv_trust(keys: Path) -> TrustStore:
 
 
 def _png() -> bytes:
-    img = Image.new("RGB", (256, 192))
-    px = img.load()
-    for y in range(192):
-        for x in range(256):
-            px[x, y] = (x, y, (x * y) % 256)
+    y, x = np.mgrid[0:192, 0:256]
+    img = Image.fromarray(np.dstack([x, y, (x * y) % 256]).astype(np.uint8), "RGB")
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_test_client_runs_on_httpx2_without_deprecation_warnings() -> None:
+    # starlette.testclient falls back to the legacy httpx with a StarletteDeprecationWarning; the test extra installs
+    # httpx2, which it prefers. A fresh interpreter, because this module has already imported it.
+    code = "import warnings; warnings.simplefilter('error'); import starlette.testclient, httpx2"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
 
 
 @pytest.fixture(scope="module")

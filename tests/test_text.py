@@ -260,3 +260,40 @@ def test_report_forms(labeler):
     assert {e["layer"] for e in data["evidence"]} == {"metadata", "visible"}
     text = str(report)
     assert "compliant" in text and "metadata" in text and "trusted" in text
+
+
+JSONL_OBJECTS = b'{"prompt": "a", "answer": "b"}\n{"prompt": "c", "answer": "d"}\n'
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        JSONL_OBJECTS,
+        b'[1, "x"]\n[2, "y"]\n',  # records that are arrays: plain text would otherwise claim (and break) them
+        b'{"long": "' + b"z" * 6000 + b'"}\n{"long": "w"}\n',  # first record longer than the sniffed header
+        b"\xef\xbb\xbf" + JSONL_OBJECTS.replace(b"\n", b"\r\n") + b"\r\n",  # BOM, CRLF, trailing blank line
+    ],
+    ids=["objects", "arrays", "long-first-record", "bom-crlf"],
+)
+def test_json_lines_is_refused_as_unsupported_not_broken(labeler, data):
+    for name in ("d.jsonl", None):
+        with pytest.raises(UnsupportedFormat, match="JSON Lines") as info:
+            labeler.mark(data, name=name)
+        assert info.value.format == "json"
+        with pytest.raises(UnsupportedFormat, match="JSON Lines"):
+            labeler.verify(data, name=name)
+
+
+def test_json_sniffing_claims_arrays_but_not_bracketed_text(labeler):
+    from kzlabel.formats import Input, detect
+
+    for array in (b"[1, 2, 3]\n", b'[\n  {"a": 1}\n]\n'):
+        assert detect(Input(array, "x.txt")).id == "json"
+        with pytest.raises(UnsupportedFormat, match="top level is not an object"):
+            labeler.mark(array, name="x.json")
+    log = b"[INFO] started\n[INFO] done\n"
+    assert detect(Input(log, "run.log")).id == "text"
+    assert labeler.verify(_mark(labeler, "run.log", log.decode()), name="run.log").verdict == Verdict.COMPLIANT
+    # a JSON object followed by something that is not a JSON Lines record stays a corrupt JSON document
+    with pytest.raises(CorruptInput, match="Extra data"):
+        labeler.mark(b'{"a": 1}\nnot json\n', name="x.json")

@@ -33,6 +33,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -70,6 +71,8 @@ FAILED = "failed"
 REFUSED = "refused"
 SKIPPED_DONE = "skipped-done"
 UNSUPPORTED = "unsupported"  # verify / training check: nothing to say about this file
+SITE_RULES = "tdmrep-site-rules"  # training check: the source's /.well-known/tdmrep.json, applied to other members
+_MAY_NOT_USE = ("notAllowed", "constrained")  # training statuses a trainer must filter out
 _DIR = "dir"  # journal-only: a directory entry kept for the output's structure
 
 
@@ -179,6 +182,8 @@ class BatchSummary:
             self.problems.append((r.path, r.status, r.reason))
         if r.resumed:
             self.resumed += 1
+        if self.operation == "training" and r.status in _MAY_NOT_USE:
+            self.flagged.append(r.path)
 
     @property
     def ok(self) -> bool:
@@ -254,6 +259,7 @@ _CONFIG_KEYS_PASSED_AS_IS = {
     "thumbnail",
     "pages",
     "video_warning",
+    "audio_notice",
 }
 
 
@@ -290,7 +296,7 @@ def build_labeler(config: Mapping[str, Any], key_dir: str | os.PathLike | None) 
     """A Labeler from a plain dict: what a worker process builds once in its initializer.
 
     Keys: any ``Labeler`` keyword (owner, system, system_version, languages, source_type, training, layers, position,
-    style, thumbnail, pages, video_warning, depicts_real_person, producer_id), plus ``watermark_key`` (bytes or hex),
+    style, thumbnail, pages, video_warning, audio_notice, depicts_real_person, producer_id), plus ``watermark_key`` (bytes or hex),
     ``trust`` (path(s) or PEM bytes), ``registry`` (path of a registry SQLite file) and ``limits`` (dict of Limits).
     """
     from .keys import Signer
@@ -458,24 +464,28 @@ def _verify_member(task: Task, labeler: Any, name: str) -> MemberResult:
 
 
 def _training_member(task: Task, labeler: Any, name: str) -> MemberResult:
-    from .optout import training_allowed
-
-    chk = training_allowed(_source(task), use=task.use, name=name, limits=labeler.limits, trust=labeler.trust)
-    d = chk.to_dict()
     from . import formats
-    from .formats import Input
+    from .optout import decide, read_signals
+    from .pipeline import read_input
 
-    inp = (
-        Input(data=task.data, name=name) if task.data is not None else Input(path=Path(task.src_file or ""), name=name)
-    )
-    fmt = formats.detect(inp).id  # training_allowed succeeded, so detection does too
-    return MemberResult(
-        task.path,
-        chk.status.value,
-        fmt,
-        "conflicting signals" if chk.conflicting else "",
-        extra={"uses": d["uses"], "signals": d["signals"]},
-    )
+    inp = read_input(_source(task), labeler.limits, name)
+    handler = formats.detect(inp)
+    check = decide(read_signals(inp, handler, labeler.limits, labeler.trust), task.use, inp.source)
+    return _training_result(task.path, handler.id, check)
+
+
+def _training_result(path: str, fmt: str | None, check: Any, note: str = "") -> MemberResult:
+    """One member's training decision as a report line; conflicting carriers are named with what each says."""
+    reasons = []
+    if check.conflicting:
+        said = [f"{s.carrier}: {s.uses[check.use].value}" for s in check.signals if check.use in s.uses]
+        said = said or [s.carrier for s in check.signals]
+        reasons.append("conflicting signals: " + "; ".join(said))
+    if note:
+        reasons.append(note)
+    d = check.to_dict()
+    extra = {"uses": d["uses"], "signals": d["signals"]}
+    return MemberResult(path, check.status.value, fmt, "; ".join(reasons), extra=extra)
 
 
 # Worker-process state: one Labeler per process, built in the initializer from picklable config.
@@ -1271,6 +1281,240 @@ def restore_dirs(dst: Path, dirs: list[tuple[str, Any]]) -> None:
             pass
 
 
+@dataclass(frozen=True)
+class _Ctx:
+    """What the driver keeps about a member while its task is in flight."""
+
+    meta: Meta = field(default_factory=Meta)
+    part: str | None = None  # archive DST: the staged output's name under DST.parts
+    spilled: str | None = None  # temp copy of a big archive member, deleted once the member is finished
+
+
+Item = tuple["Task | MemberResult", _Ctx]  # a task to run, or a result known without running one (refusals)
+
+
+def _unique(entries: Iterable[Entry]) -> Iterator[Entry]:
+    """Entries with a repeated member path turned into refusals (the second would overwrite the first); the refusal
+    gets its own report path, so the JSONL and the journal keep one line per path."""
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.path in seen and entry.kind != "dir":
+            yield Entry(f"{entry.path} (duplicate)", "refused", reason="duplicate member name")
+            continue
+        seen.add(entry.path)
+        yield entry
+
+
+def _refusal(entry: Entry, reason: str | None = None) -> Item:
+    return MemberResult(entry.path, REFUSED, None, reason or entry.reason), _Ctx(entry.meta)
+
+
+@contextmanager
+def _pool(
+    workers: int | None, config: Mapping[str, Any], key_dir: str | None, bar: _Progress, spill: Path | None
+) -> Iterator[_Executor]:
+    """The executor for one run; whatever happens, the pool, the progress bar and the spill folder are cleaned up."""
+    try:
+        ex = _Executor(_default_workers(workers), config, key_dir)
+        try:
+            yield ex
+        finally:
+            ex.close()
+    finally:
+        bar.close()
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
+
+
+def _pump(ex: _Executor, items: Iterable[Item], handle: Callable[[MemberResult, _Ctx], None]) -> None:
+    """Run every task on ``ex`` (at most 2 × workers in flight) and hand each result, run or known, to ``handle``."""
+
+    def settle(res: MemberResult, ctx: _Ctx) -> None:
+        if ctx.spilled:
+            Path(ctx.spilled).unlink(missing_ok=True)
+        handle(res, ctx)
+
+    for item, ctx in items:
+        if isinstance(item, MemberResult):
+            settle(item, ctx)
+            continue
+        for res, c in ex.submit(item, ctx):
+            settle(res, c)
+    for res, c in ex.drain():
+        settle(res, c)
+
+
+def _conclude(
+    summary: BatchSummary,
+    results: Iterable[MemberResult],
+    t0: float,
+    report_p: Path | None,
+    summary_p: Path | None,
+) -> BatchSummary:
+    """The end of every run: count the results (sorted by path), then write the JSONL report and the summary text."""
+    ordered = sorted(results, key=lambda r: r.path)
+    for r in ordered:
+        summary.add(r)
+    summary.elapsed_s = time.monotonic() - t0
+    if report_p is not None:
+        _write_report(report_p, ordered)
+        summary.report_path = str(report_p)
+    if summary_p is not None:
+        summary_p.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(summary_p, summary.text().encode("utf-8"))
+        summary.summary_path = str(summary_p)
+    return summary
+
+
+class _MarkJob:
+    """One labelling run from SRC to DST with its journal, shared by :func:`run_batch` and
+    :func:`kzlabel.distributed.run_dask`: checks, resume, tasks, journal records, and the end of the run (folder
+    metadata or archive assembly, then the reports)."""
+
+    def __init__(
+        self,
+        src: str | os.PathLike,
+        dst: str | os.PathLike,
+        *,
+        config: Mapping[str, Any],
+        key_dir: str | os.PathLike,
+        safety: Safety,
+        journal: str | os.PathLike | None,
+        report_path: str | os.PathLike | None,
+        summary_path: str | os.PathLike | None,
+    ) -> None:
+        self.t0 = time.monotonic()
+        self.src, self.dst = Path(src), Path(dst)
+        if not self.src.exists():
+            raise KzlabelError("no such file or folder", source=str(self.src))
+        kind_of(self.src, existing=True)  # refuses a file that is neither a folder nor a supported archive
+        self.kind = kind_of(self.dst)
+        if self.dst.exists() and (self.dst.is_dir() != (self.kind == "folder")):
+            raise KzlabelError(
+                "destination exists and is not the kind its name says (folder vs archive)", source=str(self.dst)
+            )
+        if self.src.resolve() == self.dst.resolve():
+            raise KzlabelError("destination is the source; originals are never modified", source=str(self.dst))
+        self.safety = safety
+        self.config = portable_config(config)
+        self.key = str(key_dir)
+        self.journal_p = Path(journal) if journal is not None else _sidecar(self.dst, ".journal.sqlite")
+        self.report_p = Path(report_path) if report_path is not None else _sidecar(self.dst, ".report.jsonl")
+        self.summary_p = Path(summary_path) if summary_path is not None else _sidecar(self.dst, ".summary.txt")
+        self.parts = _sidecar(self.dst, ".parts")
+        self.exclude = [self.dst, self.parts, self.journal_p, self.report_p, self.summary_p]
+        self.jr = Journal(self.journal_p, _fingerprint(self.src, self.dst, self.config, self.key, safety))
+        self.summary = BatchSummary("mark", str(self.src), str(self.dst), journal_path=str(self.journal_p))
+        self.done: set[str] = set()
+        self.reused: set[str] = set()
+        self.dirs: list[tuple[str, Meta]] = []
+        self.aborts: list[str] = []  # why a streamed archive stopped early (set by the reader)
+        self.committed = 0
+        self.crash_after = int(os.environ.get(_CRASH_ENV, "0") or 0)
+
+    def finished_before(self) -> bool:
+        """An archive DST a previous run completed: nothing to redo."""
+        return (
+            self.kind != "folder"
+            and self.jr.get_meta("complete") == "1"
+            and self.dst.is_file()
+            and not self.parts.exists()
+        )
+
+    def start(self) -> None:
+        if self.kind == "folder":
+            self.dst.mkdir(parents=True, exist_ok=True)
+        else:
+            self.parts.mkdir(parents=True, exist_ok=True)
+        self.jr.set_meta("complete", "0")
+        self.done = self.jr.done_paths()
+
+    def is_done(self, rel: str) -> bool:
+        """Finished by an earlier run with its output still in place (then reused as it is)."""
+        if rel not in self.done:
+            return False
+        row = self.jr.get(rel)
+        ok = row is not None and _output_intact(row, self.dst, self.kind, self.parts)
+        if ok:
+            self.reused.add(rel)
+        return ok
+
+    def entries(self, spill: Path | None) -> Iterator[Entry]:
+        return iter_entries(
+            self.src, self.safety, skip=self.is_done, exclude=self.exclude, abort=self.aborts, spill_dir=spill
+        )
+
+    def items(self, entries: Iterable[Entry], on_reused: Callable[[], None]) -> Iterator[Item]:
+        """Each member as a task (or a refusal); folders are recorded, members done in an earlier run skipped."""
+        for entry in _unique(entries):
+            if entry.kind == "dir":
+                self.dirs.append((entry.path, entry.meta))
+                self.jr.record(MemberResult(entry.path, _DIR), entry.meta, None)
+                continue
+            if entry.kind == "refused":
+                yield _refusal(entry)
+                continue
+            if entry.path in self.reused or (
+                not entry.spilled and entry.src_file is not None and self.is_done(entry.path)
+            ):
+                on_reused()
+                continue
+            part = None
+            try:
+                out = _inside(self.dst, entry.path) if self.kind == "folder" else None
+            except _Refused as exc:
+                yield _refusal(entry, str(exc))
+                continue
+            if out is None:
+                part = _part_name(entry.path)
+                out = self.parts / part
+            task = Task(
+                "mark",
+                entry.path,
+                data=entry.data,
+                src_file=entry.src_file,
+                out=str(out),
+                meta=entry.meta,
+                apply_meta=self.kind == "folder",
+            )
+            entry.data = None
+            yield task, _Ctx(entry.meta, part, entry.src_file if entry.spilled else None)
+
+    def record(self, res: MemberResult, ctx: _Ctx) -> None:
+        """Journal one finished member (its output, if any, is already durable)."""
+        self.jr.record(res, ctx.meta, ctx.part if res.status in (LABELLED, COPIED) else None)
+        self.committed += 1
+        if self.crash_after and self.committed >= self.crash_after:
+            os._exit(137)  # test hook: behave like kill -9 (no cleanup, no reports)
+
+    def finish(self) -> BatchSummary:
+        """Folder DST: folder times and modes; archive DST: assemble it. Then the reports, from the journal."""
+        if self.aborts:
+            self.summary.aborted = "; ".join(self.aborts)
+        # Members in the journal but no longer in the source (or not re-seen because the run aborted) stay as they are.
+        if self.kind == "folder":
+            _remove_stale_temps(self.dst)
+            restore_dirs(self.dst, self.dirs)
+        elif self.summary.aborted is None:
+            _assemble(self.dst, self.kind, self.jr, self.parts)
+            self.jr.set_meta("complete", "1")  # before the staging goes: a crash in between still resumes
+            shutil.rmtree(self.parts, ignore_errors=True)
+        if self.kind == "folder" and self.summary.aborted is None:
+            self.jr.set_meta("complete", "1")
+        return self.report()
+
+    def report(self, *, resumed_all: bool = False) -> BatchSummary:
+        results = [
+            _result_from_row(row, resumed_all or row["path"] in self.reused)
+            for row in self.jr.rows()
+            if row["status"] != _DIR
+        ]
+        return _conclude(self.summary, results, self.t0, self.report_p, self.summary_p)
+
+    def close(self) -> None:
+        self.jr.close()
+
+
 def run_batch(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -1293,133 +1537,34 @@ def run_batch(
     (default ``DST.report.jsonl``) and a human summary (``DST.summary.txt``). Re-running the same command after a
     crash skips members the journal (``DST.journal.sqlite``) records as done and reuses their outputs.
     """
-    t0 = time.monotonic()
-    src_p, dst_p = Path(src), Path(dst)
-    if not src_p.exists():
-        raise KzlabelError("no such file or folder", source=str(src_p))
-    kind_of(src_p, existing=True)  # refuses a file that is neither a folder nor a supported archive
-    dst_kind = kind_of(dst_p)
-    if dst_p.exists() and (dst_p.is_dir() != (dst_kind == "folder")):
-        raise KzlabelError(
-            "destination exists and is not the kind its name says (folder vs archive)", source=str(dst_p)
-        )
-    if src_p.resolve() == dst_p.resolve():
-        raise KzlabelError("destination is the source; originals are never modified", source=str(dst_p))
-    safety = Safety(max_member_bytes, max_total_ratio, bomb_ratio, bomb_min_bytes)
-    config = portable_config(labeler_config)
-    key = str(key_dir)
-    journal_p = Path(journal) if journal is not None else _sidecar(dst_p, ".journal.sqlite")
-    report_p = Path(report_path) if report_path is not None else _sidecar(dst_p, ".report.jsonl")
-    summary_p = Path(summary_path) if summary_path is not None else _sidecar(dst_p, ".summary.txt")
-    parts = _sidecar(dst_p, ".parts")
-    exclude = [dst_p, parts, journal_p, report_p, summary_p]
-    jr = Journal(journal_p, _fingerprint(src_p, dst_p, config, key, safety))
-    summary = BatchSummary("mark", str(src_p), str(dst_p), journal_path=str(journal_p))
-    summary.report_path, summary.summary_path = str(report_p), str(summary_p)
-    crash_after = int(os.environ.get(_CRASH_ENV, "0") or 0)
+    job = _MarkJob(
+        src,
+        dst,
+        config=labeler_config,
+        key_dir=key_dir,
+        safety=Safety(max_member_bytes, max_total_ratio, bomb_ratio, bomb_min_bytes),
+        journal=journal,
+        report_path=report_path,
+        summary_path=summary_path,
+    )
     try:
-        if dst_kind != "folder" and jr.get_meta("complete") == "1" and dst_p.is_file() and not parts.exists():
-            # Already finished: nothing to redo; rebuild the reports from the journal.
-            return _finish(summary, jr, report_p, summary_p, t0, resumed_all=True)
-        if dst_kind == "folder":
-            dst_p.mkdir(parents=True, exist_ok=True)
-        else:
-            parts.mkdir(parents=True, exist_ok=True)
-        jr.set_meta("complete", "0")
-        done = jr.done_paths()
-        reused: set[str] = set()
-        seen: set[str] = set()
-        abort: list[str] = []
-        committed = 0
-
-        def is_done(rel: str) -> bool:
-            if rel not in done:
-                return False
-            row = jr.get(rel)
-            ok = row is not None and _output_intact(row, dst_p, dst_kind, parts)
-            if ok:
-                reused.add(rel)
-            return ok
-
-        bar = _Progress(progress, _count_members(src_p, exclude), "labelling")
-        ex = _Executor(_default_workers(workers), config, key)
-        dirs: list[tuple[str, Meta]] = []
-
-        def handle(res: MemberResult, ctx: tuple[Any, ...]) -> None:
-            nonlocal committed
-            meta, part = ctx[1], ctx[2]
-            if len(ctx) > 3 and ctx[3]:
-                Path(ctx[3]).unlink(missing_ok=True)  # the spilled temp copy of a big archive member
-            keep_part = part if res.status in (LABELLED, COPIED) else None
-            jr.record(res, meta, keep_part)
-            committed += 1
-            bar.advance()
-            if crash_after and committed >= crash_after:
-                os._exit(137)  # test hook: behave like kill -9 (no cleanup, no reports)
-
-        for old in dst_p.parent.glob(f".{dst_p.name}.spill-*"):  # left by a killed run
+        if job.finished_before():
+            return job.report(resumed_all=True)  # nothing to redo; the reports are rebuilt from the journal
+        job.start()
+        for old in job.dst.parent.glob(f".{job.dst.name}.spill-*"):  # left by a killed run
             shutil.rmtree(old, ignore_errors=True)
-        spill = Path(tempfile.mkdtemp(prefix=f".{dst_p.name}.spill-", dir=dst_p.parent))
-        try:
-            for entry in iter_entries(src_p, safety, skip=is_done, exclude=exclude, abort=abort, spill_dir=spill):
-                if entry.path in seen and entry.kind != "dir":
-                    dup = f"{entry.path} (duplicate)"
-                    handle(MemberResult(dup, REFUSED, None, "duplicate member name"), (dup, Meta(), None))
-                    continue
-                seen.add(entry.path)
-                if entry.kind == "dir":
-                    dirs.append((entry.path, entry.meta))
-                    jr.record(MemberResult(entry.path, _DIR), entry.meta, None)
-                    continue
-                if entry.kind == "refused":
-                    handle(MemberResult(entry.path, REFUSED, None, entry.reason), (entry.path, entry.meta, None))
-                    continue
-                if entry.path in reused or (not entry.spilled and entry.src_file is not None and is_done(entry.path)):
-                    bar.advance()  # done in an earlier run: its output is reused as it is
-                    continue
-                try:
-                    out = _inside(dst_p, entry.path) if dst_kind == "folder" else None
-                except _Refused as exc:
-                    handle(MemberResult(entry.path, REFUSED, None, str(exc)), (entry.path, entry.meta, None))
-                    continue
-                part = None
-                if out is None:
-                    part = _part_name(entry.path)
-                    out = parts / part
-                task = Task(
-                    "mark",
-                    entry.path,
-                    data=entry.data,
-                    src_file=entry.src_file,
-                    out=str(out),
-                    meta=entry.meta,
-                    apply_meta=dst_kind == "folder",
-                )
-                entry.data = None
-                spilled = entry.src_file if entry.spilled else None
-                for res, ctx in ex.submit(task, (entry.path, entry.meta, part, spilled)):
-                    handle(res, ctx)
-            for res, ctx in ex.drain():
-                handle(res, ctx)
-        finally:
-            ex.close()
-            bar.close()
-            shutil.rmtree(spill, ignore_errors=True)
-        if abort:
-            summary.aborted = "; ".join(abort)
-        # Members in the journal but no longer in the source (or never re-seen because the run aborted) stay as they are.
-        if dst_kind == "folder":
-            _remove_stale_temps(dst_p)
-            restore_dirs(dst_p, dirs)
-        elif summary.aborted is None:
-            _assemble(dst_p, dst_kind, jr, parts)
-            jr.set_meta("complete", "1")
-            shutil.rmtree(parts, ignore_errors=True)
-        if dst_kind == "folder" and summary.aborted is None:
-            jr.set_meta("complete", "1")
-        return _finish(summary, jr, report_p, summary_p, t0, reused=reused)
+        spill = Path(tempfile.mkdtemp(prefix=f".{job.dst.name}.spill-", dir=job.dst.parent))
+        bar = _Progress(progress, _count_members(job.src, job.exclude), "labelling")
+
+        def handle(res: MemberResult, ctx: _Ctx) -> None:
+            job.record(res, ctx)
+            bar.advance()
+
+        with _pool(workers, job.config, job.key, bar, spill) as ex:
+            _pump(ex, job.items(job.entries(spill), bar.advance), handle)
+        return job.finish()
     finally:
-        jr.close()
+        job.close()
 
 
 def _remove_stale_temps(root: Path) -> None:
@@ -1433,28 +1578,66 @@ def _remove_stale_temps(root: Path) -> None:
                     pass
 
 
-def _finish(
-    summary: BatchSummary,
-    jr: Journal,
-    report_p: Path,
-    summary_p: Path,
-    t0: float,
-    *,
-    reused: set[str] | None = None,
-    resumed_all: bool = False,
-) -> BatchSummary:
-    results = []
-    for row in jr.rows():
-        if row["status"] == _DIR:
-            continue
-        r = _result_from_row(row, resumed_all or (reused is not None and row["path"] in reused))
-        summary.add(r)
-        results.append(r)
-    summary.elapsed_s = time.monotonic() - t0
-    _write_report(report_p, results)
-    summary_p.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(summary_p, summary.text().encode("utf-8"))
-    return summary
+# --------------------------------------------------------------------------------------------------------------------
+# Read-only passes: verify, training check
+# --------------------------------------------------------------------------------------------------------------------
+TDMREP_MEMBER = ".well-known/tdmrep.json"
+
+
+class _SiteRules:
+    """TDMRep's site-wide declaration at the root of the source (``/.well-known/tdmrep.json``).
+
+    Its rules are read when the member shows up (a tar may list it last) and applied once every member is checked:
+    a member whose ``/path`` matches a rule gets that rule's reservation as one more signal, combined with the file's
+    own signals by :func:`kzlabel.optout.decide` (most restrictive wins; a conflict is reported with both sides).
+    """
+
+    def __init__(self, src: Path, scratch: Path) -> None:
+        self.src = src
+        self.scratch = scratch
+        self.rules: list[dict[str, Any]] = []
+
+    def load(self, entry: Entry) -> MemberResult:
+        from .optout import TDMREP_FILE, _tdmrep_rules
+
+        root = self.src
+        if entry.src_file is None or entry.spilled:  # an archive member: put it where optout's reader looks
+            root = self.scratch / "site"
+            target = root / TDMREP_FILE
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if entry.data is not None:
+                target.write_bytes(entry.data)
+            else:
+                shutil.copyfile(entry.src_file or "", target)
+        try:
+            self.rules = _tdmrep_rules(root)
+        except KzlabelError as exc:
+            return MemberResult(entry.path, FAILED, None, f"{exc.message}; its rules were not applied")
+        return MemberResult(
+            entry.path, SITE_RULES, None, f"TDMRep site-wide declaration: {len(self.rules)} rule(s), applied by path"
+        )
+
+    def apply(self, r: MemberResult, use: str) -> MemberResult:
+        from .label import Training, TrainingSignal
+        from .optout import _rule_for, decide, signal_from_tdmrep
+
+        if not self.rules or r.status in (REFUSED, SITE_RULES) or r.path == TDMREP_MEMBER:
+            return r
+        rule = _rule_for(self.rules, "/" + r.path)
+        site = (
+            signal_from_tdmrep(rule.get("tdm-reservation"), rule.get("tdm-policy"), "tdmrep.json " + rule["location"])
+            if rule
+            else None
+        )
+        if site is None:
+            return r
+        own = [
+            TrainingSignal(d["carrier"], {u: Training(v) for u, v in d["uses"].items()}, d["value"], d.get("policy"))
+            for d in r.extra.get("signals", [])
+        ]
+        alone = not own and r.status in (UNSUPPORTED, FAILED)
+        note = f"from tdmrep.json alone (the file: {r.status}, {r.reason})" if alone else ""
+        return _training_result(r.path, r.format, decide(own + [site], use, r.path), note)
 
 
 def _scan(
@@ -1469,7 +1652,7 @@ def _scan(
     safety: Safety,
     use: str = "ai_training",
 ) -> BatchSummary:
-    """Read-only pass (verify / training check): same readers, same pool, results sorted by path."""
+    """Read-only pass (verify / training check): the same readers, pool and end of run as labelling, no journal."""
     t0 = time.monotonic()
     src_p = Path(src)
     if not src_p.exists():
@@ -1477,55 +1660,41 @@ def _scan(
     summary = BatchSummary(op, str(src_p))
     results: list[MemberResult] = []
     abort: list[str] = []
-    seen: set[str] = set()
-    bar = _Progress(progress, _count_members(src_p, ()), "verifying" if op == "verify" else "checking")
-    ex = _Executor(_default_workers(workers), portable_config(config), None)
     spill = Path(tempfile.mkdtemp(prefix="kzlabel-spill-"))
+    site = _SiteRules(src_p, spill) if op == "training" else None
+    bar = _Progress(progress, _count_members(src_p, ()), "verifying" if op == "verify" else "checking")
 
-    def done(res: MemberResult, ctx: tuple[str, str | None]) -> None:
-        results.append(res)
-        bar.advance()
-        if ctx[1]:
-            Path(ctx[1]).unlink(missing_ok=True)
-
-    try:
-        for entry in iter_entries(src_p, safety, abort=abort, spill_dir=spill):
+    def items() -> Iterator[Item]:
+        for entry in _unique(iter_entries(src_p, safety, abort=abort, spill_dir=spill)):
             if entry.kind == "dir":
                 continue
-            if entry.path in seen:
-                results.append(MemberResult(entry.path, REFUSED, None, "duplicate member name"))
-                bar.advance()
-                continue
-            seen.add(entry.path)
             if entry.kind == "refused":
-                results.append(MemberResult(entry.path, REFUSED, None, entry.reason))
-                bar.advance()
-                continue
-            task = Task(op, entry.path, data=entry.data, src_file=entry.src_file, use=use)
-            entry.data = None
-            for res, ctx in ex.submit(task, (entry.path, entry.src_file if entry.spilled else None)):
-                done(res, ctx)
-        for res, ctx in ex.drain():
-            done(res, ctx)
-    finally:
-        ex.close()
-        bar.close()
-        shutil.rmtree(spill, ignore_errors=True)
+                yield _refusal(entry)
+            elif site is not None and entry.path == TDMREP_MEMBER:
+                yield site.load(entry), _Ctx(spilled=entry.src_file if entry.spilled else None)
+            else:
+                yield Task(op, entry.path, data=entry.data, src_file=entry.src_file, use=use), _Ctx(
+                    spilled=entry.src_file if entry.spilled else None
+                )
+                entry.data = None
+
+    def handle(res: MemberResult, _ctx: _Ctx) -> None:
+        results.append(res)
+        bar.advance()
+
+    with _pool(workers, portable_config(config), None, bar, spill) as ex:
+        _pump(ex, items(), handle)
     if abort:
         summary.aborted = "; ".join(abort)
-    results.sort(key=lambda r: r.path)
-    for r in results:
-        summary.add(r)
-        if op == "training" and r.status in ("notAllowed", "constrained"):
-            summary.flagged.append(r.path)
-    summary.elapsed_s = time.monotonic() - t0
-    if report_path is not None:
-        _write_report(Path(report_path), results)
-        summary.report_path = str(report_path)
-    if summary_path is not None:
-        write_atomic(Path(summary_path), summary.text().encode("utf-8"))
-        summary.summary_path = str(summary_path)
-    return summary
+    if site is not None:
+        results = [site.apply(r, use) for r in results]
+    return _conclude(
+        summary,
+        results,
+        t0,
+        Path(report_path) if report_path is not None else None,
+        Path(summary_path) if summary_path is not None else None,
+    )
 
 
 def verify_batch(
@@ -1545,16 +1714,9 @@ def verify_batch(
     ``trust``: a TrustStore, a PEM bundle path, a keygen folder, or a list of those.
     """
     config: dict[str, Any] = {"trust": trust, "registry": registry, "watermark_key": watermark_key}
-    return _scan(
-        "verify",
-        src,
-        {k: v for k, v in config.items() if v is not None},
-        workers=workers,
-        report_path=report_path,
-        summary_path=summary_path,
-        progress=progress,
-        safety=Safety(max_member_bytes),
-    )
+    config = {k: v for k, v in config.items() if v is not None}
+    return _scan("verify", src, config, workers=workers, report_path=report_path, summary_path=summary_path,
+                 progress=progress, safety=Safety(max_member_bytes))
 
 
 def training_check(
@@ -1569,16 +1731,11 @@ def training_check(
     max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
 ) -> BatchSummary:
     """Art. 23(5): which members reserve training use. ``flagged`` lists notAllowed/constrained members;
-    ``counts`` has allowed / notAllowed / constrained / unspecified (plus unsupported/refused/failed)."""
+    ``counts`` has allowed / notAllowed / constrained / unspecified (plus unsupported/refused/failed).
+
+    A ``.well-known/tdmrep.json`` at the root of the source (TDMRep's site-wide declaration) applies to the members
+    its locations match, on top of each file's own signals; that member itself is reported as ``tdmrep-site-rules``.
+    """
     config = {"trust": trust} if trust is not None else {}
-    return _scan(
-        "training",
-        src,
-        config,
-        workers=workers,
-        report_path=report_path,
-        summary_path=summary_path,
-        progress=progress,
-        safety=Safety(max_member_bytes),
-        use=use,
-    )
+    return _scan("training", src, config, workers=workers, report_path=report_path, summary_path=summary_path,
+                 progress=progress, safety=Safety(max_member_bytes), use=use)

@@ -1,9 +1,9 @@
 """Run the batch's per-file work on Dask, for folders too big for one machine's cores.
 
-The work per file is exactly :func:`kzlabel.batch.process_member` (no second copy of the logic); this module only
-builds the task list from a folder, ships it as a ``dask.bag`` and writes the same reports as ``run_batch``. Each Dask
-worker process builds its Labeler once (cached by config) from the key folder, which must be readable on every worker.
-There is no journal here: a Dask cluster retries failed tasks itself, and outputs are written atomically.
+The work per file is exactly :func:`kzlabel.batch.process_member` (no second copy of the logic), and the run around
+it is the batch's own (:class:`kzlabel.batch._MarkJob`: checks, SQLite journal and resume, archive assembly, reports);
+this module only ships the tasks as a ``dask.bag``. Each Dask worker process builds its Labeler once (cached by
+config) from the key folder, which must be readable on every worker.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +22,14 @@ from .batch import (
     REFUSED,
     BatchSummary,
     MemberResult,
-    Meta,
     Safety,
     Task,
-    _inside,
-    _Refused,
-    _sidecar,
-    _write_report,
+    _Ctx,
+    _MarkJob,
     build_labeler,
-    iter_entries,
-    portable_config,
     process_member,
-    restore_dirs,
 )
 from .errors import KzlabelError, MissingDependency
-from .pipeline import write_atomic
 
 __all__ = ["run_dask"]
 
@@ -61,6 +53,9 @@ def _dask_work(task: Task, config: Mapping[str, Any], key_dir: str) -> MemberRes
     return process_member(task, labeler)
 
 
+_LOCAL = ("processes", "threads", "sync", "synchronous", "single-threaded")
+
+
 def run_dask(
     src_dir: str | os.PathLike,
     dst_dir: str | os.PathLike,
@@ -69,73 +64,75 @@ def run_dask(
     scheduler: str = "processes",
     *,
     npartitions: int | None = None,
+    journal: str | os.PathLike | None = None,
     report_path: str | os.PathLike | None = None,
     summary_path: str | os.PathLike | None = None,
     max_member_bytes: int = 1024**3,
 ) -> BatchSummary:
-    """Label a folder into a folder on Dask.
+    """Label a folder into a folder (or an archive, by DST's name) on Dask; resumable with the batch's journal.
 
     ``scheduler``: "processes", "threads" or "sync" (local), or a distributed scheduler address such as
     "tcp://10.0.0.5:8786" (needs ``dask.distributed``; SRC, DST and the key folder must be on a shared filesystem).
+    Members are journalled as their partition finishes (locally, in waves of one partition per core), so re-running
+    the same call after a crash skips what is done, exactly as :func:`kzlabel.batch.run_batch` does.
     """
     try:
         import dask.bag as db
     except ImportError:
         raise MissingDependency("Dask is not installed: pip install kzlabel[dask]") from None
-    t0 = time.monotonic()
-    src, dst = Path(src_dir), Path(dst_dir)
-    if not src.is_dir():
-        raise KzlabelError("run_dask needs a folder as source", source=str(src))
-    dst.mkdir(parents=True, exist_ok=True)
-    config = portable_config(labeler_config)
-    key = str(Path(key_dir).resolve())
-    build_labeler(config, key)  # fail fast here on a bad key or option
-    report_p = Path(report_path) if report_path is not None else _sidecar(dst, ".report.jsonl")
-    summary_p = Path(summary_path) if summary_path is not None else _sidecar(dst, ".summary.txt")
+    if not Path(src_dir).is_dir():
+        raise KzlabelError("run_dask needs a folder as source", source=str(src_dir))
+    job = _MarkJob(
+        src_dir,
+        dst_dir,
+        config=labeler_config,
+        key_dir=Path(key_dir).resolve(),
+        safety=Safety(max_member_bytes),
+        journal=journal,
+        report_path=report_path,
+        summary_path=summary_path,
+    )
+    try:
+        if job.finished_before():
+            return job.report(resumed_all=True)
+        build_labeler(job.config, job.key)  # fail fast here on a bad key or option
+        job.start()
+        tasks: list[Task] = []
+        ctxs: dict[str, _Ctx] = {}
+        for item, ctx in job.items(job.entries(None), lambda: None):
+            if isinstance(item, MemberResult):
+                job.record(item, ctx)
+            else:
+                tasks.append(item)
+                ctxs[item.path] = ctx
+        if tasks:
+            cores = os.cpu_count() or 1
+            parts = npartitions or max(1, min(len(tasks), cores * 4))
+            partitions = db.from_sequence(tasks, npartitions=parts).map(_dask_work, job.config, job.key).to_delayed()
+            for results in _finished_partitions(partitions, scheduler, wave=cores):
+                for res in results:
+                    job.record(res, ctxs[res.path])
+        return job.finish()
+    finally:
+        job.close()
 
-    results: list[MemberResult] = []
-    tasks: list[Task] = []
-    dirs: list[tuple[str, Meta]] = []
-    for entry in iter_entries(src, Safety(max_member_bytes), exclude=[dst, report_p, summary_p]):
-        if entry.kind == "dir":
-            dirs.append((entry.path, entry.meta))
-        elif entry.kind == "refused":
-            results.append(MemberResult(entry.path, REFUSED, None, entry.reason))
-        else:
-            try:
-                out = _inside(dst, entry.path)
-            except _Refused as exc:
-                results.append(MemberResult(entry.path, REFUSED, None, str(exc)))
-                continue
-            tasks.append(
-                Task("mark", entry.path, src_file=entry.src_file, out=str(out), meta=entry.meta, apply_meta=True)
-            )
 
-    if tasks:
-        parts = npartitions or max(1, min(len(tasks), (os.cpu_count() or 1) * 4))
-        bag = db.from_sequence(tasks, npartitions=parts).map(_dask_work, config, key)
-        if scheduler in ("processes", "threads", "sync", "synchronous", "single-threaded"):
-            results.extend(bag.compute(scheduler=scheduler))
-        else:
-            try:
-                from dask.distributed import Client
-            except ImportError:
-                raise MissingDependency(
-                    "a cluster address needs dask.distributed: pip install 'dask[distributed]'"
-                ) from None
-            with Client(scheduler) as client:
-                results.extend(client.compute(bag).result())
+def _finished_partitions(partitions: list[Any], scheduler: str, wave: int) -> Iterator[list[MemberResult]]:
+    """Each partition's results once it is done: on a cluster as each finishes, locally ``wave`` partitions at a time
+    (the local schedulers return only when everything they were given is done)."""
+    if scheduler in _LOCAL:
+        import dask
 
-    restore_dirs(dst, dirs)
-    results.sort(key=lambda r: r.path)
-    summary = BatchSummary("mark", str(src), str(dst))
-    for r in results:
-        summary.add(r)
-    summary.elapsed_s = time.monotonic() - t0
-    _write_report(report_p, results)
-    write_atomic(summary_p, summary.text().encode("utf-8"))
-    summary.report_path, summary.summary_path = str(report_p), str(summary_p)
-    return summary
+        for i in range(0, len(partitions), wave):
+            yield from dask.compute(*partitions[i : i + wave], scheduler=scheduler)
+        return
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise MissingDependency("a cluster address needs dask.distributed: pip install 'dask[distributed]'") from None
+    with Client(scheduler) as client:
+        for fut in as_completed(client.compute(partitions)):
+            yield fut.result()
 
 
 # Statuses re-exported for callers that only import this module.

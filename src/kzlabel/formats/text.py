@@ -645,6 +645,26 @@ class Html(_TextHandler):
 
 # --- JSON ----------------------------------------------------------------------------------------------------------
 JSON_FIELD = "ai_label"
+JSON_LINES_REASON = (
+    "JSON Lines (one JSON value per line): a label would have to add a record or change every record, which breaks "
+    "what readers of the file get, so it is not labelled"
+)
+_JSON_LINES_PROBE = 8  # lines parsed to tell JSON Lines from a broken JSON document
+
+
+def _json_value(raw: bytes | str) -> Any:
+    """The JSON value of ``raw``, or None when it is not exactly one JSON value."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+
+
+def _is_json_lines(text: str) -> bool:
+    """Two or more non-blank lines, the first few each one complete JSON object or array (the JSON Lines shape)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    probe = lines[:_JSON_LINES_PROBE]
+    return len(lines) > 1 and all(isinstance(_json_value(line), (dict, list)) for line in probe)
 
 
 def _canonical(value: Any) -> str:
@@ -660,14 +680,22 @@ class Json(_TextHandler):
     extensions = (".json",)
 
     def score(self, header: bytes, name: str | None) -> int:
+        """An object, or an array (one-line, pretty-printed, or JSON Lines of arrays): claimed here so that ``load``
+        refuses what cannot carry the field, instead of plain text adding a notice line that breaks the JSON."""
         if not _is_texty(header):
             return 0
-        return 70 if _strip_bom(header).lstrip().startswith(b"{") else 0
+        body = _strip_bom(header).lstrip()
+        if body.startswith(b"{"):
+            return 70
+        first = body.split(b"\n", 1)[0].strip()
+        return 70 if first == b"[" or isinstance(_json_value(first), list) else 0
 
     def _parse(self, text: str, source: str) -> dict[str, Any]:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
+            if exc.msg == "Extra data" and _is_json_lines(text):
+                raise UnsupportedFormat(JSON_LINES_REASON, source=source, format=self.id) from None
             raise CorruptInput(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", source=source, format=self.id) from None
         except RecursionError:
             raise CorruptInput("JSON nested too deeply", source=source, format=self.id) from None
