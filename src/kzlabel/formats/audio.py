@@ -197,10 +197,6 @@ def _output_blocks(doc: AudioDoc) -> Iterator[np.ndarray]:
 
 
 _MIN_MARK_BLOCK = 0.064  # a last block shorter than one watermark slot carries nothing
-# Under 11 kHz the top third of the mark's bands (up to 5.7 kHz) is above Nyquist: embed_audio accepts 8 kHz, but
-# measured on synthetic music the mark was then found for some signals and not others (seed 3: never, 6–12 s), so the
-# layer is reported as skipped rather than claimed.
-_MIN_MARK_RATE = 11025
 
 
 # encoder and container per format id; WAV/FLAC keep the source's sample format
@@ -464,9 +460,10 @@ class _AudioHandler(Handler):
     def embed_watermark(self, doc: AudioDoc, payload: bytes, key: bytes | None) -> None:
         """Mark the first block now, so content too short or too narrow for the mark is reported here
         (CapacityError: the pipeline then skips the layer); the other blocks are marked as they stream."""
-        if doc.rate < _MIN_MARK_RATE:
+        min_rate = _watermark_module().MIN_RELIABLE_RATE
+        if doc.rate < min_rate:
             raise CapacityError(
-                f"{doc.rate} Hz audio is too narrow for the watermark (its bands reach 5.7 kHz; needs ≥ {_MIN_MARK_RATE} Hz)",
+                f"{doc.rate} Hz audio is too narrow for the watermark (its bands reach 5.7 kHz; needs ≥ {min_rate} Hz)",
                 source=doc.inp.source,
             )
         doc.first = _watermark_module().embed_audio(doc.head, doc.rate, payload, key=key)

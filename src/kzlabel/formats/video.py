@@ -520,10 +520,10 @@ class _Soundtrack:
         self.tone_n = int(round(audible.tone_seconds() * self.rate))
         self.block_n = block_samples(self.rate, AUDIO_BLOCK_TILES)  # ≥ the mark's 2-s minimum
         self.hold = self.tone_n if plan.tone_at in ("end", "both") else 0
-        from ..watermark.audio import MIN_SECONDS
+        from ..watermark.audio import MIN_RELIABLE_RATE, MIN_SECONDS
 
-        # under 8 kHz the mark's band is cut away; under 2 s in all (known only at the end) it cannot be decoded
-        self.payload = plan.payload if self.rate >= 8000 else None
+        # too narrow a band cannot carry the mark reliably; under 2 s in all (known only at the end) it cannot be decoded
+        self.payload = plan.payload if self.rate >= MIN_RELIABLE_RATE else None
         self.min_mark_n = int(MIN_SECONDS * self.rate)
         self.chunks: list[np.ndarray] = []
         self.buffered = 0
