@@ -240,7 +240,7 @@ def _peak_refine(ac: np.ndarray, r: int, c: int) -> tuple[float, float]:
 def _autocorr(w: np.ndarray) -> np.ndarray:
     """Autocorrelation of the whitened canvas with a flattened spectrum (periodic lines stand out of the host)."""
     n2 = _N_AC
-    f = sfft.rfft2(w, s=(n2, n2))
+    f = sfft.rfft2(w.astype(np.float32), s=(n2, n2))  # float32: half the FFT work, ample for locating peaks
     pw = f.real**2 + f.imag**2
     pw /= ndimage.uniform_filter(pw, 9, mode="wrap") + 1e-9 * (pw.mean() + 1e-30)
     ac = sfft.irfft2(pw, s=(n2, n2))
@@ -307,16 +307,10 @@ def _lattice_candidates(w: np.ndarray, shape: tuple[int, int]) -> list[np.ndarra
         vi_ = np.array([v[0] / sr, v[1] / sc])
         pairs += [np.stack([v, h], axis=1) for h in along(np.array([-vi_[1], vi_[0]]))]
     # a peak may be the 2nd multiple of the true period (a smooth host hides the 1st, and the window now reaches
-    # twice the smallest period): also offer the halved vectors and let the consistency score below decide
-    halved: dict[tuple[float, float], np.ndarray] = {}
-
+    # twice the smallest period): also offer the halved vectors and let the consistency score below decide (v was
+    # refined on its own multiples, so v / 2 needs no refinement of its own)
     def half(v: np.ndarray) -> np.ndarray | None:
-        if np.hypot(*v) / 2 < lo:
-            return None
-        k = (round(v[0], 3), round(v[1], 3))
-        if k not in halved:
-            halved[k] = _refine_vector(ac, np.round(v / 2))
-        return halved[k]
+        return v / 2 if np.hypot(*v) / 2 >= lo else None
 
     for L in list(pairs):
         v2, h2 = half(L[:, 0]), half(L[:, 1])
@@ -331,13 +325,12 @@ def _lattice_candidates(w: np.ndarray, shape: tuple[int, int]) -> list[np.ndarra
     ok = np.hypot(pts[:, 0], pts[:, 1]) < _N_AC - CANVAS + 2
     vals = ndimage.map_coordinates(ac, pts.transpose(1, 0, 2).reshape(2, -1) % n2, order=1, mode="grid-wrap")
     score = (vals.reshape(ok.shape) * ok).sum(axis=1) / np.maximum(ok.sum(axis=1), 1)
-    scored = [(float(sco), L) for sco, L in zip(score, pairs)]
-    scored.sort(key=lambda t: -t[0])
     out: list[np.ndarray] = []
-    for _, L in scored:
-        A = L / TILE
-        if all(np.abs(A - B).max() > 0.1 / TILE for B in out):
+    for A in L3[np.argsort(-score, kind="stable")] / TILE:  # best first, near-duplicates dropped
+        if not out or np.abs(np.stack(out) - A).max(axis=(1, 2)).min() > 0.1 / TILE:
             out.append(A)
+            if len(out) > _N_LATTICE:  # the caller tries at most _N_LATTICE - 1 (one may be the identity)
+                break
     return out
 
 
@@ -384,6 +377,32 @@ def _fold(w: np.ndarray, A: np.ndarray, offset: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
+def _chip_offsets() -> np.ndarray:
+    k = np.stack(np.meshgrid(np.arange(TILE), np.arange(TILE), indexing="ij")).reshape(2, -1)
+    return k.astype(np.float64)
+
+
+def _fold_nearest(w: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """:func:`_fold` at zero offset with nearest-pixel sampling on the canvas, for ranking lattices by their pilot
+    (a few times cheaper). A chip's position is (its copy's origin) + (its place in the tile): the two parts are
+    computed separately and broadcast, and a zero border stands in for everything outside the canvas."""
+    half = np.abs(np.linalg.solve(A, _CORNERS)).max() + 1.0
+    m = int(np.ceil(2 * half / TILE))
+    j = np.arange(-(m // 2), m - m // 2, dtype=np.float64) * TILE
+    jr, jc = np.meshgrid(j, j, indexing="ij")
+    origin = (A @ np.stack([jr.ravel(), jc.ravel()]) + (CANVAS / 2.0 + 1.0)).astype(np.float32)  # +1: zero border
+    place = (A @ _chip_offsets()).astype(np.float32)
+    n = w.shape[0] + 2
+    wp = np.zeros((n, n), np.float32)
+    wp[1:-1, 1:-1] = w
+    r = np.clip(np.rint(origin[0][:, None] + place[0][None, :]), 0, n - 1).astype(np.int32)
+    c = np.clip(np.rint(origin[1][:, None] + place[1][None, :]), 0, n - 1).astype(np.int32)
+    r *= n
+    r += c
+    return wp.ravel()[r].sum(axis=0, dtype=np.float64).reshape(TILE, TILE)
+
+
+@lru_cache(maxsize=1)
 def _dihedral_index() -> np.ndarray:
     """(8, 1024) flat indices: the fold on lattice ``A @ D`` is ``fold.ravel()[idx[d]]`` (D maps the tile to itself)."""
     k = np.stack(np.meshgrid(np.arange(TILE), np.arange(TILE), indexing="ij")).reshape(2, -1)
@@ -391,18 +410,20 @@ def _dihedral_index() -> np.ndarray:
     return dk[:, 0] * TILE + dk[:, 1]
 
 
-def _phase(fold: np.ndarray, key: bytes | None) -> tuple[float, int, int, int, np.ndarray]:
-    """Best pilot match over tile phases and the 8 tile symmetries: (z, symmetry d, row, col, z map of d).
+def _phase(folds: np.ndarray, key: bytes | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best pilot match of each fold (L, TILE, TILE) over tile phases and the 8 tile symmetries, in one batch of
+    FFTs: z (L,), the argmax as a flat index into (8, TILE, TILE) (L,), and the z maps (L, 8, TILE, TILE).
 
     Mirrored or quarter-turned images fold to a permuted tile, so each symmetry is one permutation of the same fold.
     """
     fp, fa = _pilot_fft(key)
-    folds = fold.reshape(-1)[_dihedral_index()].reshape(-1, TILE, TILE)
-    num = sfft.irfft2(sfft.rfft2(folds) * fp, s=fold.shape)
-    den = sfft.irfft2(sfft.rfft2(folds * folds) * fa, s=fold.shape)
+    n = len(folds)
+    x = folds.reshape(n, -1)[:, _dihedral_index()].reshape(n, len(_DIHEDRAL), TILE, TILE)
+    num = sfft.irfft2(sfft.rfft2(x) * fp, s=(TILE, TILE))
+    den = sfft.irfft2(sfft.rfft2(x * x) * fa, s=(TILE, TILE))
     z = num / np.sqrt(np.maximum(den, 1e-12))
-    d, i, j = np.unravel_index(np.argmax(z), z.shape)
-    return float(z[d, i, j]), int(d), int(i), int(j), z[d]
+    flat = z.reshape(n, -1).argmax(axis=1)
+    return z.reshape(n, -1)[np.arange(n), flat], flat, z
 
 
 def _despread(fold: np.ndarray, key: bytes | None) -> np.ndarray:
@@ -412,22 +433,30 @@ def _despread(fold: np.ndarray, key: bytes | None) -> np.ndarray:
     return soft / (np.std(soft) + 1e-12)
 
 
-def _pilot(w: np.ndarray, A: np.ndarray, key: bytes | None, cache: dict | None = None):
-    """Pilot peak on lattice ``A``: (z, the lattice with the matching tile symmetry, sub-chip tile shift).
+def _pilots(w: np.ndarray, lattices: list[np.ndarray], key: bytes | None, cache: dict | None = None) -> list[tuple]:
+    """Pilot peak on each lattice: (z, the lattice with the matching tile symmetry, sub-chip tile shift).
 
     ``cache`` keeps the key-independent folds between calls on the same canvas (the false-positive benchmark tries
     thousands of keys on one image).
     """
-    if cache is None:
-        fold = _fold(w, A, np.zeros(2))
-    else:
-        fold = cache.get(A.tobytes())
+    if not lattices:
+        return []
+    folds = []
+    for A in lattices:
+        fold = None if cache is None else cache.get(A.tobytes())
         if fold is None:
-            fold = cache[A.tobytes()] = _fold(w, A, np.zeros(2))
-    z0, d, i, j, z = _phase(fold, key)
-    # the fold index g holds chip g - shift: refine the shift to sub-chip precision
-    shift = np.array(_peak_refine(z, i, j))
-    return z0, A @ _DIHEDRAL[d], (shift + TILE / 2) % TILE - TILE / 2
+            fold = _fold_nearest(w, A)
+            if cache is not None:
+                cache[A.tobytes()] = fold
+        folds.append(fold)
+    z0, flat, z = _phase(np.stack(folds), key)
+    out = []
+    for n, A in enumerate(lattices):
+        d, i, j = np.unravel_index(flat[n], z.shape[1:])
+        # the fold index g holds chip g - shift: refine the shift to sub-chip precision
+        shift = np.array(_peak_refine(z[n, d], int(i), int(j)))
+        out.append((float(z0[n]), A @ _DIHEDRAL[d], (shift + TILE / 2) % TILE - TILE / 2))
+    return out
 
 
 def _decode(w: np.ndarray, A: np.ndarray, shift: np.ndarray, key: bytes | None) -> tuple[bytes, bool, np.ndarray]:
@@ -445,7 +474,7 @@ def _search(w: np.ndarray, shape: tuple[int, int], key: bytes | None, cache: dic
     ``fine()`` gives a 2× finer whitened canvas: where the content was shrunk on the canvas (borders, a picture
     pasted into a larger one), chips are smaller than a canvas pixel and are decoded there instead.
     """
-    ident = _pilot(w, np.eye(2), key, cache)
+    ident = _pilots(w, [np.eye(2)], key, cache)[0]
     best: tuple[float, bytes, bool, np.ndarray | None] = (ident[0], b"", False, None)
     decodes = 0
 
@@ -470,7 +499,7 @@ def _search(w: np.ndarray, shape: tuple[int, int], key: bytes | None, cache: dic
         lattices = [A for A in _lattice_candidates(w, shape)[: _N_LATTICE - 1] if np.abs(A - np.eye(2)).max() > 1e-3]
         if cache is not None:
             cache["lattices"] = lattices
-    pilots = sorted((_pilot(w, A, key, cache) for A in lattices), key=lambda t: -t[0])
+    pilots = sorted(_pilots(w, lattices, key, cache), key=lambda t: -t[0])
     if pilots and best[3] is None and pilots[0][0] > best[0]:
         best = (pilots[0][0], b"", False, None)
     decode_best(pilots)
