@@ -263,14 +263,16 @@ class Labeler:
         if "c2pa" in layers:
             from .layers import c2pa as c2pa_layer
 
-            reason = (
-                f"the C2PA library cannot embed a manifest in {handler.mime}"
-                if handler.mime not in c2pa_layer.supported_mime_types()
-                else handler.c2pa_skip_reason(inp.data)
-            )
-            if reason:  # no embedded manifest: a sidecar one instead (mark() writes it beside dst)
-                skipped["c2pa"] = reason
-        embed = "c2pa" not in skipped
+            embed = handler.mime in c2pa_layer.supported_mime_types()
+            if not embed:  # no embedding for this type: a sidecar manifest instead (mark() writes it beside dst)
+                skipped["c2pa"] = f"the C2PA library cannot embed a manifest in {handler.mime}"
+            else:
+                # a file an embedding would break (a signed PDF) gets none: for a type it can embed into, the C2PA
+                # library hashes a sidecar as if embedded, so a sidecar would not validate either
+                reason = handler.c2pa_skip_reason(inp.data)
+                if reason:
+                    skipped["c2pa"] = reason
+                    layers = layers - {"c2pa"}
         applied: list[str] = []
         doc = _guard(handler, inp, "decoding", handler.load, inp, self.limits)
         if "visible" in layers:
@@ -399,23 +401,21 @@ class Labeler:
             from .layers import c2pa as c2pa_layer
         except ImportError:
             return Evidence("c2pa", Status.UNAVAILABLE, "c2pa-python is not installed")
-        side = sidecar_path(inp.path) if inp.path is not None else None
-        sidecar = side.read_bytes() if side is not None and side.is_file() and side.stat().st_size <= SIDECAR_MAX else None
-        embeddable = handler.mime in c2pa_layer.supported_mime_types()
-        if not embeddable and sidecar is None:
-            return Evidence("c2pa", Status.ABSENT, f"no sidecar C2PA manifest (the C2PA library cannot embed one in {handler.mime})")
-        rep = c2pa_layer.read(inp.data, handler.mime, self.trust) if embeddable else None
-        where = ""
-        if (rep is None or not rep.present) and sidecar is not None:
-            rep = c2pa_layer.read(inp.data, handler.mime, self.trust, sidecar=sidecar)
-            where = f" (sidecar {side.name})"
-        if rep is None or not rep.present:
+        side_data: dict[str, str] = {}
+        if handler.mime in c2pa_layer.supported_mime_types():
+            rep = c2pa_layer.read(inp.data, handler.mime, self.trust)
+        else:  # no embedding for this type: the manifest is a sidecar file beside it, when there is one
+            side = sidecar_path(inp.path) if inp.path is not None else None
+            if side is None or not side.is_file() or side.stat().st_size > SIDECAR_MAX:
+                return Evidence("c2pa", Status.ABSENT, f"no sidecar C2PA manifest (none can be embedded in {handler.mime})")
+            rep = c2pa_layer.read(inp.data, handler.mime, self.trust, sidecar=side.read_bytes())
+            side_data = {"sidecar": side.name}
+        where = f" (sidecar {side_data['sidecar']})" if side_data else ""
+        if not rep.present:
             return Evidence("c2pa", Status.ABSENT, "no C2PA manifest")
         if rep.label_token:
             tokens.insert(0, ("c2pa:kz.kzlabel.label", rep.label_token))
-        data = {"codes": rep.codes, "actions": rep.actions, "digital_source_type": rep.source_type}
-        if where:
-            data["sidecar"] = side.name
+        data = {"codes": rep.codes, "actions": rep.actions, "digital_source_type": rep.source_type, **side_data}
         if rep.state == "invalid":
             return Evidence("c2pa", Status.INVALID, "manifest does not validate" + where + ": " + ", ".join(rep.codes), data)
         if rep.state == "trusted":
