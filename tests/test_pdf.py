@@ -105,11 +105,14 @@ def test_incremental_update_keeps_history_outline_and_javascript(signer):
     assert report.layer("metadata").data["fields"]["javascript_present"] is True
 
 
-def test_signed_pdf_skips_embedded_manifest(lab):
+def test_signed_pdf_skips_embedded_manifest(lab, tmp_path):
     src = make_pdf(1).replace(b"/Type /Catalog", b"/Type /Catalog /AcroForm << /SigFlags 3 /Fields [] >>")
     result = lab.mark(src, name="signed.pdf")
     assert "c2pa" not in result.layers and "digital signature" in result.skipped["c2pa"]
     assert result.data.startswith(src)
+    # nor a sidecar: the C2PA library hashes a PDF's sidecar as if it were embedded, so it would not validate
+    result = lab.mark(src, tmp_path / "signed.pdf")
+    assert result.c2pa_sidecar is None and not (tmp_path / "signed.pdf.c2pa").exists()
 
 
 def test_stamp_removed_is_machine_readable_only(signer, trust):
