@@ -99,16 +99,58 @@ def detect(samples: np.ndarray, rate: int, languages: tuple[str, ...], source_ty
     return locate(samples, rate, languages, source_type)[0]
 
 
+def _opening(samples: np.ndarray, rate: int, seconds: float) -> np.ndarray:
+    """The first ``seconds`` as mono on the 8 kHz detection grid."""
+    mono = samples if samples.ndim == 1 else samples.mean(axis=1)
+    return _resample(mono[: int(seconds * rate)], rate, _RATE) if rate > 0 else np.zeros(0)
+
+
+@lru_cache(maxsize=32)
+def _reference(languages: tuple[str, ...], source_type: str) -> np.ndarray:
+    ref = _resample(_sequence(languages, source_type), _CLIP_RATE, _RATE)
+    ref.setflags(write=False)
+    return ref
+
+
+def _locate8(x: np.ndarray, languages: tuple[str, ...], source_type: str) -> tuple[float, float]:
+    """:func:`locate` on audio already on the 8 kHz grid."""
+    langs = available(languages, source_type)
+    if not langs:
+        return 0.0, 0.0
+    ref = _reference(langs, source_type)
+    x = x[: len(ref) + int(_SEARCH_S * _RATE)]
+    if len(x) < len(ref):
+        return 0.0, 0.0
+    num = signal.correlate(x, ref, mode="valid", method="fft")
+    energy = np.concatenate([[0.0], np.cumsum(x * x)])
+    win = energy[len(ref) :] - energy[: len(x) - len(ref) + 1]
+    corr = num / (np.sqrt(np.maximum(win, 1e-12)) * np.linalg.norm(ref))
+    i = int(np.argmax(corr))
+    return float(max(0.0, corr[i])), (i + len(ref)) / _RATE
+
+
+def locate(samples: np.ndarray, rate: int, languages: tuple[str, ...], source_type: str) -> tuple[float, float]:
+    """(best normalised correlation, where the notice ends in seconds) within the first seconds of ``samples``."""
+    langs = available(languages, source_type)
+    if not langs or rate <= 0:
+        return 0.0, 0.0
+    return _locate8(_opening(samples, rate, len(_sequence(langs, source_type)) / _CLIP_RATE + _SEARCH_S), langs, source_type)
+
+
 def find(samples: np.ndarray, rate: int, languages: tuple[str, ...], source_types: tuple[str, ...]) -> tuple[tuple[str, ...], float]:
     """Without a label to say which notice to expect: the languages heard one after another from the start (any
-    of ``languages``, any of ``source_types``' wordings) and where the last one ends, in seconds (``(), 0.0``: none)."""
+    of ``languages``, any of ``source_types``' wordings) and where the last one ends, in seconds (``(), 0.0``: none).
+    The opening is put on the detection grid once; each language is then one FFT correlation."""
+    longest = max((sum(len(_sequence((lang,), st)) for lang in available(languages, st)) for st in source_types), default=0)
+    longest /= _CLIP_RATE
+    x = _opening(samples, rate, longest + _SEARCH_S * (len(languages) + 1))
     best: tuple[tuple[str, ...], float] = ((), 0.0)
     for source_type in source_types:
         heard: list[str] = []
         pos = 0.0
         while True:
-            rest = samples[int(pos * rate) :]
-            hits = [(locate(rest, rate, (lang,), source_type), lang) for lang in languages if lang not in heard]
+            rest = x[int(pos * _RATE) :]
+            hits = [(_locate8(rest, (lang,), source_type), lang) for lang in languages if lang not in heard]
             hits = [(end, lang) for (score, end), lang in hits if score >= THRESHOLD]
             if not hits:
                 break
@@ -118,22 +160,3 @@ def find(samples: np.ndarray, rate: int, languages: tuple[str, ...], source_type
         if len(heard) > len(best[0]):
             best = (tuple(heard), pos)
     return best
-
-
-def locate(samples: np.ndarray, rate: int, languages: tuple[str, ...], source_type: str) -> tuple[float, float]:
-    """(best normalised correlation, where the notice ends in seconds) within the first seconds of ``samples``."""
-    langs = available(languages, source_type)
-    if not langs or rate <= 0:
-        return 0.0, 0.0
-    ref = _resample(_sequence(langs, source_type), _CLIP_RATE, _RATE)
-    mono = samples if samples.ndim == 1 else samples.mean(axis=1)
-    n = int((len(ref) / _RATE + _SEARCH_S) * rate)
-    x = _resample(mono[:n], rate, _RATE)
-    if len(x) < len(ref):
-        return 0.0, 0.0
-    num = signal.correlate(x, ref, mode="valid", method="fft")
-    energy = np.concatenate([[0.0], np.cumsum(x * x)])
-    win = energy[len(ref) :] - energy[: len(x) - len(ref) + 1]
-    corr = num / (np.sqrt(np.maximum(win, 1e-12)) * np.linalg.norm(ref))
-    i = int(np.argmax(corr))
-    return float(max(0.0, corr[i])), (i + len(ref)) / _RATE
