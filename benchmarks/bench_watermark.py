@@ -238,7 +238,7 @@ def false_positive_trials(images, n_keys, n_full, seed=123):
         for _ in range(2):
             y, x = rng.integers(0, h // 4), rng.integers(0, w // 4)
             views.append(rgb[y : y + int(h * rng.uniform(0.6, 0.75)), x : x + int(w * rng.uniform(0.6, 0.75))])
-    per_view = max(1, n_keys // len(views))
+    per_view = max(1, -(-n_keys // len(views)))  # round up: at least n_keys trials
     fp = trials = 0
     min_p = 1.0
     t0 = time.perf_counter()
