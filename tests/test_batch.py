@@ -600,3 +600,26 @@ def test_big_members_are_spilled_not_held(tmp_path: Path, keydir: Path, monkeypa
         assert zf.read("data/blob.bin") == files["data/blob.bin"]
     assert len(spilled) == 3 and not any(Path(p).exists() for p in spilled)  # spilled, then removed
     assert not list(tmp_path.glob(".out.zip.spill-*"))
+
+
+def test_folder_output_gets_sidecar_manifests_and_drops_stale_ones(tmp_path: Path, keydir: Path) -> None:
+    """Ogg cannot carry an embedded C2PA manifest: in a folder DST its sidecar goes beside it, and an old sidecar in
+    SRC does not overwrite the new one; a sidecar next to an embeddable type (a PNG) is just another file."""
+    import kzlabel
+
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "anoisesrc=d=4:c=pink:a=0.2", "-ac", "2",
+                    "-c:a", "libopus", "-b:a", "64k", str(src / "a/song.ogg")], check=True)
+    (src / "a/song.ogg.c2pa").write_bytes(b"\x00\x00\x00\x20jumb" + bytes(range(256)))  # an old manifest
+    (src / "pic.png").write_bytes(_png((10, 200, 30)))
+    other = b"\x00\x00\x00\x20jumb" + bytes(range(255, -1, -1))  # someone else's manifest
+    (src / "pic.png.c2pa").write_bytes(other)
+    summary = run_batch(src, tmp_path / "out", labeler_config=CFG, key_dir=keydir, workers=1)
+    rows = {r["path"]: r for r in _report(summary.report_path)}
+    assert "c2pa" in rows["a/song.ogg"]["layers"] and "c2pa" not in rows["a/song.ogg"].get("skipped_layers", {})
+    assert rows["a/song.ogg.c2pa"]["status"] == "refused" and "a/song.ogg" in rows["a/song.ogg.c2pa"]["reason"]
+    assert rows["pic.png.c2pa"]["status"] == "copied-unsupported"
+    assert (tmp_path / "out/pic.png.c2pa").read_bytes() == other
+    report = kzlabel.verify(tmp_path / "out/a/song.ogg", trust=kzlabel.TrustStore.load([keydir]))
+    assert report.layer("c2pa").status == kzlabel.Status.TRUSTED and summary.ok, str(report)

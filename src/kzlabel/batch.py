@@ -40,7 +40,7 @@ from typing import IO, Any
 
 from .errors import KzlabelError, LimitExceeded, UnsupportedFormat
 from .formats import Limits
-from .pipeline import write_atomic
+from .pipeline import sidecar_path, write_atomic
 
 __all__ = [
     "BatchSummary",
@@ -435,7 +435,11 @@ def _mark_member(task: Task, labeler: Any, name: str) -> MemberResult:
             assert task.src_file is not None
             sha, size = _copy_output(Path(task.src_file), out, task.meta, task.apply_meta)
         return MemberResult(task.path, COPIED, None, exc.message, None, sha, size)
+    layers, skipped = tuple(res.layers), dict(res.skipped)
     if out is not None:
+        if res.c2pa_sidecar is not None and task.apply_meta:  # folder DST: the manifest goes beside the output
+            _write_output(sidecar_path(out), res.c2pa_sidecar, task.meta, task.apply_meta)
+            layers, _ = layers + ("c2pa",), skipped.pop("c2pa", None)
         _write_output(out, res.data, task.meta, task.apply_meta)
     return MemberResult(
         task.path,
@@ -445,9 +449,24 @@ def _mark_member(task: Task, labeler: Any, name: str) -> MemberResult:
         res.label.content_id,
         _sha256_bytes(res.data),
         len(res.data),
-        tuple(res.layers),
-        dict(res.skipped),
+        layers,
+        skipped,
     )
+
+
+def _needs_sidecar(path: Path) -> bool:
+    """Whether labelling ``path`` writes a sidecar C2PA manifest beside it (a type the C2PA library cannot embed
+    into); False for anything unreadable or unsupported."""
+    from . import formats
+    from .formats import Input
+
+    try:
+        from .layers import c2pa as c2pa_layer
+
+        handler = formats.detect(Input(path=path, name=path.name))
+        return "c2pa" in handler.layers and handler.mime not in c2pa_layer.supported_mime_types()
+    except (KzlabelError, ImportError, OSError):
+        return False
 
 
 def _verify_member(task: Task, labeler: Any, name: str) -> MemberResult:
@@ -1458,6 +1477,10 @@ class _MarkJob:
                 not entry.spilled and entry.src_file is not None and self.is_done(entry.path)
             ):
                 on_reused()
+                continue
+            if self.kind == "folder" and entry.path.endswith(".c2pa") and _needs_sidecar(self.src / entry.path[:-5]):
+                # the member's new sidecar manifest takes this path: copying the old one would overwrite it
+                yield _refusal(entry, f"replaced by the new sidecar C2PA manifest of {entry.path[:-5]}")
                 continue
             part = None
             try:
