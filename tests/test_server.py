@@ -19,27 +19,9 @@ from starlette.testclient import TestClient
 
 import kzlabel
 from kzlabel import Signer, TrustStore
-from kzlabel.keys import generate
 from kzlabel.server import HTTPFailure, Worker, create_app
 
 MD = "# Report\n\nSome *markdown* text written by a model.\n"
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("srvkeys") / "keys"
-    generate(d)
-    return d
-
-
-@pytest.fixture(scope="module")
-def srv_signer(keys: Path) -> Signer:
-    return Signer.load(keys)
-
-
-@pytest.fixture(scope="module")
-def srv_trust(keys: Path) -> TrustStore:
-    return TrustStore.load([keys / "trust.pem"])
 
 
 def _png() -> bytes:
@@ -59,18 +41,18 @@ def test_test_client_runs_on_httpx2_without_deprecation_warnings() -> None:
 
 
 @pytest.fixture(scope="module")
-def marked_md(srv_signer: Signer) -> bytes:
-    return kzlabel.mark(MD.encode(), signer=srv_signer, system="S", owner="O", name="x.md")
+def marked_md(signer: Signer) -> bytes:
+    return kzlabel.mark(MD.encode(), signer=signer, system="S", owner="O", name="x.md")
 
 
 @pytest.fixture(scope="module")
-def marked_png(srv_signer: Signer) -> bytes:
-    return kzlabel.mark(_png(), signer=srv_signer, system="S", owner="O", name="x.png")
+def marked_png(signer: Signer) -> bytes:
+    return kzlabel.mark(_png(), signer=signer, system="S", owner="O", name="x.png")
 
 
 @pytest.fixture(scope="module")
-def client(srv_trust: TrustStore) -> Iterator[TestClient]:
-    with TestClient(create_app(trust=srv_trust, max_concurrency=4)) as c:
+def client(trust: TrustStore) -> Iterator[TestClient]:
+    with TestClient(create_app(trust=trust, max_concurrency=4)) as c:
         yield c
 
 
@@ -159,8 +141,8 @@ def test_empty_body_is_422(client: TestClient) -> None:
 
 
 @pytest.fixture(scope="module")
-def small_client(srv_trust: TrustStore) -> Iterator[TestClient]:
-    with TestClient(create_app(trust=srv_trust, max_upload=1000)) as c:
+def small_client(trust: TrustStore) -> Iterator[TestClient]:
+    with TestClient(create_app(trust=trust, max_upload=1000)) as c:
         yield c
 
 
@@ -183,10 +165,10 @@ def test_over_limit_chunked_is_413_and_stops_reading(small_client: TestClient) -
     assert len(sent) == 200  # TestClient buffers; the raw-ASGI test below checks the server stops early
 
 
-def test_streaming_limit_stops_pulling_the_body(srv_trust: TrustStore) -> None:
+def test_streaming_limit_stops_pulling_the_body(trust: TrustStore) -> None:
     """Talk raw ASGI so we can see how many body chunks the app actually asks for: a chunked upload with no
     Content-Length must be cut off right after the limit, not read to the end."""
-    app = create_app(trust=srv_trust, max_upload=1000)
+    app = create_app(trust=trust, max_upload=1000)
     pulled = 0
     sent: list[dict] = []
 
@@ -241,14 +223,14 @@ def test_mark_disabled(client: TestClient) -> None:
     assert "disabled" in body["reason"]
 
 
-def test_mark_disabled_without_owner(srv_signer: Signer) -> None:
-    with TestClient(create_app(signer=srv_signer, system="S")) as c:
+def test_mark_disabled_without_owner(signer: Signer) -> None:
+    with TestClient(create_app(signer=signer, system="S")) as c:
         assert c.get("/healthz").json()["mark_enabled"] is False
         _error(c.post("/mark", params={"name": "x.md"}, content=MD.encode()), 403, "mark_disabled")
 
 
-def test_mark_enabled_round_trip(srv_signer: Signer, srv_trust: TrustStore) -> None:
-    app = create_app(trust=srv_trust, signer=srv_signer, owner="Owner LLP", system="Gen")
+def test_mark_enabled_round_trip(signer: Signer, trust: TrustStore) -> None:
+    app = create_app(trust=trust, signer=signer, owner="Owner LLP", system="Gen")
     with TestClient(app) as c:
         assert c.get("/healthz").json()["mark_enabled"] is True
         r = c.post("/mark", params={"name": "x.md"}, content=MD.encode())
@@ -286,8 +268,8 @@ def test_concurrent_requests(client: TestClient, marked_md: bytes, marked_png: b
         assert verdict == want
 
 
-def test_timeout_is_504(srv_trust: TrustStore, marked_png: bytes) -> None:
-    with TestClient(create_app(trust=srv_trust, timeout_s=1e-9)) as c:
+def test_timeout_is_504(trust: TrustStore, marked_png: bytes) -> None:
+    with TestClient(create_app(trust=trust, timeout_s=1e-9)) as c:
         _error(c.post("/verify", params={"name": "x.png"}, content=marked_png), 504, "timeout")
 
 
@@ -309,14 +291,14 @@ def test_timed_out_job_keeps_its_slot_until_the_thread_ends() -> None:
     assert anyio.run(scenario) == ["504", "504", "after"]
 
 
-def test_unexpected_exception_is_500_without_traceback(srv_trust: TrustStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_exception_is_500_without_traceback(trust: TrustStore, monkeypatch: pytest.MonkeyPatch) -> None:
     from kzlabel import pipeline
 
     def boom(self, *a, **k):
         raise RuntimeError("secret internal detail")
 
     monkeypatch.setattr(pipeline.Labeler, "verify", boom)
-    with TestClient(create_app(trust=srv_trust), raise_server_exceptions=False) as c:
+    with TestClient(create_app(trust=trust), raise_server_exceptions=False) as c:
         r = c.post("/verify", params={"name": "x.md"}, content=MD.encode())
     body = _error(r, 500, "internal_error")
     assert body["reason"] == "RuntimeError"
