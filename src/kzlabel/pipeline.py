@@ -94,6 +94,15 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return Path(os.fspath(path) + ".c2pa")
 
 
+def _warning_evidence(layer: str, seen: bool | None, why_absent: str) -> Evidence:
+    """The evidence line for a perceptible warning: seen, not seen (why), or not checkable."""
+    if seen:
+        return Evidence(layer, Status.FOUND, "perceptible warning present")
+    if seen is None:
+        return Evidence(layer, Status.UNAVAILABLE, "cannot tell whether a warning is shown")
+    return Evidence(layer, Status.ABSENT, why_absent)
+
+
 def write_atomic(dst: str | os.PathLike, data: bytes, *, mode_from: Path | None = None) -> None:
     """Write via a temp file in the same folder and rename, so readers never see a half-written file."""
     path = Path(dst)
@@ -351,23 +360,13 @@ class Labeler:
 
         if "visible" in handler.layers:
             seen = match.warning if match is not None and match.warning is not None else findings.warning_found
-            if seen:
-                evidence.append(Evidence("visible", Status.FOUND, "perceptible warning present"))
-            elif seen is None:
-                evidence.append(Evidence("visible", Status.UNAVAILABLE, "cannot tell whether a warning is shown"))
-            else:
-                why = "the recorded warning is missing or altered" if match is not None else "no warning found"
-                evidence.append(Evidence("visible", Status.ABSENT, why))
-        for name, part in findings.parts.items():  # e.g. a video's soundtrack: its own watermark and tone
-            line, label, found_in_registry = self._watermark_evidence(f"watermark:{name}", part.watermark, label)
+            why = "the recorded warning is missing or altered" if match is not None else "no warning found"
+            evidence.append(_warning_evidence("visible", seen, why))
+        for part_name, part in findings.parts.items():  # e.g. a video's soundtrack: its own watermark and tone
+            line, label, found_in_registry = self._watermark_evidence(f"watermark:{part_name}", part.watermark, label)
             evidence.append(line)
             recovered = recovered or found_in_registry
-            if part.warning_found is None:
-                evidence.append(Evidence(f"visible:{name}", Status.UNAVAILABLE, "cannot tell whether a warning is there"))
-            elif part.warning_found:
-                evidence.append(Evidence(f"visible:{name}", Status.FOUND, "perceptible warning present"))
-            else:
-                evidence.append(Evidence(f"visible:{name}", Status.ABSENT, "no warning found"))
+            evidence.append(_warning_evidence(f"visible:{part_name}", part.warning_found, "no warning found"))
         return Report(inp.source, handler.id, evidence, label, recovered)
 
     def _watermark_evidence(self, layer: str, wm: Any, label: Label | None) -> tuple[Evidence, Label | None, bool]:
