@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 from scipy import ndimage
 
 from kzlabel.errors import CapacityError, CorruptInput, LimitExceeded
@@ -226,3 +226,60 @@ def test_cost_is_bounded_on_large_images():
     m = embed_image(big, b"bigbigbi")
     assert detect_image(_resize(m, 0.3)).payload == b"bigbigbi"
     assert wimage.CANVAS == 256
+
+
+def _text_page(w: int, h: int, seed: int, bg: int, fg: int) -> np.ndarray:
+    """A screenshot-like page: lines of text on a flat background."""
+    rng = np.random.default_rng(seed)
+    im = Image.new("RGB", (w, h), (bg,) * 3)
+    draw = ImageDraw.Draw(im)
+    font = ImageFont.load_default(size=16)
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dogs", "while", "seven", "wizards", "quietly", "judge", "boxing"]
+    y = 40
+    while y < h - 40:
+        draw.text((40, y), " ".join(rng.choice(words, rng.integers(6, 14))), fill=(fg,) * 3, font=font)
+        y += int(rng.integers(22, 30)) + (40 if rng.random() < 0.1 else 0)
+    return np.asarray(im)
+
+
+@pytest.mark.parametrize(("bg", "fg"), [(255, 0), (0, 230)])
+def test_text_pages_on_white_and_black_carry_the_mark(bg, fg):
+    """Pure white (or black) is at a clipping limit: the mark there is one-sided instead of clipped away."""
+    page = _text_page(1200, 800, 3, bg, fg)
+    m = embed_image(page, b"textpage")
+    assert detect_image(m).payload == b"textpage"
+    assert detect_image(_resize(m, 0.5)).payload == b"textpage"
+    # the top margin (flat background) only moves away from its limit, by at most 2 grey levels
+    d = m[:20].astype(int) - bg
+    assert (d <= 0).all() if bg == 255 else (d >= 0).all()
+    assert np.abs(d).max() <= 2 and np.mean(d != 0) > 0.2
+
+
+def test_canvas_is_a_box_average_in_strips(monkeypatch):
+    """The canvas (embed and detect) is the mean of the pixels whose centres fall in each cell, also in strips."""
+    rng = np.random.default_rng(4)
+    grey = rng.integers(0, 256, (37, 53), dtype=np.uint8)
+    size = 8
+
+    def cell(n: int) -> np.ndarray:  # the cell under each pixel centre; one on a boundary goes to the cell before it
+        return np.ceil((np.arange(n) + 0.5) * size / n).astype(int) - 1
+
+    flat = cell(37)[:, None] * size + cell(53)[None, :]
+    sums = np.bincount(flat.ravel(), grey.ravel().astype(float), size * size)
+    expected = (sums / np.bincount(flat.ravel(), minlength=size * size)).reshape(size, size)
+    assert np.allclose(wimage._canvas(grey, size), expected)
+    monkeypatch.setattr(wimage, "_STRIP_PIXELS", 53 * 5)  # strips of one canvas row
+    assert np.allclose(wimage._canvas(grey, size), expected)
+    # a canvas finer than the image takes the pixel under each cell's centre
+    assert np.allclose(wimage._canvas(grey[:4, :4], size), np.kron(grey[:4, :4], np.ones((2, 2))))
+
+
+def test_banded_embedding_matches_whole_image(images, monkeypatch):
+    """Images over the band size are marked band by band with the same bilinear map (bounded temporary memory)."""
+    im = images[1]
+    whole = embed_image(im, b"bandband")
+    monkeypatch.setattr(wimage, "_BAND_PIXELS", im.shape[1] * 97)  # bands of 97 rows
+    banded = embed_image(im, b"bandband")
+    diff = np.abs(banded.astype(int) - whole.astype(int))
+    assert diff.max() <= 1 and np.mean(diff) < 0.01
+    assert detect_image(banded).payload == b"bandband"
