@@ -8,7 +8,7 @@ The false-positive run detects, for ``--fp-seconds`` of wall time, on 10-second 
 speech, noise; fresh seeds, random offsets) with a random key each, plus marked excerpts probed with a wrong key;
 none may be found, and the smallest p-value shows the margin to the 1e-6 threshold.
 
-    python benchmarks/bench_audio.py [--trials N] [--fp-seconds S]
+    python benchmarks/bench_audio.py [--trials N] [--fp-seconds S] [--kinds speech] [--attacks vorbis,noise] [--seed 100]
 """
 
 from __future__ import annotations
@@ -51,19 +51,51 @@ def rs(x: np.ndarray, a: int, b: int) -> np.ndarray:
     return signal.resample_poly(x, b // g, a // g, axis=0).astype(np.float32)
 
 
+def white_noise(x: np.ndarray, snr_db: float) -> np.ndarray:
+    """White Gaussian noise at ``snr_db`` under the excerpt's mean power (seeded by the excerpt: reproducible)."""
+    rng = np.random.default_rng(len(x))
+    noise = rng.standard_normal(x.shape).astype(np.float32)
+    return x + noise * np.float32(np.sqrt(np.mean(x.astype(np.float64) ** 2) * 10 ** (-snr_db / 10)))
+
+
+def vorbis_at(x: np.ndarray, sr: int, rate: int) -> tuple[np.ndarray, int]:
+    """Resample to ``rate``, then Ogg Vorbis q3 (libvorbis picks its tuning by sample rate)."""
+    return codec(rs(x, sr, rate), rate, ["-c:a", "libvorbis", "-q:a", "3"], "ogg"), rate
+
+
+def echo(x: np.ndarray, sr: int, delay_s: float = 0.08, gain: float = 0.5) -> np.ndarray:
+    d = int(delay_s * sr)
+    y = x.copy()
+    y[d:] += gain * x[:-d]
+    return y / (1 + gain)
+
+
 ATTACKS = {
     "none": lambda x, sr: (x, sr),
     "mp3 128k": lambda x, sr: (codec(x, sr, ["-c:a", "libmp3lame", "-b:a", "128k"], "mp3"), sr),
     "aac 128k": lambda x, sr: (codec(x, sr, ["-c:a", "aac", "-b:a", "128k"], "m4a"), sr),
     "opus 96k (ogg)": lambda x, sr: (codec(x, sr, ["-c:a", "libopus", "-b:a", "96k"], "ogg"), sr),
     "vorbis q3 (ogg)": lambda x, sr: (codec(x, sr, ["-c:a", "libvorbis", "-q:a", "3"], "ogg"), sr),
+    "vorbis q3 @16k": lambda x, sr: vorbis_at(x, sr, 16000),
+    "vorbis q3 @22.05k": lambda x, sr: vorbis_at(x, sr, 22050),
+    "vorbis q3 @44.1k": lambda x, sr: vorbis_at(x, sr, 44100),
+    "mp3 64k": lambda x, sr: (codec(x, sr, ["-c:a", "libmp3lame", "-b:a", "64k"], "mp3"), sr),
+    "aac 64k": lambda x, sr: (codec(x, sr, ["-c:a", "aac", "-b:a", "64k"], "m4a"), sr),
+    "opus 32k (ogg)": lambda x, sr: (codec(x, sr, ["-c:a", "libopus", "-b:a", "32k"], "ogg"), sr),
     "resample 48 kHz": lambda x, sr: (rs(x, sr, 48000), 48000),
     "resample 16 kHz": lambda x, sr: (rs(x, sr, 16000), 16000),
+    "resample 44.1 kHz": lambda x, sr: (rs(x, sr, 44100), 44100),
     "mono downmix": lambda x, sr: (x.mean(axis=1) if x.ndim > 1 else x, sr),
     "gain +6 dB": lambda x, sr: (np.clip(2 * x, -1, 1), sr),
     "gain -6 dB": lambda x, sr: (0.5 * x, sr),
     "trim 10% start": lambda x, sr: (x[int(0.1 * len(x)) + 37 :], sr),
     "trim 10% end": lambda x, sr: (x[: int(0.9 * len(x))], sr),
+    "white noise 50 dB": lambda x, sr: (white_noise(x, 50), sr),
+    "white noise 40 dB": lambda x, sr: (white_noise(x, 40), sr),
+    "white noise 30 dB": lambda x, sr: (white_noise(x, 30), sr),
+    "white noise 20 dB": lambda x, sr: (white_noise(x, 20), sr),
+    "low-pass 3.4 kHz": lambda x, sr: (signal.sosfiltfilt(signal.butter(8, 3400, fs=sr, output="sos"), x, axis=0).astype(np.float32), sr),
+    "echo 80 ms": lambda x, sr: (echo(x, sr), sr),
 }
 
 
@@ -98,17 +130,22 @@ def false_positives(budget_s: float) -> tuple[int, int, int, int, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=6)
+    ap.add_argument("--kinds", default="music,speech", help="signal classes to run (comma-separated)")
+    ap.add_argument("--attacks", default="", help="only the attacks whose name contains one of these (comma-separated)")
+    ap.add_argument("--seed", type=int, default=100, help="first signal seed")
     ap.add_argument("--fp-seconds", type=float, default=90.0, help="wall time for the false-positive run (0: skip)")
     args = ap.parse_args()
-    ok = {(k, a): 0 for k in ("music", "speech") for a in ATTACKS}
+    kinds = args.kinds.split(",")
+    attacks = {k: f for k, f in ATTACKS.items() if not args.attacks or any(a in k for a in args.attacks.split(","))}
+    ok = {(k, a): 0 for k in ("music", "speech") for a in attacks}
     snrs, secs_embed, secs_detect = [], 0.0, 0.0
     cpu = {"embed": 0.0, "detect": 0.0}
     wall = {"embed": 0.0, "detect": 0.0}
     fp = 0
-    for kind in ("music", "speech"):
-        for seed in range(args.trials):
+    for kind in kinds:
+        for seed in range(args.seed, args.seed + args.trials):
             sr = 44100 if kind == "music" else 16000
-            x = audio_signals.music(11.3, sr, seed=100 + seed) if kind == "music" else audio_signals.speech(11.3, sr, seed=100 + seed)
+            x = audio_signals.music(11.3, sr, seed=seed) if kind == "music" else audio_signals.speech(11.3, sr, seed=seed)
             payload = np.random.default_rng(seed).bytes(8)
             c0, w0 = time.process_time(), time.perf_counter()
             y = embed_audio(x, sr, payload)
@@ -117,7 +154,7 @@ def main() -> None:
             secs_embed += len(x) / sr
             snrs.append(10 * np.log10(np.sum(x.astype(np.float64) ** 2) / np.sum((y - x).astype(np.float64) ** 2)))
             fp += detect_audio(x, sr).found
-            for name, attack in ATTACKS.items():
+            for name, attack in attacks.items():
                 z, zsr = attack(y, sr)
                 c0, w0 = time.process_time(), time.perf_counter()
                 r = detect_audio(z, zsr)
@@ -126,14 +163,17 @@ def main() -> None:
                 secs_detect += len(z) / zsr
                 ok[(kind, name)] += bool(r.found and r.payload == payload)
     n = args.trials
-    print(f"kzlabel audio watermark, {n} music (44.1 kHz stereo) + {n} speech (16 kHz mono) excerpts of 11.3 s")
-    print(f"SNR dB: min {min(snrs):.1f}  median {np.median(snrs):.1f}   false positives on the unmarked originals: {fp}/{2 * n}")
+    classes = {"music": "music (44.1 kHz stereo)", "speech": "speech (16 kHz mono)"}
+    print(f"kzlabel audio watermark, {' + '.join(f'{n} {classes[k]}' for k in kinds)} excerpts of 11.3 s"
+          f" (seeds {args.seed}–{args.seed + n - 1})")
+    print(f"SNR dB: min {min(snrs):.1f}  median {np.median(snrs):.1f}   false positives on the unmarked originals: {fp}/{len(snrs)}")
     print(f"embed  {secs_embed / cpu['embed']:7.0f}× realtime CPU time, one thread ({secs_embed / wall['embed']:.0f}× wall)")
     print(f"detect {secs_detect / cpu['detect']:7.0f}× realtime CPU time, one thread ({secs_detect / wall['detect']:.0f}× wall;"
           f" at most {MAX_DETECT_SECONDS:.0f} s of each file is analysed)")
-    print(f"\n{'attack':<18}{'music':>10}{'speech':>10}")
-    for name in ATTACKS:
-        print(f"{name:<18}{ok[('music', name)]:>7}/{n}{ok[('speech', name)]:>7}/{n}")
+    print(f"\n{'attack':<20}{'music':>10}{'speech':>10}")
+    for name in attacks:
+        cols = "".join(f"{ok[(k, name)]:>7}/{n}" if k in kinds else f"{'—':>10}" for k in ("music", "speech"))
+        print(f"{name:<20}{cols}")
     if args.fp_seconds > 0:
         t0 = time.perf_counter()
         n_fp, found, n_wrong, found_wrong, p_min = false_positives(args.fp_seconds)

@@ -37,10 +37,11 @@ def _cyclic(a: int, b: int) -> int:
 def test_locate_finds_the_phase_below_the_search_step(marked_speech: np.ndarray, trim: int) -> None:
     """The search steps 16 samples and only transforms every 64th; trims at 8 (mod 16) need the ±8 refinement,
     trims at 16/40 land on interpolated frames and need the exact re-scoring. The located phase must be within
-    4 samples of the true one (the refinement's resolution is 8)."""
+    8 samples of the true one (the refinement's resolution: with the lattice step 1.5 the sync peak is broad, on
+    this excerpt the score 8 samples off is within 1 % of the true phase's)."""
     x16 = marked_speech[trim:]
     at, z, _ = next(wa._locate(x16, None))
-    assert _cyclic(at, -trim % TILE) <= 4 and z > 5
+    assert _cyclic(at, -trim % TILE) <= 8 and z > 5
     r = detect_audio(x16, 16000)
     assert r.found and r.payload == PAYLOAD
 
@@ -49,18 +50,19 @@ def test_residue_cells_equal_a_full_one_ms_stft(marked_speech: np.ndarray) -> No
     """The exact pass transforms one residue class; it must equal the same rows of an STFT at every 16 samples
     (and of the signal shifted by 8 samples for the half steps), not the interpolated rows of the search."""
     x = marked_speech[:5 * 16000]
-    lp, level_mean = wa._log_frames(x)
+    lp, log_floor, level_mean = wa._log_frames(x)
     full = wa._log_floor(wa._band_power(wa._stft(x, wa._DET_HOP)), level_mean)
     cells_full = wa._cells_at(full)
     for residue in (16, 32, 48, 64):
-        got = wa._residue_cells(x, lp, residue, level_mean)
+        got, rel = wa._residue_cells(x, lp, log_floor, residue, level_mean)
         want = cells_full[residue // wa._DET_HOP :: wa._RESIDUES]
         k = min(len(got), len(want)) - 1
         np.testing.assert_allclose(got[:k], want[:k], rtol=1e-4, atol=1e-3)
+        assert rel.shape == got.shape and 0 <= rel.min() and rel.max() < 1
     interpolated = wa._cells_at(lp)[16 // wa._DET_HOP :: wa._RESIDUES]
     assert np.abs(interpolated[:k] - cells_full[1 :: wa._RESIDUES][:k]).max() > 0.1  # the search's rows are not exact
     half = wa._log_floor(wa._band_power(wa._stft(x[8:], wa._HOP)), level_mean)
-    got = wa._residue_cells(x, lp, 8, level_mean)
+    got = wa._residue_cells(x, lp, log_floor, 8, level_mean)[0]
     np.testing.assert_allclose(got[:-1], wa._cells_at(np.repeat(half, wa._RESIDUES, axis=0))[:: wa._RESIDUES][: len(got) - 1], rtol=1e-4, atol=1e-3)
 
 
@@ -69,14 +71,14 @@ def test_search_peaks_at_the_true_phase_and_agrees_with_exact_scores(marked_spee
     exact cosine score there must stand far above the scores of random phases."""
     trim = 16 * 77  # on an interpolated residue
     x16 = marked_speech[trim:]
-    lp, level_mean = wa._log_frames(x16)
+    lp, log_floor, level_mean = wa._log_frames(x16)
     z = wa._search(wa._cells_at(lp), None)
     true = (-trim // wa._DET_HOP) % wa._TILE_DET
     assert int(np.argmax(z)) == true
-    cells = wa._residue_cells(x16, lp, (true * wa._DET_HOP) % wa._HOP, level_mean)
+    cells, rel = wa._residue_cells(x16, lp, log_floor, (true * wa._DET_HOP) % wa._HOP, level_mean)
     at = np.array([true * wa._DET_HOP // wa._HOP])
-    z_true = wa._sync(cells, at, None, wa._SLOT_HOPS)[0]
-    others = wa._sync(cells, np.arange(5, 150, 7), None, wa._SLOT_HOPS)
+    z_true = wa._sync(cells, at, None, wa._SLOT_HOPS, rel)[0]
+    others = wa._sync(cells, np.arange(5, 150, 7), None, wa._SLOT_HOPS, rel)
     assert z_true > 5 and z_true > 2 * others.max()
 
 
@@ -127,3 +129,76 @@ def test_short_excerpt_uses_the_partial_tile_before_the_phase() -> None:
     y = embed_audio(audio_signals.music(8, 16000, seed=3, stereo=False), 16000, PAYLOAD)
     r = detect_audio(y[3000 : 3000 + 4 * 16000], 16000)
     assert r.found and r.payload == PAYLOAD
+
+
+def _vorbis_q3(x: np.ndarray, rate: int) -> np.ndarray:
+    """Ogg Vorbis q3 round trip through ffmpeg (at 16 kHz mono about 24 kbit/s: it rewrites quiet cells)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    assert shutil.which("ffmpeg"), "ffmpeg (with libvorbis) is installed by scripts/setup.sh"
+    with tempfile.TemporaryDirectory() as d:
+        path = str(Path(d) / "a.ogg")
+        cmd = ["ffmpeg", "-v", "error", "-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", "-"]
+        pcm = x.astype(np.float32).tobytes()
+        subprocess.run([*cmd, "-c:a", "libvorbis", "-q:a", "3", path], input=pcm, capture_output=True, check=True)
+        back = ["ffmpeg", "-v", "error", "-i", path, "-f", "f32le", "-ac", "1", "-ar", str(rate), "-"]
+        raw = subprocess.run(back, capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.float32)
+
+
+@pytest.mark.parametrize("seed", [100, 101])
+def test_speech_survives_vorbis_q3_at_16k(seed: int) -> None:
+    """Vorbis q3 on 16 kHz speech replaces the quiet cells: with equal shares, a 0.85 step and unweighted votes the
+    mark was lost on every speech excerpt; the floor, the shares and the reliability weights keep it."""
+    x = audio_signals.speech(11.3, 16000, seed=seed)
+    y = embed_audio(x, 16000, PAYLOAD)
+    snr = 10 * np.log10(np.sum(x.astype(np.float64) ** 2) / np.sum((y - x).astype(np.float64) ** 2))
+    assert snr >= wa.MIN_SNR_DB
+    r = detect_audio(_vorbis_q3(y, 16000), 16000)
+    assert r.found and r.payload == PAYLOAD
+
+
+def test_speech_survives_white_noise_40db() -> None:
+    """White noise 40 dB under the speech fills the quiet cells between words and formants (the mark was lost
+    from 50 dB): those now lie under the excerpt floor and weigh ~0."""
+    x = audio_signals.speech(11.3, 16000, seed=102)
+    y = embed_audio(x, 16000, PAYLOAD)
+    noise = np.random.default_rng(0).standard_normal(len(y)).astype(np.float32)
+    z = y + noise * np.float32(np.sqrt(np.mean(y.astype(np.float64) ** 2) * 1e-4))
+    r = detect_audio(z, 16000)
+    assert r.found and r.payload == PAYLOAD
+
+
+def test_reliability_is_zero_at_the_floor_and_weights_groups() -> None:
+    """A cell's reliability is 0 in silence (at the floor) and near 1 well above it; a group's weight is the mean
+    over its cells, so the sync score and the soft bits ignore groups that lie in silence."""
+    x = audio_signals.music(8, 16000, seed=2, stereo=False)
+    x[3 * 16000 : 5 * 16000] = 0  # two seconds of silence
+    lp, log_floor, level_mean = wa._log_frames(x)
+    cells, rel = wa._residue_cells(x, lp, log_floor, 0, level_mean)
+    slot = 16000 // wa._HOP
+    silent = rel[int(3.3 * slot) : int(4.7 * slot)]
+    assert silent.max() < 0.05
+    assert np.quantile(rel[: 2 * slot], 0.75) > 0.9  # the partials' bands (those between them sit at the floor)
+    s, w = wa._group_stats(cells, np.array([0]), None, wa._SLOT_HOPS, rel)
+    s1, w1 = wa._group_stats(cells, np.array([0]), None, wa._SLOT_HOPS)
+    np.testing.assert_array_equal(s, s1)
+    assert set(np.unique(w1)) <= {0.0, 1.0} and (w <= w1 + 1e-6).all() and (w[w1 > 0] < 0.05).any()
+
+
+def test_shares_put_the_change_in_moderate_cells() -> None:
+    """The embedder moves a group mostly through its moderate cells: the loudest tenth of speech cells changes less
+    (in log-power) than the rest, so the SNR stays >= 30 dB with the lattice step Q = 1.5 without the safety net
+    (the final scaling) doing the work."""
+    x = audio_signals.speech(11.3, 16000, seed=103)
+    r = wa._residual(x, PAYLOAD, None, 0)
+    snr = 10 * np.log10(np.sum(x.astype(np.float64) ** 2) / np.sum(r.astype(np.float64) ** 2))
+    assert snr >= wa.MIN_SNR_DB
+    bx = wa._band_power(wa._stft(x, wa._HOP))
+    by = wa._band_power(wa._stft(x + r, wa._HOP))
+    change = np.abs(np.log((by + 1e-12) / (bx + 1e-12)))
+    loud = bx > np.quantile(bx, 0.9)
+    moderate = (bx > np.quantile(bx, 0.5)) & ~loud
+    assert np.median(change[loud]) < np.median(change[moderate])

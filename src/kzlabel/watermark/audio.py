@@ -8,14 +8,20 @@ Embedding (vectorised; cost per second of audio ~independent of the sample rate)
    lobe fits in one band) between 310 Hz and 5.7 kHz, where every lossy codec keeps the signal; a periodic tile of
    48 slots (3.07 s) × 29 bands = 1392 cells is split into 232 keyed groups of 6 cells with balanced signs
    (three +, three −), group ``g`` carrying coded bit ``g mod 188`` of :mod:`.core`;
-3. a group's statistic is ``p = Σ sign · (cell log-power) / 6``: a constant gain cancels (balanced signs), and the
+3. a cell's log-power is floored (:func:`_floor`): 30 dB under its frame's mean band power plus 20 dB under the
+   excerpt's. What lies under the floor is what added noise or a low-rate codec (Vorbis q3 at 16 kHz is ~24 kbit/s)
+   replaces, so the mark must not live there;
+4. a group's statistic is ``p = Σ sign · (cell log-power) / 6``: a constant gain cancels (balanced signs), and the
    host's own value is *used*, not fought: ``p`` is moved to the nearest point of the keyed lattice
-   ``dither + bit·Q/2 + Q·ℤ`` (dither modulation, Chen & Wornell), which costs at most ``Q/2`` per cell whatever
-   the music is — this informed embedding is what lets 64 bits fit in 10 s under a 30 dB SNR;
-4. the per-cell change becomes a gain on the STFT bins, inverse-transformed; two refinement passes re-measure the
+   ``dither + bit·Q/2 + Q·ℤ`` (dither modulation, Chen & Wornell; Q = 1.5) — this informed embedding is what lets
+   64 bits fit in 10 s under a 30 dB SNR. The move is *shared unequally* among the group's cells: ∝ each cell's
+   responsiveness ``b / (b + floor)`` (a cell at the floor cannot move its floored log-power) over the square root
+   of its power (a loud cell's change costs the most residual energy), at most 4× the mean share. On speech this
+   buys a lattice step 1.8× the equal-share one (0.85) at about the same SNR;
+5. the per-cell change becomes a gain on the STFT bins, inverse-transformed; two refinement passes re-measure the
    achieved statistics (neighbouring slots blur through the window overlap) and correct them. The residual is
    resampled back and added to every channel (a mono downmix keeps it). It is multiplicative: silence stays
-   silent, loud bands carry more; the signal-to-watermark ratio stays above :data:`MIN_SNR_DB`.
+   silent; the signal-to-watermark ratio stays above :data:`MIN_SNR_DB`.
 
 Detection (no knowledge of start, length or level; ~300× realtime on one core, see benchmarks/bench_audio.py):
 
@@ -26,14 +32,16 @@ Detection (no knowledge of start, length or level; ~300× realtime on one core, 
    the group statistics sit on the lattice (either bit), elsewhere they are uniformly spread; each group scores
    the triangle wave ``1 − 4|r|`` of its distance to the lattice in half-steps (as discriminating as a cosine and
    far cheaper). The search is one vectorised pass over runs of the band columns (``_search``);
-3. the 8 best phases are re-scored exactly with ``cos(4π (p − dither) / Q)``: a phase only uses frames that start
-   ≡ it modulo the 256-sample hop, so one residue class (1/16 of a 1 ms STFT) per phase is transformed. The best 3
-   distinct peaks are refined by ±16 then ±8 samples (on pitched sound the lattice is lost within ~1 ms), lazily:
-   the next peak only if the previous one did not decode. Every phase is scored on all tile copies, including the
-   partial copy before it;
-4. at those phases each group gives a soft bit ``cos(2π (p − dither) / Q)``, summed over copies and repeats,
-   Viterbi-decoded, and the keyed MAC checked. ``found`` needs the MAC (p-value from :func:`.core.combined_pvalue`
-   with 3 decodes: at most 3.6·10⁻⁷ by chance).
+3. the 8 best phases are re-scored exactly with ``cos(4π (p − dither) / Q)``, weighted as in 4.: a phase only
+   uses frames that start ≡ it modulo the 256-sample hop, so one residue class (1/16 of a 1 ms STFT) per phase is
+   transformed. The best 3 distinct peaks are refined by ±16 then ±8 samples (on pitched sound the lattice is
+   lost within ~1 ms), lazily: the next peak only if the previous one did not decode. Every phase is scored on
+   all tile copies, including the partial copy before it;
+4. at those phases each group gives a soft bit ``cos(2π (p − dither) / Q)``, weighted by the mean reliability
+   ``1 − exp(−h)`` of its cells (``h``: height above the floor in the received audio, log-power per frame; a
+   group in the floor after a codec or noise votes at random, so it is weighted towards 0), summed over copies
+   and repeats, Viterbi-decoded, and the keyed MAC checked. ``found`` needs the MAC (p-value from
+   :func:`.core.combined_pvalue` with 3 decodes: at most 3.6·10⁻⁷ by chance).
 """
 
 from __future__ import annotations
@@ -63,8 +71,12 @@ TILE_SECONDS = SLOTS * _SLOT / RATE
 CELLS = SLOTS * BANDS  # 1392
 GROUP = 6  # cells per group (3 positive, 3 negative signs)
 GROUPS = CELLS // GROUP  # 232
-Q = 0.85  # lattice step of the group statistic (log-power): the embedding distortion is at most Q/2 per cell
+Q = 1.5  # lattice step of the group statistic (log-power): the group moves at most Q/2
 FLOOR = 1e-3  # bands 30 dB under the frame's mean band power are flattened: they carry nothing a codec keeps
+FLOOR_EXCERPT = 1e-2  # ... and bands 20 dB under the excerpt's mean band power: noise and codecs replace them
+_COST_EXP = 0.5  # a group's change is shared among its cells ∝ responsiveness / (cell power)^0.5 (see _residual)
+_SHARE_CAP = 4.0  # no cell takes more than 4× the group's mean change
+_MAX_GAIN = 3.0  # accumulated log-power change per cell (4 frames): at most ±3.3 dB per frame
 MIN_SECONDS = 2.0  # shorter content cannot carry a decodable mark
 # Under 11 kHz the top third of the mark's bands (up to 5.7 kHz) is above Nyquist: embed_audio accepts 8 kHz, but
 # measured on synthetic music the mark was then found for some signals and not others (seed 3: never, 6–12 s), so
@@ -186,14 +198,19 @@ def _band_power(spec: np.ndarray) -> np.ndarray:
     return np.einsum("fbk,fbk->fb", v, v)
 
 
-def _log_floor(band: np.ndarray, level_mean: float | None = None) -> np.ndarray:
-    """Floored log band power. ``level_mean`` (the excerpt's mean band power) is passed when frames of one excerpt
-    are computed in several batches, so they all share one floor."""
+def _floor(band: np.ndarray, level_mean: float | None = None) -> np.ndarray:
+    """The power floor of each frame → (frames, 1): FLOOR under the frame's mean band power plus FLOOR_EXCERPT
+    under the excerpt's. ``level_mean`` (the excerpt's mean band power) is passed when frames of one excerpt are
+    computed in several batches, so they all share one floor."""
     level = band.mean(axis=1, keepdims=True)
     level_mean = float(level.mean()) if level_mean is None else level_mean
-    # codec-zeroed and masked bands sit at a floor instead of -inf; relative floors keep the feature gain-free
-    floor = FLOOR * level + np.float32(0.1 * FLOOR * level_mean + 1e-20)
-    return np.log(band + floor)
+    # codec-zeroed, masked and noise-filled bands sit at a floor instead of -inf; relative floors keep it gain-free
+    return FLOOR * level + np.float32(FLOOR_EXCERPT * level_mean + 1e-20)
+
+
+def _log_floor(band: np.ndarray, level_mean: float | None = None) -> np.ndarray:
+    """Floored log band power ``log(band + floor)``."""
+    return np.log(band + _floor(band, level_mean))
 
 
 def _band_logpower(spec: np.ndarray) -> np.ndarray:
@@ -246,14 +263,25 @@ def _residual(x16: np.ndarray, payload: bytes, key: bytes | None, offset: int) -
     def stats(cells: np.ndarray) -> np.ndarray:
         return np.bincount(gid, weights=(cell_sign * cells).ravel(), minlength=n_g) / GROUP
 
-    lp = _band_logpower(spec)
-    p = stats(_cells(lp, n_slots))
+    band = _band_power(spec)
+    floor = _floor(band)
+    p = stats(_cells(np.log(band + floor), n_slots))
     off = offset_g[np.arange(n_g) % GROUPS]
     target = off + Q * np.round((p - off) / Q)
+    # Who moves the group: a cell near the floor barely changes its floored log-power (responsiveness
+    # b / (b + floor) → 0), and a loud cell costs the most signal-to-watermark ratio (the residual's energy is the
+    # cell's power × the squared log change). Shares ∝ responsiveness / √power (mean 1 per group, at most
+    # _SHARE_CAP) put the change in the moderate cells that codecs keep; the lattice step Q = 1.5 then fits the
+    # 30 dB budget (an equal share for every cell fitted only Q = 0.85).
+    respond = _cells(band / (band + floor), n_slots) / _SLOT_HOPS
+    power = _cells(band, n_slots) / (_SLOT_HOPS * float(band.mean()) + 1e-20)
+    share = respond / (power + 1e-3) ** _COST_EXP
+    mean_share = np.bincount(gid, weights=share.ravel(), minlength=n_g) / GROUP
+    share = np.minimum(share / (mean_share[gid].reshape(n_slots, BANDS) + 1e-9), _SHARE_CAP)
     gains = np.zeros((n_slots, BANDS))  # accumulated log-power change per cell
     for it in range(_REFINE + 1):
-        step = (target - p)[gid].reshape(n_slots, BANDS) * cell_sign  # each cell moves the group by (target - p)
-        gains = np.clip(gains + step, -2.0, 2.0)
+        step = (target - p)[gid].reshape(n_slots, BANDS) * cell_sign * share  # moves the group by ~(target - p)
+        gains = np.clip(gains + step, -_MAX_GAIN, _MAX_GAIN)
         # log-power change per cell spread over its 4 frames → amplitude factor exp(Δ/8) on the cell's bins
         amp = np.exp(np.repeat(gains, _SLOT_HOPS, axis=0) / (2 * _SLOT_HOPS)).astype(np.float32)
         g_full = np.ones(spec.shape, np.float32)
@@ -318,10 +346,11 @@ def _gather(key: bytes | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _group_stats(
-    c: np.ndarray, phases: np.ndarray, key: bytes | None, per_slot: int = _DET_PER_SLOT
+    c: np.ndarray, phases: np.ndarray, key: bytes | None, per_slot: int = _DET_PER_SLOT, rel: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Group statistics for each phase and every tile copy → (phases, copies, GROUPS), and which groups lie wholly
-    inside the excerpt (a group cut by the excerpt's ends is dropped: its balanced signs would no longer cancel).
+    """Group statistics for each phase and every tile copy → (phases, copies, GROUPS), and each group's weight:
+    0 for a group not wholly inside the excerpt (a group cut by the excerpt's ends is dropped: its balanced signs
+    would no longer cancel), else 1, or with ``rel`` (per cell, like ``c``) the mean reliability of its cells.
     The copies include the one that starts before the phase (a phase is a position modulo the tile).
 
     ``c`` holds cells starting every ``1024 / per_slot`` samples (64 per slot: every detection frame; 4: one
@@ -333,15 +362,23 @@ def _group_stats(
     frame = phases[:, None, None, None] + tile * copies[None, :, None, None] + frame_of // (_DET_PER_SLOT // per_slot)
     inside = (frame >= 0) & (frame < len(c))
     np.clip(frame, 0, len(c) - 1, out=frame)
-    vals = c.ravel()[frame * BANDS + band_of]  # (phases, copies, GROUPS, GROUP)
-    return np.einsum("pcgk,gk->pcg", vals, sg) / GROUP, inside.all(axis=-1)
+    at = frame * BANDS + band_of
+    vals = c.ravel()[at]  # (phases, copies, GROUPS, GROUP)
+    weight = inside.all(axis=-1).astype(np.float32)
+    if rel is not None:
+        weight *= rel.ravel()[at].mean(axis=-1)
+    return np.einsum("pcgk,gk->pcg", vals, sg) / GROUP, weight
 
 
-def _sync(c: np.ndarray, phases: np.ndarray, key: bytes | None, per_slot: int = _DET_PER_SLOT) -> np.ndarray:
-    """Synchronisation score of a few phases on every tile copy: Σ cos(4π (p − dither) / Q) / √(groups)."""
-    s, ok = _group_stats(c, phases, key, per_slot)
+def _sync(
+    c: np.ndarray, phases: np.ndarray, key: bytes | None, per_slot: int = _DET_PER_SLOT, rel: np.ndarray | None = None
+) -> np.ndarray:
+    """Synchronisation score of a few phases on every tile copy: Σ w cos(4π (p − dither) / Q) / √(Σ w²), with the
+    group weights ``w`` of :func:`_group_stats` (they depend on the audio, not the key: Hoeffding still holds)."""
+    s, w = _group_stats(c, phases, key, per_slot, rel)
     dither = _layout(key)[3]
-    return (np.cos((4 * np.pi / Q) * (s - dither)) * ok).sum(axis=(1, 2)) / np.sqrt(np.maximum(ok.sum(axis=(1, 2)), 1))
+    norm = np.sqrt(np.maximum((w * w).sum(axis=(1, 2)), 1e-6))
+    return (np.cos((4 * np.pi / Q) * (s - dither)) * w).sum(axis=(1, 2)) / norm
 
 
 _SIGNS = np.array([1, 1, 1, -1, -1, -1], np.float32)  # a group's cell signs in :func:`_gather`'s order
@@ -392,13 +429,15 @@ def _search(c: np.ndarray, key: bytes | None) -> np.ndarray:
     return (cnt - 4 * dist) / np.sqrt(np.maximum(cnt, 1))
 
 
-def _log_frames(x16: np.ndarray) -> tuple[np.ndarray, float]:
-    """Floored band log-power of frames starting every _DET_HOP samples → (frames, BANDS), and the excerpt's mean
-    band power (the shared floor). Only every _UP-th frame is transformed; the others are interpolated from them
-    (good enough to rank phases; the shortlisted ones are then scored on exact frames, :func:`_residue_cells`)."""
+def _log_frames(x16: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Floored band log-power of frames starting every _DET_HOP samples → (frames, BANDS), the log floor of the
+    transformed frames (every _UP-th) and the excerpt's mean band power (the shared floor). Only every _UP-th frame
+    is transformed; the others are interpolated from them (good enough to rank phases; the shortlisted ones are
+    then scored on exact frames, :func:`_residue_cells`)."""
     band = _band_power_at(x16, _BASE_HOP)
     level_mean = float(band.mean())
-    lp0 = _log_floor(band, level_mean)
+    floor = _floor(band, level_mean)
+    lp0 = np.log(band + floor)
     n = len(lp0)
     pad = np.concatenate([np.repeat(lp0[:1], _INTERP_HALF - 1, axis=0), lp0, np.repeat(lp0[-1:], _INTERP_HALF, axis=0)])
     lp = np.empty((n * _UP, BANDS), np.float32)
@@ -408,20 +447,30 @@ def _log_frames(x16: np.ndarray) -> tuple[np.ndarray, float]:
         np.multiply(pad[: n], taps[0], out=out)
         for d in range(1, len(taps)):
             out += taps[d] * pad[d : d + n]
-    return lp, level_mean
+    return lp, np.log(floor[:, 0]), level_mean
 
 
-def _residue_cells(x16: np.ndarray, lp: np.ndarray, offset: int, level_mean: float) -> np.ndarray:
+def _residue_cells(
+    x16: np.ndarray, lp: np.ndarray, log_floor: np.ndarray, offset: int, level_mean: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact cell log-power starting at samples ``offset + 256 m`` (one residue class modulo the embedding hop:
-    all a phase ≡ ``offset`` uses, 1/16 of the frames of a 1 ms search) → (m, BANDS). Classes on the transformed
-    1/4-hop grid are read from ``lp``; the others are transformed."""
+    all a phase ≡ ``offset`` uses, 1/16 of the frames of a 1 ms search) → (m, BANDS), and each cell's reliability
+    ``1 − exp(−h)`` in [0, 1), ``h`` its mean height above the floor in log-power: a cell at the floor holds noise
+    or what a codec put there, whatever the mark did (see :func:`_group_stats`). Classes on the transformed 1/4-hop
+    grid are read from ``lp`` and ``log_floor`` (:func:`_log_frames`); the others are transformed."""
     if offset % _BASE_HOP == 0:
         rows = lp[offset // _DET_HOP :: _RESIDUES]
+        lf = log_floor[offset // _BASE_HOP :: _RESIDUES // _UP]
     else:
-        rows = _log_floor(_band_power_at(x16[offset:], _HOP), level_mean)
+        band = _band_power_at(x16[offset:], _HOP)
+        floor = _floor(band, level_mean)
+        rows, lf = np.log(band + floor), np.log(floor[:, 0])
     n = max(1, len(rows) - (_SLOT_HOPS - 1))
     rows = np.concatenate([rows, np.repeat(rows[-1:], n + _SLOT_HOPS - 1 - len(rows), axis=0)])
-    return sum(rows[k : k + n] for k in range(_SLOT_HOPS))
+    lf = np.concatenate([lf, np.repeat(lf[-1:], n + _SLOT_HOPS - 1 - len(lf))])
+    cells = sum(rows[k : k + n] for k in range(_SLOT_HOPS))
+    height = cells - sum(lf[k : k + n] for k in range(_SLOT_HOPS))[:, None]
+    return cells, 1 - np.exp(-height / _SLOT_HOPS)
 
 
 def _cells_at(lp: np.ndarray) -> np.ndarray:
@@ -434,16 +483,16 @@ def _cells_at(lp: np.ndarray) -> np.ndarray:
     return c
 
 
-def _locate(x16: np.ndarray, key: bytes | None) -> Iterator[tuple[int, float, np.ndarray]]:
+def _locate(x16: np.ndarray, key: bytes | None) -> Iterator[tuple[int, float, tuple[np.ndarray, np.ndarray]]]:
     """Where the tile may start, best first: up to :data:`_N_DECODE` distinct sync peaks, each as (phase in samples
-    modulo the tile, exact sync score, the residue-class cells it was scored on). A generator: the caller stops
-    after the first peak that decodes, so the later peaks are never refined."""
-    lp, level_mean = _log_frames(x16)
+    modulo the tile, exact sync score, the residue-class cells it was scored on and their reliabilities). A
+    generator: the caller stops after the first peak that decodes, so the later peaks are never refined."""
+    lp, log_floor, level_mean = _log_frames(x16)
     # 1. every 1 ms phase on every tile copy, on interpolated frames: a shortlist
     shortlist = np.argsort(_search(_cells_at(lp), key))[::-1][:_SHORTLIST]
     # 2. exact frames from here on: a phase (in samples) ≡ o modulo 256 needs only residue class o
     tile = _TILE_DET * _DET_HOP
-    cells: dict[int, np.ndarray] = {}
+    cells: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     scores: dict[int, float] = {}
 
     def score(at: int) -> float:
@@ -451,8 +500,8 @@ def _locate(x16: np.ndarray, key: bytes | None) -> Iterator[tuple[int, float, np
         if at not in scores:
             o = at % _HOP
             if o not in cells:
-                cells[o] = _residue_cells(x16, lp, o, level_mean)
-            scores[at] = float(_sync(cells[o], np.array([at // _HOP]), key, _SLOT_HOPS)[0])
+                cells[o] = _residue_cells(x16, lp, log_floor, o, level_mean)
+            scores[at] = float(_sync(cells[o][0], np.array([at // _HOP]), key, _SLOT_HOPS, cells[o][1])[0])
         return scores[at]
 
     ranked = sorted((int(ph) * _DET_HOP for ph in shortlist), key=score, reverse=True)
@@ -480,10 +529,10 @@ def detect_audio(samples: np.ndarray, sample_rate: int, *, key: bytes | None = N
     x16 = _resample(_mono(a[:n_in]), sample_rate, RATE, short=True)
     _, _, bit, dither = _layout(key)
     best_soft, best_payload, ok, z_best = None, b"", False, -np.inf
-    for at, z, cells in _locate(x16, key):
+    for at, z, (cells, rel) in _locate(x16, key):
         z_best = max(z_best, z)
-        s, inside = _group_stats(cells, np.array([at // _HOP]), key, _SLOT_HOPS)
-        soft_g = (np.cos((2 * np.pi / Q) * (s[0] - dither)) * inside[0]).sum(axis=0)
+        s, weight = _group_stats(cells, np.array([at // _HOP]), key, _SLOT_HOPS, rel)
+        soft_g = (np.cos((2 * np.pi / Q) * (s[0] - dither)) * weight[0]).sum(axis=0)
         soft = np.bincount(bit, weights=soft_g, minlength=core.CODED_BITS)
         soft /= np.std(soft) + 1e-12
         payload, ok = core.decode_payload(soft, key)
