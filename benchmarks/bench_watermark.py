@@ -9,7 +9,9 @@ Images (all at ~1 Mpx; colour from the start or converted grey -> RGB, Lanczos-u
     coins (Greek coins, Brooklyn Museum, public domain), immunohistochemistry (Hoffman lab, CC0), motorcycle_left
     (Middlebury stereo, free) — skipped gracefully where a download is needed and fails;
   * generated "natural-like" images (multi-scale smooth random fields + hard-edged shapes + flat gradient + noise,
-    same generator as tests/test_watermark.py), seeds 1..N.
+    fixtures/image_signals.py, shared with tests/test_watermark.py), seeds 1..N.
+Then, on their own table, 4 generated text pages (1200×800, black on white and light grey on black,
+fixtures/image_signals.py): screenshots and documents, where most pixels sit at a clipping limit.
 
 All methods carry the same random 64-bit payload per image; a trial counts as recovered only if all 64 bits are
 exact (and, for kzlabel, ``found`` is True, i.e. the MAC verified and p < 1e-6). Peers get BGR arrays (cv2 convention).
@@ -29,9 +31,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
-from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from image_signals import natural_like, text_page
+
 from kzlabel.watermark import detect_image, embed_image
 from kzlabel.watermark import image as wimage
 
@@ -39,26 +43,6 @@ warnings.filterwarnings("ignore")
 
 
 # ------------------------------------------------------------------------------------------------------- images
-def natural_like(h: int, w: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = np.zeros((h, w, 3))
-    for sigma, amp in ((h / 6, 70.0), (h / 25, 30.0), (3.0, 8.0)):
-        f = ndimage.gaussian_filter(rng.normal(size=(h, w, 3)), (sigma, sigma, 0))
-        img += amp * f / (f.std() + 1e-9)
-    yy, xx = np.mgrid[0:h, 0:w]
-    for _ in range(12):
-        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(h / 20, h / 5)
-        if rng.random() < 0.5:
-            mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
-        else:
-            mask = (abs(yy - cy) < r) & (abs(xx - cx) < r * rng.uniform(0.3, 2))
-        img[mask] += rng.uniform(-60, 60, 3)
-    img[: h // 5] = np.linspace(150, 210, w)[None, :, None] + np.array([0.0, 10.0, 30.0])
-    img += rng.normal(0, 2.0, img.shape)
-    img += 128 - img.mean()
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
 def load_images(quick: bool) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     names = ["astronaut", "coffee", "chelsea", "rocket", "camera", "coins"]
@@ -133,6 +117,9 @@ ATTACKS = {
     "webp60": lambda a: _webp(a, 60),
     "jpeg30": lambda a: _jpeg(a, 30),
 }
+
+
+DOC_ATTACKS = ["none", "jpeg90", "jpeg75", "jpeg50", "resize0.5", "resize0.75", "res0.5+jpeg75", "crop10%", "chroma420"]
 
 
 # ------------------------------------------------------------------------------------------------------ methods
@@ -308,6 +295,7 @@ def main() -> None:
             + " | ".join(f"{results[c]['rec'][k][0]}/{results[c]['rec'][k][1]}" for c in cols)
             + " |"
         )
+
     def rate(c: str, keys: list[str]) -> float:
         rec = [results[c]["rec"][k] for k in keys]
         return sum(v[0] for v in rec) / max(1, sum(v[1] for v in rec))
@@ -315,7 +303,9 @@ def main() -> None:
     listed = [k for k in attacks if k not in EXTRA]
     extra = [k for k in attacks if k in EXTRA]
     tot = {c: rate(c, listed) for c in cols}
-    print("| the issue's attacks (incl. none), recovery rate | " + " | ".join(f"{100 * tot[c]:.1f}%" for c in cols) + " |")
+    print(
+        "| the issue's attacks (incl. none), recovery rate | " + " | ".join(f"{100 * tot[c]:.1f}%" for c in cols) + " |"
+    )
     if extra:
         print("| extra edits, recovery rate | " + " | ".join(f"{100 * rate(c, extra):.1f}%" for c in cols) + " |")
     k = results["kzlabel"]
@@ -324,6 +314,27 @@ def main() -> None:
         print(
             f"- vs {c}: embed ×{results[c]['embed'] / k['embed']:.2f}, detect ×{results[c]['detect'] / k['detect']:.2f}, "
             f"recovery {100 * tot['kzlabel']:.1f}% vs {100 * tot[c]:.1f}%"
+        )
+    docs = {
+        f"page{i}-{'white' if bg == 255 else 'black'}": text_page(1200, 800, i, bg, 255 - bg if bg == 0 else 0)
+        for i, bg in enumerate((255, 0, 255, 0))
+    }
+    doc_payloads = {n: rng.integers(0, 2, 64).astype(np.uint8) for n in docs}
+    doc_methods = methods[:2]  # kzlabel and dwtDct (the others fail on photos already)
+    doc_res = {m.name: run_method(m, docs, doc_payloads, DOC_ATTACKS) for m in doc_methods}
+    print(f"\nText pages ({len(docs)} generated screenshots, 1200×800; not in the rates above):\n")
+    print("| attack | " + " | ".join(doc_res) + " |")
+    print("|---" * (len(doc_res) + 1) + "|")
+    print(
+        "| PSNR dB mean (min) | "
+        + " | ".join(f"{r['psnr']:.1f} ({r['psnr_min']:.1f})" for r in doc_res.values())
+        + " |"
+    )
+    for k in DOC_ATTACKS:
+        print(
+            f"| exact 64-bit: {k} | "
+            + " | ".join(f"{r['rec'][k][0]}/{r['rec'][k][1]}" for r in doc_res.values())
+            + " |"
         )
     n_keys, n_full = (10000, 40) if args.quick else (12000, 300)
     trials, fp, min_p, t_keys, nf, ffp, fmin = false_positive_trials(

@@ -1,46 +1,27 @@
 """Invisible image watermark: round trips, attacks, false positives, shapes, limits.
 
-Images are generated here (smooth random fields + hard-edged shapes + fine texture + sensor-like noise), so the tests
-need nothing beyond numpy, scipy and Pillow.
+Images are generated (fixtures/image_signals.py: smooth random fields + hard-edged shapes + fine texture + sensor-like
+noise, and text pages), so the tests need nothing beyond numpy, scipy and Pillow.
 """
 
 from __future__ import annotations
 
 import io
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
-from scipy import ndimage
+from PIL import Image, ImageEnhance, ImageFilter
 
 from kzlabel.errors import CapacityError, CorruptInput, LimitExceeded
 from kzlabel.watermark import DEFAULT_KEY, PAYLOAD_BITS, WatermarkResult, detect_image, embed_image
 from kzlabel.watermark import image as wimage
 
-
-def natural_like(h: int, w: int, seed: int) -> np.ndarray:
-    """A synthetic "photo": multi-scale smooth colour field, random shapes with hard edges, texture, noise."""
-    rng = np.random.default_rng(seed)
-    img = np.zeros((h, w, 3))
-    for sigma, amp in ((h / 6, 70.0), (h / 25, 30.0), (3.0, 8.0)):
-        f = ndimage.gaussian_filter(rng.normal(size=(h, w, 3)), (sigma, sigma, 0))
-        img += amp * f / (f.std() + 1e-9)
-    yy, xx = np.mgrid[0:h, 0:w]
-    for _ in range(12):
-        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(h / 20, h / 5)
-        mask = (
-            (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
-            if rng.random() < 0.5
-            else ((abs(yy - cy) < r) & (abs(xx - cx) < r * rng.uniform(0.3, 2)))
-        )
-        img[mask] += rng.uniform(-60, 60, 3)
-    # a flat area (sky-like gradient) to check masking there
-    img[: h // 5] = np.linspace(150, 210, w)[None, :, None] + np.array([0.0, 10.0, 30.0])
-    img += rng.normal(0, 2.0, img.shape)
-    img += 128 - img.mean()
-    return np.clip(img, 0, 255).astype(np.uint8)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from image_signals import natural_like, text_page
 
 
 @pytest.fixture(scope="module")
@@ -228,24 +209,10 @@ def test_cost_is_bounded_on_large_images():
     assert wimage.CANVAS == 256
 
 
-def _text_page(w: int, h: int, seed: int, bg: int, fg: int) -> np.ndarray:
-    """A screenshot-like page: lines of text on a flat background."""
-    rng = np.random.default_rng(seed)
-    im = Image.new("RGB", (w, h), (bg,) * 3)
-    draw = ImageDraw.Draw(im)
-    font = ImageFont.load_default(size=16)
-    words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dogs", "while", "seven", "wizards", "quietly", "judge", "boxing"]
-    y = 40
-    while y < h - 40:
-        draw.text((40, y), " ".join(rng.choice(words, rng.integers(6, 14))), fill=(fg,) * 3, font=font)
-        y += int(rng.integers(22, 30)) + (40 if rng.random() < 0.1 else 0)
-    return np.asarray(im)
-
-
 @pytest.mark.parametrize(("bg", "fg"), [(255, 0), (0, 230)])
 def test_text_pages_on_white_and_black_carry_the_mark(bg, fg):
     """Pure white (or black) is at a clipping limit: the mark there is one-sided instead of clipped away."""
-    page = _text_page(1200, 800, 3, bg, fg)
+    page = text_page(1200, 800, 3, bg, fg)
     m = embed_image(page, b"textpage")
     assert detect_image(m).payload == b"textpage"
     assert detect_image(_resize(m, 0.5)).payload == b"textpage"

@@ -65,7 +65,10 @@ _N_LATTICE = 12  # lattice candidates whose pilot is measured (identity + autoco
 _N_FINE = 4  # of those, measured again on bilinear folds (the pilots that may be decoded)
 _N_DECODE = 6  # of those, decoded at most (best pilot first): bounds the MAC's chance pass to 6 · 2^-24
 # the 8 symmetries of the square tile (mirror, 90° turns): chip index k -> D @ k on the tile torus
-_DIHEDRAL = np.array([[[a, 0], [0, b]] for a in (1, -1) for b in (1, -1)] + [[[0, a], [b, 0]] for a in (1, -1) for b in (1, -1)], np.float64)
+_DIHEDRAL = np.array(
+    [[[a, 0], [0, b]] for a in (1, -1) for b in (1, -1)] + [[[0, a], [b, 0]] for a in (1, -1) for b in (1, -1)],
+    np.float64,
+)
 N_TESTS = CHIPS * _N_LATTICE * 4 * len(_DIHEDRAL)  # phases × lattices × sub-chip refinement × symmetries
 _FINE_BELOW = 0.9  # decode on the 2× canvas when a lattice vector is shorter than this many canvas px per chip
 _DECODE_GATE = 0.05  # decode a lattice only when its pilot peak is at least suggestive
@@ -235,7 +238,7 @@ def embed_image(pixels: np.ndarray, payload: bytes, *, key: bytes | None = None,
             warp = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, (y0 + 0.5) * sy - 0.5]])
             flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
             resid = cv2.warpAffine(mark, warp, (w, y1 - y0), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        plane, dst = cv2.convertScaleAbs(resid), out[y0:y1]  # rint(residual) + 128 as uint8  # rint(residual) + 128 as uint8
+        plane, dst = cv2.convertScaleAbs(resid), out[y0:y1]  # plane: rint(residual) + 128 as uint8
         if channels == 3:
             plane = cv2.cvtColor(plane, cv2.COLOR_GRAY2RGB, dst=dst)  # staged in the output: no fresh 3-byte plane
         elif channels == 4:
@@ -338,6 +341,7 @@ def _lattice_candidates(w: np.ndarray, shape: tuple[int, int]) -> list[np.ndarra
     for v in vs:
         vi_ = np.array([v[0] / sr, v[1] / sc])
         pairs += [np.stack([v, h], axis=1) for h in along(np.array([-vi_[1], vi_[0]]))]
+
     # a peak may be the 2nd multiple of the true period (a smooth host hides the 1st, and the window now reaches
     # twice the smallest period): also offer the halved vectors and let the consistency score below decide (v was
     # refined on its own multiples, so v / 2 needs no refinement of its own)
