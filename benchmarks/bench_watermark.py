@@ -253,12 +253,39 @@ def false_positive_trials(images, n_keys, n_full, seed=123):
     return trials, fp, min_p, t_keys, n_full, full_fp, full_min_p
 
 
+def paired_speed(images, rounds: int) -> None:
+    """Embed speed of kzlabel and dwtDct, their calls alternating image by image for ``rounds`` rounds: both see the
+    same machine state (on a shared VM the load drifts within a run; the main table times each method in its own
+    block). Median ms/MP per method, and the ratio of the medians."""
+    meths = [Kzlabel(), ImWatermark("dwtDct")]
+    bits = np.random.default_rng(1).integers(0, 2, 64).astype(np.uint8)
+    times: dict[str, list[float]] = {m.name: [] for m in meths}
+    for _ in range(rounds):
+        for rgb in images.values():
+            mp = rgb.shape[0] * rgb.shape[1] / 1e6
+            for m in meths:
+                t = time.perf_counter()
+                m.embed(rgb, bits)
+                times[m.name].append((time.perf_counter() - t) * 1e3 / mp)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(f"# paired embed speed, {rounds} rounds over {len(images)} images ~1 Mpx")
+    for k, v in med.items():
+        print(
+            f"{k}: median {v:.2f} ms/MP (quartiles {np.percentile(times[k], 25):.2f}–{np.percentile(times[k], 75):.2f})"
+        )
+    print(f"ratio dwtDct / kzlabel: ×{med['imwatermark dwtDct'] / med['kzlabel']:.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer images, peers on fewer images, fewer H0 trials")
     ap.add_argument("--no-blind", action="store_true", help="skip blind-watermark (slow)")
+    ap.add_argument("--paired", type=int, metavar="ROUNDS", help="only the paired embed-speed loop (see paired_speed)")
     args = ap.parse_args()
     images = load_images(args.quick)
+    if args.paired:
+        paired_speed(images, args.paired)
+        return
     rng = np.random.default_rng(2024)
     payloads = {n: rng.integers(0, 2, 64).astype(np.uint8) for n in images}
     attacks = list(ATTACKS)
