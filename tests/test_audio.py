@@ -276,18 +276,16 @@ def test_audio_low_rate_mono_and_many_channels(tmp_path: Path, signer) -> None:
 # --------------------------------------------------------------------------------------------- long files, bad input
 
 
-def _looped_music(tmp: Path, minutes: float, name: str) -> Path:
-    """Minutes of 16 kHz mono AAC made fast: 61 s of synthetic music looped by ffmpeg (the loop length is off the
-    watermark's tile grid, so the mark never sees the same host twice at one grid position)."""
+def _looped_music(tmp: Path, minutes: float, name: str, codec: str = "aac") -> Path:
+    """Minutes of 16 kHz mono AAC 96k (or ``codec``) made fast: 61 s of synthetic music looped by ffmpeg (the loop
+    length is off the watermark's tile grid, so the mark never sees the same host twice at one grid position)."""
     loop = tmp / "loop.wav"
     if not loop.exists():
         x = audio_signals.music(61.0, 16000, seed=7, stereo=False)
         subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "f32le", "-ar", "16000", "-ac", "1", "-i", "-", "-c:a", "pcm_s16le", str(loop)], input=x.tobytes(), check=True)
     out = tmp / name
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(loop), "-t", str(minutes * 60), "-c:a", "aac", "-b:a", "96k", str(out)],
-        check=True,
-    )
+    codec = ["-c:a", "aac", "-b:a", "96k"] if codec == "aac" else ["-c:a", codec]
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(loop), "-t", str(minutes * 60), *codec, str(out)], check=True)
     return out
 
 
@@ -330,6 +328,63 @@ def test_audio_long_file_streams_in_bounded_memory(tmp_path: Path, signer, keydi
     assert report.label.warning["at"] == "both"
     assert report.verdict == kzlabel.Verdict.COMPLIANT, str(report)
     assert report.label.content_id == next(e.data["payload"] for e in report.evidence if e.layer == "watermark")
+
+
+def _traced_peak(fn) -> tuple[int, object]:
+    """(peak bytes traced by tracemalloc while ``fn`` runs, its result)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = fn()
+        return tracemalloc.get_traced_memory()[1], result
+    finally:
+        tracemalloc.stop()
+
+
+def test_audio_long_wav_marked_and_verified_in_bounded_memory(tmp_path: Path, signer, keydir: Path) -> None:
+    """The whole mark (all four layers: the encoded output, its tags and the C2PA signing) and verify hold no copy of
+    the file: 3 more minutes of 16 kHz WAV (5.8 MB of output) add well under half of that to the peak. Holding the
+    output as bytes, as the pipeline did, held it several times over (the tag and chunk rewrites, the signing)."""
+    short, long_ = _looped_music(tmp_path, 2.0, "short.wav", "pcm_s16le"), _looped_music(tmp_path, 5.0, "long.wav", "pcm_s16le")
+    lab = kzlabel.Labeler(signer, owner="ACME LLP", system="Gen", position="both", trust=kzlabel.TrustStore.load([keydir]))
+    lab.verify(lab.mark(short, tmp_path / "warm.wav").dst)  # imports and caches outside the measurement
+    peaks = {}
+    for name, src in (("short", short), ("long", long_)):
+        out = tmp_path / f"{name}_out.wav"
+        mark_peak, res = _traced_peak(lambda src=src, out=out: lab.mark(src, out))
+        verify_peak, report = _traced_peak(lambda out=out: lab.verify(out))
+        assert set(res.layers) == {"visible", "watermark", "metadata", "c2pa"}
+        assert report.verdict == kzlabel.Verdict.COMPLIANT, str(report)
+        peaks[name] = (mark_peak, verify_peak)
+    extra_output = (5.0 - 2.0) * 60 * 16000 * 2  # the extra 3 minutes of 16-bit mono in the labelled file: 5.8 MB
+    assert (tmp_path / "long_out.wav").stat().st_size - (tmp_path / "short_out.wav").stat().st_size > 0.99 * extra_output
+    assert peaks["long"][0] - peaks["short"][0] < extra_output / 2, peaks
+    assert peaks["long"][1] - peaks["short"][1] < extra_output / 2, peaks
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no spooled temp file left behind
+
+
+def test_audio_failed_mark_leaves_no_spooled_file(tmp_path: Path, signer, monkeypatch) -> None:
+    """The output is spooled beside dst through every step: a failure in the last one (signing) raises a kzlabel
+    error and leaves neither dst nor a temp file; an existing dst is left as it was."""
+    from kzlabel.errors import LayerError
+    from kzlabel.layers import c2pa as c2pa_layer
+
+    src = _make(tmp_path, "wav16")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    kept = out_dir / "kept.wav"
+    kept.write_bytes(b"previous")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("native signer crashed")
+
+    monkeypatch.setattr(c2pa_layer, "sign", broken)
+    for dst in (out_dir / "new.wav", kept):
+        with pytest.raises(LayerError, match="native signer crashed"):
+            kzlabel.mark(src, dst, signer=signer, system="Gen", owner="ACME LLP")
+    assert sorted(p.name for p in out_dir.iterdir()) == ["kept.wav"]
+    assert kept.read_bytes() == b"previous"
 
 
 def test_audio_blocks_lie_on_whole_watermark_tiles() -> None:

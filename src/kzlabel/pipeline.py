@@ -2,11 +2,18 @@
 
 mark: sniff → load → visible → watermark → encode → bind → sign label → metadata → c2pa → registry → atomic write.
 verify: every layer is read independently and reported as Evidence; the Report derives the verdict.
+
+A streaming handler (``Handler.streams``: long audio) has its output spooled to temp files beside the destination
+instead of bytes: encoded into one, tags edited there, signed into the next, and the last one renamed onto ``dst``,
+so memory does not grow with the file (the C2PA library itself still buffers the asset while signing: see
+docs/audio.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,12 +51,24 @@ class MarkResult:
     token: str
     format: str
     layers: tuple[str, ...]
-    data: bytes = field(repr=False)
+    # the labelled bytes; None when a streaming handler's output went straight to the ``dst`` path (``data`` then
+    # reads it back from there: only on demand, a 3-hour WAV is 2 GB)
+    held: bytes | None = field(repr=False)
     dst: str | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # layer → why it was not applied
     # a sidecar C2PA manifest (for types the C2PA library cannot embed into): written to ``dst + ".c2pa"`` when dst
     # is a path, otherwise only returned here for the caller to store beside the output
     c2pa_sidecar: bytes | None = field(default=None, repr=False)
+    to_path: bool = field(default=False, repr=False)  # ``dst`` is a path mark() wrote
+
+    @property
+    def data(self) -> bytes:
+        """The labelled content (read back from ``dst`` when it was streamed there)."""
+        if self.held is not None:
+            return self.held
+        if not self.to_path or self.dst is None:
+            raise KzlabelError("the output was streamed to the file object given as dst; read it from there")
+        return Path(self.dst).read_bytes()
 
 
 def read_input(src: Source, limits: Limits, name: str | None = None, password: str | None = None) -> Input:
@@ -103,28 +122,67 @@ def _warning_evidence(layer: str, seen: bool | None, why_absent: str) -> Evidenc
     return Evidence(layer, Status.ABSENT, why_absent)
 
 
+def _temp_beside(path: Path) -> Path:
+    """A new empty temp file in ``path``'s folder (same file system, so a rename onto ``path`` is atomic)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.", suffix=".kztmp")
+    os.close(fd)
+    return Path(tmp)
+
+
+def _replace(tmp: Path, dst: Path, mode_from: Path | None) -> None:
+    """fsync ``tmp``, give it ``mode_from``'s permissions (else the umask's) and rename it onto ``dst``."""
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    if mode_from is not None and mode_from.exists():
+        os.chmod(tmp, mode_from.stat().st_mode & 0o7777)
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, dst)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def write_atomic(dst: str | os.PathLike, data: bytes, *, mode_from: Path | None = None) -> None:
     """Write via a temp file in the same folder and rename, so readers never see a half-written file."""
     path = Path(dst)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.", suffix=".kztmp")
+    tmp = _temp_beside(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if mode_from is not None and mode_from.exists():
-            os.chmod(tmp, mode_from.stat().st_mode & 0o7777)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        _replace(tmp, path, mode_from)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _unlink(tmp)
         raise
+
+
+class _Spool:
+    """The temp files a streaming handler's output passes through, beside the destination (or in the temp folder
+    when there is no destination path); every one still here at ``close()`` is removed."""
+
+    def __init__(self, dst: str | os.PathLike | IO[bytes] | None) -> None:
+        self.beside = Path(dst) if isinstance(dst, (str, os.PathLike)) else Path(tempfile.gettempdir()) / "kzlabel"
+        self.paths: list[Path] = []
+
+    def new(self) -> Path:
+        path = _temp_beside(self.beside)
+        self.paths.append(path)
+        return path
+
+    def drop(self, path: Path) -> None:
+        _unlink(path)
+        self.paths.remove(path)
+
+    def close(self) -> None:
+        for path in self.paths:
+            _unlink(path)
+        self.paths.clear()
 
 
 def _guard(handler: Handler, inp: Input, stage: str, fn: Callable[..., T], *args: Any) -> T:
@@ -241,28 +299,47 @@ class Labeler:
         inp = read_input(src, self.limits, name, password)
         handler = formats.detect(inp)
         label = label or self.new_label()
-        data, label, token, applied, skipped, sidecar = self._mark_pass(handler, inp, label)
-        if self.registry is not None and "watermark" in applied:
-            self.registry.record(label.content_id, token, handler.id)
-        where: str | None = None
-        if sidecar is not None:
+        spool = _Spool(dst) if handler.streams else None
+        try:
+            out, label, token, applied, skipped, sidecar = self._mark_pass(handler, inp, label, spool)
+            if self.registry is not None and "watermark" in applied:
+                self.registry.record(label.content_id, token, handler.id)
+            where: str | None = None
+            if sidecar is not None:
+                if isinstance(dst, (str, os.PathLike)):
+                    write_atomic(sidecar_path(dst), sidecar)
+                    applied.append("c2pa")
+                    skipped.pop("c2pa", None)
+                else:
+                    skipped["c2pa"] += "; a sidecar manifest was made (MarkResult.c2pa_sidecar) but there is no path to write it beside"
+            held: bytes | None = out if isinstance(out, bytes) else None
             if isinstance(dst, (str, os.PathLike)):
-                write_atomic(sidecar_path(dst), sidecar)
-                applied.append("c2pa")
-                skipped.pop("c2pa", None)
-            else:
-                skipped["c2pa"] += "; a sidecar manifest was made (MarkResult.c2pa_sidecar) but there is no path to write it beside"
-        if isinstance(dst, (str, os.PathLike)):
-            write_atomic(dst, data, mode_from=Path(dst) if in_place else None)
-            where = str(dst)
-        elif dst is not None:
-            dst.write(data)
-            where = str(getattr(dst, "name", "<stream>"))
-        return MarkResult(label, token, handler.id, tuple(applied), data, where, skipped, sidecar)
+                if isinstance(out, Path):  # the spooled output already lies beside dst: renamed onto it
+                    assert spool is not None
+                    _replace(out, Path(dst), Path(dst) if in_place else None)
+                    spool.paths.remove(out)
+                else:
+                    write_atomic(dst, out, mode_from=Path(dst) if in_place else None)
+                where = str(dst)
+            elif isinstance(out, Path) and dst is not None:
+                with open(out, "rb") as fh:
+                    shutil.copyfileobj(fh, dst, 1 << 20)
+            elif isinstance(out, Path):
+                held = out.read_bytes()  # bytes asked for: the caller holds the whole output
+            elif dst is not None:
+                dst.write(out)
+            if dst is not None and not isinstance(dst, (str, os.PathLike)):
+                where = str(getattr(dst, "name", "<stream>"))
+        finally:
+            if spool is not None:
+                spool.close()
+        to_path = isinstance(dst, (str, os.PathLike))
+        return MarkResult(label, token, handler.id, tuple(applied), held, where, skipped, sidecar, to_path)
 
     def _mark_pass(
-        self, handler: Handler, inp: Input, label: Label
-    ) -> tuple[bytes, Label, str, list[str], dict[str, str], bytes | None]:
+        self, handler: Handler, inp: Input, label: Label, spool: _Spool | None = None
+    ) -> tuple[bytes | Path, Label, str, list[str], dict[str, str], bytes | None]:
+        """The layers in order; with a ``spool`` (streaming handlers) the output is a temp file, else bytes."""
         assert self.signer is not None
         opts = self.options
         wanted = opts.layers
@@ -278,7 +355,7 @@ class Labeler:
             else:
                 # a file an embedding would break (a signed PDF) gets none: for a type it can embed into, the C2PA
                 # library hashes a sidecar as if embedded, so a sidecar would not validate either
-                reason = handler.c2pa_skip_reason(inp.data)
+                reason = None if handler.streams else handler.c2pa_skip_reason(inp.data)
                 if reason:
                     skipped["c2pa"] = reason
                     layers = layers - {"c2pa"}
@@ -297,41 +374,59 @@ class Labeler:
                 applied.append("watermark")
             except CapacityError as exc:  # too small to carry a mark: the other layers still label the file
                 skipped["watermark"] = exc.message
-        data = _guard(handler, inp, "encoding", handler.encode, doc, opts)
+        data: bytes | Path
+        if spool is not None:
+            data = spool.new()
+            _guard(handler, inp, "encoding", handler.encode_to, doc, opts, data)
+        else:
+            data = _guard(handler, inp, "encoding", handler.encode, doc, opts)
         fields = _guard(handler, inp, "binding", handler.bind, doc, data)
         if fields:
             label = label.replace(**fields)
         token = sign_label(label, self.signer)
         if "metadata" in layers:
-            data = _guard(handler, inp, "writing metadata", handler.write_metadata, data, label, token)
+            if isinstance(data, Path):
+                _guard(handler, inp, "writing metadata", handler.write_metadata_to, data, label, token)
+            else:
+                data = _guard(handler, inp, "writing metadata", handler.write_metadata, data, label, token)
             applied.append("metadata")
         sidecar = None
-        data_before = data
         if c2pa_layer is not None and "c2pa" in layers:
             soft = {"alg": WATERMARK_ALG, "value": label.content_id} if "watermark" in applied else None
             training = None if label.training == Training.UNSPECIFIED else label.training.value
-            data = _guard(
-                handler,
-                inp,
-                "signing the C2PA manifest",
-                lambda: c2pa_layer.sign(
-                    data,
-                    handler.mime,
-                    self.signer,
-                    label_claims={"token": token},
-                    title=inp.name,
-                    source_type=label.source_type,
-                    soft_binding=soft,
-                    training=training,
-                    thumbnail=opts.thumbnail,
-                    parent=inp.data,
-                    embed=embed,
-                ),
-            )
+            signed = spool.new() if spool is not None and embed else None
+
+            def sign() -> bytes:
+                with contextlib.ExitStack() as files:
+                    content = data if isinstance(data, bytes) else files.enter_context(open(data, "rb"))
+                    parent = files.enter_context(inp.open()) if spool is not None else inp.data
+                    dest = files.enter_context(open(signed, "w+b")) if signed is not None else None
+                    return c2pa_layer.sign(
+                        content,
+                        handler.mime,
+                        self.signer,
+                        label_claims={"token": token},
+                        title=inp.name,
+                        source_type=label.source_type,
+                        soft_binding=soft,
+                        training=training,
+                        thumbnail=opts.thumbnail,
+                        parent=parent,
+                        embed=embed,
+                        dest=dest,
+                    )
+
+            manifest = _guard(handler, inp, "signing the C2PA manifest", sign)
+            if not embed:
+                sidecar = manifest
+            elif signed is not None:
+                assert spool is not None and isinstance(data, Path)
+                spool.drop(data)
+                data = signed
+            else:
+                data = manifest
             if embed:
                 applied.append("c2pa")
-            else:
-                data, sidecar = data_before, data
         return data, label, token, applied, skipped, sidecar
 
     # --- verify -----------------------------------------------------------------------------------------------------
@@ -401,14 +496,16 @@ class Labeler:
         except ImportError:
             return Evidence("c2pa", Status.UNAVAILABLE, "c2pa-python is not installed")
         side_data: dict[str, str] = {}
-        if handler.mime in c2pa_layer.supported_mime_types():
-            rep = c2pa_layer.read(inp.data, handler.mime, self.trust)
-        else:  # no embedding for this type: the manifest is a sidecar file beside it, when there is one
-            side = sidecar_path(inp.path) if inp.path is not None else None
-            if side is None or not side.is_file() or side.stat().st_size > SIDECAR_MAX:
-                return Evidence("c2pa", Status.ABSENT, f"no sidecar C2PA manifest (none can be embedded in {handler.mime})")
-            rep = c2pa_layer.read(inp.data, handler.mime, self.trust, sidecar=side.read_bytes())
-            side_data = {"sidecar": side.name}
+        content = inp.open() if handler.streams else contextlib.nullcontext(inp.data)
+        with content as data:  # a streaming handler's file is read from disk, not copied into memory first
+            if handler.mime in c2pa_layer.supported_mime_types():
+                rep = c2pa_layer.read(data, handler.mime, self.trust)
+            else:  # no embedding for this type: the manifest is a sidecar file beside it, when there is one
+                side = sidecar_path(inp.path) if inp.path is not None else None
+                if side is None or not side.is_file() or side.stat().st_size > SIDECAR_MAX:
+                    return Evidence("c2pa", Status.ABSENT, f"no sidecar C2PA manifest (none can be embedded in {handler.mime})")
+                rep = c2pa_layer.read(data, handler.mime, self.trust, sidecar=side.read_bytes())
+                side_data = {"sidecar": side.name}
         where = f" (sidecar {side_data['sidecar']})" if side_data else ""
         if not rep.present:
             return Evidence("c2pa", Status.ABSENT, "no C2PA manifest")

@@ -8,9 +8,10 @@ never selects a handler. Ties go to the handler registered first, so detection i
 from __future__ import annotations
 
 import importlib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Mapping
 
 from ..errors import CorruptInput, UnsupportedFormat
 from ..label import Label, TrainingSignal
@@ -110,6 +111,13 @@ class Input:
                 self._header = fh.read(HEADER_SIZE)
         return self._header
 
+    def open(self) -> IO[bytes]:
+        """A binary file object over the content: the file itself when it has not been read, else the bytes."""
+        if self._data is None:
+            assert self.path is not None
+            return open(self.path, "rb")
+        return io.BytesIO(self._data)
+
     @property
     def suffix(self) -> str:
         return Path(self.name).suffix.lower() if self.name else ""
@@ -152,6 +160,10 @@ class Handler:
     extensions: ClassVar[tuple[str, ...]] = ()
     layers: ClassVar[frozenset[str]] = frozenset()
     is_text: ClassVar[bool] = False
+    # True: the handler writes its output to a file (``encode_to``, ``write_metadata_to``) and reads its input
+    # through ``Input.path``/``Input.open()``, so the pipeline never holds the input or the output in memory (long
+    # audio); ``c2pa_skip_reason`` is then not asked (it takes the whole input as bytes)
+    streams: ClassVar[bool] = False
 
     def score(self, header: bytes, name: str | None) -> int:
         """0: not this format; higher: surer. Magic bytes should score ≥ 100, content heuristics less."""
@@ -170,11 +182,20 @@ class Handler:
     def encode(self, doc: Any, opts: MarkOptions) -> bytes:
         raise NotImplementedError
 
-    def bind(self, doc: Any, encoded: bytes) -> Mapping[str, Any]:
-        """Label fields (``binding``, ``warning``) computed from the encoded content before signing."""
+    def encode_to(self, doc: Any, opts: MarkOptions, path: Path) -> None:
+        """A streaming handler's ``encode``: write the encoded content to ``path`` (an existing empty file)."""
+        raise NotImplementedError
+
+    def bind(self, doc: Any, encoded: bytes | Path) -> Mapping[str, Any]:
+        """Label fields (``binding``, ``warning``) computed from the encoded content (bytes, or the file a streaming
+        handler wrote) before signing."""
         return {}
 
     def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
+        raise NotImplementedError(f"{self.name} has no metadata layer")
+
+    def write_metadata_to(self, path: Path, label: Label, token: str) -> None:
+        """A streaming handler's ``write_metadata``: edit the file at ``path`` (in place, or replaced whole)."""
         raise NotImplementedError(f"{self.name} has no metadata layer")
 
     # --- verify -------------------------------------------------------------------------------------------------

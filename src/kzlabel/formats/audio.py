@@ -10,16 +10,21 @@ of STANDARDS.md: ``AIGC`` (GB 45438 JSON), ``kzlabel`` (the signed label), ``Dig
 
 Marking streams: samples are decoded in blocks of :data:`BLOCK_TILES` watermark tiles (30.72 s), toned,
 watermarked with the block's offset on the watermark's grid and encoded block by block to a temp file, so memory holds
-about two blocks of float32 whatever the length (docs/audio.md has the figures). Verification decodes only the
-opening :data:`_DETECT_SECONDS` and, when the label records a tone at the end, the last seconds after one seek.
+about two blocks of float32 whatever the length (docs/audio.md has the figures). The handler ``streams``: the encoded
+file stays on disk, tags are edited there (mutagen in place; WAV chunks by a streamed copy) and the pipeline signs
+it file to file. Verification decodes only the opening :data:`_DETECT_SECONDS` and, when the label records a tone at
+the end, the last seconds after one seek; tags are read from the file without loading it.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
@@ -28,7 +33,7 @@ from ..label import DEFAULT_LANGUAGES, IPTC_COMPOSITE, IPTC_TRAINED, Label, Trai
 from ..layers import audible, spoken
 from ..layers.metadata import label_values, training_values
 from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register
-from ._av import AV_ERRORS, av, block_samples, layout_name, mux_samples, need_av, read_audio, source, temp_output
+from ._av import AV_ERRORS, av, block_samples, layout_name, mux_samples, need_av, read_audio, source
 
 TAG_AIGC = "AIGC"
 TAG_LABEL = "kzlabel"
@@ -219,46 +224,43 @@ def _encoder(info: AudioInfo, fmt_id: str) -> tuple[str, str, dict[str, Any]]:
     return "ogg", "vorbis", {"bit_rate": info.bit_rate or 160_000}
 
 
-def encode_blocks(info: AudioInfo, blocks: Iterable[np.ndarray], fmt_id: str) -> bytes:
-    """Encode float32 (n, channels) blocks in the source's format, block by block into a temp file (memory holds
-    one block), and return the file's bytes (the pipeline's later layers work on bytes)."""
+def encode_blocks(info: AudioInfo, blocks: Iterable[np.ndarray], fmt_id: str, dest: str | os.PathLike) -> None:
+    """Encode float32 (n, channels) blocks in the source's format, block by block into the file ``dest`` (memory
+    holds one block)."""
     need_av("audio")
     container_fmt, codec, settings = _encoder(info, fmt_id)
     try:
-        with temp_output("." + fmt_id) as tmp:
-            with av.open(tmp, "w", format=container_fmt) as out:
-                rate = info.rate
-                if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
-                    rate = 48000
-                stream = out.add_stream(codec, rate=rate, layout=info.layout)
-                if codec == "vorbis":
-                    stream.codec_context.options = {"strict": "experimental"}
-                if "format" in settings:
-                    stream.format = settings["format"]
-                if "bit_rate" in settings:
-                    stream.bit_rate = int(settings["bit_rate"])
-                for k, v in info.metadata.items():
-                    if k.lower() not in ("encoder", "major_brand", "minor_version", "compatible_brands", "language", "handler_name", "vendor_id"):
-                        out.metadata[k] = v
-                        if container_fmt == "ogg":  # Ogg keeps tags in the stream's comment header
-                            stream.metadata[k] = v
-                resampler = av.AudioResampler(format="flt", layout=info.layout, rate=rate) if rate != info.rate else None
-                pts = 0
-                for block in blocks:
-                    if resampler is None:
-                        pts = mux_samples(out, stream, block, info.layout, rate, pts)
-                        continue
-                    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, np.float32).reshape(1, -1), format="flt", layout=info.layout)
-                    frame.sample_rate = info.rate
-                    for f in resampler.resample(frame):
-                        pts = mux_samples(out, stream, f.to_ndarray().reshape(-1, info.channels), info.layout, rate, pts)
-                if resampler is not None:
-                    for f in resampler.resample(None):
-                        pts = mux_samples(out, stream, f.to_ndarray().reshape(-1, info.channels), info.layout, rate, pts)
-                for packet in stream.encode(None):
-                    out.mux(packet)
-            with open(tmp, "rb") as fh:
-                return fh.read()
+        with av.open(str(dest), "w", format=container_fmt) as out:
+            rate = info.rate
+            if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
+                rate = 48000
+            stream = out.add_stream(codec, rate=rate, layout=info.layout)
+            if codec == "vorbis":
+                stream.codec_context.options = {"strict": "experimental"}
+            if "format" in settings:
+                stream.format = settings["format"]
+            if "bit_rate" in settings:
+                stream.bit_rate = int(settings["bit_rate"])
+            for k, v in info.metadata.items():
+                if k.lower() not in ("encoder", "major_brand", "minor_version", "compatible_brands", "language", "handler_name", "vendor_id"):
+                    out.metadata[k] = v
+                    if container_fmt == "ogg":  # Ogg keeps tags in the stream's comment header
+                        stream.metadata[k] = v
+            resampler = av.AudioResampler(format="flt", layout=info.layout, rate=rate) if rate != info.rate else None
+            pts = 0
+            for block in blocks:
+                if resampler is None:
+                    pts = mux_samples(out, stream, block, info.layout, rate, pts)
+                    continue
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, np.float32).reshape(1, -1), format="flt", layout=info.layout)
+                frame.sample_rate = info.rate
+                for f in resampler.resample(frame):
+                    pts = mux_samples(out, stream, f.to_ndarray().reshape(-1, info.channels), info.layout, rate, pts)
+            if resampler is not None:
+                for f in resampler.resample(None):
+                    pts = mux_samples(out, stream, f.to_ndarray().reshape(-1, info.channels), info.layout, rate, pts)
+            for packet in stream.encode(None):
+                out.mux(packet)
     except KzlabelError:
         raise
     except AV_ERRORS as exc:
@@ -280,24 +282,29 @@ def read_excerpt(inp: Input, fmt_id: str, seconds: float, *, from_end: bool = Fa
 # ------------------------------------------------------------------------------------------------------------ tags
 
 
-def _mutagen_file(data: bytes) -> tuple[Any, io.BytesIO]:
+def _mutagen_file(fh: IO[bytes]) -> Any:
+    """mutagen's view of the file ``fh`` (rewound before and after): it reads the tag areas, not the samples."""
     import mutagen
 
-    bio = io.BytesIO(data)
+    fh.seek(0)
     try:
-        f = mutagen.File(bio)
+        f = mutagen.File(fh)
     except Exception as exc:  # noqa: BLE001 - mutagen raises many types for damaged tags
         raise CorruptInput(f"unreadable audio tags: {exc}") from None
     if f is None:
         raise CorruptInput("mutagen does not recognise this audio container")
-    bio.seek(0)
-    return f, bio
+    fh.seek(0)
+    return f
 
 
-def read_tags(data: bytes) -> dict[str, str]:
+def _file(content: bytes | IO[bytes]) -> IO[bytes]:
+    return io.BytesIO(content) if isinstance(content, (bytes, bytearray)) else content
+
+
+def read_tags(content: bytes | IO[bytes]) -> dict[str, str]:
     """Every text tag as name → value (ID3 TXXX by description, Vorbis comments, iTunes freeform by name)."""
     try:
-        f, _ = _mutagen_file(data)
+        f = _mutagen_file(_file(content))
     except CorruptInput:
         return {}
     tags = f.tags
@@ -322,12 +329,13 @@ def read_tags(data: bytes) -> dict[str, str]:
     return out
 
 
-def write_tags(data: bytes, values: Mapping[str, str]) -> bytes:
-    """``data`` with ``values`` set as text tags in the container's own tag slot (existing tags kept)."""
+def set_tags(fh: IO[bytes], values: Mapping[str, str]) -> None:
+    """Set ``values`` as text tags in the container's own tag slot of the file ``fh`` (opened ``r+b``, or a BytesIO),
+    existing tags kept. mutagen edits in place, moving the samples in bounded reads when the tag area grows."""
     from mutagen.id3 import ID3, TXXX
     from mutagen.mp4 import MP4, MP4FreeForm
 
-    f, bio = _mutagen_file(data)
+    f = _mutagen_file(fh)
     if f.tags is None:
         f.add_tags()
     tags = f.tags
@@ -342,88 +350,139 @@ def write_tags(data: bytes, values: Mapping[str, str]) -> bytes:
         for k, v in values.items():
             tags[k] = [v]
     try:
-        f.save(bio)
+        f.save(fh)
     except Exception as exc:  # noqa: BLE001
         raise CorruptInput(f"could not write audio tags: {exc}") from None
+
+
+def write_tags(data: bytes, values: Mapping[str, str]) -> bytes:
+    """``data`` with ``values`` set as text tags (:func:`set_tags` on a copy in memory)."""
+    bio = io.BytesIO(data)
+    set_tags(bio, values)
     return bio.getvalue()
 
 
-def _riff_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
-    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+_RIFF_META_MAX = 64 << 20  # a metadata chunk read into memory (LIST/INFO, XMP); the samples are only ever copied
+_COPY = 1 << 20
+
+
+def _riff_index(fh: IO[bytes]) -> list[tuple[bytes, int, int]]:
+    """(id, offset of the body, body size) of every chunk of a RIFF/WAVE file, from the chunk headers alone."""
+    end = fh.seek(0, os.SEEK_END)
+    fh.seek(0)
+    head = fh.read(12)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         raise CorruptInput("not a RIFF/WAVE file")
     out, i = [], 12
-    while i + 8 <= len(data):
-        cid, n = data[i : i + 4], int.from_bytes(data[i + 4 : i + 8], "little")
-        if i + 8 + n > len(data):
+    while i + 8 <= end:
+        fh.seek(i)
+        h = fh.read(8)
+        cid, n = h[:4], int.from_bytes(h[4:8], "little")
+        if i + 8 + n > end:
             raise CorruptInput(f"truncated RIFF chunk {cid!r}")
-        out.append((cid, data[i + 8 : i + 8 + n]))
+        out.append((cid, i + 8, n))
         i += 8 + n + (n & 1)
     return out
 
 
-def _riff(chunks: list[tuple[bytes, bytes]]) -> bytes:
-    body = b"".join(cid + len(c).to_bytes(4, "little") + c + (b"\0" if len(c) & 1 else b"") for cid, c in chunks)
-    return b"RIFF" + (len(body) + 4).to_bytes(4, "little") + b"WAVE" + body
+def _body(fh: IO[bytes], offset: int, size: int) -> bytes:
+    if size > _RIFF_META_MAX:
+        raise CorruptInput(f"RIFF metadata chunk of {size} bytes (over {_RIFF_META_MAX})")
+    fh.seek(offset)
+    return fh.read(size)
 
 
-def write_wav_chunks(data: bytes, values: Mapping[str, str], xmp: Mapping[tuple[str, str], str]) -> bytes:
-    """WAV carriers exiftool and ffprobe read: XMP in a ``_PMX`` chunk (merged with any existing packet), the
-    ``AIGC`` JSON as its own RIFF chunk (GB 45438 practice) and every value as a ``LIST/INFO`` entry (ffprobe)."""
+def rewrite_wav_chunks(src: IO[bytes], out: IO[bytes], values: Mapping[str, str], xmp: Mapping[tuple[str, str], str]) -> None:
+    """Copy the RIFF/WAVE file ``src`` to ``out`` with the WAV carriers exiftool and ffprobe read: XMP in a ``_PMX``
+    chunk (merged with any existing packet), the ``AIGC`` JSON as its own RIFF chunk (GB 45438 practice) and every
+    value as a ``LIST/INFO`` entry (ffprobe). The sample data is copied in 1 MiB reads, never held."""
     from ..layers.metadata import merge_xmp
 
-    chunks = _riff_chunks(data)
-    old_xmp = next((c for cid, c in chunks if cid == b"_PMX"), None)
+    chunks = _riff_index(src)
+    old_xmp = next((_body(src, off, n) for cid, off, n in chunks if cid == b"_PMX"), None)
     packet = merge_xmp(old_xmp, xmp, tuple(xmp))
     info = b""
     for k, v in values.items():
         raw = v.encode("utf-8") + b"\0"
         info += k.encode("ascii")[:4].ljust(4, b" ") + len(raw).to_bytes(4, "little") + raw + (b"\0" if len(raw) & 1 else b"")
     mine = {k.encode("ascii")[:4].ljust(4, b" ") for k in values}
-    out: list[tuple[bytes, bytes]] = []
+
+    def put(cid: bytes, body: bytes | None, offset: int = 0, size: int = 0) -> None:
+        size = len(body) if body is not None else size
+        out.write(cid + size.to_bytes(4, "little"))
+        if body is not None:
+            out.write(body)
+        else:
+            src.seek(offset)
+            left = size
+            while left:
+                piece = src.read(min(_COPY, left))
+                if not piece:
+                    raise CorruptInput(f"truncated RIFF chunk {cid!r}")
+                out.write(piece)
+                left -= len(piece)
+        if size & 1:
+            out.write(b"\0")
+
+    out.write(b"RIFF\0\0\0\0WAVE")
     merged_info = False
-    for cid, c in chunks:
+    for cid, off, n in chunks:
         if cid in (b"_PMX", b"AIGC"):
             continue
-        if cid == b"LIST" and c[:4] == b"INFO" and not merged_info:
+        if cid == b"LIST" and not merged_info and _body(src, off, min(n, 4)) == b"INFO":
+            c = _body(src, off, n)
             kept, i = b"", 4
             while i + 8 <= len(c):
-                sid, n = c[i : i + 4], int.from_bytes(c[i + 4 : i + 8], "little")
+                sid, m = c[i : i + 4], int.from_bytes(c[i + 4 : i + 8], "little")
                 if sid not in mine:
-                    kept += c[i : i + 8 + n + (n & 1)]
-                i += 8 + n + (n & 1)
-            c = b"INFO" + kept + info
+                    kept += c[i : i + 8 + m + (m & 1)]
+                i += 8 + m + (m & 1)
+            put(cid, b"INFO" + kept + info)
             merged_info = True
-        out.append((cid, c))
+            continue
+        put(cid, None, off, n)
     if not merged_info:
-        out.append((b"LIST", b"INFO" + info))
+        put(b"LIST", b"INFO" + info)
     if TAG_AIGC in values:
-        out.append((b"AIGC", values[TAG_AIGC].encode("utf-8")))
-    out.append((b"_PMX", packet))
-    return _riff(out)
+        put(b"AIGC", values[TAG_AIGC].encode("utf-8"))
+    put(b"_PMX", packet)
+    total = out.tell()
+    out.seek(4)
+    out.write((total - 8).to_bytes(4, "little"))
+    out.seek(total)
 
 
-def read_wav_values(data: bytes) -> dict[str, str]:
-    """The XMP and INFO values :func:`write_wav_chunks` wrote (for a file without ID3 tags)."""
+def write_wav_chunks(data: bytes, values: Mapping[str, str], xmp: Mapping[tuple[str, str], str]) -> bytes:
+    """:func:`rewrite_wav_chunks` in memory."""
+    out = io.BytesIO()
+    rewrite_wav_chunks(io.BytesIO(data), out, values, xmp)
+    return out.getvalue()
+
+
+def read_wav_values(content: bytes | IO[bytes]) -> dict[str, str]:
+    """The XMP and INFO values :func:`rewrite_wav_chunks` wrote (for a file without ID3 tags); reads the chunk
+    headers and the XMP packet only."""
     from ..layers.metadata import xmp_values
 
+    fh = _file(content)
     try:
-        chunks = _riff_chunks(data)
+        chunks = _riff_index(fh)
+        packets = [_body(fh, off, n) for cid, off, n in chunks if cid == b"_PMX"]
     except CorruptInput:
         return {}
     out: dict[str, str] = {}
-    for cid, c in chunks:
-        if cid == b"_PMX":
-            vals = xmp_values(c)
-            for src, dst in (
-                ("kzlabel:Label", TAG_LABEL),
-                ("TC260:AIGC", TAG_AIGC),
-                ("Iptc4xmpExt:DigitalSourceType", TAG_SOURCE),
-                ("plus:DataMining", "DataMining"),
-                ("tdm:reservation", "tdm-reservation"),
-                ("tdm:policy", "tdm-policy"),
-            ):
-                if src in vals:
-                    out.setdefault(dst, vals[src])
+    for packet in packets:
+        vals = xmp_values(packet)
+        for src, dst in (
+            ("kzlabel:Label", TAG_LABEL),
+            ("TC260:AIGC", TAG_AIGC),
+            ("Iptc4xmpExt:DigitalSourceType", TAG_SOURCE),
+            ("plus:DataMining", "DataMining"),
+            ("tdm:reservation", "tdm-reservation"),
+            ("tdm:policy", "tdm-policy"),
+        ):
+            if src in vals:
+                out.setdefault(dst, vals[src])
     return out
 
 
@@ -438,6 +497,7 @@ def _watermark_module() -> Any:
 
 class _AudioHandler(Handler):
     layers = frozenset({"visible", "watermark", "metadata", "c2pa"})
+    streams = True  # the output is a file from encoding to the final rename: an hours-long WAV is gigabytes
 
     def load(self, inp: Input, limits: Limits) -> AudioDoc:
         return open_stream(inp, limits, self.id)
@@ -469,13 +529,17 @@ class _AudioHandler(Handler):
         doc.first = _watermark_module().embed_audio(doc.head, doc.rate, payload, key=key)
         doc.payload, doc.key = payload, key
 
-    def encode(self, doc: AudioDoc, opts: MarkOptions) -> bytes:
-        return encode_blocks(doc.info, _output_blocks(doc), self.id)
+    def encode_to(self, doc: AudioDoc, opts: MarkOptions, path: Path) -> None:
+        encode_blocks(doc.info, _output_blocks(doc), self.id, path)
 
-    def bind(self, doc: AudioDoc, encoded: bytes) -> Mapping[str, Any]:
+    def bind(self, doc: AudioDoc, encoded: bytes | Path) -> Mapping[str, Any]:
         return dict(doc.label_fields)
 
-    def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
+    def write_metadata_to(self, path: Path, label: Label, token: str) -> None:
+        self._write_file(path, *self._label_tags(label, token))
+
+    def _label_tags(self, label: Label, token: str) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+        """(container tags, XMP values) that carry the label."""
         tags = {TAG_AIGC: label.aigc_json(token), TAG_LABEL: token, TAG_SOURCE: label.source_type}
         if label.system:
             tags[TAG_SYSTEM] = label.system + (f" {label.system_version}" if label.system_version else "")
@@ -486,17 +550,25 @@ class _AudioHandler(Handler):
             policy = TrainingPolicy.from_lists(deny=["all"])
             tags |= container_tags(policy)
             xmp |= training_values(policy)
-        return self._write(data, tags, xmp)
+        return tags, xmp
 
     def _write(self, data: bytes, tags: Mapping[str, str], xmp: Mapping[tuple[str, str], str]) -> bytes:
         return write_tags(data, tags)
 
-    def _read(self, data: bytes) -> dict[str, str]:
-        return read_tags(data)
+    def _write_file(self, path: Path, tags: Mapping[str, str], xmp: Mapping[tuple[str, str], str]) -> None:
+        with open(path, "r+b") as fh:
+            set_tags(fh, tags)
+
+    def _read(self, content: bytes | IO[bytes]) -> dict[str, str]:
+        return read_tags(content)
+
+    def _read_inp(self, inp: Input) -> dict[str, str]:
+        with inp.open() as fh:  # the tag areas only, not the whole file
+            return self._read(fh)
 
     def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
         samples, rate = read_excerpt(inp, self.id, _DETECT_SECONDS)
-        tags = {k.lower(): v for k, v in self._read(inp.data).items()}
+        tags = {k.lower(): v for k, v in self._read_inp(inp).items()}
         tokens = [(f"{self.name} tag kzlabel", tags[TAG_LABEL.lower()])] if TAG_LABEL.lower() in tags else []
         fields = {k: tags[k.lower()] for k in (TAG_AIGC, TAG_SOURCE) if k.lower() in tags}
         wm = _watermark_module()
@@ -538,7 +610,7 @@ class _AudioHandler(Handler):
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
         from ..optout import signals_from_tags
 
-        return signals_from_tags(self._read(inp.data), f"{self.name} tag")
+        return signals_from_tags(self._read_inp(inp), f"{self.name} tag")
 
     def write_training(self, data: bytes, policy: Any, limits: Limits) -> bytes:
         from ..layers.metadata import training_values
@@ -566,8 +638,23 @@ class Wav(_AudioHandler):
     def _write(self, data: bytes, tags: Mapping[str, str], xmp: Mapping[tuple[str, str], str]) -> bytes:
         return write_wav_chunks(write_tags(data, tags), tags, xmp)
 
-    def _read(self, data: bytes) -> dict[str, str]:
-        return read_wav_values(data) | read_tags(data)
+    def _write_file(self, path: Path, tags: Mapping[str, str], xmp: Mapping[tuple[str, str], str]) -> None:
+        """ID3 chunk by mutagen in place, then the RIFF carriers by a streamed copy that replaces the file."""
+        super()._write_file(path, tags, xmp)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".riff")
+        try:
+            with open(path, "rb") as src, os.fdopen(fd, "wb") as out:
+                rewrite_wav_chunks(src, out, tags, xmp)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+    def _read(self, content: bytes | IO[bytes]) -> dict[str, str]:
+        return read_wav_values(content) | read_tags(content)
 
 
 class Mp3(_AudioHandler):

@@ -21,7 +21,7 @@ import functools
 import io
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import IO, TYPE_CHECKING, Any, Mapping
 
 try:  # absolute import: the c2pa-python package, not this module
     import c2pa as _c2pa
@@ -54,6 +54,10 @@ TRAINING_ASSERTION = "cawg.training-mining"
 TRAINING_VALUES = ("allowed", "notAllowed", "constrained")
 TRAINING_KEYS = ("cawg.ai_generative_training", "cawg.ai_training", "cawg.ai_inference", "cawg.data_mining")
 _PARENT_ID = "kzlabel-parent"
+
+# content: bytes, or a seekable binary file (a long file is signed and read from disk, never copied into memory here;
+# the C2PA library itself still buffers the asset, see docs/audio.md)
+Content = bytes | IO[bytes]
 
 # success codes worth reporting next to failures and informational codes
 _NOTABLE_SUCCESS = (
@@ -120,19 +124,44 @@ def _msg(exc: BaseException) -> str:
     return text
 
 
+def _stream(content: Content) -> IO[bytes]:
+    """A stream positioned at the start of ``content`` (a file is rewound: each use reads it from the start)."""
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        return io.BytesIO(content)
+    content.seek(0)
+    return content
+
+
+def _mentions(content: Content, needles: tuple[bytes, ...] = (b"c2pa", b"jumb")) -> bool:
+    """Whether any of ``needles`` occurs in ``content``; a file is scanned in 1 MiB reads (with overlap)."""
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        return any(n in content for n in needles)
+    content.seek(0)
+    keep = max(len(n) for n in needles) - 1
+    tail = b""
+    while chunk := content.read(1 << 20):
+        window = tail + chunk
+        if any(n in window for n in needles):
+            return True
+        tail = window[-keep:]
+    return False
+
+
 # --- sign ----------------------------------------------------------------------------------------------------------
-def _existing_manifest(data: bytes, mime: str) -> tuple[bool, bool]:
+def _existing_manifest(data: Content, mime: str) -> tuple[bool, bool]:
     """(has a manifest?, readable?) for the input."""
     c2pa = _need()
+    if not isinstance(data, (bytes, bytearray, memoryview)) and not _mentions(data):
+        return False, True  # a file without JUMBF: no need to have the C2PA library load it whole to say so
     try:
         with _context({"verify": {"verify_trust": False}}) as ctx:
-            reader = c2pa.Reader.try_create(mime, io.BytesIO(data), None, ctx)
+            reader = c2pa.Reader.try_create(mime, _stream(data), None, ctx)
             if reader is None:
                 return False, True
             reader.close()
             return True, True
     except Exception:  # noqa: BLE001 - a broken manifest (or JUMBF) in the input, or an unparsable container
-        if b"c2pa" not in data and b"jumb" not in data:
+        if not _mentions(data):
             return False, True
         return True, False
 
@@ -187,7 +216,7 @@ def _definition(
 
 
 def sign(
-    data: bytes,
+    data: Content,
     mime: str,
     signer: "Signer",
     *,
@@ -197,10 +226,14 @@ def sign(
     soft_binding: dict | None = None,
     training: str | Mapping[str, Any] | None = None,
     thumbnail: bool = False,
-    parent: bytes | None = None,
+    parent: Content | None = None,
     embed: bool = True,
+    dest: IO[bytes] | None = None,
 ) -> bytes:
     """Embed a signed C2PA manifest in ``data`` (of type ``mime``) and return the new bytes.
+
+    ``data`` and ``parent`` may be seekable binary files instead of bytes; with ``dest`` (a file opened ``w+b``) the
+    signed content is written there and the manifest store is returned instead.
 
     An existing manifest is never dropped: it becomes the ``parentOf`` ingredient of the new one. ``parent`` is the
     original input when ``data`` is a re-encoded copy of it (re-encoding loses the manifest store, the input keeps it).
@@ -226,7 +259,7 @@ def sign(
     c2pa_signer = signer.c2pa_signer()
     try:
         return _build_and_sign(
-            c2pa, definition, data, mime, c2pa_signer, source if has_parent else None, title, thumbnail, embed
+            c2pa, definition, data, mime, c2pa_signer, source if has_parent else None, title, thumbnail, embed, dest
         )
     except KzlabelError:
         raise
@@ -244,13 +277,14 @@ def sign(
 def _build_and_sign(
     c2pa: Any,
     definition: dict,
-    data: bytes,
+    data: Content,
     mime: str,
     c2pa_signer: Any,
-    parent: bytes | None,
+    parent: Content | None,
     title: str | None,
     thumbnail: bool,
     embed: bool = True,
+    dest: IO[bytes] | None = None,
 ) -> bytes:
     settings = {"builder": {"thumbnail": {"enabled": bool(thumbnail)}}}
     with _context(settings) as ctx:
@@ -259,7 +293,7 @@ def _build_and_sign(
             if parent is not None:
                 ingredient = {"title": title or "input", "relationship": "parentOf", "label": _PARENT_ID}
                 try:
-                    builder.add_ingredient_from_stream(ingredient, mime, io.BytesIO(parent))
+                    builder.add_ingredient_from_stream(ingredient, mime, _stream(parent))
                 except Exception as exc:  # noqa: BLE001 - the input's manifest is damaged beyond what c2pa accepts
                     # Record the parent without its (unreadable) manifest store, saying why, and sign anyway.
                     builder.close()
@@ -272,11 +306,11 @@ def _build_and_sign(
                         )
                     ]
                     builder = c2pa.Builder(fallback, context=ctx)
-            out = io.BytesIO()
+            out = io.BytesIO() if dest is None else dest
             if not embed:
                 builder.set_no_embed()
-            manifest = builder.sign(c2pa_signer, mime, io.BytesIO(data), out)
-            return out.getvalue() if embed else bytes(manifest)
+            manifest = builder.sign(c2pa_signer, mime, _stream(data), out)
+            return out.getvalue() if embed and dest is None else bytes(manifest)
         finally:
             builder.close()
 
@@ -357,9 +391,9 @@ def _fill(report: C2paReport, manifest: dict) -> None:
     report.ingredients = [i for i in manifest.get("ingredients") or [] if isinstance(i, dict)]
 
 
-def read(data: bytes, mime: str, trust: "TrustStore | None" = None, *, sidecar: bytes | None = None) -> C2paReport:
-    """Read and validate the C2PA manifest in ``data`` (or the ``sidecar`` manifest bound to ``data``); never raises
-    for a missing or broken manifest.
+def read(data: Content, mime: str, trust: "TrustStore | None" = None, *, sidecar: bytes | None = None) -> C2paReport:
+    """Read and validate the C2PA manifest in ``data`` (bytes or a seekable binary file; or the ``sidecar`` manifest
+    bound to ``data``); never raises for a missing or broken manifest.
 
     ``trust``: the anchors to trust for this call only (applied through a per-call Context, no global state).
     """
@@ -369,7 +403,7 @@ def read(data: bytes, mime: str, trust: "TrustStore | None" = None, *, sidecar: 
         raise UnsupportedFormat(f"the C2PA library cannot read {mime}", format=mime)
     try:
         with _context(_read_settings(trust)) as ctx:
-            reader = c2pa.Reader.try_create(mime, io.BytesIO(data), sidecar, ctx)
+            reader = c2pa.Reader.try_create(mime, _stream(data), sidecar, ctx)
             if reader is None:
                 return C2paReport(present=False, state="absent")
             try:
@@ -381,7 +415,7 @@ def read(data: bytes, mime: str, trust: "TrustStore | None" = None, *, sidecar: 
     except KzlabelError:
         raise
     except Exception as exc:  # noqa: BLE001 - JUMBF present but unreadable, or the container itself unparsable
-        if sidecar is None and b"c2pa" not in data and b"jumb" not in data:
+        if sidecar is None and not _mentions(data):
             return C2paReport(present=False, state="absent", detail=f"the C2PA library could not parse the file: {_msg(exc)}")
         return C2paReport(present=True, state="invalid", codes=["manifest.unreadable"], detail=_msg(exc))
 
