@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kzlabel.errors import CapacityError
 from kzlabel.watermark import audio as wa
 from kzlabel.watermark import detect_audio, embed_audio
 
@@ -202,3 +203,14 @@ def test_shares_put_the_change_in_moderate_cells() -> None:
     loud = bx > np.quantile(bx, 0.9)
     moderate = (bx > np.quantile(bx, 0.5)) & ~loud
     assert np.median(change[loud]) < np.median(change[moderate])
+
+
+def test_short_content_is_read_back_or_refused() -> None:
+    """Under 10 s the mark is read back after embedding: 2.5 s of speech cannot carry 64 bits and is refused rather
+    than reported as watermarked (3-4 s clips go either way); 6 s of music carries it."""
+    speech = audio_signals.speech(2.5, 16000, seed=8)
+    with pytest.raises(CapacityError, match="read back"):
+        embed_audio(speech, 16000, PAYLOAD)
+    music = audio_signals.music(6, 44100, seed=8)
+    y = embed_audio(music, 44100, PAYLOAD)
+    assert detect_audio(y, 44100).payload == PAYLOAD

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import CorruptInput, KzlabelError, LimitExceeded, UnsupportedFormat
+from ..errors import CapacityError, CorruptInput, KzlabelError, LimitExceeded, UnsupportedFormat
 from ..label import Label, Training, TrainingSignal
 from ..layers import audible, visible
 from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register
@@ -568,7 +568,10 @@ class _Soundtrack:
         if self.payload is not None and len(block) and not too_short:
             from ..watermark import embed_audio
 
-            block = embed_audio(block, self.rate, self.payload, key=self.plan.key, offset_s=self.done / self.rate)
+            try:
+                block = embed_audio(block, self.rate, self.payload, key=self.plan.key, offset_s=self.done / self.rate)
+            except CapacityError:  # a soundtrack too short to carry a mark that reads back: left unmarked
+                pass
         self.pts = mux_samples(self.out, self.stream, block, self.layout, self.rate, self.pts or 0)
         self.done += len(block)
 
@@ -650,8 +653,6 @@ class _VideoHandler(Handler):
 
     def embed_watermark(self, doc: VideoDoc, payload: bytes, key: bytes | None) -> None:
         if min(doc.info.width, doc.info.height) < 256:
-            from ..errors import CapacityError
-
             raise CapacityError(f"{doc.info.width}×{doc.info.height} frames are too small for the watermark (min 256 px)")
         doc.ops.append(watermark_op(payload, key, doc.info.height))
         doc.soundtrack.payload, doc.soundtrack.key = payload, key  # used only if encode() is asked to mark the audio
