@@ -364,6 +364,26 @@ def test_audio_long_wav_marked_and_verified_in_bounded_memory(tmp_path: Path, si
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no spooled temp file left behind
 
 
+def test_c2pa_skipped_over_the_size_limit_and_not_read_in_verify(tmp_path: Path, signer, keydir: Path) -> None:
+    """The C2PA library holds the whole file in memory: over Limits.max_c2pa_bytes the manifest is skipped with the
+    reason (the other layers still label the file) and verify reports it unchecked instead of loading the file."""
+    src = _make(tmp_path, "wav16")
+    trust = kzlabel.TrustStore.load([keydir])
+    small = kzlabel.Limits(max_c2pa_bytes=100_000)  # the 12-s stereo WAV is ~2 MB
+    lab = kzlabel.Labeler(signer, owner="ACME LLP", system="Gen", trust=trust, limits=small)
+    res = lab.mark(src, tmp_path / "big.wav")
+    assert set(res.layers) == {"visible", "watermark", "metadata"}
+    assert "over the C2PA limit" in res.skipped["c2pa"]
+    report = lab.verify(tmp_path / "big.wav")
+    c2pa = next(e for e in report.evidence if e.layer == "c2pa")
+    assert c2pa.status == kzlabel.Status.UNAVAILABLE and "not checked" in c2pa.detail
+    assert report.verdict == kzlabel.Verdict.COMPLIANT, str(report)
+    # a file signed under the default limit: trusted by default, unchecked under the small one
+    kzlabel.mark(src, tmp_path / "signed.wav", signer=signer, system="Gen", owner="ACME LLP")
+    assert next(e for e in kzlabel.verify(tmp_path / "signed.wav", trust=trust).evidence if e.layer == "c2pa").status == kzlabel.Status.TRUSTED
+    assert next(e for e in lab.verify(tmp_path / "signed.wav").evidence if e.layer == "c2pa").status == kzlabel.Status.UNAVAILABLE
+
+
 def test_audio_failed_mark_leaves_no_spooled_file(tmp_path: Path, signer, monkeypatch) -> None:
     """The output is spooled beside dst through every step: a failure in the last one (signing) raises a kzlabel
     error and leaves neither dst nor a temp file; an existing dst is left as it was."""

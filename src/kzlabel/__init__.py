@@ -11,6 +11,7 @@ import os
 from typing import IO, overload
 
 from . import errors
+from .formats import Limits
 from .keys import Signer, TrustStore
 from .label import IPTC_COMPOSITE, IPTC_TRAINED, Label, Training
 from .optout import TrainingCheck, TrainingPolicy, training_allowed
@@ -26,6 +27,7 @@ __all__ = [
     "IPTC_TRAINED",
     "Label",
     "Labeler",
+    "Limits",
     "MarkResult",
     "Registry",
     "Report",

@@ -185,6 +185,13 @@ class _Spool:
         self.paths.clear()
 
 
+def _c2pa_too_big(size: int, limits: Limits) -> str:
+    return (
+        f"{size / 1024**2:.0f} MiB is over the C2PA limit of {limits.max_c2pa_bytes / 1024**2:.0f} MiB (the C2PA library"
+        " holds the whole file in memory; Limits.max_c2pa_bytes raises it)"
+    )
+
+
 def _guard(handler: Handler, inp: Input, stage: str, fn: Callable[..., T], *args: Any) -> T:
     """Run a handler step; a dependency's exception becomes a kzlabel error naming the file and the step."""
     try:
@@ -391,6 +398,10 @@ class Labeler:
                 data = _guard(handler, inp, "writing metadata", handler.write_metadata, data, label, token)
             applied.append("metadata")
         sidecar = None
+        size = data.stat().st_size if isinstance(data, Path) else len(data)
+        if c2pa_layer is not None and "c2pa" in layers and size > self.limits.max_c2pa_bytes:
+            skipped["c2pa"] = _c2pa_too_big(size, self.limits)
+            layers = layers - {"c2pa"}
         if c2pa_layer is not None and "c2pa" in layers:
             soft = {"alg": WATERMARK_ALG, "value": label.content_id} if "watermark" in applied else None
             training = None if label.training == Training.UNSPECIFIED else label.training.value
@@ -495,6 +506,8 @@ class Labeler:
             from .layers import c2pa as c2pa_layer
         except ImportError:
             return Evidence("c2pa", Status.UNAVAILABLE, "c2pa-python is not installed")
+        if inp.size > self.limits.max_c2pa_bytes:
+            return Evidence("c2pa", Status.UNAVAILABLE, "not checked: " + _c2pa_too_big(inp.size, self.limits))
         side_data: dict[str, str] = {}
         content = inp.open() if handler.streams else contextlib.nullcontext(inp.data)
         with content as data:  # a streaming handler's file is read from disk, not copied into memory first
