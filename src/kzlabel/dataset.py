@@ -12,17 +12,18 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from . import formats
 from .errors import KzlabelError
 from .formats import Input, Limits
 from .label import USES, Training, canonical_json
 
-__all__ = ["MANIFEST_NAME", "build_manifest", "write_manifest", "verify_manifest", "DatasetCheck"]
+__all__ = ["MANIFEST_NAME", "DatasetCheck", "build_manifest", "verify_manifest", "write_manifest"]
 
 MANIFEST_NAME = "croissant.json"
 KZ_NS = "http://kzlabel.kz/ns/1.0/"
@@ -135,7 +136,7 @@ def build_manifest(
         raise KzlabelError("not a folder", source=str(base))
     if not producer.strip():
         raise KzlabelError("a data library needs its producer (Art. 27(5))")
-    when = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    when = (now or datetime.now(UTC)).replace(microsecond=0)
     skip = Path(exclude) if exclude is not None else base / MANIFEST_NAME
     files = [_describe(p, p.relative_to(base).as_posix(), limits) for p in _files(base, skip)]
     manifest: dict[str, Any] = {

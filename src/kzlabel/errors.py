@@ -18,16 +18,16 @@ batch report can say which file failed and why without parsing messages.
 from __future__ import annotations
 
 __all__ = [
-    "KzlabelError",
-    "FormatError",
-    "UnsupportedFormat",
-    "CorruptInput",
-    "LimitExceeded",
-    "LayerError",
-    "SigningError",
     "CapacityError",
+    "CorruptInput",
+    "FormatError",
     "KeyFileError",
+    "KzlabelError",
+    "LayerError",
+    "LimitExceeded",
     "MissingDependency",
+    "SigningError",
+    "UnsupportedFormat",
 ]
 
 

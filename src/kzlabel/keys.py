@@ -36,16 +36,16 @@ from .errors import KeyFileError, MissingDependency, SigningError
 
 __all__ = [
     "ALGORITHMS",
+    "CA_KEY_FILE",
+    "CHAIN_FILE",
+    "KEY_FILE",
+    "TRUST_FILE",
     "KeyPaths",
     "Signer",
     "TrustStore",
     "generate",
     "preflight",
     "verify_jws_signature",
-    "KEY_FILE",
-    "CHAIN_FILE",
-    "TRUST_FILE",
-    "CA_KEY_FILE",
 ]
 
 ALGORITHMS = ("ed25519", "es256")
@@ -71,7 +71,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_dt.UTC)
 
 
 def _fmt(t: _dt.datetime) -> str:
@@ -434,7 +434,7 @@ class Signer:
 
     # -- construction --
     @classmethod
-    def load(cls, directory_or_key: PathLike, chain: PathLike | None = None) -> "Signer":
+    def load(cls, directory_or_key: PathLike, chain: PathLike | None = None) -> Signer:
         """Load from a ``generate()`` folder, or from a key file plus a chain file (default: chain.pem beside it)."""
         p = Path(directory_or_key)
         if p.is_dir():
@@ -466,7 +466,7 @@ class Signer:
         return cls(key, certs, source=str(key_path))
 
     @classmethod
-    def from_pem(cls, key_pem: bytes, chain_pem: bytes) -> "Signer":
+    def from_pem(cls, key_pem: bytes, chain_pem: bytes) -> Signer:
         if isinstance(key_pem, str):
             key_pem = key_pem.encode("ascii", "replace")
         if isinstance(chain_pem, str):
@@ -568,7 +568,7 @@ class TrustStore:
                 self.anchors.append(a)
 
     @classmethod
-    def load(cls, paths: PathLike | Iterable[PathLike]) -> "TrustStore":
+    def load(cls, paths: PathLike | Iterable[PathLike]) -> TrustStore:
         """Load PEM bundle files, or keygen folders (their trust.pem)."""
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
@@ -581,7 +581,7 @@ class TrustStore:
         return cls(anchors)
 
     @classmethod
-    def empty(cls) -> "TrustStore":
+    def empty(cls) -> TrustStore:
         return cls(())
 
     def __len__(self) -> int:
@@ -604,7 +604,7 @@ class TrustStore:
         """Is ``chain`` (leaf first) valid at ``at`` and rooted in one of the anchors? Returns (trusted, reason)."""
         at = at or _now()
         if at.tzinfo is None:
-            at = at.replace(tzinfo=_dt.timezone.utc)
+            at = at.replace(tzinfo=_dt.UTC)
         if not chain:
             return False, "no certificate"
         if not self.anchors:

@@ -15,10 +15,11 @@ import hashlib
 import json
 import re
 import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import KzlabelError, SigningError
 
@@ -26,18 +27,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from .keys import Signer, TrustStore
 
 __all__ = [
+    "DEFAULT_LANGUAGES",
+    "IPTC_COMPOSITE",
+    "IPTC_TRAINED",
+    "NOTICES",
+    "USES",
     "Label",
+    "TokenCheck",
     "Training",
     "TrainingSignal",
-    "USES",
-    "TokenCheck",
-    "IPTC_TRAINED",
-    "IPTC_COMPOSITE",
-    "NOTICES",
-    "DEFAULT_LANGUAGES",
+    "canonical_json",
     "sign_label",
     "verify_token",
-    "canonical_json",
 ]
 
 IPTC_BASE = "http://cv.iptc.org/newscodes/digitalsourcetype/"
@@ -115,7 +116,7 @@ def _b64url_decode(text: str) -> bytes:
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _AIGC_UNSAFE = re.compile(r"[^\x21-\x7e]|[\"\\]")
@@ -168,7 +169,7 @@ class Label:
         training: Training | str = Training.UNSPECIFIED,
         notices: Mapping[str, str] | None = None,
         producer_id: str = "",
-    ) -> "Label":
+    ) -> Label:
         """A fresh label: new content id, creation time now (UTC)."""
         if notices is None:
             pairs = default_notices(languages, source_type)
@@ -193,7 +194,7 @@ class Label:
         """The perceptible warning as one line, languages in the label's order."""
         return separator.join(text for _, text in self.notices)
 
-    def replace(self, **changes: Any) -> "Label":
+    def replace(self, **changes: Any) -> Label:
         return dataclasses.replace(self, **changes)
 
     # --- serialisation -------------------------------------------------------------------------------------------
@@ -219,7 +220,7 @@ class Label:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Label":
+    def from_dict(cls, data: Mapping[str, Any]) -> Label:
         try:
             if data["v"] != LABEL_VERSION:
                 raise KzlabelError(f"unknown label version {data['v']!r}")
@@ -295,7 +296,7 @@ def default_notices(languages: Sequence[str], source_type: str = IPTC_TRAINED) -
 
 
 # --- JWS ---------------------------------------------------------------------------------------------------------
-def sign_label(label: Label, signer: "Signer") -> str:
+def sign_label(label: Label, signer: Signer) -> str:
     """Compact JWS over the label's canonical JSON, with the signer's chain in ``x5c``."""
     header = {"alg": signer.jws_alg, "typ": JWS_TYPE, "x5c": signer.x5c}
     signing_input = _b64url(canonical_json(header)) + "." + _b64url(label.to_json())
@@ -322,7 +323,7 @@ class TokenCheck:
         return self.status in ("trusted", "untrusted", "valid")
 
 
-def verify_token(token: str, trust: "TrustStore | None" = None) -> TokenCheck:
+def verify_token(token: str, trust: TrustStore | None = None) -> TokenCheck:
     """Check a compact JWS label. Never raises for bad tokens: a broken one is reported ``invalid``."""
     from cryptography import x509
 

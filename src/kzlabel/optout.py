@@ -12,9 +12,10 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from . import formats
 from .errors import KzlabelError, UnsupportedFormat
@@ -23,16 +24,16 @@ from .label import USES, Training, TrainingSignal, verify_token
 from .pipeline import Source, read_input, write_atomic
 
 __all__ = [
-    "TrainingPolicy",
     "TrainingCheck",
-    "training_allowed",
-    "read_signals",
-    "write_optout",
+    "TrainingPolicy",
     "check_tree",
-    "write_well_known",
-    "signal_from_tdmrep",
-    "signal_from_plus",
+    "read_signals",
     "signal_from_cawg",
+    "signal_from_plus",
+    "signal_from_tdmrep",
+    "training_allowed",
+    "write_optout",
+    "write_well_known",
 ]
 
 PLUS_VOCAB = "http://ns.useplus.org/ldf/vocab/"
@@ -56,8 +57,7 @@ def _parse_uses(names: Iterable[str]) -> tuple[str, ...]:
     out: list[str] = []
     for raw in names:
         key = raw.strip().lower().replace("_", "-")
-        if key.startswith("cawg."):
-            key = key[5:]
+        key = key.removeprefix("cawg.")
         uses = _ALIASES.get(key) or ((key.replace("-", "_"),) if key.replace("-", "_") in USES else None)
         if uses is None:
             known = ", ".join(sorted(_ALIASES))
@@ -76,7 +76,7 @@ class TrainingPolicy:
     @classmethod
     def from_lists(
         cls, deny: Iterable[str] = (), allow: Iterable[str] = (), policy_url: str | None = None
-    ) -> "TrainingPolicy":
+    ) -> TrainingPolicy:
         denied, allowed = _parse_uses(deny), _parse_uses(allow)
         both = set(denied) & set(allowed)
         if both:

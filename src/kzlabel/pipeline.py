@@ -15,9 +15,10 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, TypeVar, Union
+from typing import IO, Any, TypeVar, Union
 
 from . import formats
 from .errors import CapacityError, CorruptInput, KzlabelError, LayerError, LimitExceeded, SigningError

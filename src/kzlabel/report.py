@@ -14,7 +14,7 @@ from typing import Any
 from .errors import KzlabelError
 from .label import Label
 
-__all__ = ["Verdict", "Status", "Evidence", "Report", "LAYERS"]
+__all__ = ["LAYERS", "Evidence", "Report", "Status", "Verdict"]
 
 LAYERS = ("c2pa", "metadata", "watermark", "visible")
 
@@ -92,7 +92,7 @@ class Report:
         """True when some signed layer chains to a trust anchor the verifier gave."""
         return any(e.status == Status.TRUSTED for e in self.evidence)
 
-    def raise_for_unlabelled(self) -> "Report":
+    def raise_for_unlabelled(self) -> Report:
         """Opt-in strictness for pipelines that must reject anything not compliant."""
         if self.verdict != Verdict.COMPLIANT:
             raise KzlabelError(f"not compliant: {self.verdict.value}", source=self.source, format=self.format)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from ..errors import CorruptInput, UnsupportedFormat
 from ..label import Label, TrainingSignal
@@ -20,17 +21,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..optout import TrainingPolicy
 
 __all__ = [
+    "ALL_LAYERS",
+    "Findings",
+    "Handler",
     "Input",
+    "LabelMatch",
     "Limits",
     "MarkOptions",
-    "Findings",
-    "LabelMatch",
-    "Handler",
-    "register",
-    "handlers",
-    "detect",
     "describe_content",
-    "ALL_LAYERS",
+    "detect",
+    "handlers",
+    "register",
 ]
 
 ALL_LAYERS = frozenset({"c2pa", "metadata", "watermark", "visible"})
@@ -138,7 +139,7 @@ class Findings:
     state: Any = None  # handler-private data for check_label
     # carriers inside the file checked on their own, reported as "<layer>:<name>" evidence lines: a video's
     # soundtrack is {"audio": Findings(watermark=…, warning_found=…)}
-    parts: dict[str, "Findings"] = field(default_factory=dict)
+    parts: dict[str, Findings] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,7 @@ class Handler:
         """Training statements in this format's own carriers (XMP, meta tags, tags); C2PA and labels are generic."""
         return []
 
-    def write_training(self, data: bytes, policy: "TrainingPolicy", limits: Limits) -> bytes:
+    def write_training(self, data: bytes, policy: TrainingPolicy, limits: Limits) -> bytes:
         raise NotImplementedError(f"{self.name} has no carrier for training permissions")
 
 

@@ -13,15 +13,16 @@ import logging
 import re
 import threading
 import warnings
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import CorruptInput, KzlabelError, LimitExceeded, MissingDependency
-from ..layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_xmp, training_values, xmp_values
 from ..label import Label, TrainingSignal
+from ..layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_xmp, training_values, xmp_values
 from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register
 
 try:

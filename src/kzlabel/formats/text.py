@@ -11,9 +11,10 @@ import hashlib
 import html
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -258,7 +259,7 @@ _MD_FEATURES = re.compile(rb"(?m)^(?:#{1,6} |[*-] |\d+\. |```|> )|\]\([^)]+\)|\*
 
 
 def _key_lines(keys: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile(r"^(?:" + "|".join(map(re.escape, keys)) + r"):[^\n]*\n", re.M)
+    return re.compile(r"^(?:" + "|".join(map(re.escape, keys)) + r"):[^\n]*\n", re.MULTILINE)
 
 
 _LABEL_LINES = _key_lines(_LABEL_KEYS)
@@ -271,7 +272,7 @@ def _front_matter(text: str) -> tuple[int, int] | None:
     m = re.match(r"---[ \t]*\r?\n", text)
     if not m:
         return None
-    close = re.compile(r"^(?:---|\.\.\.)[ \t]*\r?$", re.M).search(text, m.end())
+    close = re.compile(r"^(?:---|\.\.\.)[ \t]*\r?$", re.MULTILINE).search(text, m.end())
     if close is None:
         return None
     return m.end(), close.start()
@@ -352,7 +353,7 @@ class Markdown(_TextHandler):
         rest = doc.text[at:]
         first, _, after = rest.partition("\n")
         if _looks_like_notice(first):
-            rest = after[1:] if after.startswith("\n") else after[2:] if after.startswith("\r\n") else after
+            rest = after[1:] if after.startswith("\n") else after.removeprefix("\r\n")
             doc.text = doc.text[:at] + rest
         return doc
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-__all__ = ["FREQ", "PATTERN", "Loudness", "tone", "tone_seconds", "detect", "level_for"]
+__all__ = ["FREQ", "PATTERN", "Loudness", "detect", "level_for", "tone", "tone_seconds"]
 
 FREQ = 880.0
 UNIT_S = 0.1

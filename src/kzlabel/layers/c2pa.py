@@ -20,8 +20,9 @@ from __future__ import annotations
 import functools
 import io
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, Mapping
+from typing import IO, TYPE_CHECKING, Any
 
 try:  # absolute import: the c2pa-python package, not this module
     import c2pa as _c2pa
@@ -34,15 +35,15 @@ if TYPE_CHECKING:
     from ..keys import Signer, TrustStore
 
 __all__ = [
-    "TRAINED_ALGORITHMIC_MEDIA_URI",
     "COMPOSITE_URI",
     "LABEL_ASSERTION",
+    "TRAINED_ALGORITHMIC_MEDIA_URI",
     "TRAINING_VALUES",
     "C2paReport",
     "available",
-    "supported_mime_types",
-    "sign",
     "read",
+    "sign",
+    "supported_mime_types",
 ]
 
 IPTC_BASE = "http://cv.iptc.org/newscodes/digitalsourcetype/"
@@ -218,7 +219,7 @@ def _definition(
 def sign(
     data: Content,
     mime: str,
-    signer: "Signer",
+    signer: Signer,
     *,
     label_claims: dict | None,
     title: str | None = None,
@@ -337,7 +338,7 @@ class C2paReport:
         return self.state in ("valid", "trusted")
 
 
-def _read_settings(trust: "TrustStore | None") -> dict[str, Any]:
+def _read_settings(trust: TrustStore | None) -> dict[str, Any]:
     if trust is not None and trust.anchors:
         return {"trust": {"trust_anchors": trust.pem()}, "verify": {"verify_trust": True}}
     return {"verify": {"verify_trust": True}}
@@ -391,7 +392,7 @@ def _fill(report: C2paReport, manifest: dict) -> None:
     report.ingredients = [i for i in manifest.get("ingredients") or [] if isinstance(i, dict)]
 
 
-def read(data: Content, mime: str, trust: "TrustStore | None" = None, *, sidecar: bytes | None = None) -> C2paReport:
+def read(data: Content, mime: str, trust: TrustStore | None = None, *, sidecar: bytes | None = None) -> C2paReport:
     """Read and validate the C2PA manifest in ``data`` (bytes or a seekable binary file; or the ``sidecar`` manifest
     bound to ``data``); never raises for a missing or broken manifest.
 

@@ -9,12 +9,13 @@ that is acceptable).
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from xml.etree import ElementTree as ET
 
 from ..label import Label
 
-__all__ = ["NS", "LABEL_PROPS", "TRAINING_PROPS", "xmp_values", "merge_xmp", "label_values", "training_values"]
+__all__ = ["LABEL_PROPS", "NS", "TRAINING_PROPS", "label_values", "merge_xmp", "training_values", "xmp_values"]
 
 NS = {
     "x": "adobe:ns:meta/",

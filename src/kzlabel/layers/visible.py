@@ -12,10 +12,11 @@ painted over or cropped away.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -23,8 +24,17 @@ from PIL import Image, ImageDraw, ImageFont
 from ..errors import CapacityError, KzlabelError
 from ..label import IPTC_COMPOSITE, Label
 
-__all__ = ["FONT_PATH", "CORNERS", "STYLES", "Placement", "render", "draw", "fingerprint", "region_matches",
-           "pattern_score"]
+__all__ = [
+    "CORNERS",
+    "FONT_PATH",
+    "STYLES",
+    "Placement",
+    "draw",
+    "fingerprint",
+    "pattern_score",
+    "region_matches",
+    "render",
+]
 
 FONT_PATH = Path(__file__).resolve().parent.parent / "assets" / "DejaVuSans-Bold.ttf"
 CORNERS = ("bottom-left", "bottom-right", "top-left", "top-right")

@@ -22,14 +22,14 @@ import numpy as np
 
 __all__ = [
     "CODED_BITS",
-    "P_THRESHOLD",
-    "WatermarkResult",
-    "combined_pvalue",
     "DEFAULT_KEY",
     "INFO_BITS",
     "MAC_BITS",
     "PAYLOAD_BITS",
     "PAYLOAD_BYTES",
+    "P_THRESHOLD",
+    "WatermarkResult",
+    "combined_pvalue",
     "conv_encode",
     "decode_payload",
     "derive",
@@ -68,7 +68,7 @@ class WatermarkResult:
 
     found: bool
     payload: bytes | None
-    bits: "np.ndarray | None"
+    bits: np.ndarray | None
     p_value: float
 
 
