@@ -22,7 +22,7 @@ from typing import IO, Any, TypeVar, Union
 
 from . import formats
 from .errors import CapacityError, CorruptInput, KzlabelError, LayerError, LimitExceeded, SigningError
-from .formats import ALL_LAYERS, Findings, Handler, Input, Limits, MarkOptions
+from .formats import ALL_LAYERS, Findings, Handler, Input, Limits, MarkOptions, temp_beside
 from .keys import Signer, TrustStore
 from .label import (
     DEFAULT_LANGUAGES,
@@ -123,13 +123,6 @@ def _warning_evidence(layer: str, seen: bool | None, why_absent: str) -> Evidenc
     return Evidence(layer, Status.ABSENT, why_absent)
 
 
-def _temp_beside(path: Path) -> Path:
-    """A new empty temp file in ``path``'s folder (same file system, so a rename onto ``path`` is atomic)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.", suffix=".kztmp")
-    os.close(fd)
-    return Path(tmp)
-
-
 def _replace(tmp: Path, dst: Path, mode_from: Path | None) -> None:
     """fsync ``tmp``, give it ``mode_from``'s permissions (else the umask's) and rename it onto ``dst``."""
     with open(tmp, "rb+") as fh:
@@ -143,23 +136,16 @@ def _replace(tmp: Path, dst: Path, mode_from: Path | None) -> None:
     os.replace(tmp, dst)
 
 
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 def write_atomic(dst: str | os.PathLike, data: bytes, *, mode_from: Path | None = None) -> None:
     """Write via a temp file in the same folder and rename, so readers never see a half-written file."""
     path = Path(dst)
-    tmp = _temp_beside(path)
+    tmp = temp_beside(path)
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
         _replace(tmp, path, mode_from)
     except BaseException:
-        _unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -172,17 +158,17 @@ class _Spool:
         self.paths: list[Path] = []
 
     def new(self) -> Path:
-        path = _temp_beside(self.beside)
+        path = temp_beside(self.beside)
         self.paths.append(path)
         return path
 
     def drop(self, path: Path) -> None:
-        _unlink(path)
+        path.unlink(missing_ok=True)
         self.paths.remove(path)
 
     def close(self) -> None:
         for path in self.paths:
-            _unlink(path)
+            path.unlink(missing_ok=True)
         self.paths.clear()
 
 

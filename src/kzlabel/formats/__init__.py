@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import io
+import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +68,14 @@ class MarkOptions:
     pages: str = "all"  # paged documents: "all" or "first"
     video_warning: str = "both"  # video: "opening" (full size, first seconds), "persistent" (small, throughout), "both"
     audio_notice: str = "tone"  # audio files: "tone" (the · − · · rhythm), "speech" (the notice read aloud), "both"
+
+
+def temp_beside(path: Path) -> Path:
+    """A new empty temp file ``.NAME.*.kztmp`` in ``path``'s folder (same file system, so a rename onto ``path`` is
+    atomic; ``kzlabel batch`` sweeps that pattern after a killed run)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.", suffix=".kztmp")
+    os.close(fd)
+    return Path(tmp)
 
 
 class Input:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from ..errors import CapacityError, CorruptInput, KzlabelError, LimitExceeded
 from ..label import DEFAULT_LANGUAGES, IPTC_COMPOSITE, IPTC_TRAINED, Label, Training, TrainingSignal
 from ..layers import audible, spoken
 from ..layers.metadata import label_values, training_values
-from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register
+from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register, temp_beside
 from ._av import AV_ERRORS, av, block_samples, layout_name, mux_samples, need_av, read_audio, source
 
 TAG_AIGC = "AIGC"
@@ -641,16 +640,13 @@ class Wav(_AudioHandler):
     def _write_file(self, path: Path, tags: Mapping[str, str], xmp: Mapping[tuple[str, str], str]) -> None:
         """ID3 chunk by mutagen in place, then the RIFF carriers by a streamed copy that replaces the file."""
         super()._write_file(path, tags, xmp)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".riff")
+        tmp = temp_beside(path)
         try:
-            with open(path, "rb") as src, os.fdopen(fd, "wb") as out:
+            with open(path, "rb") as src, open(tmp, "wb") as out:
                 rewrite_wav_chunks(src, out, tags, xmp)
             os.replace(tmp, path)
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+            tmp.unlink(missing_ok=True)
             raise
 
     def _read(self, content: bytes | IO[bytes]) -> dict[str, str]:
