@@ -7,13 +7,14 @@ import io
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from kzlabel import Labeler, Registry, Training, Verdict
+from kzlabel import Labeler, Registry, Report, Training, Verdict
 from kzlabel.errors import CorruptInput, KzlabelError, LimitExceeded, UnsupportedFormat
 from kzlabel.formats.image import estimate_jpeg_quality
 from kzlabel.layers import visible
@@ -87,18 +88,27 @@ def test_jpeg_keeps_quality_subsampling_icc_exif_and_writes_user_comment(lab, tm
     assert icc is None
 
 
-def test_existing_xmp_is_merged_and_marking_twice_does_not_duplicate(lab, tmp_path):
-    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-           b'<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title><rdf:Alt>'
-           b'<rdf:li xml:lang="x-default">Sunset</rdf:li></rdf:Alt></dc:title></rdf:Description></rdf:RDF></x:xmpmeta>')
-    src = encode(natural(), "JPEG", xmp=xmp)
-    once = lab.mark(src, name="x.jpg").data
-    twice = lab.mark(once, name="x.jpg").data
-    tags = exif_tags(twice, tmp_path, ".jpg")
+# a source's own XMP packet (a title) that marking must keep
+SUNSET_XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              b'<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title><rdf:Alt>'
+              b'<rdf:li xml:lang="x-default">Sunset</rdf:li></rdf:Alt></dc:title></rdf:Description></rdf:RDF></x:xmpmeta>')
+
+
+def _remark_keeps_xmp(lab, once: bytes, name: str, tmp_path) -> tuple[bytes, Report]:
+    """Mark ``once`` (already marked, from a SUNSET_XMP source) again: the title survives, the label's XMP property
+    is not duplicated, and the result verifies compliant. Returns the twice-marked bytes and their report."""
+    twice = lab.mark(once, name=name).data
+    tags = exif_tags(twice, tmp_path, Path(name).suffix)
     assert tags["XMP-dc:Title"] == "Sunset"
     assert twice.count(b"DigitalSourceType>") == 2  # one open + one close tag: a single property
-    report = lab.verify(twice, name="x.jpg")
+    report = lab.verify(twice, name=name)
     assert report.verdict == Verdict.COMPLIANT
+    return twice, report
+
+
+def test_existing_xmp_is_merged_and_marking_twice_does_not_duplicate(lab, tmp_path):
+    once = lab.mark(encode(natural(), "JPEG", xmp=SUNSET_XMP), name="x.jpg").data
+    _, report = _remark_keeps_xmp(lab, once, "x.jpg", tmp_path)
     assert "c2pa.opened" in report.layer("c2pa").data["actions"]  # the earlier manifest is kept as ingredient
 
 
@@ -380,20 +390,12 @@ def test_avif_keeps_alpha_subsampling_and_merges_xmp_on_remark(lab, tmp_path):
     from kzlabel.formats.image import _av1_subsampling
 
     rgba = np.dstack([natural(), np.full((600, 800), 200, np.uint8)])
-    src = encode(rgba, "AVIF", mode="RGBA", subsampling="4:4:4", xmp=b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
-                 b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
-                 b'xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title><rdf:Alt><rdf:li xml:lang="x-default">'
-                 b'Sunset</rdf:li></rdf:Alt></dc:title></rdf:Description></rdf:RDF></x:xmpmeta>')
+    src = encode(rgba, "AVIF", mode="RGBA", subsampling="4:4:4", xmp=SUNSET_XMP)
     once = lab.mark(src, name="x.avif").data
     out = Image.open(io.BytesIO(once))
     assert out.mode == "RGBA" and np.abs(np.asarray(out)[:300, :, 3].astype(int) - 200).max() <= 2  # away from the plate
     assert _av1_subsampling(src) == _av1_subsampling(once) == "4:4:4"
-    twice = lab.mark(once, name="x.avif").data
-    tags = exif_tags(twice, tmp_path, ".avif")
-    assert tags["XMP-dc:Title"] == "Sunset"
-    assert twice.count(b"DigitalSourceType>") == 2  # one open + one close tag: a single property
-    report = lab.verify(twice, name="x.avif")
-    assert report.verdict == Verdict.COMPLIANT
+    twice, _ = _remark_keeps_xmp(lab, once, "x.avif", tmp_path)
     assert c2pa_reader_state(twice, "image/avif")[1][0] == "c2pa.opened"  # the first manifest is the parent
 
 
