@@ -520,11 +520,10 @@ class _Soundtrack:
         self.tone_n = int(round(audible.tone_seconds() * self.rate))
         self.block_n = block_samples(self.rate, AUDIO_BLOCK_TILES)  # ≥ the mark's 2-s minimum
         self.hold = self.tone_n if plan.tone_at in ("end", "both") else 0
-        from ..watermark.audio import MIN_RELIABLE_RATE, MIN_SECONDS
+        from ..watermark.audio import MIN_RELIABLE_RATE
 
-        # too narrow a band cannot carry the mark reliably; under 2 s in all (known only at the end) it cannot be decoded
+        # too narrow a band cannot carry the mark reliably (too short a soundtrack: embed_audio says so, see _process)
         self.payload = plan.payload if self.rate >= MIN_RELIABLE_RATE else None
-        self.min_mark_n = int(MIN_SECONDS * self.rate)
         self.chunks: list[np.ndarray] = []
         self.buffered = 0
         self.done = 0  # samples already encoded
@@ -564,13 +563,12 @@ class _Soundtrack:
             _mix_tone(block, self.rate, end=False)
         if at in ("end", "both") and last:
             _mix_tone(block, self.rate, end=True)
-        too_short = self.done == 0 and len(block) < self.min_mark_n  # the whole soundtrack (first and last block)
-        if self.payload is not None and len(block) and not too_short:
+        if self.payload is not None and len(block):
             from ..watermark import embed_audio
 
             try:
                 block = embed_audio(block, self.rate, self.payload, key=self.plan.key, offset_s=self.done / self.rate)
-            except CapacityError:  # a soundtrack too short to carry a mark that reads back: left unmarked
+            except CapacityError:  # the whole soundtrack too short to carry a mark that reads back: left unmarked
                 pass
         self.pts = mux_samples(self.out, self.stream, block, self.layout, self.rate, self.pts or 0)
         self.done += len(block)
