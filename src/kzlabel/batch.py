@@ -1032,10 +1032,6 @@ def _result_from_row(row: Mapping[str, Any], resumed: bool) -> MemberResult:
     )
 
 
-def _meta_from_row(row: Mapping[str, Any]) -> Meta:
-    return Meta(row["mode"], row["mtime_ns"], row["uid"], row["gid"], row["uname"], row["gname"])
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Archive assembly (deterministic: sorted member order, metadata from the source, fixed compression headers)
 # --------------------------------------------------------------------------------------------------------------------
