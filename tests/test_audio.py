@@ -304,7 +304,7 @@ def _mark_peak(src: Path, dst: Path, signer) -> tuple[int, str]:
 def test_audio_long_file_streams_in_bounded_memory(tmp_path: Path, signer, keydir: Path) -> None:
     """Marking streams in blocks: peak memory does not grow with the length (holding the decoded file would add at
     least one float32 copy of it), the grid continues across block edges and the end tone is found by one seek."""
-    from kzlabel.formats._av import block_samples
+    from kzlabel.media_av import block_samples
 
     short, long_ = _looped_music(tmp_path, 1.0, "short.m4a"), _looped_music(tmp_path, 4.0, "long.m4a")
     _mark_peak(short, tmp_path / "warm.m4a", signer)  # imports and caches outside the measurement
@@ -409,7 +409,7 @@ def test_audio_failed_mark_leaves_no_spooled_file(tmp_path: Path, signer, monkey
 
 def test_audio_blocks_lie_on_whole_watermark_tiles() -> None:
     """A block edge inside a tile splits keyed groups (each half is embedded on its own): blocks hold whole tiles."""
-    from kzlabel.formats._av import block_samples
+    from kzlabel.media_av import block_samples
     from kzlabel.watermark.audio import TILE_SECONDS
 
     for rate in (8000, 16000, 22050, 44100, 48000, 96000):

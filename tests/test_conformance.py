@@ -13,15 +13,16 @@ from hypothesis import strategies as st
 import kzlabel
 from kzlabel import Label, Labeler, Verdict
 from kzlabel.errors import KzlabelError
-from kzlabel.formats import Input, detect, handlers
+from kzlabel.formats import detect, handlers
+from kzlabel.io import Input
 
 SAMPLES = sorted((Path(__file__).resolve().parent.parent / "fixtures" / "samples").iterdir())
 
 
 def test_public_api_is_exactly_all():
     public = {n for n in dir(kzlabel) if not n.startswith("_")} - {"annotations"}
-    submodules = {"keys", "label", "pipeline", "registry", "report", "formats", "layers", "watermark", "cli", "optout",
-                  "batch", "server", "distributed", "dataset"}
+    submodules = {"keys", "label", "pipeline", "registry", "report", "formats", "layers", "watermark", "cli", "rights",
+                  "io", "media_av", "batch", "server", "distributed", "dataset"}
     imported_for_typing = {"overload", "os", "IO"}
     assert set(kzlabel.__all__) - {"__version__"} == public - submodules - imported_for_typing
     assert kzlabel.__all__ == sorted(kzlabel.__all__)

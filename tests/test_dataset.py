@@ -8,7 +8,8 @@ import pytest
 
 from kzlabel.dataset import MANIFEST_NAME, verify_manifest, write_manifest
 from kzlabel.errors import KzlabelError
-from kzlabel.optout import TrainingPolicy, write_optout
+from kzlabel.rights.actions import write_optout
+from kzlabel.rights.vocab import TrainingPolicy
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from kzlabel import Labeler, Registry, Report, Training, Verdict
 from kzlabel.errors import CorruptInput, KzlabelError, LimitExceeded, UnsupportedFormat
 from kzlabel.formats.image import estimate_jpeg_quality
 from kzlabel.layers import visible
-from kzlabel.optout import TrainingPolicy, training_allowed, write_optout
+from kzlabel.rights.actions import training_allowed, write_optout
+from kzlabel.rights.vocab import TrainingPolicy
 
 
 def natural(h=600, w=800, seed=1) -> np.ndarray:
@@ -433,7 +434,8 @@ def test_heif_is_read_only_without_pillow_heif(lab, tmp_path, monkeypatch):
 
 
 def test_avif_heif_detection_and_bad_input(lab, tmp_path):
-    from kzlabel.formats import Input, detect
+    from kzlabel.formats import detect
+    from kzlabel.io import Input
 
     avif = encode(natural(300, 400), "AVIF")
     assert detect(Input(avif, "clip.mp4")).id == "avif"  # the ftyp brand decides, not the name nor the MP4 handler

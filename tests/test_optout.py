@@ -11,17 +11,8 @@ from PIL import Image
 from kzlabel import Labeler, Training, Verdict
 from kzlabel.errors import KzlabelError, UnsupportedFormat
 from kzlabel.label import USES
-from kzlabel.optout import (
-    TrainingPolicy,
-    check_tree,
-    decide,
-    signal_from_cawg,
-    signal_from_plus,
-    signal_from_tdmrep,
-    training_allowed,
-    write_optout,
-    write_well_known,
-)
+from kzlabel.rights.actions import check_tree, training_allowed, write_optout, write_well_known
+from kzlabel.rights.vocab import TrainingPolicy, decide, signal_from_cawg, signal_from_plus, signal_from_tdmrep
 
 DOCS = {
     "w.txt": b"A poem by a human.\nSecond line.\n",

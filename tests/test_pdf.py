@@ -13,7 +13,8 @@ from reportlab.pdfgen import canvas
 
 from kzlabel import Labeler, Training, Verdict
 from kzlabel.errors import CorruptInput, KzlabelError
-from kzlabel.optout import TrainingPolicy, training_allowed, write_optout
+from kzlabel.rights.actions import training_allowed, write_optout
+from kzlabel.rights.vocab import TrainingPolicy
 
 
 def make_pdf(pages=2, rotate_second=True, outline=False, javascript=False) -> bytes:

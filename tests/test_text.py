@@ -13,7 +13,7 @@ import yaml
 import kzlabel
 from kzlabel import Labeler, Label, Verdict
 from kzlabel.errors import CorruptInput, KzlabelError, LimitExceeded, UnsupportedFormat
-from kzlabel.formats import Limits
+from kzlabel.io import Limits
 
 KAZ = "Қазақ әліпбиі: ә ғ қ ң ө ұ ү һ і — Ә Ғ Қ Ң Ө Ұ Ү Һ І"
 
@@ -285,7 +285,8 @@ def test_json_lines_is_refused_as_unsupported_not_broken(labeler, data):
 
 
 def test_json_sniffing_claims_arrays_but_not_bracketed_text(labeler):
-    from kzlabel.formats import Input, detect
+    from kzlabel.formats import detect
+    from kzlabel.io import Input
 
     for array in (b"[1, 2, 3]\n", b'[\n  {"a": 1}\n]\n'):
         assert detect(Input(array, "x.txt")).id == "json"

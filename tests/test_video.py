@@ -244,7 +244,8 @@ def test_4k_frames_are_marked_with_geometry_kept(signer, trust, tmp_path):
 
 def test_training_optout_in_container_tags_and_c2pa(signer, clips, tmp_path):
     from kzlabel.label import Training
-    from kzlabel.optout import TrainingPolicy, training_allowed, write_optout
+    from kzlabel.rights.actions import training_allowed, write_optout
+    from kzlabel.rights.vocab import TrainingPolicy
 
     work = tmp_path / "own.mp4"
     work.write_bytes(clips["mp4"].read_bytes())

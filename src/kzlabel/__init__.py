@@ -11,15 +11,15 @@ import os
 from typing import IO, overload
 
 from . import errors
-from .formats import Limits
 from .keys import Signer, TrustStore
 from .label import IPTC_COMPOSITE, IPTC_TRAINED, Label, Training
-from .optout import TrainingCheck, TrainingPolicy, training_allowed
-from .pipeline import Labeler, MarkResult, Source
+from ._version import __version__
+from .io import Limits, Source
+from .pipeline import Labeler, MarkResult
+from .rights.actions import training_allowed, write_optout
+from .rights.vocab import TrainingCheck, TrainingPolicy
 from .registry import Registry
 from .report import Evidence, Report, Status, Verdict
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Evidence",
@@ -44,6 +44,7 @@ __all__ = [
     "mark",
     "training_allowed",
     "verify",
+    "write_optout",
 ]
 
 

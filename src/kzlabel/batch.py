@@ -39,8 +39,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from .errors import KzlabelError, LimitExceeded, UnsupportedFormat
-from .formats import Limits
-from .pipeline import sidecar_path, write_atomic
+from .io import Limits, sidecar_path, write_atomic
 
 __all__ = [
     "BatchSummary",
@@ -264,12 +263,12 @@ _CONFIG_KEYS_PASSED_AS_IS = {
 
 
 def _trust_from(value: Any) -> Any:
-    from .keys import TrustStore, _parse_certs
+    from .keys import TrustStore, parse_certs
 
     if value is None or isinstance(value, TrustStore):
         return value
     if isinstance(value, (bytes, bytearray)):
-        return TrustStore(_parse_certs(bytes(value), "<trust>", "trust bundle"))
+        return TrustStore(parse_certs(bytes(value), "<trust>", "trust bundle"))
     return TrustStore.load(value)
 
 
@@ -458,7 +457,7 @@ def _needs_sidecar(path: Path) -> bool:
     """Whether labelling ``path`` writes a sidecar C2PA manifest beside it (a type the C2PA library cannot embed
     into); False for anything unreadable or unsupported."""
     from . import formats
-    from .formats import Input
+    from .io import Input
 
     try:
         from .layers import c2pa as c2pa_layer
@@ -484,8 +483,9 @@ def _verify_member(task: Task, labeler: Any, name: str) -> MemberResult:
 
 def _training_member(task: Task, labeler: Any, name: str) -> MemberResult:
     from . import formats
-    from .optout import decide, read_signals
-    from .pipeline import read_input
+    from .io import read_input
+    from .rights.actions import read_signals
+    from .rights.vocab import decide
 
     inp = read_input(_source(task), labeler.limits, name)
     handler = formats.detect(inp)
@@ -1608,7 +1608,7 @@ class _SiteRules:
 
     Its rules are read when the member shows up (a tar may list it last) and applied once every member is checked:
     a member whose ``/path`` matches a rule gets that rule's reservation as one more signal, combined with the file's
-    own signals by :func:`kzlabel.optout.decide` (most restrictive wins; a conflict is reported with both sides).
+    own signals by :func:`kzlabel.rights.vocab.decide` (most restrictive wins; a conflict is reported with both sides).
     """
 
     def __init__(self, src: Path, scratch: Path) -> None:
@@ -1617,7 +1617,7 @@ class _SiteRules:
         self.rules: list[dict[str, Any]] = []
 
     def load(self, entry: Entry) -> MemberResult:
-        from .optout import TDMREP_FILE, _tdmrep_rules
+        from .rights.vocab import TDMREP_FILE, tdmrep_rules
 
         root = self.src
         if entry.src_file is None or entry.spilled:  # an archive member: put it where optout's reader looks
@@ -1629,7 +1629,7 @@ class _SiteRules:
             else:
                 shutil.copyfile(entry.src_file or "", target)
         try:
-            self.rules = _tdmrep_rules(root)
+            self.rules = tdmrep_rules(root)
         except KzlabelError as exc:
             return MemberResult(entry.path, FAILED, None, f"{exc.message}; its rules were not applied")
         return MemberResult(
@@ -1638,11 +1638,11 @@ class _SiteRules:
 
     def apply(self, r: MemberResult, use: str) -> MemberResult:
         from .label import Training, TrainingSignal
-        from .optout import _rule_for, decide, signal_from_tdmrep
+        from .rights.vocab import decide, rule_for, signal_from_tdmrep
 
         if not self.rules or r.status in (REFUSED, SITE_RULES) or r.path == TDMREP_MEMBER:
             return r
-        rule = _rule_for(self.rules, "/" + r.path)
+        rule = rule_for(self.rules, "/" + r.path)
         site = (
             signal_from_tdmrep(rule.get("tdm-reservation"), rule.get("tdm-policy"), "tdmrep.json " + rule["location"])
             if rule

@@ -13,7 +13,7 @@ from typing import List, NoReturn, Optional
 
 import typer
 
-from . import __version__
+from ._version import __version__
 from .errors import KzlabelError
 
 EXIT_OK, EXIT_NOT_COMPLIANT, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
@@ -98,7 +98,7 @@ def mark(
     import json
 
     from . import IPTC_COMPOSITE, IPTC_TRAINED, Labeler, Registry, Signer
-    from .formats import ALL_LAYERS
+    from .layers import LAYERS
 
     if in_place == (output is not None):
         _fail("give exactly one of -o DST or --in-place")
@@ -113,7 +113,7 @@ def mark(
         source_type=IPTC_COMPOSITE if kind == SourceKind.modified else IPTC_TRAINED,
         training={"not-allowed": "notAllowed"}.get(training.value, training.value),
         depicts_real_person=real_person,
-        layers=_split(layers) or ALL_LAYERS,
+        layers=_split(layers) or LAYERS,
         position=position,
         style=style,
         pages=pages,
@@ -175,7 +175,8 @@ def optout(
 ) -> None:
     """Write a rights-holder's training reservation (Art. 23(5)) into every carrier the file has."""
     from .keys import Signer
-    from .optout import TrainingPolicy, write_optout, write_well_known
+    from .rights.actions import write_optout, write_well_known
+    from .rights.vocab import TrainingPolicy
 
     if well_known:
         typer.echo(f"wrote {write_well_known(target)}")
@@ -198,7 +199,7 @@ def training_check(
     import json
 
     from .keys import TrustStore
-    from .optout import check_tree, training_allowed
+    from .rights.actions import check_tree, training_allowed
 
     store = TrustStore.load(trust) if trust else None
     results = check_tree(path, use=use, trust=store) if path.is_dir() else [(path, training_allowed(path, use=use, trust=store))]

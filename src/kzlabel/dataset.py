@@ -18,10 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from . import formats
 from .errors import KzlabelError
-from .formats import Input, Limits
-from .label import USES, Training, canonical_json
+from .io import Input, Limits, write_atomic
+from .keys import verify_jws_signature
+from .label import USES, Training, b64url_decode, canonical_json
+from .rights.actions import read_signals
+from .rights.vocab import decide
 
 __all__ = ["MANIFEST_NAME", "DatasetCheck", "build_manifest", "verify_manifest", "write_manifest"]
 
@@ -91,7 +96,6 @@ def _sha256(path: Path) -> str:
 
 
 def _describe(path: Path, rel: str, limits: Limits) -> dict[str, Any]:
-    from .optout import decide, read_signals
 
     entry: dict[str, Any] = {
         "@type": "cr:FileObject",
@@ -166,7 +170,6 @@ def build_manifest(
 
 def write_manifest(root: str | os.PathLike, out: str | os.PathLike | None = None, **options: Any) -> Path:
     """Build and atomically write the manifest (default ``ROOT/croissant.json``, itself left out of the list)."""
-    from .pipeline import write_atomic
 
     target = Path(out) if out is not None else Path(root) / MANIFEST_NAME
     manifest = build_manifest(root, exclude=target, **options)
@@ -195,11 +198,6 @@ class DatasetCheck:
 
 
 def _check_signature(manifest: dict[str, Any], trust: Any) -> tuple[str, str]:
-    from cryptography import x509
-
-    from .keys import verify_jws_signature
-    from .label import _b64url_decode
-
     token = manifest.get(SIGNATURE_KEY)
     if not isinstance(token, str):
         return "absent", "the manifest is not signed"
@@ -207,9 +205,9 @@ def _check_signature(manifest: dict[str, Any], trust: Any) -> tuple[str, str]:
     if len(parts) != 3 or parts[1] != "":
         return "invalid", "not a detached compact JWS"
     try:
-        header = json.loads(_b64url_decode(parts[0]))
+        header = json.loads(b64url_decode(parts[0]))
         chain = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in header["x5c"]]
-        signature = _b64url_decode(parts[2])
+        signature = b64url_decode(parts[2])
         subject = chain[0].subject.rfc4514_string()
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, x509.InvalidVersion):
         return "invalid", "malformed signature header"

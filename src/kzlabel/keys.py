@@ -388,16 +388,16 @@ def _parse_key(data: bytes, source: str) -> Any:
         raise KeyFileError(
             "unsupported key algorithm; supported: Ed25519 (ed25519) and ECDSA P-256 (es256)", source=source
         ) from None
-    except (ValueError, Exception):  # noqa: BLE001 - never let a parser traceback (or key bytes) escape
+    except ValueError:  # never let a parser traceback (or key bytes) escape
         raise KeyFileError("not a readable PEM private key (corrupt or wrong file)", source=source) from None
 
 
-def _parse_certs(data: bytes, source: str, what: str = "certificate chain") -> list[x509.Certificate]:
+def parse_certs(data: bytes, source: str, what: str = "certificate chain") -> list[x509.Certificate]:
     if b"-----BEGIN CERTIFICATE-----" not in data:
         raise KeyFileError(f"{what}: no PEM certificate found (expected '-----BEGIN CERTIFICATE-----')", source=source)
     try:
         certs = x509.load_pem_x509_certificates(data)
-    except (ValueError, Exception):  # noqa: BLE001
+    except ValueError:
         raise KeyFileError(f"{what}: malformed PEM certificate", source=source) from None
     if not certs:
         raise KeyFileError(f"{what}: no certificate found", source=source)
@@ -462,7 +462,7 @@ class Signer:
             raise KeyFileError(
                 "certificate chain not found; pass the chain file (leaf certificate first)", source=str(chain_path)
             )
-        certs = _parse_certs(_read(chain_path, "certificate chain"), str(chain_path))
+        certs = parse_certs(_read(chain_path, "certificate chain"), str(chain_path))
         return cls(key, certs, source=str(key_path))
 
     @classmethod
@@ -472,7 +472,7 @@ class Signer:
         if isinstance(chain_pem, str):
             chain_pem = chain_pem.encode("ascii", "replace")
         key = _parse_key(key_pem, "<key bytes>")
-        certs = _parse_certs(chain_pem, "<chain bytes>")
+        certs = parse_certs(chain_pem, "<chain bytes>")
         return cls(key, certs, source="<bytes>")
 
     # -- use --
@@ -521,8 +521,10 @@ class Signer:
                     ta_url=None,
                 )
                 self._c2pa = c2pa.Signer.from_info(info)
-            except Exception as exc:  # noqa: BLE001 - c2pa raises its own types; do not leak them
-                raise SigningError(f"the C2PA library rejected the signing key/certificate: {exc}", source=self.source) from None
+            except (c2pa.C2paError, ValueError) as exc:  # ValueError: c2pa-python's own checks of the signer info
+                raise SigningError(
+                    f"the C2PA library rejected the signing key/certificate: {exc}", source=self.source
+                ) from exc
             return self._c2pa
 
     def __repr__(self) -> str:
@@ -577,7 +579,7 @@ class TrustStore:
             p = Path(item)
             if p.is_dir():
                 p = p / TRUST_FILE
-            anchors.extend(_parse_certs(_read(p, "trust bundle"), str(p), "trust bundle"))
+            anchors.extend(parse_certs(_read(p, "trust bundle"), str(p), "trust bundle"))
         return cls(anchors)
 
     @classmethod

@@ -105,7 +105,7 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _b64url_decode(text: str) -> bytes:
+def b64url_decode(text: str) -> bytes:
     """Strict base64url: one encoding per value, so a token cannot be altered without breaking it."""
     if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
         raise ValueError("not base64url")
@@ -305,7 +305,7 @@ def sign_label(label: Label, signer: Signer) -> str:
     except KzlabelError:
         raise
     except Exception as exc:  # a signer backed by an HSM or remote service may fail in many ways
-        raise SigningError(f"could not sign the label: {exc}") from None
+        raise SigningError(f"could not sign the label: {exc}") from exc
     return signing_input + "." + _b64url(signature)
 
 
@@ -333,9 +333,9 @@ def verify_token(token: str, trust: TrustStore | None = None) -> TokenCheck:
     if len(parts) != 3:
         return TokenCheck("invalid", None, "not a compact JWS (expected three dot-separated parts)")
     try:
-        header = json.loads(_b64url_decode(parts[0]))
-        payload = _b64url_decode(parts[1])
-        signature = _b64url_decode(parts[2])
+        header = json.loads(b64url_decode(parts[0]))
+        payload = b64url_decode(parts[1])
+        signature = b64url_decode(parts[2])
         chain = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in header["x5c"]]
         alg = header["alg"]
         subject = chain[0].subject.rfc4514_string() if chain else ""  # parsed lazily: may fail here
@@ -363,6 +363,6 @@ def verify_token(token: str, trust: TrustStore | None = None) -> TokenCheck:
 def label_from_token_unverified(token: str) -> Label | None:
     """Read a label without checking it: for display of recovered registry entries only."""
     try:
-        return Label.from_dict(json.loads(_b64url_decode(token.split(".")[1])))
+        return Label.from_dict(json.loads(b64url_decode(token.split(".")[1])))
     except (ValueError, IndexError, KzlabelError, json.JSONDecodeError):
         return None

@@ -14,15 +14,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar, Union
+from typing import IO, Any, TypeVar
 
 from . import formats
-from .errors import CapacityError, CorruptInput, KzlabelError, LayerError, LimitExceeded, SigningError
-from .formats import ALL_LAYERS, Findings, Handler, Input, Limits, MarkOptions, temp_beside
+from .errors import CapacityError, KzlabelError, LimitExceeded, SigningError
+from .formats.base import Findings, Handler, MarkOptions
+from .io import SIDECAR_MAX, Input, Limits, Source, Spool, read_input, replace_atomic, sidecar_path, write_atomic
 from .keys import Signer, TrustStore
 from .label import (
     DEFAULT_LANGUAGES,
@@ -34,12 +34,12 @@ from .label import (
     sign_label,
     verify_token,
 )
+from .layers import LAYERS, parse_layers
 from .registry import Registry
 from .report import Evidence, Report, Status
 
-__all__ = ["Labeler", "MarkResult", "Source", "read_input", "write_atomic"]
+__all__ = ["Labeler", "MarkResult"]
 
-Source = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes]]
 T = TypeVar("T")
 WATERMARK_ALG = "kz.kzlabel.wm.1"
 
@@ -72,48 +72,6 @@ class MarkResult:
         return Path(self.dst).read_bytes()
 
 
-def read_input(src: Source, limits: Limits, name: str | None = None, password: str | None = None) -> Input:
-    """Path, bytes or binary file object → Input, refusing anything over the byte limit before reading it."""
-    data: bytes | None
-    path: Path | None = None
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        data = bytes(src)
-    elif isinstance(src, (str, os.PathLike)):
-        path = Path(src)
-        try:
-            if path.is_dir():
-                raise KzlabelError("is a directory (use `kzlabel batch` for folders)", source=str(path))
-            size = path.stat().st_size
-            with open(path, "rb"):  # readable? (the bytes themselves are read when a handler needs them)
-                pass
-        except FileNotFoundError:
-            raise KzlabelError("no such file", source=str(path)) from None
-        except PermissionError:
-            raise KzlabelError("permission denied", source=str(path)) from None
-        if size > limits.max_bytes:
-            raise LimitExceeded(f"file is {size} bytes, over the {limits.max_bytes}-byte limit", source=str(path))
-        data = None
-        name = name or path.name
-    elif hasattr(src, "read"):
-        data = src.read(limits.max_bytes + 1)
-        if not isinstance(data, bytes):
-            raise KzlabelError("file object must be opened in binary mode")
-        name = name or (Path(str(getattr(src, "name", ""))).name or None)
-    else:
-        raise TypeError(f"expected a path, bytes or a binary file object, got {type(src).__name__}")
-    if data is not None and len(data) > limits.max_bytes:
-        raise LimitExceeded(f"input is over the {limits.max_bytes}-byte limit", source=name)
-    return Input(data=data, name=name, path=path, password=password)
-
-
-SIDECAR_MAX = 16 << 20  # a sidecar manifest is a few KB; refuse to read anything absurd
-
-
-def sidecar_path(path: str | os.PathLike) -> Path:
-    """Where the sidecar C2PA manifest of ``path`` lives: ``NAME.EXT.c2pa`` beside it."""
-    return Path(os.fspath(path) + ".c2pa")
-
-
 def _warning_evidence(layer: str, seen: bool | None, why_absent: str) -> Evidence:
     """The evidence line for a perceptible warning: seen, not seen (why), or not checkable."""
     if seen:
@@ -121,55 +79,6 @@ def _warning_evidence(layer: str, seen: bool | None, why_absent: str) -> Evidenc
     if seen is None:
         return Evidence(layer, Status.UNAVAILABLE, "cannot tell whether a warning is shown")
     return Evidence(layer, Status.ABSENT, why_absent)
-
-
-def _replace(tmp: Path, dst: Path, mode_from: Path | None) -> None:
-    """fsync ``tmp``, give it ``mode_from``'s permissions (else the umask's) and rename it onto ``dst``."""
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    if mode_from is not None and mode_from.exists():
-        os.chmod(tmp, mode_from.stat().st_mode & 0o7777)
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, dst)
-
-
-def write_atomic(dst: str | os.PathLike, data: bytes, *, mode_from: Path | None = None) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see a half-written file."""
-    path = Path(dst)
-    tmp = temp_beside(path)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        _replace(tmp, path, mode_from)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-class _Spool:
-    """The temp files a streaming handler's output passes through, beside the destination (or in the temp folder
-    when there is no destination path); every one still here at ``close()`` is removed."""
-
-    def __init__(self, dst: str | os.PathLike | IO[bytes] | None) -> None:
-        self.beside = Path(dst) if isinstance(dst, (str, os.PathLike)) else Path(tempfile.gettempdir()) / "kzlabel"
-        self.paths: list[Path] = []
-
-    def new(self) -> Path:
-        path = temp_beside(self.beside)
-        self.paths.append(path)
-        return path
-
-    def drop(self, path: Path) -> None:
-        path.unlink(missing_ok=True)
-        self.paths.remove(path)
-
-    def close(self) -> None:
-        for path in self.paths:
-            path.unlink(missing_ok=True)
-        self.paths.clear()
 
 
 def _c2pa_too_big(size: int, limits: Limits) -> str:
@@ -180,20 +89,17 @@ def _c2pa_too_big(size: int, limits: Limits) -> str:
 
 
 def _guard(handler: Handler, inp: Input, stage: str, fn: Callable[..., T], *args: Any) -> T:
-    """Run a handler step; a dependency's exception becomes a kzlabel error naming the file and the step."""
+    """Run a handler step. A kzlabel error gets the file and format it concerns, and running out of memory is a limit;
+    anything else is a bug in kzlabel (a dependency's error a handler did not translate is one too) and propagates
+    unchanged: the CLI exits 3 and the service answers 500, with the cause in the traceback for the logs."""
     try:
         return fn(*args)
     except KzlabelError as exc:
         exc.source = exc.source or inp.source
         exc.format = exc.format or handler.id
         raise
-    except MemoryError:
-        raise LimitExceeded(f"out of memory while {stage}", source=inp.source, format=handler.id) from None
-    except NotImplementedError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the boundary where dependency errors are translated
-        kind = LayerError if stage.startswith(("drawing", "embedding", "writing", "signing")) else CorruptInput
-        raise kind(f"{stage} failed: {type(exc).__name__}: {exc}", source=inp.source, format=handler.id) from None
+    except MemoryError as exc:
+        raise LimitExceeded(f"out of memory while {stage}", source=inp.source, format=handler.id) from exc
 
 
 class Labeler:
@@ -211,7 +117,7 @@ class Labeler:
         training: Training | str = Training.UNSPECIFIED,
         depicts_real_person: bool = False,
         producer_id: str = "",
-        layers: Iterable[str] = ALL_LAYERS,
+        layers: Iterable[str] = LAYERS,
         position: str | None = None,
         style: str = "plate",
         watermark_key: bytes | None = None,
@@ -223,9 +129,7 @@ class Labeler:
         registry: Registry | None = None,
         limits: Limits = Limits(),
     ) -> None:
-        unknown = set(layers) - ALL_LAYERS
-        if unknown:
-            raise KzlabelError(f"unknown layer(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(ALL_LAYERS))}")
+        chosen = parse_layers(layers)
         self.signer = signer
         self.owner = owner
         self.system = system
@@ -242,7 +146,7 @@ class Labeler:
         if audio_notice not in ("tone", "speech", "both"):
             raise KzlabelError(f"audio_notice must be 'tone', 'speech' or 'both', not {audio_notice!r}")
         self.options = MarkOptions(
-            layers=frozenset(layers),
+            layers=chosen,
             position=position,
             style=style,
             watermark_key=watermark_key,
@@ -293,7 +197,7 @@ class Labeler:
         inp = read_input(src, self.limits, name, password)
         handler = formats.detect(inp)
         label = label or self.new_label()
-        spool = _Spool(dst) if handler.streams else None
+        spool = Spool(dst) if handler.streams else None
         try:
             out, label, token, applied, skipped, sidecar = self._mark_pass(handler, inp, label, spool)
             if self.registry is not None and "watermark" in applied:
@@ -310,8 +214,8 @@ class Labeler:
             if isinstance(dst, (str, os.PathLike)):
                 if isinstance(out, Path):  # the spooled output already lies beside dst: renamed onto it
                     assert spool is not None
-                    _replace(out, Path(dst), Path(dst) if in_place else None)
-                    spool.paths.remove(out)
+                    replace_atomic(out, Path(dst), Path(dst) if in_place else None)
+                    spool.keep(out)
                 else:
                     write_atomic(dst, out, mode_from=Path(dst) if in_place else None)
                 where = str(dst)
@@ -331,7 +235,7 @@ class Labeler:
         return MarkResult(label, token, handler.id, tuple(applied), held, where, skipped, sidecar, to_path)
 
     def _mark_pass(
-        self, handler: Handler, inp: Input, label: Label, spool: _Spool | None = None
+        self, handler: Handler, inp: Input, label: Label, spool: Spool | None = None
     ) -> tuple[bytes | Path, Label, str, list[str], dict[str, str], bytes | None]:
         """The layers in order; with a ``spool`` (streaming handlers) the output is a temp file, else bytes."""
         assert self.signer is not None

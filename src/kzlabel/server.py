@@ -23,9 +23,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import __version__
+from ._version import __version__
 from .errors import CorruptInput, FormatError, KzlabelError, LimitExceeded, UnsupportedFormat
-from .formats import Limits
+from .io import Limits
 from .keys import Signer, TrustStore
 from .pipeline import Labeler
 from .registry import Registry
@@ -375,8 +375,8 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
         except KzlabelError as exc:
             failure = _kzlabel_failure(exc)
             return error_response(failure.status, failure.kind, failure.reason)
-        except Exception as exc:  # noqa: BLE001 - the boundary: report the type only, never a traceback
-            log.error("unexpected %s while handling %s %s", type(exc).__name__, request.method, request.url.path)
+        except Exception as exc:  # noqa: BLE001 - the boundary: a bug in kzlabel; the client gets its type only
+            log.error("internal error while handling %s %s", request.method, request.url.path, exc_info=exc)
             return error_response(500, "internal_error", type(exc).__name__)
 
     return wrapper

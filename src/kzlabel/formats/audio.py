@@ -6,7 +6,7 @@ kept, lossy formats are re-encoded at the source's bit rate. Tags are read and w
 container's own slot, so exiftool and ffprobe read them back: ID3v2 ``TXXX`` frames (MP3, and the ``id3`` chunk of
 WAV), Vorbis comments (FLAC, Ogg), iTunes freeform atoms ``----:com.apple.iTunes:…`` (M4A). The tag names are those
 of STANDARDS.md: ``AIGC`` (GB 45438 JSON), ``kzlabel`` (the signed label), ``DigitalSourceType`` (IPTC URI),
-``AISystemUsed``, and the training tags of :mod:`kzlabel.optout`.
+``AISystemUsed``, and the training tags of :mod:`kzlabel.rights.vocab`.
 
 Marking streams: samples are decoded in blocks of :data:`BLOCK_TILES` watermark tiles (30.72 s), toned,
 watermarked with the block's offset on the watermark's grid and encoded block by block to a temp file, so memory holds
@@ -20,19 +20,24 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import mutagen
 import numpy as np
 
 from ..errors import CapacityError, CorruptInput, KzlabelError, LimitExceeded
 from ..label import DEFAULT_LANGUAGES, IPTC_COMPOSITE, IPTC_TRAINED, Label, Training, TrainingSignal
 from ..layers import audible, spoken
 from ..layers.metadata import label_values, training_values
-from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register, temp_beside
-from ._av import AV_ERRORS, av, block_samples, layout_name, mux_samples, need_av, read_audio, source
+from ..io import Input, Limits, temp_beside
+from ..rights.vocab import TrainingPolicy, container_tags, signals_from_tags
+from . import register
+from .base import Findings, Handler, LabelMatch, MarkOptions
+from ..media_av import AV_ERRORS, av, block_samples, layout_name, mux_samples, need_av, read_audio, source
 
 TAG_AIGC = "AIGC"
 TAG_LABEL = "kzlabel"
@@ -281,15 +286,19 @@ def read_excerpt(inp: Input, fmt_id: str, seconds: float, *, from_end: bool = Fa
 # ------------------------------------------------------------------------------------------------------------ tags
 
 
+# mutagen's own error type, plus what its parsers let through on truncated or malformed tag structures
+_MUTAGEN_ERRORS: tuple[type[BaseException], ...] = (
+    mutagen.MutagenError, struct.error, EOFError, ValueError, IndexError, OSError,
+)
+
+
 def _mutagen_file(fh: IO[bytes]) -> Any:
     """mutagen's view of the file ``fh`` (rewound before and after): it reads the tag areas, not the samples."""
-    import mutagen
-
     fh.seek(0)
     try:
         f = mutagen.File(fh)
-    except Exception as exc:  # noqa: BLE001 - mutagen raises many types for damaged tags
-        raise CorruptInput(f"unreadable audio tags: {exc}") from None
+    except _MUTAGEN_ERRORS as exc:
+        raise CorruptInput(f"unreadable audio tags: {exc}") from exc
     if f is None:
         raise CorruptInput("mutagen does not recognise this audio container")
     fh.seek(0)
@@ -350,8 +359,8 @@ def set_tags(fh: IO[bytes], values: Mapping[str, str]) -> None:
             tags[k] = [v]
     try:
         f.save(fh)
-    except Exception as exc:  # noqa: BLE001
-        raise CorruptInput(f"could not write audio tags: {exc}") from None
+    except _MUTAGEN_ERRORS as exc:
+        raise CorruptInput(f"could not write audio tags: {exc}") from exc
 
 
 def write_tags(data: bytes, values: Mapping[str, str]) -> bytes:
@@ -544,8 +553,6 @@ class _AudioHandler(Handler):
             tags[TAG_SYSTEM] = label.system + (f" {label.system_version}" if label.system_version else "")
         xmp = label_values(label, token)
         if label.training == Training.NOT_ALLOWED:
-            from ..optout import TrainingPolicy, container_tags
-
             policy = TrainingPolicy.from_lists(deny=["all"])
             tags |= container_tags(policy)
             xmp |= training_values(policy)
@@ -607,14 +614,10 @@ class _AudioHandler(Handler):
         return LabelMatch(content=None, warning=bool(checks) and all(checks))
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
-        from ..optout import signals_from_tags
-
         return signals_from_tags(self._read_inp(inp), f"{self.name} tag")
 
     def write_training(self, data: bytes, policy: Any, limits: Limits) -> bytes:
         from ..layers.metadata import training_values
-        from ..optout import container_tags
-
         read_excerpt(Input(data), self.id, 0.1)  # refuse what does not decode as audio
         return self._write(data, container_tags(policy), training_values(policy))
 

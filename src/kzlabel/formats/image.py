@@ -30,7 +30,10 @@ from ..errors import CorruptInput, KzlabelError, LimitExceeded, UnsupportedForma
 from ..label import Label, Training, TrainingSignal
 from ..layers import visible
 from ..layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_xmp, training_values, xmp_values
-from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register
+from ..io import Input, Limits
+from ..rights.vocab import TrainingPolicy, signal_from_plus, signal_from_tdmrep
+from . import register
+from .base import Findings, Handler, LabelMatch, MarkOptions
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 XMP_JPEG_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
@@ -648,8 +651,6 @@ class _ImageHandler(Handler):
         values = label_values(label, token)
         replace = LABEL_PROPS
         if label.training == Training.NOT_ALLOWED:
-            from ..optout import TrainingPolicy
-
             values |= training_values(TrainingPolicy.from_lists(deny=["all"]))
             replace = LABEL_PROPS + TRAINING_PROPS
         if self.pil == "JPEG":
@@ -720,8 +721,6 @@ class _ImageHandler(Handler):
         return LabelMatch(None, ok, "warning region matches" if ok else "warning region changed")
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
-        from ..optout import signal_from_plus, signal_from_tdmrep
-
         values = xmp_values(self._get_xmp(inp.data))
         found = [signal_from_plus(values.get("plus:DataMining")),
                  signal_from_tdmrep(values.get("tdm:reservation"), values.get("tdm:policy"), "XMP tdm:reservation")]

@@ -23,7 +23,10 @@ from typing import Any
 from ..errors import CorruptInput, KzlabelError, LimitExceeded, MissingDependency
 from ..label import Label, TrainingSignal
 from ..layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_xmp, training_values, xmp_values
-from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register
+from ..io import Input, Limits
+from ..rights.vocab import signal_from_plus, signal_from_tdmrep
+from . import register
+from .base import Findings, Handler, LabelMatch, MarkOptions
 
 try:
     import pypdf
@@ -294,8 +297,6 @@ class Pdf(Handler):
         return LabelMatch(None, True, f"warning present on {len(pages)} page(s)")
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
-        from ..optout import signal_from_plus, signal_from_tdmrep
-
         reader = _open(inp.data, inp.source, inp.password, limits)
         try:
             packet = reader.xmp_metadata.stream.get_data() if reader.xmp_metadata else None

@@ -20,7 +20,10 @@ import yaml
 
 from ..errors import CorruptInput, UnsupportedFormat
 from ..label import NOTICES, Label, Training, TrainingSignal
-from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register
+from ..io import Input, Limits
+from ..rights.vocab import signal_from_tdmrep
+from . import register
+from .base import Findings, Handler, LabelMatch, MarkOptions
 
 WARNING_SIGN = "⚠"
 TRAILER_PREFIX = "kzlabel: "
@@ -149,8 +152,6 @@ def _policy_fields(policy: Any) -> dict[str, str]:
 
 
 def _tdm_signal(fields: Mapping[str, Any], carrier: str) -> list[TrainingSignal]:
-    from ..optout import signal_from_tdmrep
-
     sig = signal_from_tdmrep(fields.get("tdm-reservation"), fields.get("tdm-policy"), carrier)
     return [sig] if sig else []
 

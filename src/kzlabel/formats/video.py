@@ -22,9 +22,12 @@ from PIL import Image
 
 from ..errors import CapacityError, CorruptInput, KzlabelError, LimitExceeded, UnsupportedFormat
 from ..label import Label, Training, TrainingSignal
-from ..layers import audible, visible
-from . import Findings, Handler, Input, LabelMatch, Limits, MarkOptions, register
-from ._av import AV_ERRORS, av, block_samples, layout_name, mux_samples, need_av, read_audio, source, temp_output
+from ..layers import LAYERS, Layer, audible, visible
+from ..io import Input, Limits
+from ..rights.vocab import TrainingPolicy, container_tags, signals_from_tags
+from . import register
+from .base import Findings, Handler, LabelMatch, MarkOptions
+from ..media_av import AV_ERRORS, av, block_samples, layout_name, mux_samples, need_av, read_audio, source, temp_output
 
 # A per-frame operation: (I420 frame as one (H*3/2, W) uint8 array — Y plane on top, then U and V —, time in
 # seconds, frame index) → modifies the array in place. Working in YUV saves two colour conversions per frame, and
@@ -452,7 +455,7 @@ def check_warning(inp: Input, info: VideoInfo, label: Label) -> LabelMatch:
 # --- the soundtrack ---------------------------------------------------------------------------------------------------
 TONE_POSITIONS = ("start", "end", "both")
 # The watermark is embedded block by block with its grid offset, so one continuous pattern runs through the whole
-# soundtrack while only one block is in memory. Blocks are whole tiles of the mark (see _av.block_samples; measured:
+# soundtrack while only one block is in memory. Blocks are whole tiles of the mark (see media_av.block_samples; measured:
 # 2.048-s blocks lose the mark on 6 s of music, 3.072-s blocks find it at p ≈ 1e-16; across a boundary, 32-s blocks
 # give p ≈ 1e-13, 30.72-s blocks 1e-17). Verification reads bounded excerpts: the opening seconds and the last ones.
 AUDIO_BLOCK_TILES = 10
@@ -625,16 +628,8 @@ def check_soundtrack(inp: Input, key: bytes | None) -> Findings:
     return Findings(watermark=mark, warning_found=bool(tone))
 
 
-def _watermark_available() -> bool:
-    try:
-        from .. import watermark  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class _VideoHandler(Handler):
-    layers = frozenset({"visible", "metadata", "c2pa"} | ({"watermark"} if _watermark_available() else set()))
+    layers: frozenset[Layer] = frozenset(LAYERS)
     container: str = ""
 
     def load(self, inp: Input, limits: Limits) -> VideoDoc:
@@ -671,8 +666,6 @@ class _VideoHandler(Handler):
         if label.system:
             tags["AISystemUsed"] = label.system + (f" {label.system_version}" if label.system_version else "")
         if label.training == Training.NOT_ALLOWED:
-            from ..optout import TrainingPolicy, container_tags
-
             tags |= container_tags(TrainingPolicy.from_lists(deny=["all"]))
         return remux_with_tags(data, tags)
 
@@ -690,13 +683,9 @@ class _VideoHandler(Handler):
         return check_warning(inp, info, label)
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
-        from ..optout import signals_from_tags
-
         return signals_from_tags(read_tags(inp))
 
     def write_training(self, data: bytes, policy: Any, limits: Limits) -> bytes:
-        from ..optout import container_tags
-
         probe(Input(data), limits, self.id)
         return remux_with_tags(data, container_tags(policy))
 

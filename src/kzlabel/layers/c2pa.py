@@ -24,12 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-try:  # absolute import: the c2pa-python package, not this module
-    import c2pa as _c2pa
-except ImportError:  # pragma: no cover - exercised only without the extra
-    _c2pa = None
-
-from ..errors import KzlabelError, MissingDependency, SigningError, UnsupportedFormat
+from .._version import __version__
+from ..errors import MissingDependency, SigningError, UnsupportedFormat
 
 if TYPE_CHECKING:
     from ..keys import Signer, TrustStore
@@ -71,48 +67,53 @@ _NOTABLE_SUCCESS = (
 )
 
 
+@functools.lru_cache(maxsize=1)
+def _library() -> Any:
+    """c2pa-python, imported on first use: it loads the native c2pa-rs library (~0.2 s), which `kzlabel --help`,
+    `keygen` and text-only runs never need. None when it is not installed."""
+    try:  # absolute import: the c2pa-python package, not this module
+        import c2pa
+    except ImportError:  # pragma: no cover - exercised only without the extra
+        return None
+    return c2pa
+
+
 def available() -> bool:
-    return _c2pa is not None
+    return _library() is not None
 
 
 def _need() -> Any:
-    if _c2pa is None:
+    c2pa = _library()
+    if c2pa is None:
         raise MissingDependency("the C2PA layer needs c2pa-python: pip install 'kzlabel[c2pa]'")
-    return _c2pa
+    return c2pa
 
 
 @functools.lru_cache(maxsize=1)
 def _reader_types() -> frozenset[str]:
-    if _c2pa is None:
+    c2pa = _library()
+    if c2pa is None:
         return frozenset()
     try:
-        return frozenset(t.lower() for t in _c2pa.Reader.get_supported_mime_types())
-    except Exception:  # noqa: BLE001
+        return frozenset(t.lower() for t in c2pa.Reader.get_supported_mime_types())
+    except c2pa.C2paError:
         return frozenset()
 
 
 @functools.lru_cache(maxsize=1)
 def _builder_types() -> frozenset[str]:
-    if _c2pa is None:
+    c2pa = _library()
+    if c2pa is None:
         return frozenset()
     try:
-        return frozenset(t.lower() for t in _c2pa.Builder.get_supported_mime_types())
-    except Exception:  # noqa: BLE001
+        return frozenset(t.lower() for t in c2pa.Builder.get_supported_mime_types())
+    except c2pa.C2paError:
         return _reader_types()
 
 
 def supported_mime_types() -> frozenset[str]:
     """MIME types the installed C2PA library can carry a manifest in (empty without c2pa-python)."""
     return _reader_types()
-
-
-def _version() -> str:
-    try:
-        from .. import __version__
-
-        return str(__version__)
-    except Exception:  # noqa: BLE001 - during partial imports
-        return "0"
 
 
 def _context(settings: dict[str, Any]) -> Any:
@@ -161,7 +162,7 @@ def _existing_manifest(data: Content, mime: str) -> tuple[bool, bool]:
                 return False, True
             reader.close()
             return True, True
-    except Exception:  # noqa: BLE001 - a broken manifest (or JUMBF) in the input, or an unparsable container
+    except c2pa.C2paError:  # a broken manifest (or JUMBF) in the input, or an unparsable container
         if not _mentions(data):
             return False, True
         return True, False
@@ -208,7 +209,7 @@ def _definition(
             raise SigningError(f"training must be one of {', '.join(TRAINING_VALUES)}, not {training!r}")
         assertions.append({"label": TRAINING_ASSERTION, "data": {"entries": entries}})
     definition: dict[str, Any] = {
-        "claim_generator_info": [{"name": "kzlabel", "version": _version()}],
+        "claim_generator_info": [{"name": "kzlabel", "version": __version__}],
         "assertions": assertions,
     }
     if title:
@@ -262,17 +263,15 @@ def sign(
         return _build_and_sign(
             c2pa, definition, data, mime, c2pa_signer, source if has_parent else None, title, thumbnail, embed, dest
         )
-    except KzlabelError:
-        raise
-    except Exception as exc:  # noqa: BLE001
+    except c2pa.C2paError as exc:
         if has_parent and not parent_readable:
             # The input's manifest is broken and c2pa could not take it as an ingredient: say so plainly.
             raise SigningError(
                 f"the input carries a damaged C2PA manifest that the C2PA library refuses to keep as an ingredient: "
                 f"{_msg(exc)}",
                 format=mime,
-            ) from None
-        raise SigningError(f"C2PA signing failed: {_msg(exc)}", format=mime) from None
+            ) from exc
+        raise SigningError(f"C2PA signing failed: {_msg(exc)}", format=mime) from exc
 
 
 def _build_and_sign(
@@ -295,7 +294,7 @@ def _build_and_sign(
                 ingredient = {"title": title or "input", "relationship": "parentOf", "label": _PARENT_ID}
                 try:
                     builder.add_ingredient_from_stream(ingredient, mime, _stream(parent))
-                except Exception as exc:  # noqa: BLE001 - the input's manifest is damaged beyond what c2pa accepts
+                except c2pa.C2paError as exc:  # the input's manifest is damaged beyond what c2pa accepts
                     # Record the parent without its (unreadable) manifest store, saying why, and sign anyway.
                     builder.close()
                     fallback = dict(definition)
@@ -413,9 +412,7 @@ def read(data: Content, mime: str, trust: TrustStore | None = None, *, sidecar: 
                 results = reader.get_validation_results()
             finally:
                 reader.close()
-    except KzlabelError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - JUMBF present but unreadable, or the container itself unparsable
+    except c2pa.C2paError as exc:  # JUMBF present but unreadable, or the container itself unparsable
         if sidecar is None and not _mentions(data):
             return C2paReport(present=False, state="absent", detail=f"the C2PA library could not parse the file: {_msg(exc)}")
         return C2paReport(present=True, state="invalid", codes=["manifest.unreadable"], detail=_msg(exc))

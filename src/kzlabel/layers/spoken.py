@@ -20,6 +20,7 @@ import numpy as np
 from scipy import signal
 
 from ..errors import CapacityError
+from ..media_av import need_av
 
 __all__ = ["THRESHOLD", "available", "clip", "detect", "find", "locate", "seconds"]
 
@@ -40,8 +41,6 @@ def _load(kind: str, lang: str) -> np.ndarray | None:
     res = resources.files("kzlabel") / "assets" / f"notice-{kind}-{lang}.flac"
     if not res.is_file():
         return None
-    from ..formats._av import need_av
-
     av = need_av("spoken notices")
     with resources.as_file(res) as path, av.open(str(path)) as container:
         frames = [f.to_ndarray().reshape(-1) for f in container.decode(audio=0)]

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDependency
-from . import Input
+from .errors import MissingDependency
+from .io import Input
 
 try:
     import av
@@ -70,7 +70,7 @@ def block_samples(rate: int, tiles: int = 10) -> int:
     group to the lattice: the mark weakens or is lost. 30.72 s is a whole number of samples at any rate that is a
     multiple of 25 Hz.
     """
-    from ..watermark.audio import TILE_SECONDS
+    from .watermark.audio import TILE_SECONDS
 
     return int(round(tiles * TILE_SECONDS * rate))
 

@@ -1,39 +1,37 @@
-"""Art. 23(5): a rights-holder's machine-readable training reservation — written into every carrier a format has,
-read back from all of them, and turned into one decision an AI trainer can filter a corpus with.
-
-Carriers: C2PA ``cawg.training-mining``, XMP ``plus:DataMining`` and TDMRep (``tdm-reservation``/``tdm-policy``) in
-XMP, HTML ``<meta>``, the kzlabel label's ``training`` field, kzlabel's text conventions (trailer lines, front
-matter) and a site's ``/.well-known/tdmrep.json``. When carriers disagree, every signal is reported and the most
-restrictive wins (not allowed > constrained > allowed), as TDMRep asks of conflicting declarations.
+"""The training-rights vocabulary (Art. 23(5)), below the formats: what TDMRep, PLUS ``DataMining``, CAWG
+``training-mining`` and container tags say, parsed into one TrainingPolicy / TrainingSignal model, and how several
+signals add up to one decision (the most restrictive wins: not allowed > constrained > allowed, as TDMRep asks of
+conflicting declarations). Pure parsing, no file I/O except reading a site's ``/.well-known/tdmrep.json``.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
-import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import formats
-from .errors import KzlabelError, UnsupportedFormat
-from .formats import Handler, Input, Limits
-from .label import USES, Training, TrainingSignal, verify_token
-from .pipeline import Source, read_input, write_atomic
+from ..errors import KzlabelError
+from ..label import USES, Training, TrainingSignal
 
 __all__ = [
+    "PLUS_VOCAB",
+    "TAG_DATA_MINING",
+    "TAG_TDM_POLICY",
+    "TAG_TDM_RESERVATION",
+    "TDMREP_FILE",
     "TrainingCheck",
     "TrainingPolicy",
-    "check_tree",
-    "read_signals",
+    "container_tags",
+    "decide",
+    "rule_for",
     "signal_from_cawg",
     "signal_from_plus",
     "signal_from_tdmrep",
-    "training_allowed",
-    "write_optout",
-    "write_well_known",
+    "signals_from_tags",
+    "tdmrep_rules",
 ]
 
 PLUS_VOCAB = "http://ns.useplus.org/ldf/vocab/"
@@ -182,26 +180,6 @@ def signals_from_tags(tags: Mapping[str, str], carrier: str = "container tag") -
     return [f for f in found if f is not None]
 
 
-def read_signals(inp: Input, handler: Handler, limits: Limits = Limits(), trust: Any = None) -> list[TrainingSignal]:
-    """Every training statement in the file: format carriers, the C2PA manifest, and the kzlabel label."""
-    signals = list(handler.read_training(inp, limits))
-    if "c2pa" in handler.layers:
-        from .layers import c2pa as c2pa_layer
-
-        if handler.mime in c2pa_layer.supported_mime_types():
-            rep = c2pa_layer.read(inp.data, handler.mime, trust)
-            sig = signal_from_cawg(rep.training) if rep.present and rep.state != "invalid" else None
-            if sig:
-                signals.append(sig)
-    if "metadata" in handler.layers:
-        for carrier, token in handler.inspect(inp, limits, None).tokens:
-            check = verify_token(token, trust)
-            if check.ok and check.label and check.label.training != Training.UNSPECIFIED:
-                t = check.label.training
-                signals.append(TrainingSignal(f"kzlabel label ({carrier})", {u: t for u in USES}, t.value))
-    return signals
-
-
 @dataclass
 class TrainingCheck:
     """The decision for one file: ``status`` for the asked use, every use's decision, and all the evidence."""
@@ -245,57 +223,7 @@ def decide(signals: list[TrainingSignal], use: str = "ai_training", source: str 
     return TrainingCheck(source, use, per_use[use], per_use, list(signals), conflicting)
 
 
-def training_allowed(
-    src: Source, *, use: str = "ai_training", name: str | None = None, limits: Limits = Limits(), trust: Any = None
-) -> TrainingCheck:
-    """May this file be used for ``use``? allowed / notAllowed / constrained / unspecified, with the evidence."""
-    inp = read_input(src, limits, name)
-    handler = formats.detect(inp)
-    return decide(read_signals(inp, handler, limits, trust), use, inp.source)
-
-
-# --- writing ---------------------------------------------------------------------------------------------------------
-def write_optout(
-    src: Source,
-    dst: str | os.PathLike | None = None,
-    *,
-    policy: TrainingPolicy,
-    signer: Any = None,
-    in_place: bool = False,
-    name: str | None = None,
-    limits: Limits = Limits(),
-) -> bytes:
-    """Write ``policy`` into every carrier the format has (C2PA too when a signer is given); returns the bytes.
-
-    Rights-holders mark their own works, so in-place is the common case, and it is an atomic replace.
-    """
-    if in_place:
-        if not isinstance(src, (str, os.PathLike)) or dst is not None:
-            raise KzlabelError("in_place=True needs a path as src and no dst")
-        dst = src
-    inp = read_input(src, limits, name)
-    handler = formats.detect(inp)
-    try:
-        data = handler.write_training(inp.data, policy, limits)
-    except NotImplementedError:
-        raise UnsupportedFormat(
-            f"{handler.name} has no carrier for training permissions yet", source=inp.source, format=handler.id
-        ) from None
-    if signer is not None and "c2pa" in handler.layers:
-        from .layers import c2pa as c2pa_layer
-
-        if handler.mime in c2pa_layer.supported_mime_types():
-            data = c2pa_layer.sign(
-                data, handler.mime, signer, label_claims=None, title=inp.name, source_type=None,
-                training=policy.cawg_entries(),
-            )
-    if dst is not None:
-        write_atomic(dst, data, mode_from=Path(dst) if in_place else None)
-    return data
-
-
-# --- folders and the web ---------------------------------------------------------------------------------------------
-def _tdmrep_rules(root: Path) -> list[dict[str, Any]]:
+def tdmrep_rules(root: Path) -> list[dict[str, Any]]:
     path = root / TDMREP_FILE
     if not path.is_file():
         return []
@@ -306,69 +234,10 @@ def _tdmrep_rules(root: Path) -> list[dict[str, Any]]:
     return [r for r in rules if isinstance(r, dict) and "location" in r] if isinstance(rules, list) else []
 
 
-def _rule_for(rules: list[dict[str, Any]], location: str) -> dict[str, Any] | None:
+def rule_for(rules: list[dict[str, Any]], location: str) -> dict[str, Any] | None:
     """TDMRep: the first rule whose location pattern matches the resource applies."""
     for rule in rules:
         pattern = str(rule["location"])
         if fnmatch.fnmatchcase(location, pattern) or location == pattern:
             return rule
     return None
-
-
-def check_tree(
-    root: str | os.PathLike,
-    *,
-    use: str = "ai_training",
-    limits: Limits = Limits(),
-    trust: Any = None,
-    site_rules: bool = True,
-) -> Iterator[tuple[Path, TrainingCheck | KzlabelError]]:
-    """Each file under ``root`` (no symlinks followed) with its decision, ``/.well-known/tdmrep.json`` included."""
-    base = Path(root)
-    rules = _tdmrep_rules(base) if site_rules else []
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if not (Path(dirpath) / d).is_symlink())
-        for fname in sorted(filenames):
-            path = Path(dirpath) / fname
-            if path.is_symlink() or path.relative_to(base) == TDMREP_FILE:
-                continue
-            try:
-                inp = read_input(path, limits)
-                signals = read_signals(inp, formats.detect(inp), limits, trust)
-            except KzlabelError as exc:
-                signals = None
-                error: KzlabelError | None = exc
-            else:
-                error = None
-            rule = _rule_for(rules, "/" + path.relative_to(base).as_posix())
-            site = (
-                signal_from_tdmrep(rule.get("tdm-reservation"), rule.get("tdm-policy"), "tdmrep.json " + rule["location"])
-                if rule
-                else None
-            )
-            if signals is None and site is None:
-                assert error is not None
-                yield path, error
-                continue
-            yield path, decide((signals or []) + ([site] if site else []), use, str(path))
-
-
-def write_well_known(root: str | os.PathLike, *, use: str = "ai_training", limits: Limits = Limits()) -> Path:
-    """Write ``/.well-known/tdmrep.json`` for a folder published on the web, from the files' own declarations."""
-    base = Path(root)
-    entries: list[dict[str, Any]] = []
-    for path, check in check_tree(base, use=use, limits=limits, site_rules=False):
-        if isinstance(check, KzlabelError) or check.status == Training.UNSPECIFIED:
-            continue
-        entry: dict[str, Any] = {
-            "location": "/" + path.relative_to(base).as_posix(),
-            "tdm-reservation": 0 if check.status == Training.ALLOWED else 1,
-        }
-        policy = next((s.policy for s in check.signals if s.policy), None)
-        if policy:
-            entry["tdm-policy"] = policy
-        entries.append(entry)
-    target = base / TDMREP_FILE
-    target.parent.mkdir(exist_ok=True)
-    write_atomic(target, (json.dumps(entries, indent=2) + "\n").encode())
-    return target

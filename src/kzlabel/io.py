@@ -1,0 +1,209 @@
+"""Input and output at the bottom floor: what every handler reads (Input), the limits that guard it, and the atomic
+writes, spools and sidecars every output goes through.
+
+A path is sniffed (``Input.header``) without reading the whole file, so a 2 GB video is never held in memory just to
+pick its handler; outputs reach their destination only by rename, so a reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Union
+
+from .errors import KzlabelError, LimitExceeded
+
+__all__ = [
+    "HEADER_SIZE",
+    "SIDECAR_MAX",
+    "Input",
+    "Limits",
+    "Source",
+    "Spool",
+    "read_input",
+    "replace_atomic",
+    "sidecar_path",
+    "temp_beside",
+    "write_atomic",
+]
+
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes]]
+HEADER_SIZE = 4096
+SIDECAR_MAX = 16 << 20  # a sidecar manifest is a few KB; refuse to read anything absurd
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Guards against hostile or accidental giant inputs; all configurable."""
+
+    max_pixels: int = 100_000_000
+    max_bytes: int = 2 * 1024**3
+    max_text_bytes: int = 64 * 1024**2
+    max_duration_s: float = 6 * 3600.0
+    # the C2PA library holds the whole asset in memory to sign it (about 3× a WAV's size at the peak) or to read its
+    # manifest: larger files are labelled without the manifest (layer skipped, with the reason) and verify reports it
+    # unchecked, so memory stays bounded; raise it to sign bigger files on a machine with the memory for it
+    max_c2pa_bytes: int = 512 * 1024**2
+
+
+class Input:
+    """The one shape every handler receives, whether the caller gave a path, bytes or a file object.
+
+    For a path, the bytes are read only when a handler asks for ``data``; streaming handlers (video, long audio)
+    open ``path`` themselves, so a 2 GB file is never held in memory just to be sniffed.
+    """
+
+    def __init__(
+        self, data: bytes | None = None, name: str | None = None, path: Path | None = None, password: str | None = None
+    ) -> None:
+        if data is None and path is None:
+            raise ValueError("Input needs data or a path")
+        self._data = data
+        self.name = name
+        self.path = path
+        self.password = password
+        self._header: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"Input(source={self.source!r}, size={self.size})"
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            assert self.path is not None
+            self._data = self.path.read_bytes()
+        return self._data
+
+    @property
+    def size(self) -> int:
+        if self._data is not None or self.path is None:
+            return len(self.data)
+        return self.path.stat().st_size
+
+    @property
+    def source(self) -> str:
+        return str(self.path or self.name or "<bytes>")
+
+    @property
+    def header(self) -> bytes:
+        if self._data is not None:
+            return self._data[:HEADER_SIZE]
+        if self._header is None:
+            assert self.path is not None
+            with open(self.path, "rb") as fh:
+                self._header = fh.read(HEADER_SIZE)
+        return self._header
+
+    def open(self) -> IO[bytes]:
+        """A binary file object over the content: the file itself when it has not been read, else the bytes."""
+        if self._data is None:
+            assert self.path is not None
+            return open(self.path, "rb")
+        return io.BytesIO(self._data)
+
+    @property
+    def suffix(self) -> str:
+        return Path(self.name).suffix.lower() if self.name else ""
+
+
+def read_input(src: Source, limits: Limits, name: str | None = None, password: str | None = None) -> Input:
+    """Path, bytes or binary file object → Input, refusing anything over the byte limit before reading it."""
+    data: bytes | None
+    path: Path | None = None
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src)
+    elif isinstance(src, (str, os.PathLike)):
+        path = Path(src)
+        try:
+            if path.is_dir():
+                raise KzlabelError("is a directory (use `kzlabel batch` for folders)", source=str(path))
+            size = path.stat().st_size
+            with open(path, "rb"):  # readable? (the bytes themselves are read when a handler needs them)
+                pass
+        except FileNotFoundError:
+            raise KzlabelError("no such file", source=str(path)) from None
+        except PermissionError:
+            raise KzlabelError("permission denied", source=str(path)) from None
+        if size > limits.max_bytes:
+            raise LimitExceeded(f"file is {size} bytes, over the {limits.max_bytes}-byte limit", source=str(path))
+        data = None
+        name = name or path.name
+    elif hasattr(src, "read"):
+        data = src.read(limits.max_bytes + 1)
+        if not isinstance(data, bytes):
+            raise KzlabelError("file object must be opened in binary mode")
+        name = name or (Path(str(getattr(src, "name", ""))).name or None)
+    else:
+        raise TypeError(f"expected a path, bytes or a binary file object, got {type(src).__name__}")
+    if data is not None and len(data) > limits.max_bytes:
+        raise LimitExceeded(f"input is over the {limits.max_bytes}-byte limit", source=name)
+    return Input(data=data, name=name, path=path, password=password)
+
+
+def temp_beside(path: Path) -> Path:
+    """A new empty temp file ``.NAME.*.kztmp`` in ``path``'s folder (same file system, so a rename onto ``path`` is
+    atomic; ``kzlabel batch`` sweeps that pattern after a killed run)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.", suffix=".kztmp")
+    os.close(fd)
+    return Path(tmp)
+
+
+def replace_atomic(tmp: Path, dst: Path, mode_from: Path | None) -> None:
+    """fsync ``tmp``, give it ``mode_from``'s permissions (else the umask's) and rename it onto ``dst``."""
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    if mode_from is not None and mode_from.exists():
+        os.chmod(tmp, mode_from.stat().st_mode & 0o7777)
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, dst)
+
+
+def write_atomic(dst: str | os.PathLike, data: bytes, *, mode_from: Path | None = None) -> None:
+    """Write via a temp file in the same folder and rename, so readers never see a half-written file."""
+    path = Path(dst)
+    tmp = temp_beside(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        replace_atomic(tmp, path, mode_from)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """Where the sidecar C2PA manifest of ``path`` lives: ``NAME.EXT.c2pa`` beside it."""
+    return Path(os.fspath(path) + ".c2pa")
+
+
+class Spool:
+    """The temp files an output passes through, beside the destination (or in the temp folder when there is no
+    destination path); every one still here at ``close()`` is removed."""
+
+    def __init__(self, dst: str | os.PathLike | IO[bytes] | None) -> None:
+        self.beside = Path(dst) if isinstance(dst, (str, os.PathLike)) else Path(tempfile.gettempdir()) / "kzlabel"
+        self.paths: list[Path] = []
+
+    def new(self) -> Path:
+        path = temp_beside(self.beside)
+        self.paths.append(path)
+        return path
+
+    def drop(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        self.paths.remove(path)
+
+    def keep(self, path: Path) -> None:
+        """``path`` has been moved away (renamed onto the destination): no longer ours to remove."""
+        self.paths.remove(path)
+
+    def close(self) -> None:
+        for path in self.paths:
+            path.unlink(missing_ok=True)
+        self.paths.clear()
