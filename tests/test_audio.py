@@ -387,7 +387,7 @@ def test_c2pa_skipped_over_the_size_limit_and_not_read_in_verify(tmp_path: Path,
 def test_audio_failed_mark_leaves_no_spooled_file(tmp_path: Path, signer, monkeypatch) -> None:
     """The output is spooled beside dst through every step: a failure in the last one (signing) raises a kzlabel
     error and leaves neither dst nor a temp file; an existing dst is left as it was."""
-    from kzlabel.errors import LayerError
+    from kzlabel.errors import LayerError, SigningError
     from kzlabel.layers import c2pa as c2pa_layer
 
     src = _make(tmp_path, "wav16")
@@ -396,8 +396,8 @@ def test_audio_failed_mark_leaves_no_spooled_file(tmp_path: Path, signer, monkey
     kept = out_dir / "kept.wav"
     kept.write_bytes(b"previous")
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("native signer crashed")
+    def broken(*args, **kwargs):  # what sign() raises when the native library fails (its C2paError translated)
+        raise SigningError("C2PA signing failed: native signer crashed")
 
     monkeypatch.setattr(c2pa_layer, "sign", broken)
     for dst in (out_dir / "new.wav", kept):
