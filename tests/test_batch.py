@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import signal
 import sqlite3
 import stat
@@ -20,16 +21,19 @@ from pathlib import Path
 
 import pytest
 
-from kzlabel import TrustStore
+from kzlabel import Limits, TrustStore
 from kzlabel.batch import (
     BatchSummary,
-    _Refused,
+    Refused,
+    build_labeler,
     kind_of,
+    portable_config,
     run_batch,
     safe_member_path,
     training_check,
     verify_batch,
 )
+from kzlabel.batch.model import FaultHooks
 
 CFG = {"owner": "Test Owner LLP", "system": "TestGen", "system_version": "1.0"}
 OLD = 1_600_000_000  # a fixed past mtime (2020-09-13) so "kept" is distinguishable from "now"
@@ -115,7 +119,7 @@ def test_member_paths_and_kinds(tmp_path: Path) -> None:
     assert safe_member_path("a/./b//c.txt") == "a/b/c.txt"
     assert safe_member_path("dir\\x.txt") == "dir/x.txt"
     for bad in ("../evil.txt", "a/../../b", "/etc/passwd", "C:/x", "", "./"):
-        with pytest.raises(_Refused):
+        with pytest.raises(Refused):
             safe_member_path(bad)
     assert kind_of("x.zip") == "zip" and kind_of("x.tar.gz") == "tgz" and kind_of("x.TGZ") == "tgz"
     assert kind_of("x.tar.zst") == "tzst" and kind_of("x.tar") == "tar" and kind_of("out") == "folder"
@@ -123,6 +127,20 @@ def test_member_paths_and_kinds(tmp_path: Path) -> None:
     _make_zip(z, {"a.txt": b"hi"})
     assert kind_of(z, existing=True) == "zip"
 
+
+
+def test_limits_reach_the_workers_whole() -> None:
+    """The config a worker receives carries every Limits field (a copy of four of the five once turned
+    max_c2pa_bytes=1 GiB back into 512 MiB in the workers); a dict of Limits fields is still accepted."""
+    limits = Limits(max_c2pa_bytes=1 << 30, max_pixels=1234)
+    config = portable_config({**CFG, "limits": limits})
+    assert config["limits"] == limits
+    shipped = pickle.loads(pickle.dumps(config))  # what crosses the pool's pipe
+    assert shipped["limits"] == limits
+    assert build_labeler(shipped, None).limits == limits
+    assert build_labeler(config, None).limits.max_c2pa_bytes == 1 << 30
+    from_dict = portable_config({**CFG, "limits": {"max_c2pa_bytes": 1 << 30}})
+    assert build_labeler(pickle.loads(pickle.dumps(from_dict)), None).limits == Limits(max_c2pa_bytes=1 << 30)
 
 def test_folder_to_folder(tmp_path: Path, keydir: Path, trust: TrustStore) -> None:
     src, dst = tmp_path / "src", tmp_path / "out"
@@ -284,9 +302,8 @@ def test_folder_symlinks_not_followed(tmp_path: Path, keydir: Path) -> None:
     assert not (tmp_path / "out" / "link.txt").exists() and not (tmp_path / "out" / "linkdir").exists()
 
 
-def _run_killed(script: str, env_extra: dict[str, str]) -> int:
-    env = {**os.environ, **env_extra}
-    proc = subprocess.run([sys.executable, "-c", script], check=False, env=env, timeout=60)
+def _run_killed(script: str) -> int:
+    proc = subprocess.run([sys.executable, "-c", script], check=False, timeout=60)
     return proc.returncode
 
 
@@ -305,11 +322,19 @@ def test_resume_after_crash_archive(tmp_path: Path, keydir: Path) -> None:
     dst = tmp_path / "out.tar.gz"
     script = textwrap.dedent(
         f"""
+        import os
         from kzlabel.batch import run_batch
-        run_batch({str(src)!r}, {str(dst)!r}, labeler_config={CFG!r}, key_dir={str(keydir)!r}, workers=1)
+        from kzlabel.batch.model import FaultHooks
+
+        def crash(commits):
+            if commits >= 4:
+                os._exit(137)  # like kill -9 after the 4th journal commit: no cleanup, no reports
+
+        run_batch({str(src)!r}, {str(dst)!r}, labeler_config={CFG!r}, key_dir={str(keydir)!r}, workers=1,
+                  _hooks=FaultHooks(after_commit=crash))
         """
     )
-    rc = _run_killed(script, {"KZLABEL_BATCH_TEST_CRASH_AFTER": "4"})
+    rc = _run_killed(script)
     assert rc == 137
     journal = Path(str(dst) + ".journal.sqlite")
     done = _journal_rows(journal)
@@ -533,11 +558,19 @@ def test_dask_resumes_from_the_journal(tmp_path: Path, keydir: Path) -> None:
     _make_tree(src)
     script = textwrap.dedent(
         f"""
+        import os
+        from kzlabel.batch.model import FaultHooks
         from kzlabel.distributed import run_dask
-        run_dask({str(src)!r}, {str(dst)!r}, {CFG!r}, {str(keydir)!r}, scheduler="sync", npartitions=6)
+
+        def crash(commits):
+            if commits >= 2:
+                os._exit(137)  # like kill -9 after the 2nd journal commit
+
+        run_dask({str(src)!r}, {str(dst)!r}, {CFG!r}, {str(keydir)!r}, scheduler="sync", npartitions=6,
+                 _hooks=FaultHooks(after_commit=crash))
         """
     )
-    assert _run_killed(script, {"KZLABEL_BATCH_TEST_CRASH_AFTER": "2"}) == 137
+    assert _run_killed(script) == 137
     done = _journal_rows(Path(str(dst) + ".journal.sqlite"))
     assert len(done) == 2 and not Path(str(dst) + ".report.jsonl").exists()
     from kzlabel.distributed import run_dask
@@ -564,25 +597,30 @@ def test_journal_of_another_batch_is_rejected(tmp_path: Path, keydir: Path) -> N
         run_batch(src, tmp_path / "out", labeler_config={**CFG, "owner": "Else"}, key_dir=keydir, workers=1, journal=j)
 
 
-def test_worker_death_fails_only_its_member(tmp_path: Path, keydir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _worker_dies_on_plain_txt(task: object) -> None:
+    """Runs in the pool worker before each member (picklable: module level): a crashing C library, acted out."""
+    if getattr(task, "path", None) == "notes/plain.txt":
+        os._exit(70)
+
+
+def test_worker_death_fails_only_its_member(tmp_path: Path, keydir: Path) -> None:
     src = tmp_path / "src"
     _make_tree(src)
-    monkeypatch.setenv("KZLABEL_BATCH_TEST_WORKER_DIES_ON", "notes/plain.txt")
-    s = run_batch(src, tmp_path / "out", labeler_config=CFG, key_dir=keydir, workers=2)
+    dies = FaultHooks(before_member=_worker_dies_on_plain_txt)
+    s = run_batch(src, tmp_path / "out", labeler_config=CFG, key_dir=keydir, workers=2, _hooks=dies)
     assert s.counts == {"labelled": 4, "copied-unsupported": 1, "failed": 1}, s.text()
     assert s.problems[0][0] == "notes/plain.txt" and "died" in s.problems[0][2]
     assert not s.ok
-    monkeypatch.delenv("KZLABEL_BATCH_TEST_WORKER_DIES_ON")
     again = run_batch(src, tmp_path / "out", labeler_config=CFG, key_dir=keydir, workers=2)  # failed ones are retried
     assert again.counts == {"labelled": 5, "copied-unsupported": 1} and again.resumed == 5
 
 
 def test_big_members_are_spilled_not_held(tmp_path: Path, keydir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from kzlabel import batch
+    from kzlabel.batch import archives
 
-    monkeypatch.setattr(batch, "SPILL_OVER", 100)  # the PNG, JPEG and .bin (> 100 bytes) go through temp files
+    monkeypatch.setattr(archives, "SPILL_OVER", 100)  # the PNG, JPEG and .bin (> 100 bytes) go through temp files
     spilled: list[str] = []
-    real = batch._read_member
+    real = archives._read_member
 
     def spy(*args: object) -> tuple[bytes | None, str | None]:
         data, path = real(*args)  # type: ignore[arg-type]
@@ -590,7 +628,7 @@ def test_big_members_are_spilled_not_held(tmp_path: Path, keydir: Path, monkeypa
             spilled.append(path)
         return data, path
 
-    monkeypatch.setattr(batch, "_read_member", spy)
+    monkeypatch.setattr(archives, "_read_member", spy)
     src, dst = tmp_path / "in.tgz", tmp_path / "out.zip"
     files = _files()
     _make_tgz(src, files)

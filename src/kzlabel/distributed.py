@@ -1,9 +1,9 @@
 """Run the batch's per-file work on Dask, for folders too big for one machine's cores.
 
-The work per file is exactly :func:`kzlabel.batch.process_member` (no second copy of the logic), and the run around
-it is the batch's own (:class:`kzlabel.batch._MarkJob`: checks, SQLite journal and resume, archive assembly, reports);
-this module only ships the tasks as a ``dask.bag``. Each Dask worker process builds its Labeler once (cached by
-config) from the key folder, which must be readable on every worker.
+The work per file is exactly :func:`kzlabel.batch.process_member` (no second copy of the logic), and the run
+around it is the batch's own (:class:`kzlabel.batch.job.MarkJob`: checks, SQLite journal and resume, archive
+assembly, reports); this module only ships the tasks as a ``dask.bag``. Each Dask worker process builds its Labeler
+once (cached by config) from the key folder, which must be readable on every worker.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from .batch import (
     MemberResult,
     Safety,
     Task,
-    _Ctx,
-    _MarkJob,
     build_labeler,
     process_member,
 )
+from .batch.job import MarkJob
+from .batch.model import Ctx, FaultHooks
 from .errors import KzlabelError, MissingDependency
 
 __all__ = ["run_dask"]
@@ -68,6 +68,7 @@ def run_dask(
     report_path: str | os.PathLike | None = None,
     summary_path: str | os.PathLike | None = None,
     max_member_bytes: int = 1024**3,
+    _hooks: FaultHooks | None = None,
 ) -> BatchSummary:
     """Label a folder into a folder (or an archive, by DST's name) on Dask; resumable with the batch's journal.
 
@@ -75,6 +76,8 @@ def run_dask(
     "tcp://10.0.0.5:8786" (needs ``dask.distributed``; SRC, DST and the key folder must be on a shared filesystem).
     Members are journalled as their partition finishes (locally, in waves of one partition per core), so re-running
     the same call after a crash skips what is done, exactly as :func:`kzlabel.batch.run_batch` does.
+
+    ``_hooks`` is for the crash tests only; run_dask honours its ``after_commit``.
     """
     try:
         import dask.bag as db
@@ -82,7 +85,7 @@ def run_dask(
         raise MissingDependency("Dask is not installed: pip install kzlabel[dask]") from None
     if not Path(src_dir).is_dir():
         raise KzlabelError("run_dask needs a folder as source", source=str(src_dir))
-    job = _MarkJob(
+    job = MarkJob(
         src_dir,
         dst_dir,
         config=labeler_config,
@@ -91,6 +94,7 @@ def run_dask(
         journal=journal,
         report_path=report_path,
         summary_path=summary_path,
+        hooks=_hooks,
     )
     try:
         if job.finished_before():
@@ -98,7 +102,7 @@ def run_dask(
         build_labeler(job.config, job.key)  # fail fast here on a bad key or option
         job.start()
         tasks: list[Task] = []
-        ctxs: dict[str, _Ctx] = {}
+        ctxs: dict[str, Ctx] = {}
         for item, ctx in job.items(job.entries(None), lambda: None):
             if isinstance(item, MemberResult):
                 job.record(item, ctx)

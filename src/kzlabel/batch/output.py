@@ -1,0 +1,185 @@
+"""Everything a batch writes, and how it makes each write durable: member outputs, the source's modes and times
+on them, the JSONL report, and the archive assembled from the staged parts at the end.
+
+A member is journalled as done only after its output has been fsynced and renamed into place and its folder entry
+fsynced, so these writers never leave a half-written file under its final name; temp files a killed run leaves
+behind (``.NAME.*.kztmp``) are swept at the end. Archive assembly is deterministic (sorted member order, metadata
+from the source, fixed compression headers), which is why a resumed run produces the archive an uninterrupted run
+would have produced from the same member outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tarfile
+import time
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..io import write_atomic
+from .archives import inside
+from .journal import Journal
+from .model import CHUNK, DIR, MemberResult, Meta, Refused
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable (best effort: some filesystems cannot open a folder)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def restore_meta(path: Path, meta: Meta) -> None:
+    """Give an output the source's mode and mtime."""
+    if meta.mode is not None:
+        os.chmod(path, meta.mode & 0o7777)
+    if meta.mtime_ns is not None:
+        os.utime(path, ns=(meta.mtime_ns, meta.mtime_ns))
+
+
+def write_output(out: Path, data: bytes, meta: Meta, apply_meta: bool) -> None:
+    """Durable write: temp + fsync + rename (write_atomic), then the source's mode/mtime, then the folder entry."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, data)
+    if apply_meta:
+        restore_meta(out, meta)
+    fsync_dir(out.parent)
+
+
+def copy_output(src_file: Path, out: Path, meta: Meta, apply_meta: bool) -> tuple[str, int]:
+    """Stream-copy an unsupported file (it may be big) with the same durability as write_output."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.kztmp")
+    h = hashlib.sha256()
+    n = 0
+    try:
+        with open(src_file, "rb") as fi, open(tmp, "wb") as fo:
+            while chunk := fi.read(CHUNK):
+                h.update(chunk)
+                n += len(chunk)
+                fo.write(chunk)
+            fo.flush()
+            os.fsync(fo.fileno())
+        if apply_meta:
+            restore_meta(tmp, meta)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(out.parent)
+    return h.hexdigest(), n
+
+
+def write_report(path: Path, results: Iterable[MemberResult]) -> None:
+    """The JSONL report, one line per member, replaced whole (a reader never sees half of it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.kztmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r.to_dict(), ensure_ascii=False, sort_keys=False) + "\n" for r in results)
+    os.replace(tmp, path)
+
+
+def restore_dirs(dst: Path, dirs: list[tuple[str, Meta]]) -> None:
+    """Create the source's folders in ``dst`` with their times and modes, deepest first (a parent's mtime would
+    otherwise move again when its children are touched); a folder that cannot be made is left to the members' report."""
+    for rel, meta in sorted(dirs, key=lambda d: d[0].count("/"), reverse=True):
+        try:
+            p = inside(dst, rel)
+            p.mkdir(parents=True, exist_ok=True)
+            restore_meta(p, meta)
+        except (OSError, Refused):
+            pass
+
+
+def remove_stale_temps(root: Path) -> None:
+    """Temp files of writes a killed run left half-done (``.NAME.*.kztmp``) are not part of the output."""
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            if f.startswith(".") and f.endswith(".kztmp"):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(dirpath, f))
+
+
+def _zip_date(mtime_ns: int | None) -> tuple[int, int, int, int, int, int]:
+    if mtime_ns is None:
+        return (1980, 1, 1, 0, 0, 0)
+    t = time.localtime(mtime_ns // 1_000_000_000)
+    if t.tm_year < 1980:
+        return (1980, 1, 1, 0, 0, 0)
+    if t.tm_year > 2107:
+        return (2107, 12, 31, 23, 59, 58)
+    return (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
+
+
+def assemble(dst: Path, kind: str, journal: Journal, parts: Path) -> None:
+    """Build the output archive from the journal and the staged parts, then rename it into place."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.kztmp")
+    rows = [r for r in journal.rows() if r["status"] == DIR or r["part"]]
+    try:
+        with open(tmp, "wb") as raw:
+            if kind == "zip":
+                with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
+                    for r in rows:
+                        is_dir = r["status"] == DIR
+                        zi = zipfile.ZipInfo(r["path"] + ("/" if is_dir else ""), _zip_date(r["mtime_ns"]))
+                        zi.create_system = 3
+                        mode = r["mode"] if r["mode"] is not None else (0o755 if is_dir else 0o644)
+                        zi.external_attr = ((stat.S_IFDIR if is_dir else stat.S_IFREG) | mode) << 16
+                        if is_dir:
+                            zi.external_attr |= 0x10
+                            zf.writestr(zi, b"")
+                            continue
+                        zi.compress_type = zipfile.ZIP_DEFLATED
+                        size = (parts / r["part"]).stat().st_size
+                        with open(parts / r["part"], "rb") as fi, zf.open(zi, "w", force_zip64=size > 2**31) as fo:
+                            shutil.copyfileobj(fi, fo, CHUNK)
+            else:
+                zstd_writer = None
+                if kind == "tgz":
+                    stream: Any = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
+                elif kind == "tzst":
+                    import zstandard  # optional (the batch extra): only when writing a .tar.zst
+
+                    zstd_writer = zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=False)
+                    stream = zstd_writer
+                else:
+                    stream = raw
+                with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+                    for r in rows:
+                        is_dir = r["status"] == DIR
+                        ti = tarfile.TarInfo(r["path"])
+                        ti.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
+                        ti.mode = r["mode"] if r["mode"] is not None else (0o755 if is_dir else 0o644)
+                        ti.mtime = (r["mtime_ns"] or 0) // 1_000_000_000
+                        ti.uid, ti.gid = r["uid"] or 0, r["gid"] or 0
+                        ti.uname, ti.gname = r["uname"] or "", r["gname"] or ""
+                        if is_dir:
+                            tf.addfile(ti)
+                            continue
+                        ti.size = (parts / r["part"]).stat().st_size
+                        with open(parts / r["part"], "rb") as fi:
+                            tf.addfile(ti, fi)
+                if kind in ("tgz", "tzst"):
+                    stream.close()  # writes the trailer; raw stays open (closefd=False / fileobj)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, dst)
+        fsync_dir(dst.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
