@@ -3,10 +3,10 @@
 mark: sniff → load → visible → watermark → encode → bind → sign label → metadata → c2pa → registry → atomic write.
 verify: every layer is read independently and reported as Evidence; the Report derives the verdict.
 
-A streaming handler (``Handler.streams``: long audio) has its output spooled to temp files beside the destination
-instead of bytes: encoded into one, tags edited there, signed into the next, and the last one renamed onto ``dst``,
-so memory does not grow with the file (the C2PA library itself still buffers the asset while signing: see
-docs/audio.md).
+From the encoder on, the output is a file: encoded into a temp file beside the destination (or in the temp folder),
+tags edited there, signed into the next one, and the last one renamed onto ``dst``; so memory does not grow with the
+file (the C2PA library itself still buffers the asset while signing: see docs/audio.md) and no reader ever sees a
+half-written output.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import IO, Any, TypeVar
 
 from . import formats
 from .errors import CapacityError, KzlabelError, LimitExceeded, SigningError
-from .formats.base import Findings, Handler, MarkOptions
+from .formats.base import AudioNotice, Findings, Handler, MarkOptions, Pages, VideoWarning
 from .io import SIDECAR_MAX, Input, Limits, Source, Spool, read_input, replace_atomic, sidecar_path, write_atomic
 from .keys import Signer, TrustStore
 from .label import (
@@ -34,7 +34,8 @@ from .label import (
     sign_label,
     verify_token,
 )
-from .layers import LAYERS, parse_layers
+from .layers import LAYERS, Layer, Style, parse_layers
+from .layers import c2pa as c2pa_layer
 from .registry import Registry
 from .report import Evidence, Report, Status
 
@@ -51,12 +52,12 @@ class MarkResult:
     label: Label
     token: str
     format: str
-    layers: tuple[str, ...]
-    # the labelled bytes; None when a streaming handler's output went straight to the ``dst`` path (``data`` then
-    # reads it back from there: only on demand, a 3-hour WAV is 2 GB)
+    layers: tuple[Layer, ...]
+    # the labelled bytes when no destination was given; None when the output went to ``dst`` (``data`` then reads a
+    # path back: only on demand, a 3-hour WAV is 2 GB)
     held: bytes | None = field(repr=False)
     dst: str | None = None
-    skipped: dict[str, str] = field(default_factory=dict)  # layer → why it was not applied
+    skipped: dict[Layer, str] = field(default_factory=dict)  # layer → why it was not applied
     # a sidecar C2PA manifest (for types the C2PA library cannot embed into): written to ``dst + ".c2pa"`` when dst
     # is a path, otherwise only returned here for the caller to store beside the output
     c2pa_sidecar: bytes | None = field(default=None, repr=False)
@@ -70,6 +71,18 @@ class MarkResult:
         if not self.to_path or self.dst is None:
             raise KzlabelError("the output was streamed to the file object given as dst; read it from there")
         return Path(self.dst).read_bytes()
+
+
+@dataclass
+class _Pass:
+    """What one mark pass produced: the spooled output file and what the layers did."""
+
+    output: Path
+    label: Label
+    token: str
+    applied: list[Layer]
+    skipped: dict[Layer, str]
+    sidecar: bytes | None  # a sidecar C2PA manifest, for types the C2PA library cannot embed into
 
 
 def _warning_evidence(layer: str, seen: bool | None, why_absent: str) -> Evidence:
@@ -119,17 +132,16 @@ class Labeler:
         producer_id: str = "",
         layers: Iterable[str] = LAYERS,
         position: str | None = None,
-        style: str = "plate",
+        style: Style = "plate",
         watermark_key: bytes | None = None,
         thumbnail: bool = False,
-        pages: str = "all",
-        video_warning: str = "both",
-        audio_notice: str = "tone",
+        pages: Pages = "all",
+        video_warning: VideoWarning = "both",
+        audio_notice: AudioNotice = "tone",
         trust: TrustStore | None = None,
         registry: Registry | None = None,
         limits: Limits = Limits(),
     ) -> None:
-        chosen = parse_layers(layers)
         self.signer = signer
         self.owner = owner
         self.system = system
@@ -139,14 +151,8 @@ class Labeler:
         self.training = Training(training)
         self.depicts_real_person = depicts_real_person
         self.producer_id = producer_id
-        if pages not in ("all", "first"):
-            raise KzlabelError(f"pages must be 'all' or 'first', not {pages!r}")
-        if video_warning not in ("opening", "persistent", "both"):
-            raise KzlabelError(f"video_warning must be 'opening', 'persistent' or 'both', not {video_warning!r}")
-        if audio_notice not in ("tone", "speech", "both"):
-            raise KzlabelError(f"audio_notice must be 'tone', 'speech' or 'both', not {audio_notice!r}")
-        self.options = MarkOptions(
-            layers=chosen,
+        self.options = MarkOptions(  # checks every option against its vocabulary
+            layers=parse_layers(layers),
             position=position,
             style=style,
             watermark_key=watermark_key,
@@ -197,67 +203,58 @@ class Labeler:
         inp = read_input(src, self.limits, name, password)
         handler = formats.detect(inp)
         label = label or self.new_label()
-        spool = Spool(dst) if handler.streams else None
+        spool = Spool(dst)
         try:
-            out, label, token, applied, skipped, sidecar = self._mark_pass(handler, inp, label, spool)
+            done = self._mark_pass(handler, inp, label, spool)
+            label, token, applied, skipped = done.label, done.token, done.applied, done.skipped
             if self.registry is not None and "watermark" in applied:
                 self.registry.record(label.content_id, token, handler.id)
-            where: str | None = None
-            if sidecar is not None:
+            if done.sidecar is not None:
                 if isinstance(dst, (str, os.PathLike)):
-                    write_atomic(sidecar_path(dst), sidecar)
+                    write_atomic(sidecar_path(dst), done.sidecar)
                     applied.append("c2pa")
                     skipped.pop("c2pa", None)
                 else:
                     skipped["c2pa"] += "; a sidecar manifest was made (MarkResult.c2pa_sidecar) but there is no path to write it beside"
-            held: bytes | None = out if isinstance(out, bytes) else None
-            if isinstance(dst, (str, os.PathLike)):
-                if isinstance(out, Path):  # the spooled output already lies beside dst: renamed onto it
-                    assert spool is not None
-                    replace_atomic(out, Path(dst), Path(dst) if in_place else None)
-                    spool.keep(out)
-                else:
-                    write_atomic(dst, out, mode_from=Path(dst) if in_place else None)
+            held: bytes | None = None
+            where: str | None = None
+            if isinstance(dst, (str, os.PathLike)):  # the spooled output lies beside dst: renamed onto it
+                replace_atomic(done.output, Path(dst), Path(dst) if in_place else None)
+                spool.keep(done.output)
                 where = str(dst)
-            elif isinstance(out, Path) and dst is not None:
-                with open(out, "rb") as fh:
-                    shutil.copyfileobj(fh, dst, 1 << 20)
-            elif isinstance(out, Path):
-                held = out.read_bytes()  # bytes asked for: the caller holds the whole output
             elif dst is not None:
-                dst.write(out)
-            if dst is not None and not isinstance(dst, (str, os.PathLike)):
+                with open(done.output, "rb") as fh:
+                    shutil.copyfileobj(fh, dst, 1 << 20)
                 where = str(getattr(dst, "name", "<stream>"))
+            else:
+                held = done.output.read_bytes()  # bytes asked for: the caller holds the whole output
         finally:
-            if spool is not None:
-                spool.close()
+            spool.close()
         to_path = isinstance(dst, (str, os.PathLike))
-        return MarkResult(label, token, handler.id, tuple(applied), held, where, skipped, sidecar, to_path)
+        return MarkResult(label, token, handler.id, tuple(applied), held, where, skipped, done.sidecar, to_path)
 
-    def _mark_pass(
-        self, handler: Handler, inp: Input, label: Label, spool: Spool | None = None
-    ) -> tuple[bytes | Path, Label, str, list[str], dict[str, str], bytes | None]:
-        """The layers in order; with a ``spool`` (streaming handlers) the output is a temp file, else bytes."""
+    def _mark_pass(self, handler: Handler[Any], inp: Input, label: Label, spool: Spool) -> _Pass:
+        """The layers in order, the output spooled from the encoder on."""
         assert self.signer is not None
         opts = self.options
         wanted = opts.layers
-        skipped = {layer: f"{handler.name} has no {layer} layer" for layer in sorted(wanted - handler.layers)}
+        skipped: dict[Layer, str] = {
+            layer: f"{handler.name} has no {layer} layer" for layer in sorted(wanted - handler.layers)
+        }
         layers = wanted & handler.layers
-        c2pa_layer = None
+        embed = False
         if "c2pa" in layers:
-            from .layers import c2pa as c2pa_layer
-
             embed = handler.mime in c2pa_layer.supported_mime_types()
             if not embed:  # no embedding for this type: a sidecar manifest instead (mark() writes it beside dst)
                 skipped["c2pa"] = f"the C2PA library cannot embed a manifest in {handler.mime}"
             else:
                 # a file an embedding would break (a signed PDF) gets none: for a type it can embed into, the C2PA
                 # library hashes a sidecar as if embedded, so a sidecar would not validate either
-                reason = None if handler.streams else handler.c2pa_skip_reason(inp.data)
+                reason = _guard(handler, inp, "reading", handler.c2pa_skip_reason, inp)
                 if reason:
                     skipped["c2pa"] = reason
                     layers = layers - {"c2pa"}
-        applied: list[str] = []
+        applied: list[Layer] = []
         doc = _guard(handler, inp, "decoding", handler.load, inp, self.limits)
         if "visible" in layers:
             try:
@@ -272,64 +269,50 @@ class Labeler:
                 applied.append("watermark")
             except CapacityError as exc:  # too small to carry a mark: the other layers still label the file
                 skipped["watermark"] = exc.message
-        data: bytes | Path
-        if spool is not None:
-            data = spool.new()
-            _guard(handler, inp, "encoding", handler.encode_to, doc, opts, data)
-        else:
-            data = _guard(handler, inp, "encoding", handler.encode, doc, opts)
-        fields = _guard(handler, inp, "binding", handler.bind, doc, data)
+        out = spool.new()
+        _guard(handler, inp, "encoding", handler.encode, doc, opts, out)
+        fields = _guard(handler, inp, "binding", handler.bind, doc, out)
         if fields:
             label = label.replace(**fields)
         token = sign_label(label, self.signer)
         if "metadata" in layers:
-            if isinstance(data, Path):
-                _guard(handler, inp, "writing metadata", handler.write_metadata_to, data, label, token)
-            else:
-                data = _guard(handler, inp, "writing metadata", handler.write_metadata, data, label, token)
+            _guard(handler, inp, "writing metadata", handler.write_metadata, out, label, token)
             applied.append("metadata")
         sidecar = None
-        size = data.stat().st_size if isinstance(data, Path) else len(data)
-        if c2pa_layer is not None and "c2pa" in layers and size > self.limits.max_c2pa_bytes:
+        size = out.stat().st_size
+        if "c2pa" in layers and size > self.limits.max_c2pa_bytes:
             skipped["c2pa"] = _c2pa_too_big(size, self.limits)
             layers = layers - {"c2pa"}
-        if c2pa_layer is not None and "c2pa" in layers:
+        if "c2pa" in layers:
             soft = {"alg": WATERMARK_ALG, "value": label.content_id} if "watermark" in applied else None
             training = None if label.training == Training.UNSPECIFIED else label.training.value
-            signed = spool.new() if spool is not None and embed else None
+            signed = spool.new() if embed else None
 
             def sign() -> bytes:
                 with contextlib.ExitStack() as files:
-                    content = data if isinstance(data, bytes) else files.enter_context(open(data, "rb"))
-                    parent = files.enter_context(inp.open()) if spool is not None else inp.data
-                    dest = files.enter_context(open(signed, "w+b")) if signed is not None else None
                     return c2pa_layer.sign(
-                        content,
+                        files.enter_context(open(out, "rb")),
                         handler.mime,
-                        self.signer,
+                        self.signer,  # type: ignore[arg-type]  # checked at the top of mark()
                         label_claims={"token": token},
                         title=inp.name,
                         source_type=label.source_type,
                         soft_binding=soft,
                         training=training,
                         thumbnail=opts.thumbnail,
-                        parent=parent,
+                        parent=files.enter_context(inp.open()),
                         embed=embed,
-                        dest=dest,
+                        dest=files.enter_context(open(signed, "w+b")) if signed is not None else None,
                     )
 
             manifest = _guard(handler, inp, "signing the C2PA manifest", sign)
-            if not embed:
+            if signed is None:
                 sidecar = manifest
-            elif signed is not None:
-                assert spool is not None and isinstance(data, Path)
-                spool.drop(data)
-                data = signed
             else:
-                data = manifest
-            if embed:
+                spool.drop(out)
+                out = signed
                 applied.append("c2pa")
-        return data, label, token, applied, skipped, sidecar
+        return _Pass(out, label, token, applied, skipped, sidecar)
 
     # --- verify -----------------------------------------------------------------------------------------------------
     def verify(self, src: Source, *, name: str | None = None, password: str | None = None) -> Report:
@@ -393,22 +376,19 @@ class Labeler:
     def _c2pa_evidence(self, handler: Handler, inp: Input, tokens: list[tuple[str, str]]) -> Evidence | None:
         if "c2pa" not in handler.layers:
             return None
-        try:
-            from .layers import c2pa as c2pa_layer
-        except ImportError:
+        if not c2pa_layer.available():
             return Evidence("c2pa", Status.UNAVAILABLE, "c2pa-python is not installed")
         if inp.size > self.limits.max_c2pa_bytes:
             return Evidence("c2pa", Status.UNAVAILABLE, "not checked: " + _c2pa_too_big(inp.size, self.limits))
         side_data: dict[str, str] = {}
-        content = inp.open() if handler.streams else contextlib.nullcontext(inp.data)
-        with content as data:  # a streaming handler's file is read from disk, not copied into memory first
+        with inp.open() as content:  # a file is read from disk, not copied into memory first
             if handler.mime in c2pa_layer.supported_mime_types():
-                rep = c2pa_layer.read(data, handler.mime, self.trust)
+                rep = c2pa_layer.read(content, handler.mime, self.trust)
             else:  # no embedding for this type: the manifest is a sidecar file beside it, when there is one
                 side = sidecar_path(inp.path) if inp.path is not None else None
                 if side is None or not side.is_file() or side.stat().st_size > SIDECAR_MAX:
                     return Evidence("c2pa", Status.ABSENT, f"no sidecar C2PA manifest (none can be embedded in {handler.mime})")
-                rep = c2pa_layer.read(data, handler.mime, self.trust, sidecar=side.read_bytes())
+                rep = c2pa_layer.read(content, handler.mime, self.trust, sidecar=side.read_bytes())
                 side_data = {"sidecar": side.name}
         where = f" (sidecar {side_data['sidecar']})" if side_data else ""
         if not rep.present:

@@ -10,7 +10,7 @@ of STANDARDS.md: ``AIGC`` (GB 45438 JSON), ``kzlabel`` (the signed label), ``Dig
 
 Marking streams: samples are decoded in blocks of :data:`BLOCK_TILES` watermark tiles (30.72 s), toned,
 watermarked with the block's offset on the watermark's grid and encoded block by block to a temp file, so memory holds
-about two blocks of float32 whatever the length (docs/audio.md has the figures). The handler ``streams``: the encoded
+about two blocks of float32 whatever the length (docs/audio.md has the figures). The encoded
 file stays on disk, tags are edited there (mutagen in place; WAV chunks by a streamed copy) and the pipeline signs
 it file to file. Verification decodes only the opening :data:`_DETECT_SECONDS` and, when the label records a tone at
 the end, the last seconds after one seek; tags are read from the file without loading it.
@@ -503,9 +503,8 @@ def _watermark_module() -> Any:
     return wm
 
 
-class _AudioHandler(Handler):
+class _AudioHandler(Handler[AudioDoc]):
     layers = frozenset({"visible", "watermark", "metadata", "c2pa"})
-    streams = True  # the output is a file from encoding to the final rename: an hours-long WAV is gigabytes
 
     def load(self, inp: Input, limits: Limits) -> AudioDoc:
         return open_stream(inp, limits, self.id)
@@ -537,14 +536,14 @@ class _AudioHandler(Handler):
         doc.first = _watermark_module().embed_audio(doc.head, doc.rate, payload, key=key)
         doc.payload, doc.key = payload, key
 
-    def encode_to(self, doc: AudioDoc, opts: MarkOptions, path: Path) -> None:
-        encode_blocks(doc.info, _output_blocks(doc), self.id, path)
+    def encode(self, doc: AudioDoc, opts: MarkOptions, out: Path) -> None:
+        encode_blocks(doc.info, _output_blocks(doc), self.id, out)
 
-    def bind(self, doc: AudioDoc, encoded: bytes | Path) -> Mapping[str, Any]:
+    def bind(self, doc: AudioDoc, out: Path) -> Mapping[str, Any]:
         return dict(doc.label_fields)
 
-    def write_metadata_to(self, path: Path, label: Label, token: str) -> None:
-        self._write_file(path, *self._label_tags(label, token))
+    def write_metadata(self, out: Path, label: Label, token: str) -> None:
+        self._write_file(out, *self._label_tags(label, token))
 
     def _label_tags(self, label: Label, token: str) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
         """(container tags, XMP values) that carry the label."""

@@ -6,17 +6,42 @@ through this contract alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args
 
+from ..errors import KzlabelError
 from ..io import Input, Limits
 from ..label import Label, TrainingSignal
-from ..layers import LAYERS, Layer
+from ..layers import LAYERS, Layer, Style
 from ..rights.vocab import TrainingPolicy
 
-__all__ = ["Findings", "Handler", "LabelMatch", "MarkOptions"]
+__all__ = [
+    "AudioNotice",
+    "Findings",
+    "Handler",
+    "LabelMatch",
+    "MarkOptions",
+    "Pages",
+    "Style",
+    "VideoWarning",
+    "choice",
+    "rewrite",
+]
+
+
+Pages = Literal["all", "first"]
+VideoWarning = Literal["opening", "persistent", "both"]
+AudioNotice = Literal["tone", "speech", "both"]
+
+
+def choice(option: str, value: str, allowed: Any) -> Any:
+    """``value`` checked against a Literal type's values: a caller's wrong option is a kzlabel error naming them."""
+    values = get_args(allowed)
+    if value not in values:
+        raise KzlabelError(f"{option} must be one of {', '.join(repr(v) for v in values)}, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -27,12 +52,18 @@ class MarkOptions:
     # text: "start" | "end"; audio: "start" | "end" | "both" (the tone); images/PDF: a corner such as "bottom-left";
     # video: a corner and/or a tone position ("top-right,start"): a tone position marks the soundtrack too
     position: str | None = None
-    style: str = "plate"  # "plate" | "outline" | "icon"
+    style: Style = "plate"
     watermark_key: bytes | None = None
     thumbnail: bool = False
-    pages: str = "all"  # paged documents: "all" or "first"
-    video_warning: str = "both"  # video: "opening" (full size, first seconds), "persistent" (small, throughout), "both"
-    audio_notice: str = "tone"  # audio files: "tone" (the · − · · rhythm), "speech" (the notice read aloud), "both"
+    pages: Pages = "all"  # paged documents
+    video_warning: VideoWarning = "both"  # "opening" (full size, first seconds), "persistent" (small, throughout)
+    audio_notice: AudioNotice = "tone"  # "tone" (the · − · · rhythm), "speech" (the notice read aloud), or both
+
+    def __post_init__(self) -> None:
+        choice("style", self.style, Style)
+        choice("pages", self.pages, Pages)
+        choice("video_warning", self.video_warning, VideoWarning)
+        choice("audio_notice", self.audio_notice, AudioNotice)
 
 
 @dataclass
@@ -63,52 +94,61 @@ class LabelMatch:
     detail: str = ""
 
 
-class Handler:
-    """Base class of a format handler; subclasses override what their format supports."""
+DocT = TypeVar("DocT")
+
+
+def rewrite(path: Path, edit: Callable[[bytes], bytes]) -> None:
+    """Apply a bytes-to-bytes container edit to the file at ``path`` (a spooled output, so writing it in place is
+    safe: the destination is reached only by the pipeline's final rename). For formats whose files are small enough to
+    edit in memory; streaming handlers edit their file without reading it whole."""
+    path.write_bytes(edit(path.read_bytes()))
+
+
+class Handler(Generic[DocT]):
+    """Base class of a format handler over its decoded document type ``DocT``; subclasses override what their format
+    supports.
+
+    Marking is file-backed from the encoder on: ``encode`` writes the content to a spooled file, ``bind`` and
+    ``write_metadata`` work on that file, and the pipeline signs it and renames it onto the destination, so a handler
+    never returns a copy of its output and an hours-long WAV is never held in memory.
+    """
 
     id: ClassVar[str] = ""
     name: ClassVar[str] = ""
     mime: ClassVar[str] = "application/octet-stream"
     extensions: ClassVar[tuple[str, ...]] = ()
-    layers: ClassVar[frozenset[str]] = frozenset()
+    layers: ClassVar[frozenset[Layer]] = frozenset()
     is_text: ClassVar[bool] = False
-    # True: the handler writes its output to a file (``encode_to``, ``write_metadata_to``) and reads its input
-    # through ``Input.path``/``Input.open()``, so the pipeline never holds the input or the output in memory (long
-    # audio); ``c2pa_skip_reason`` is then not asked (it takes the whole input as bytes)
-    streams: ClassVar[bool] = False
 
     def score(self, header: bytes, name: str | None) -> int:
         """0: not this format; higher: surer. Magic bytes should score ≥ 100, content heuristics less."""
         raise NotImplementedError
 
     # --- mark ---------------------------------------------------------------------------------------------------
-    def load(self, inp: Input, limits: Limits) -> Any:
+    def load(self, inp: Input, limits: Limits) -> DocT:
         raise NotImplementedError
 
-    def draw_warning(self, doc: Any, label: Label, opts: MarkOptions) -> None:
+    def draw_warning(self, doc: DocT, label: Label, opts: MarkOptions) -> None:
         raise NotImplementedError(f"{self.name} has no visible layer")
 
-    def embed_watermark(self, doc: Any, payload: bytes, key: bytes | None) -> None:
+    def embed_watermark(self, doc: DocT, payload: bytes, key: bytes | None) -> None:
         raise NotImplementedError(f"{self.name} has no watermark layer")
 
-    def encode(self, doc: Any, opts: MarkOptions) -> bytes:
+    def encode(self, doc: DocT, opts: MarkOptions, out: Path) -> None:
+        """Write the encoded content to ``out`` (an existing empty file)."""
         raise NotImplementedError
 
-    def encode_to(self, doc: Any, opts: MarkOptions, path: Path) -> None:
-        """A streaming handler's ``encode``: write the encoded content to ``path`` (an existing empty file)."""
-        raise NotImplementedError
-
-    def bind(self, doc: Any, encoded: bytes | Path) -> Mapping[str, Any]:
-        """Label fields (``binding``, ``warning``) computed from the encoded content (bytes, or the file a streaming
-        handler wrote) before signing."""
+    def bind(self, doc: DocT, out: Path) -> Mapping[str, Any]:
+        """Label fields (``binding``, ``warning``) computed from the encoded content in ``out`` before signing."""
         return {}
 
-    def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
+    def write_metadata(self, out: Path, label: Label, token: str) -> None:
+        """Write the signed label and the standard fields into the file ``out`` (in place, or replaced whole)."""
         raise NotImplementedError(f"{self.name} has no metadata layer")
 
-    def write_metadata_to(self, path: Path, label: Label, token: str) -> None:
-        """A streaming handler's ``write_metadata``: edit the file at ``path`` (in place, or replaced whole)."""
-        raise NotImplementedError(f"{self.name} has no metadata layer")
+    def c2pa_skip_reason(self, inp: Input) -> str | None:
+        """Why an embedded manifest must not be written into this particular file (None: go ahead)."""
+        return None
 
     # --- verify -------------------------------------------------------------------------------------------------
     def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
@@ -116,10 +156,6 @@ class Handler:
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:
         return LabelMatch(content=None, warning=findings.warning_found)
-
-    def c2pa_skip_reason(self, data: bytes) -> str | None:
-        """Why an embedded manifest must not be written into this particular file (None: go ahead)."""
-        return None
 
     # --- training permissions (Art. 23(5)) ------------------------------------------------------------------------
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:

@@ -21,6 +21,7 @@ import warnings
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ from ..layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_x
 from ..io import Input, Limits
 from ..rights.vocab import TrainingPolicy, signal_from_plus, signal_from_tdmrep
 from . import register
-from .base import Findings, Handler, LabelMatch, MarkOptions
+from .base import Findings, Handler, LabelMatch, MarkOptions, rewrite
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 XMP_JPEG_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
@@ -569,7 +570,7 @@ def _heif_iloc(version: int, locations: list[_Location], offsets: dict[int, int]
     return _bmff_box(b"iloc", bytes(out))
 
 
-class _ImageHandler(Handler):
+class _ImageHandler(Handler[ImageDoc]):
     pil: str = ""
     layers = frozenset({"visible", "metadata", "c2pa"} | ({"watermark"} if _watermark_available() else set()))
 
@@ -602,7 +603,10 @@ class _ImageHandler(Handler):
         strength = jpeg_watermark_strength(doc.info["quality"]) if self.pil == "JPEG" else 1.0
         doc.work = Image.fromarray(embed_image(np.asarray(doc.work), payload, key=key, strength=strength), mode=mode)
 
-    def encode(self, doc: ImageDoc, opts: MarkOptions) -> bytes:
+    def encode(self, doc: ImageDoc, opts: MarkOptions, out: Path) -> None:
+        out.write_bytes(self._encoded(doc))
+
+    def _encoded(self, doc: ImageDoc) -> bytes:
         im = _back_to_mode(doc)
         info = doc.info
         params: dict[str, Any] = {}
@@ -638,16 +642,19 @@ class _ImageHandler(Handler):
         packet = info.get("xmp_packet")
         return self._put_xmp(buf.getvalue(), packet) if packet else buf.getvalue()
 
-    def bind(self, doc: ImageDoc, encoded: bytes) -> Mapping[str, Any]:
+    def bind(self, doc: ImageDoc, out: Path) -> Mapping[str, Any]:
         if doc.placement is None:
             return {}
-        with Image.open(io.BytesIO(encoded)) as im:
+        with Image.open(out) as im:
             shown = _displayed(_working(im), doc.orientation)
             record = doc.placement.record(shown.width, shown.height, "")
             record["thumb"] = visible.fingerprint(shown, record["box"])
         return {"warning": record}
 
-    def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
+    def write_metadata(self, out: Path, label: Label, token: str) -> None:
+        rewrite(out, lambda data: self._labelled(data, label, token))
+
+    def _labelled(self, data: bytes, label: Label, token: str) -> bytes:
         values = label_values(label, token)
         replace = LABEL_PROPS
         if label.training == Training.NOT_ALLOWED:
@@ -828,7 +835,7 @@ class _HeifFamily(_ImageHandler):
     def _save_params(self, doc: ImageDoc) -> dict[str, Any]:
         raise NotImplementedError
 
-    def encode(self, doc: ImageDoc, opts: MarkOptions) -> bytes:
+    def _encoded(self, doc: ImageDoc) -> bytes:
         im = doc.work if doc.work.mode in ("RGB", "RGBA") else doc.work.convert("RGB")
         if doc.original.mode in ("L", "LA", "I", "I;16") and im.mode == "RGB":
             im = im.convert("L")

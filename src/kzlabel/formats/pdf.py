@@ -26,7 +26,7 @@ from ..layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_x
 from ..io import Input, Limits
 from ..rights.vocab import signal_from_plus, signal_from_tdmrep
 from . import register
-from .base import Findings, Handler, LabelMatch, MarkOptions
+from .base import Findings, Handler, LabelMatch, MarkOptions, rewrite
 
 try:
     import pypdf
@@ -169,7 +169,7 @@ def _write(writer: Any, password: str | None) -> bytes:
     return out.getvalue()
 
 
-class Pdf(Handler):
+class Pdf(Handler[PdfDoc]):
     id = "pdf"
     name = "PDF"
     mime = "application/pdf"
@@ -179,9 +179,9 @@ class Pdf(Handler):
     def score(self, header: bytes, name: str | None) -> int:
         return 100 if b"%PDF-" in header[:1024] else 0
 
-    def c2pa_skip_reason(self, data: bytes) -> str | None:
+    def c2pa_skip_reason(self, inp: Input) -> str | None:
         # The C2PA library rewrites the whole file, which would break existing digital signatures.
-        if re.search(rb"/FT\s*/Sig\b|/SigFlags\s+[1-3]\b|/ByteRange\s*\[", data):
+        if re.search(rb"/FT\s*/Sig\b|/SigFlags\s+[1-3]\b|/ByteRange\s*\[", inp.data):
             return "the PDF carries a digital signature that an embedded manifest would invalidate"
         return None
 
@@ -222,14 +222,15 @@ class Pdf(Handler):
             page.replace_contents(page.get_contents())
             doc.pages.append(index)
 
-    def encode(self, doc: PdfDoc, opts: MarkOptions) -> bytes:
-        return _write(doc.writer, doc.password) if doc.pages else doc.data
+    def encode(self, doc: PdfDoc, opts: MarkOptions, out: Path) -> None:
+        out.write_bytes(_write(doc.writer, doc.password) if doc.pages else doc.data)
 
-    def bind(self, doc: PdfDoc, encoded: bytes) -> Mapping[str, Any]:
+    def bind(self, doc: PdfDoc, out: Path) -> Mapping[str, Any]:
         return {"warning": {"kind": "pdf-stamp", "pages": doc.pages}} if doc.pages else {}
 
-    def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
-        return self._update(data, label_values(label, token), LABEL_PROPS, {"/AIGC": label.aigc_json(token), "/KZLabel": token})
+    def write_metadata(self, out: Path, label: Label, token: str) -> None:
+        info = {"/AIGC": label.aigc_json(token), "/KZLabel": token}
+        rewrite(out, lambda data: self._update(data, label_values(label, token), LABEL_PROPS, info))
 
     def _update(self, data: bytes, xmp: Mapping[tuple[str, str], str], replace: tuple[tuple[str, str], ...],
                 info: Mapping[str, str]) -> bytes:

@@ -12,9 +12,11 @@ source type) are written by a second, stream-copy remux once the label is signed
 from __future__ import annotations
 
 import io
+import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,7 @@ from ..layers import LAYERS, Layer, audible, visible
 from ..io import Input, Limits
 from ..rights.vocab import TrainingPolicy, container_tags, signals_from_tags
 from . import register
-from .base import Findings, Handler, LabelMatch, MarkOptions
+from .base import Findings, Handler, LabelMatch, MarkOptions, rewrite
 from ..media_av import AV_ERRORS, av, block_samples, layout_name, mux_samples, need_av, read_audio, source, temp_output
 
 # A per-frame operation: (I420 frame as one (H*3/2, W) uint8 array — Y plane on top, then U and V —, time in
@@ -628,7 +630,7 @@ def check_soundtrack(inp: Input, key: bytes | None) -> Findings:
     return Findings(watermark=mark, warning_found=bool(tone))
 
 
-class _VideoHandler(Handler):
+class _VideoHandler(Handler[VideoDoc]):
     layers: frozenset[Layer] = frozenset(LAYERS)
     container: str = ""
 
@@ -650,24 +652,26 @@ class _VideoHandler(Handler):
         doc.ops.append(watermark_op(payload, key, doc.info.height))
         doc.soundtrack.payload, doc.soundtrack.key = payload, key  # used only if encode() is asked to mark the audio
 
-    def encode(self, doc: VideoDoc, opts: MarkOptions) -> bytes:
+    def encode(self, doc: VideoDoc, opts: MarkOptions, out: Path) -> None:
         plan = doc.soundtrack
         if split_position(opts.position)[1] is None or not doc.info.has_audio:
             plan = SoundtrackPlan()  # the soundtrack is copied untouched
         if not doc.ops:  # neither the warning nor the watermark (both of which the soundtrack's layers ride on)
-            return doc.inp.data
-        return transcode(source(doc.inp), doc.ops, doc.info, soundtrack=plan)
+            with doc.inp.open() as fh, open(out, "wb") as dest:
+                shutil.copyfileobj(fh, dest, 1 << 20)
+            return
+        out.write_bytes(transcode(source(doc.inp), doc.ops, doc.info, soundtrack=plan))
 
-    def bind(self, doc: VideoDoc, encoded: bytes) -> Mapping[str, Any]:
+    def bind(self, doc: VideoDoc, out: Path) -> Mapping[str, Any]:
         return dict(doc.label_fields)
 
-    def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
+    def write_metadata(self, out: Path, label: Label, token: str) -> None:
         tags = {TAG_AIGC: label.aigc_json(token), TAG_LABEL: token, TAG_SOURCE: label.source_type}
         if label.system:
             tags["AISystemUsed"] = label.system + (f" {label.system_version}" if label.system_version else "")
         if label.training == Training.NOT_ALLOWED:
             tags |= container_tags(TrainingPolicy.from_lists(deny=["all"]))
-        return remux_with_tags(data, tags)
+        rewrite(out, lambda data: remux_with_tags(data, tags))
 
     def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
         info = probe(inp, limits, self.id)

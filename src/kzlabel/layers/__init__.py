@@ -10,10 +10,11 @@ from typing import Literal, get_args
 
 from ..errors import KzlabelError
 
-__all__ = ["LAYERS", "Layer", "parse_layers"]
+__all__ = ["LAYERS", "Layer", "Style", "parse_layers"]
 
 Layer = Literal["c2pa", "metadata", "watermark", "visible"]
 LAYERS: tuple[Layer, ...] = get_args(Layer)
+Style = Literal["plate", "outline", "icon"]  # how the visible warning is drawn (layers.visible)
 
 
 def parse_layers(names: Iterable[str]) -> frozenset[Layer]:

@@ -16,13 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import CapacityError, KzlabelError
 from ..label import IPTC_COMPOSITE, Label
+from . import Style
 
 __all__ = [
     "CORNERS",
@@ -38,7 +39,7 @@ __all__ = [
 
 FONT_PATH = Path(__file__).resolve().parent.parent / "assets" / "DejaVuSans-Bold.ttf"
 CORNERS = ("bottom-left", "bottom-right", "top-left", "top-right")
-STYLES = ("plate", "outline", "icon")
+STYLES: tuple[Style, ...] = get_args(Style)
 MIN_TEXT_FRACTION = 0.05  # text height ≥ 5% of the shorter side (GB 45438)
 MIN_SIDE = 16
 WARNING_SIGN = "⚠"

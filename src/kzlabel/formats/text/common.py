@@ -17,7 +17,7 @@ from ...errors import CorruptInput, LimitExceeded
 from ...io import Input, Limits
 from ...label import NOTICES, Label, TrainingSignal
 from ...rights.vocab import signal_from_tdmrep
-from ..base import Handler, LabelMatch, MarkOptions
+from ..base import Handler, LabelMatch, MarkOptions, rewrite
 
 WARNING_SIGN = "⚠"
 BOM = "\ufeff"
@@ -124,8 +124,13 @@ class TextDoc:
     state: Any = None
 
 
-class TextHandler(Handler):
-    """Base of the text dialects: UTF-8 decoding under the text limit, and the binding over the signed text."""
+class TextHandler(Handler[TextDoc]):
+    """Base of the text dialects: UTF-8 decoding under the text limit, and the binding over the signed text.
+
+    A text document is at most ``Limits.max_text_bytes``, so a dialect renders and labels it in memory: ``render``
+    gives the encoded document, ``labelled`` a document's bytes with the signed label added; ``encode`` and
+    ``write_metadata`` put them in the pipeline's file.
+    """
 
     is_text = True
     layers = frozenset({"visible", "metadata"})
@@ -150,10 +155,19 @@ class TextHandler(Handler):
         """What the label's digests cover: the text without the dialect's label carrier (all of it by default)."""
         return text
 
-    def encode(self, doc: TextDoc, opts: MarkOptions) -> bytes:
+    def render(self, doc: TextDoc) -> bytes:
         return encode_text(doc.text, doc.bom)
 
-    def bind(self, doc: TextDoc, encoded: bytes | Path) -> Mapping[str, Any]:
+    def encode(self, doc: TextDoc, opts: MarkOptions, out: Path) -> None:
+        out.write_bytes(self.render(doc))
+
+    def labelled(self, data: bytes, label: Label, token: str) -> bytes:
+        raise NotImplementedError(f"{self.name} has no metadata layer")
+
+    def write_metadata(self, out: Path, label: Label, token: str) -> None:
+        rewrite(out, lambda data: self.labelled(data, label, token))
+
+    def bind(self, doc: TextDoc, out: Path) -> Mapping[str, Any]:
         content = self.covered_text(doc.text)
         body = content.replace(doc.notice, "", 1) if doc.notice else content
         return {"binding": text_binding(content, body)}

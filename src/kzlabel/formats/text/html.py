@@ -201,7 +201,7 @@ class Html(TextHandler):
         s = _scan(text, "<html>")
         return _remove_spans(text, [(a, b) for a, b, _, ours in s.metas if ours])
 
-    def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
+    def labelled(self, data: bytes, label: Label, token: str) -> bytes:
         text = data.decode("utf-8")
         metas = {
             "ai-generated": "true",

@@ -105,13 +105,13 @@ class Json(TextHandler):
     def draw_warning(self, doc: TextDoc, label: Label, opts: MarkOptions) -> None:
         doc.state["notice"] = {lang: text for lang, text in label.notices}
 
-    def bind(self, doc: TextDoc, encoded: bytes | Path) -> Mapping[str, Any]:
+    def bind(self, doc: TextDoc, out: Path) -> Mapping[str, Any]:
         obj = doc.state["obj"]
         notice = doc.state.get("notice")
         content = dict(obj, **{JSON_FIELD: {"notice": notice}}) if notice else obj
         return {"binding": {"alg": "sha256-json", "content": _sha(_canonical(content)), "body": _sha(_canonical(obj))}}
 
-    def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
+    def labelled(self, data: bytes, label: Label, token: str) -> bytes:
         text = data.decode("utf-8")
         bom = text.startswith(BOM)
         text = text[1:] if bom else text

@@ -142,7 +142,7 @@ class Markdown(TextHandler):
         at = _body_start(doc.text)
         doc.text = doc.text[:at] + doc.notice + doc.text[at:]
 
-    def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
+    def labelled(self, data: bytes, label: Label, token: str) -> bytes:
         text = data.decode("utf-8")
         bom = text.startswith(BOM)
         text = text[1:] if bom else text

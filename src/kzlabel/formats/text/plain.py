@@ -88,10 +88,10 @@ class PlainText(TextHandler):
         else:
             doc.text = line + nl + doc.text
 
-    def encode(self, doc: TextDoc, opts: MarkOptions) -> bytes:
+    def render(self, doc: TextDoc) -> bytes:
         return encode_text(_join(doc.text, _tdm_lines(doc.state or {}, doc.newline), doc.newline), doc.bom)
 
-    def write_metadata(self, data: bytes, label: Label, token: str) -> bytes:
+    def labelled(self, data: bytes, label: Label, token: str) -> bytes:
         text = data.decode("utf-8")
         nl = detect_newline(text)
         content, fields = _split(text)
