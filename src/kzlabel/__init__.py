@@ -11,15 +11,15 @@ import os
 from typing import IO, overload
 
 from . import errors
-from .keys import Signer, TrustStore
-from .label import IPTC_COMPOSITE, IPTC_TRAINED, Label, Training
 from ._version import __version__
 from .io import Limits, Source
+from .keys import Signer, TrustStore
+from .label import IPTC_COMPOSITE, IPTC_TRAINED, Label, Training
 from .pipeline import Labeler, MarkResult
-from .rights.actions import training_allowed, write_optout
-from .rights.vocab import TrainingCheck, TrainingPolicy
 from .registry import Registry
 from .report import Evidence, Report, Status, Verdict
+from .rights.actions import training_allowed, write_optout
+from .rights.vocab import TrainingCheck, TrainingPolicy
 
 __all__ = [
     "Evidence",
@@ -49,10 +49,30 @@ __all__ = [
 
 
 @overload
-def mark(src: Source, dst: None = None, *, signer: Signer, system: str, owner: str, **options: object) -> bytes: ...
+def mark(
+    src: Source,
+    dst: None = None,
+    *,
+    signer: Signer,
+    system: str,
+    owner: str,
+    in_place: bool = False,
+    name: str | None = None,
+    password: str | None = None,
+    **options: object,
+) -> bytes: ...
 @overload
 def mark(
-    src: Source, dst: str | os.PathLike | IO[bytes], *, signer: Signer, system: str, owner: str, **options: object
+    src: Source,
+    dst: str | os.PathLike | IO[bytes],
+    *,
+    signer: Signer,
+    system: str,
+    owner: str,
+    in_place: bool = False,
+    name: str | None = None,
+    password: str | None = None,
+    **options: object,
 ) -> MarkResult: ...
 
 
@@ -70,8 +90,9 @@ def mark(
 ) -> bytes | MarkResult:
     """Label one file with every layer its format has; returns the bytes when no ``dst`` is given.
 
-    ``name`` is the file name for bytes input (a hint for text dialects). ``options`` are Labeler settings: system_version, languages, source_type, training, depicts_real_person,
-    layers, position, style, watermark_key, thumbnail, pages, registry, limits. ``password`` opens encrypted PDFs.
+    ``name`` is the file name for bytes input (a hint for text dialects). ``options`` are Labeler settings:
+    system_version, languages, source_type, training, depicts_real_person, layers, position, style, watermark_key,
+    thumbnail, pages, registry, limits. ``password`` opens encrypted PDFs.
     """
     labeler = Labeler(signer, system=system, owner=owner, **options)  # type: ignore[arg-type]
     result = labeler.mark(src, dst, in_place=in_place, name=name, password=password)
@@ -88,4 +109,6 @@ def verify(
     password: str | None = None,
 ) -> Report:
     """Check every label layer of one file and return the report; raises only for unusable input."""
-    return Labeler(trust=trust, registry=registry, watermark_key=watermark_key).verify(src, name=name, password=password)
+    return Labeler(trust=trust, registry=registry, watermark_key=watermark_key).verify(
+        src, name=name, password=password
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import List, NoReturn, Optional
+from typing import NoReturn
 
 import typer
 
@@ -42,7 +42,7 @@ def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _split(values: Optional[List[str]]) -> list[str]:
+def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
@@ -51,7 +51,7 @@ def keygen(
     directory: Path = typer.Argument(..., help="Folder for signing.key (0600), chain.pem and trust.pem."),
     alg: str = typer.Option("ed25519", help="ed25519 or es256."),
     name: str = typer.Option("kzlabel signer", help="Certificate common name."),
-    org: Optional[str] = typer.Option(None, help="Organisation in the certificate (the owner/holder)."),
+    org: str | None = typer.Option(None, help="Organisation in the certificate (the owner/holder)."),
     force: bool = typer.Option(False, help="Overwrite an existing key."),
 ) -> None:
     """Create a signing key and a C2PA-valid certificate chain, plus the trust bundle verifiers need."""
@@ -66,39 +66,47 @@ def keygen(
 @app.command()
 def mark(
     src: Path = typer.Argument(..., help="File to label."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write the labelled file."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Where to write the labelled file."),
     in_place: bool = typer.Option(False, "--in-place", help="Replace SRC atomically instead of writing -o."),
     key: Path = typer.Option(..., "--key", envvar="KZLABEL_KEY", help="keygen folder (or key file) to sign with."),
     system: str = typer.Option(..., "--system", envvar="KZLABEL_SYSTEM", help="AI system name."),
     system_version: str = typer.Option("", "--system-version", envvar="KZLABEL_SYSTEM_VERSION"),
     owner: str = typer.Option(..., "--owner", envvar="KZLABEL_OWNER", help="Owner/holder responsible (Art. 21(3))."),
-    lang: Optional[List[str]] = typer.Option(None, "--lang", help="Notice languages, e.g. kk,ru,en (default)."),
+    lang: list[str] | None = typer.Option(None, "--lang", help="Notice languages, e.g. kk,ru,en (default)."),
     kind: SourceKind = typer.Option(SourceKind.generated, "--kind", help="generated, or modified (AI edit)."),
     training: TrainingChoice = typer.Option(TrainingChoice.unspecified, "--training"),
     real_person: bool = typer.Option(False, "--real-person", help="The content depicts a real person."),
-    layers: Optional[List[str]] = typer.Option(None, "--layers", help="Subset of c2pa,metadata,watermark,visible."),
-    position: Optional[str] = typer.Option(
-        None, "--position",
+    layers: list[str] | None = typer.Option(None, "--layers", help="Subset of c2pa,metadata,watermark,visible."),
+    position: str | None = typer.Option(
+        None,
+        "--position",
         help="Text: start|end; audio: start|end|both (tone); images/PDF: a corner; video: a corner and/or "
         "start|end|both to tone and watermark the soundtrack (e.g. top-right,start; default: audio copied).",
     ),
     style: str = typer.Option("plate", "--style", help="Visible style: plate, outline or icon."),
-    registry: Optional[Path] = typer.Option(None, "--registry", help="SQLite registry to record the label in."),
+    registry: Path | None = typer.Option(None, "--registry", help="SQLite registry to record the label in."),
     pages: str = typer.Option("all", "--pages", help="Paged documents: stamp all pages or the first."),
     video_warning: str = typer.Option(
-        "both", "--video-warning", help="Video: opening (full-size, first 2 s), persistent (small corner label) or both."
+        "both",
+        "--video-warning",
+        help="Video: opening (full-size, first 2 s), persistent (small corner label) or both.",
     ),
     audio_notice: str = typer.Option(
-        "tone", "--audio-notice", help="Audio: tone (the · − · · rhythm), speech (the notice read aloud in --lang) or both."
+        "tone",
+        "--audio-notice",
+        help="Audio: tone (the · − · · rhythm), speech (the notice read aloud in --lang) or both.",
     ),
-    password: Optional[str] = typer.Option(None, "--password", envvar="KZLABEL_PASSWORD", help="Password of an encrypted PDF."),
+    password: str | None = typer.Option(
+        None, "--password", envvar="KZLABEL_PASSWORD", help="Password of an encrypted PDF."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Label one file with every layer its format has."""
     import json
 
     from . import IPTC_COMPOSITE, IPTC_TRAINED, Labeler, Registry, Signer
-    from .layers import LAYERS
+    from .formats.base import AudioNotice, Pages, VideoWarning, choice
+    from .layers import LAYERS, Style
 
     if in_place == (output is not None):
         _fail("give exactly one of -o DST or --in-place")
@@ -115,10 +123,10 @@ def mark(
         depicts_real_person=real_person,
         layers=_split(layers) or LAYERS,
         position=position,
-        style=style,
-        pages=pages,
-        video_warning=video_warning,
-        audio_notice=audio_notice,
+        style=choice("--style", style, Style),
+        pages=choice("--pages", pages, Pages),
+        video_warning=choice("--video-warning", video_warning, VideoWarning),
+        audio_notice=choice("--audio-notice", audio_notice, AudioNotice),
         registry=reg,
     )
     result = labeler.mark(src, output, in_place=in_place, password=password)
@@ -137,7 +145,9 @@ def mark(
             )
         )
         return
-    typer.echo(f"{result.dst}: {result.format}, layers {', '.join(result.layers) or 'none'}, id {result.label.content_id}")
+    typer.echo(
+        f"{result.dst}: {result.format}, layers {', '.join(result.layers) or 'none'}, id {result.label.content_id}"
+    )
     for layer, why in result.skipped.items():
         typer.echo(f"  skipped {layer}: {why}")
 
@@ -146,9 +156,11 @@ def mark(
 def verify(
     file: Path = typer.Argument(..., help="File to check."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    trust: Optional[List[Path]] = typer.Option(None, "--trust", help="Trust bundle file or keygen folder (repeatable)."),
-    registry: Optional[Path] = typer.Option(None, "--registry", help="SQLite registry to look watermarks up in."),
-    password: Optional[str] = typer.Option(None, "--password", envvar="KZLABEL_PASSWORD", help="Password of an encrypted PDF."),
+    trust: list[Path] | None = typer.Option(None, "--trust", help="Trust bundle file or keygen folder (repeatable)."),
+    registry: Path | None = typer.Option(None, "--registry", help="SQLite registry to look watermarks up in."),
+    password: str | None = typer.Option(
+        None, "--password", envvar="KZLABEL_PASSWORD", help="Password of an encrypted PDF."
+    ),
 ) -> None:
     """Check every label layer; exit 0 when compliant, 1 when not."""
     from . import Registry, TrustStore, Verdict
@@ -166,12 +178,18 @@ def verify(
 @app.command()
 def optout(
     target: Path = typer.Argument(..., help="File to mark (in place), or with --well-known a site folder."),
-    deny: Optional[List[str]] = typer.Option(None, "--deny", help="Uses to reserve: ai-training, generative-training, inference, data-mining, all."),
-    allow: Optional[List[str]] = typer.Option(None, "--allow", help="Uses to allow explicitly."),
-    policy: Optional[str] = typer.Option(None, "--policy", help="TDMRep tdm-policy URL (licence terms)."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write a copy instead of changing FILE."),
-    key: Optional[Path] = typer.Option(None, "--key", envvar="KZLABEL_KEY", help="Also sign a C2PA cawg.training-mining manifest."),
-    well_known: bool = typer.Option(False, "--well-known", help="Write TARGET/.well-known/tdmrep.json from the files' declarations."),
+    deny: list[str] | None = typer.Option(
+        None, "--deny", help="Uses to reserve: ai-training, generative-training, inference, data-mining, all."
+    ),
+    allow: list[str] | None = typer.Option(None, "--allow", help="Uses to allow explicitly."),
+    policy: str | None = typer.Option(None, "--policy", help="TDMRep tdm-policy URL (licence terms)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write a copy instead of changing FILE."),
+    key: Path | None = typer.Option(
+        None, "--key", envvar="KZLABEL_KEY", help="Also sign a C2PA cawg.training-mining manifest."
+    ),
+    well_known: bool = typer.Option(
+        False, "--well-known", help="Write TARGET/.well-known/tdmrep.json from the files' declarations."
+    ),
 ) -> None:
     """Write a rights-holder's training reservation (Art. 23(5)) into every carrier the file has."""
     from .keys import Signer
@@ -191,9 +209,11 @@ def optout(
 @app.command("training-check")
 def training_check(
     path: Path = typer.Argument(..., help="A file, or a folder to scan (its .well-known/tdmrep.json applies)."),
-    use: str = typer.Option("ai_training", "--use", help="ai_training, ai_generative_training, ai_inference or data_mining."),
+    use: str = typer.Option(
+        "ai_training", "--use", help="ai_training, ai_generative_training, ai_inference or data_mining."
+    ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per file."),
-    trust: Optional[List[Path]] = typer.Option(None, "--trust", help="Trust bundle for signed declarations."),
+    trust: list[Path] | None = typer.Option(None, "--trust", help="Trust bundle for signed declarations."),
 ) -> None:
     """List what may not be used for training; exit 1 when anything is reserved."""
     import json
@@ -202,14 +222,22 @@ def training_check(
     from .rights.actions import check_tree, training_allowed
 
     store = TrustStore.load(trust) if trust else None
-    results = check_tree(path, use=use, trust=store) if path.is_dir() else [(path, training_allowed(path, use=use, trust=store))]
+    results = (
+        check_tree(path, use=use, trust=store)
+        if path.is_dir()
+        else [(path, training_allowed(path, use=use, trust=store))]
+    )
     reserved = 0
     for file, check in results:
         if isinstance(check, KzlabelError):
             line = {"source": str(file), "error": check.message} if as_json else f"{file}: unreadable: {check.message}"
         else:
             reserved += check.may_not_use
-            line = check.to_dict() if as_json else f"{file}: {check.status.value}" + (" (conflicting signals)" if check.conflicting else "")
+            line = (
+                check.to_dict()
+                if as_json
+                else f"{file}: {check.status.value}" + (" (conflicting signals)" if check.conflicting else "")
+            )
         typer.echo(json.dumps(line, ensure_ascii=False) if as_json else line)
     raise typer.Exit(EXIT_NOT_COMPLIANT if reserved else EXIT_OK)
 
@@ -217,14 +245,14 @@ def training_check(
 @app.command()
 def dataset(
     directory: Path = typer.Argument(..., help="The data library folder."),
-    producer: Optional[str] = typer.Option(None, "--producer", help="Who produced the library (Art. 27(5))."),
-    license: Optional[str] = typer.Option(None, "--license", help="Licence (SPDX id or URL)."),
+    producer: str | None = typer.Option(None, "--producer", help="Who produced the library (Art. 27(5))."),
+    license: str | None = typer.Option(None, "--license", help="Licence (SPDX id or URL)."),
     purpose: str = typer.Option("", "--purpose", help="What the library is for."),
-    name: Optional[str] = typer.Option(None, "--name", help="Dataset name (default: the folder name)."),
-    key: Optional[Path] = typer.Option(None, "--key", envvar="KZLABEL_KEY", help="keygen folder to sign the manifest."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Manifest path (default DIR/croissant.json)."),
+    name: str | None = typer.Option(None, "--name", help="Dataset name (default: the folder name)."),
+    key: Path | None = typer.Option(None, "--key", envvar="KZLABEL_KEY", help="keygen folder to sign the manifest."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Manifest path (default DIR/croissant.json)."),
     check: bool = typer.Option(False, "--verify", help="Verify the manifest against the folder instead."),
-    trust: Optional[List[Path]] = typer.Option(None, "--trust", help="Trust bundle for --verify."),
+    trust: list[Path] | None = typer.Option(None, "--trust", help="Trust bundle for --verify."),
 ) -> None:
     """Write (or --verify) the signed Croissant manifest of a data library."""
     from .dataset import verify_manifest, write_manifest
@@ -240,27 +268,31 @@ def dataset(
     if not producer or not license:
         _fail("--producer and --license are required to write a manifest")
     signer = Signer.load(key) if key else None
-    path = write_manifest(directory, output, producer=producer, license=license, purpose=purpose, name=name, signer=signer)
+    path = write_manifest(
+        directory, output, producer=producer, license=license, purpose=purpose, name=name, signer=signer
+    )
     typer.echo(f"wrote {path}" + ("" if signer else " (unsigned: pass --key to sign it)"))
 
 
 @app.command()
 def batch(
     src: Path = typer.Argument(..., help="A folder, .zip, .tar, .tar.gz or .tar.zst archive."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output folder or archive of the same kind."),
-    key: Optional[Path] = typer.Option(None, "--key", envvar="KZLABEL_KEY", help="keygen folder to sign with."),
-    system: Optional[str] = typer.Option(None, "--system", envvar="KZLABEL_SYSTEM", help="AI system name."),
-    owner: Optional[str] = typer.Option(None, "--owner", envvar="KZLABEL_OWNER", help="Owner/holder (Art. 21(3))."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Output folder or archive of the same kind."),
+    key: Path | None = typer.Option(None, "--key", envvar="KZLABEL_KEY", help="keygen folder to sign with."),
+    system: str | None = typer.Option(None, "--system", envvar="KZLABEL_SYSTEM", help="AI system name."),
+    owner: str | None = typer.Option(None, "--owner", envvar="KZLABEL_OWNER", help="Owner/holder (Art. 21(3))."),
     system_version: str = typer.Option("", "--system-version", envvar="KZLABEL_SYSTEM_VERSION"),
-    lang: Optional[List[str]] = typer.Option(None, "--lang", help="Notice languages, e.g. kk,ru,en (default)."),
+    lang: list[str] | None = typer.Option(None, "--lang", help="Notice languages, e.g. kk,ru,en (default)."),
     training: TrainingChoice = typer.Option(TrainingChoice.unspecified, "--training"),
-    layers: Optional[List[str]] = typer.Option(None, "--layers", help="Subset of c2pa,metadata,watermark,visible."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Processes (default: all cores)."),
-    journal: Optional[Path] = typer.Option(None, "--journal", help="Resume journal (default: DST.journal.sqlite)."),
+    layers: list[str] | None = typer.Option(None, "--layers", help="Subset of c2pa,metadata,watermark,visible."),
+    workers: int | None = typer.Option(None, "--workers", help="Processes (default: all cores)."),
+    journal: Path | None = typer.Option(None, "--journal", help="Resume journal (default: DST.journal.sqlite)."),
     verify_only: bool = typer.Option(False, "--verify", help="Verify every member instead of labelling."),
-    training_check_only: bool = typer.Option(False, "--training-check", help="List members that may not be used for AI training."),
-    trust: Optional[List[Path]] = typer.Option(None, "--trust", help="Trust bundle or keygen folder (with --verify)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="JSONL report path (--verify / --training-check)."),
+    training_check_only: bool = typer.Option(
+        False, "--training-check", help="List members that may not be used for AI training."
+    ),
+    trust: list[Path] | None = typer.Option(None, "--trust", help="Trust bundle or keygen folder (with --verify)."),
+    report: Path | None = typer.Option(None, "--report", help="JSONL report path (--verify / --training-check)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Label (or --verify, or --training-check) every file of a folder or archive; resumable."""
@@ -270,7 +302,9 @@ def batch(
         if verify_only and training_check_only:
             _fail("give one of --verify or --training-check")
         if verify_only:
-            summary = batch_mod.verify_batch(src, trust=trust or None, workers=workers, report_path=report, progress=progress)
+            summary = batch_mod.verify_batch(
+                src, trust=trust or None, workers=workers, report_path=report, progress=progress
+            )
         else:
             summary = batch_mod.training_check(src, workers=workers, report_path=report, progress=progress)
         typer.echo(summary.text())
@@ -290,7 +324,9 @@ def batch(
     }
     if layers:
         config["layers"] = _split(layers)
-    summary = batch_mod.run_batch(src, output, labeler_config=config, key_dir=key, workers=workers, journal=journal, progress=progress)
+    summary = batch_mod.run_batch(
+        src, output, labeler_config=config, key_dir=key, workers=workers, journal=journal, progress=progress
+    )
     typer.echo(summary.text())
     raise typer.Exit(EXIT_OK if summary.ok else EXIT_NOT_COMPLIANT)
 
@@ -299,12 +335,14 @@ def batch(
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8080, "--port", help="TCP port."),
-    trust: Optional[List[Path]] = typer.Option(None, "--trust", help="Trust bundle file or keygen folder (repeatable)."),
-    registry: Optional[Path] = typer.Option(None, "--registry", help="SQLite registry for watermark lookups."),
+    trust: list[Path] | None = typer.Option(None, "--trust", help="Trust bundle file or keygen folder (repeatable)."),
+    registry: Path | None = typer.Option(None, "--registry", help="SQLite registry for watermark lookups."),
     max_upload: int = typer.Option(256 * 1024**2, "--max-upload", help="Largest accepted upload in bytes (413 above)."),
-    mark_key: Optional[Path] = typer.Option(None, "--mark-key", help="keygen folder: enables POST /mark (off by default)."),
-    owner: Optional[str] = typer.Option(None, "--owner", envvar="KZLABEL_OWNER", help="Owner/holder for /mark."),
-    system: Optional[str] = typer.Option(None, "--system", envvar="KZLABEL_SYSTEM", help="AI system for /mark."),
+    mark_key: Path | None = typer.Option(
+        None, "--mark-key", help="keygen folder: enables POST /mark (off by default)."
+    ),
+    owner: str | None = typer.Option(None, "--owner", envvar="KZLABEL_OWNER", help="Owner/holder for /mark."),
+    system: str | None = typer.Option(None, "--system", envvar="KZLABEL_SYSTEM", help="AI system for /mark."),
 ) -> None:
     """Run the HTTP upload-verification service (POST /verify, optional POST /mark, GET /healthz)."""
     from . import Registry, Signer, TrustStore
@@ -335,7 +373,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors exit 2 (typer/click); kzlabel errors print one line and exit 2."""
     try:
         app(args=argv, prog_name="kzlabel")

@@ -193,8 +193,15 @@ class DatasetCheck:
         return self.signature in ("trusted", "valid", "untrusted") and not (self.added or self.removed or self.changed)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "signature": self.signature, "reason": self.reason, "producer": self.producer,
-                "added": self.added, "removed": self.removed, "changed": self.changed}
+        return {
+            "ok": self.ok,
+            "signature": self.signature,
+            "reason": self.reason,
+            "producer": self.producer,
+            "added": self.added,
+            "removed": self.removed,
+            "changed": self.changed,
+        }
 
 
 def _check_signature(manifest: dict[str, Any], trust: Any) -> tuple[str, str]:
@@ -213,7 +220,9 @@ def _check_signature(manifest: dict[str, Any], trust: Any) -> tuple[str, str]:
         return "invalid", "malformed signature header"
     body = {k: v for k, v in manifest.items() if k != SIGNATURE_KEY}
     signing_input = (parts[0] + "." + _b64url(canonical_json(body))).encode("ascii")
-    if header.get("typ") != JWS_TYPE or not verify_jws_signature(chain[0], header.get("alg", ""), signing_input, signature):
+    if header.get("typ") != JWS_TYPE or not verify_jws_signature(
+        chain[0], header.get("alg", ""), signing_input, signature
+    ):
         return "invalid", f"signature does not match the manifest (signer {subject})"
     if trust is None or not trust.anchors:
         return "valid", f"signed by {subject} (no trust anchors given)"

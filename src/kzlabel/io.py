@@ -12,7 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Union
+from typing import IO
 
 from .errors import KzlabelError, LimitExceeded
 
@@ -30,7 +30,7 @@ __all__ = [
     "write_atomic",
 ]
 
-Source = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes]]
+Source = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes]
 HEADER_SIZE = 4096
 SIDECAR_MAX = 16 << 20  # a sidecar manifest is a few KB; refuse to read anything absurd
 

@@ -66,7 +66,7 @@ _C2PA_EKUS = {
     OID_C2PA_CLAIM_SIGNING: "c2pa claimSigning",
 }
 
-PrivateKey = Union[ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey]
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -94,7 +94,7 @@ def _new_key(alg: str) -> PrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _sign_hash(key: PrivateKey) -> hashes.HashAlgorithm | None:
+def _sign_hash(key: PrivateKey) -> hashes.SHA256 | None:
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 
@@ -106,16 +106,15 @@ def _name(common_name: str, organization: str | None) -> x509.Name:
 
 
 def _pkcs8(key: PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _write_secret(path: Path, data: bytes, overwrite: bool) -> None:
     """Write ``data`` to ``path`` created with mode 0600 (never world-readable, not even briefly)."""
     if overwrite:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+        path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     try:
         if hasattr(os, "fchmod"):
@@ -318,7 +317,9 @@ def preflight(chain: list[x509.Certificate], key: Any, at: _dt.datetime | None =
         problems.append("the certificate has no Subject Key Identifier extension (C2PA requires it)")
     bc = _ext(leaf, x509.BasicConstraints)
     if bc is not None and bc.ca:
-        problems.append("the signing certificate is a CA certificate (basicConstraints CA=true); use a leaf certificate")
+        problems.append(
+            "the signing certificate is a CA certificate (basicConstraints CA=true); use a leaf certificate"
+        )
     ku = _ext(leaf, x509.KeyUsage)
     if ku is None:
         problems.append("the certificate has no keyUsage extension; it needs keyUsage digitalSignature")
@@ -353,7 +354,9 @@ def preflight(chain: list[x509.Certificate], key: Any, at: _dt.datetime | None =
                 f"({chain[i + 1].subject.rfc4514_string()}); put the leaf first, then its issuers in order"
             )
     if len(chain) == 1 and _is_self_signed(leaf):
-        problems.append("the certificate is self-signed; C2PA signing needs a leaf issued by a CA (see `kzlabel keygen`)")
+        problems.append(
+            "the certificate is self-signed; C2PA signing needs a leaf issued by a CA (see `kzlabel keygen`)"
+        )
     return problems
 
 
@@ -528,7 +531,9 @@ class Signer:
             return self._c2pa
 
     def __repr__(self) -> str:
-        return f"Signer(alg={self.alg!r}, subject={self.subject!r}, chain={len(self.chain)} certs, source={self.source!r})"
+        return (
+            f"Signer(alg={self.alg!r}, subject={self.subject!r}, chain={len(self.chain)} certs, source={self.source!r})"
+        )
 
     __str__ = __repr__
 

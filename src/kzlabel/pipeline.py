@@ -96,8 +96,8 @@ def _warning_evidence(layer: str, seen: bool | None, why_absent: str) -> Evidenc
 
 def _c2pa_too_big(size: int, limits: Limits) -> str:
     return (
-        f"{size / 1024**2:.0f} MiB is over the C2PA limit of {limits.max_c2pa_bytes / 1024**2:.0f} MiB (the C2PA library"
-        " holds the whole file in memory; Limits.max_c2pa_bytes raises it)"
+        f"{size / 1024**2:.0f} MiB is over the C2PA limit of {limits.max_c2pa_bytes / 1024**2:.0f} MiB"
+        " (the C2PA library holds the whole file in memory; Limits.max_c2pa_bytes raises it)"
     )
 
 
@@ -197,9 +197,13 @@ class Labeler:
             if not isinstance(src, (str, os.PathLike)) or dst is not None:
                 raise KzlabelError("in_place=True needs a path as src and no dst")
             dst = src
-        elif isinstance(src, (str, os.PathLike)) and isinstance(dst, (str, os.PathLike)):
-            if Path(dst).exists() and Path(dst).resolve() == Path(src).resolve():
-                raise KzlabelError("dst is the source file; pass in_place=True to replace it", source=str(src))
+        elif (
+            isinstance(src, (str, os.PathLike))
+            and isinstance(dst, (str, os.PathLike))
+            and Path(dst).exists()
+            and Path(dst).resolve() == Path(src).resolve()
+        ):
+            raise KzlabelError("dst is the source file; pass in_place=True to replace it", source=str(src))
         inp = read_input(src, self.limits, name, password)
         handler = formats.detect(inp)
         label = label or self.new_label()
@@ -215,7 +219,10 @@ class Labeler:
                     applied.append("c2pa")
                     skipped.pop("c2pa", None)
                 else:
-                    skipped["c2pa"] += "; a sidecar manifest was made (MarkResult.c2pa_sidecar) but there is no path to write it beside"
+                    skipped["c2pa"] += (
+                        "; a sidecar manifest was made (MarkResult.c2pa_sidecar) but there is no path to write it"
+                        " beside"
+                    )
             held: bytes | None = None
             where: str | None = None
             if isinstance(dst, (str, os.PathLike)):  # the spooled output lies beside dst: renamed onto it
@@ -265,7 +272,9 @@ class Labeler:
         if "watermark" in layers:
             payload = bytes.fromhex(label.content_id)
             try:
-                _guard(handler, inp, "embedding the watermark", handler.embed_watermark, doc, payload, opts.watermark_key)
+                _guard(
+                    handler, inp, "embedding the watermark", handler.embed_watermark, doc, payload, opts.watermark_key
+                )
                 applied.append("watermark")
             except CapacityError as exc:  # too small to carry a mark: the other layers still label the file
                 skipped["watermark"] = exc.message
@@ -387,7 +396,9 @@ class Labeler:
             else:  # no embedding for this type: the manifest is a sidecar file beside it, when there is one
                 side = sidecar_path(inp.path) if inp.path is not None else None
                 if side is None or not side.is_file() or side.stat().st_size > SIDECAR_MAX:
-                    return Evidence("c2pa", Status.ABSENT, f"no sidecar C2PA manifest (none can be embedded in {handler.mime})")
+                    return Evidence(
+                        "c2pa", Status.ABSENT, f"no sidecar C2PA manifest (none can be embedded in {handler.mime})"
+                    )
                 rep = c2pa_layer.read(content, handler.mime, self.trust, sidecar=side.read_bytes())
                 side_data = {"sidecar": side.name}
         where = f" (sidecar {side_data['sidecar']})" if side_data else ""
@@ -397,11 +408,15 @@ class Labeler:
             tokens.insert(0, ("c2pa:kz.kzlabel.label", rep.label_token))
         data = {"codes": rep.codes, "actions": rep.actions, "digital_source_type": rep.source_type, **side_data}
         if rep.state == "invalid":
-            return Evidence("c2pa", Status.INVALID, "manifest does not validate" + where + ": " + ", ".join(rep.codes), data)
+            return Evidence(
+                "c2pa", Status.INVALID, "manifest does not validate" + where + ": " + ", ".join(rep.codes), data
+            )
         if rep.state == "trusted":
             return Evidence("c2pa", Status.TRUSTED, "manifest valid" + where + ", signer trusted", data)
         if self.trust is not None and self.trust.anchors:
-            return Evidence("c2pa", Status.UNTRUSTED, "manifest valid" + where + ", signer not under the given trust anchors", data)
+            return Evidence(
+                "c2pa", Status.UNTRUSTED, "manifest valid" + where + ", signer not under the given trust anchors", data
+            )
         return Evidence("c2pa", Status.VALID, "manifest valid" + where + " (no trust anchors given)", data)
 
     def _metadata_evidence(
@@ -414,7 +429,13 @@ class Labeler:
         bad = [(c, chk) for c, chk in checks if not chk.ok]
         if not checks:
             if fields:
-                return None, Evidence("metadata", Status.FOUND, "unsigned AI-content fields: " + ", ".join(fields), {"fields": fields}), None
+                return (
+                    None,
+                    Evidence(
+                        "metadata", Status.FOUND, "unsigned AI-content fields: " + ", ".join(fields), {"fields": fields}
+                    ),
+                    None,
+                )
             return None, Evidence("metadata", Status.ABSENT, "no machine-readable label"), None
         if bad and not good:
             carrier, chk = bad[0]
@@ -426,7 +447,11 @@ class Labeler:
         data = {"carrier": carrier, "carriers": [c for c, _ in checks], "signer": chk.signer, "fields": fields}
         match = handler.check_label(findings, label)
         if match.content is False:
-            return label, Evidence("metadata", Status.INVALID, f"content changed after signing: {match.detail}", data), match
+            return (
+                label,
+                Evidence("metadata", Status.INVALID, f"content changed after signing: {match.detail}", data),
+                match,
+            )
         if bad:
             carrier_bad, chk_bad = bad[0]
             return label, Evidence("metadata", Status.INVALID, f"{carrier_bad}: {chk_bad.reason}", data), match

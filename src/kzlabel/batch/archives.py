@@ -251,10 +251,10 @@ def _open_tar_stream(path: Path, kind: str) -> tuple[tarfile.TarFile, _CountingR
         except ImportError:
             raw.close()
             raise MissingDependency("reading .tar.zst needs zstandard: pip install kzlabel[batch]") from None
-        stream = zstandard.ZstdDecompressor().stream_reader(buffered)  # type: ignore[assignment]
+        stream = zstandard.ZstdDecompressor().stream_reader(buffered)
         closers.insert(0, stream)
     else:
-        stream = buffered  # type: ignore[assignment]
+        stream = buffered
     tf = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - streamed by _walk_tar, closed there
     return tf, counter, closers
 

@@ -423,8 +423,9 @@ def _scan(
             elif site is not None and entry.path == TDMREP_MEMBER:
                 yield site.load(entry), Ctx(spilled=entry.src_file if entry.spilled else None)
             else:
-                yield Task(op, entry.path, data=entry.data, src_file=entry.src_file, use=use), Ctx(
-                    spilled=entry.src_file if entry.spilled else None
+                yield (
+                    Task(op, entry.path, data=entry.data, src_file=entry.src_file, use=use),
+                    Ctx(spilled=entry.src_file if entry.spilled else None),
                 )
                 entry.data = None
 
@@ -465,8 +466,16 @@ def verify_batch(
     """
     config: dict[str, Any] = {"trust": trust, "registry": registry, "watermark_key": watermark_key}
     config = {k: v for k, v in config.items() if v is not None}
-    return _scan("verify", src, config, workers=workers, report_path=report_path, summary_path=summary_path,
-                 progress=progress, safety=Safety(max_member_bytes))
+    return _scan(
+        "verify",
+        src,
+        config,
+        workers=workers,
+        report_path=report_path,
+        summary_path=summary_path,
+        progress=progress,
+        safety=Safety(max_member_bytes),
+    )
 
 
 def training_check(
@@ -487,5 +496,14 @@ def training_check(
     its locations match, on top of each file's own signals; that member itself is reported as ``tdmrep-site-rules``.
     """
     config = {"trust": trust} if trust is not None else {}
-    return _scan("training", src, config, workers=workers, report_path=report_path, summary_path=summary_path,
-                 progress=progress, safety=Safety(max_member_bytes), use=use)
+    return _scan(
+        "training",
+        src,
+        config,
+        workers=workers,
+        report_path=report_path,
+        summary_path=summary_path,
+        progress=progress,
+        safety=Safety(max_member_bytes),
+        use=use,
+    )

@@ -74,7 +74,8 @@ def _mark_member(task: Task, labeler: Labeler, name: str) -> MemberResult:
             assert task.src_file is not None
             sha, size = copy_output(Path(task.src_file), out, task.meta, task.apply_meta)
         return MemberResult(task.path, COPIED, None, exc.message, None, sha, size)
-    layers, skipped = tuple(res.layers), dict(res.skipped)
+    layers: tuple[str, ...] = tuple(res.layers)
+    skipped: dict[str, str] = {str(layer): why for layer, why in res.skipped.items()}
     if out is not None:
         if res.c2pa_sidecar is not None and task.apply_meta:  # folder DST: the manifest goes beside the output
             write_output(sidecar_path(out), res.c2pa_sidecar, task.meta, task.apply_meta)

@@ -197,14 +197,19 @@ def _definition(
         assertions.append(
             {
                 "label": SOFT_BINDING_ASSERTION,
-                "data": {"alg": str(soft_binding["alg"]), "blocks": [{"scope": {}, "value": str(soft_binding["value"])}]},
+                "data": {
+                    "alg": str(soft_binding["alg"]),
+                    "blocks": [{"scope": {}, "value": str(soft_binding["value"])}],
+                },
             }
         )
     if label_claims is not None:
         assertions.append({"label": LABEL_ASSERTION, "data": dict(label_claims)})
     if training is not None:
         entries = dict(training) if isinstance(training, Mapping) else {k: {"use": training} for k in TRAINING_KEYS}
-        bad = [e.get("use") for e in entries.values() if not isinstance(e, Mapping) or e.get("use") not in TRAINING_VALUES]
+        bad = [
+            e.get("use") for e in entries.values() if not isinstance(e, Mapping) or e.get("use") not in TRAINING_VALUES
+        ]
         if bad or not entries:
             raise SigningError(f"training must be one of {', '.join(TRAINING_VALUES)}, not {training!r}")
         assertions.append({"label": TRAINING_ASSERTION, "data": {"entries": entries}})
@@ -306,11 +311,13 @@ def _build_and_sign(
                         )
                     ]
                     builder = c2pa.Builder(fallback, context=ctx)
-            out = io.BytesIO() if dest is None else dest
             if not embed:
                 builder.set_no_embed()
+            if dest is not None:
+                return bytes(builder.sign(c2pa_signer, mime, _stream(data), dest))
+            out = io.BytesIO()
             manifest = builder.sign(c2pa_signer, mime, _stream(data), out)
-            return out.getvalue() if embed and dest is None else bytes(manifest)
+            return out.getvalue() if embed else bytes(manifest)
         finally:
             builder.close()
 
@@ -360,8 +367,7 @@ def _codes(results: dict | None, store: dict) -> list[str]:
     else:
         for entry in store.get("validation_status") or []:
             codes.append(entry.get("code", ""))
-    seen: set[str] = set()
-    return [c for c in codes if c and not (c in seen or seen.add(c))]
+    return list(dict.fromkeys(c for c in codes if c))  # first occurrence of each, in order
 
 
 def _fill(report: C2paReport, manifest: dict) -> None:
@@ -414,7 +420,9 @@ def read(data: Content, mime: str, trust: TrustStore | None = None, *, sidecar: 
                 reader.close()
     except c2pa.C2paError as exc:  # JUMBF present but unreadable, or the container itself unparsable
         if sidecar is None and not _mentions(data):
-            return C2paReport(present=False, state="absent", detail=f"the C2PA library could not parse the file: {_msg(exc)}")
+            return C2paReport(
+                present=False, state="absent", detail=f"the C2PA library could not parse the file: {_msg(exc)}"
+            )
         return C2paReport(present=True, state="invalid", codes=["manifest.unreadable"], detail=_msg(exc))
 
     active_label = store.get("active_manifest")

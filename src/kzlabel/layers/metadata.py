@@ -84,7 +84,9 @@ def xmp_values(packet: bytes | None) -> dict[str, str]:
     return out
 
 
-def merge_xmp(packet: bytes | None, values: Mapping[tuple[str, str], str], replace: tuple[tuple[str, str], ...]) -> bytes:
+def merge_xmp(
+    packet: bytes | None, values: Mapping[tuple[str, str], str], replace: tuple[tuple[str, str], ...]
+) -> bytes:
     """Set ``values`` in an XMP packet, first removing every ``replace`` property; all else is kept."""
     root = _parse_xmp(packet)
     rdf = _rdf(root)
@@ -103,9 +105,9 @@ def merge_xmp(packet: bytes | None, values: Mapping[tuple[str, str], str], repla
         top = ET.Element(_q("x", "xmpmeta"))
         top.append(rdf)
     body = ET.tostring(top, encoding="unicode")
-    return (
-        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n' + body + '\n<?xpacket end="w"?>'
-    ).encode("utf-8")
+    return ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n' + body + '\n<?xpacket end="w"?>').encode(
+        "utf-8"
+    )
 
 
 def label_values(label: Label, token: str) -> dict[tuple[str, str], str]:
@@ -115,8 +117,6 @@ def label_values(label: Label, token: str) -> dict[tuple[str, str], str]:
     values[("TC260", "AIGC")] = label.aigc_json(token)
     values[("kzlabel", "Label")] = token
     return values
-
-
 
 
 def training_values(policy: Any) -> dict[tuple[str, str], str]:

@@ -116,7 +116,7 @@ def _layout(
         return ["AI"], _font(text_h * 2), text_h * 2
     room = width * 0.94 - text_h
     font = _font(text_h)
-    for short in ((True,) if compact else (False, True)):
+    for short in (True,) if compact else (False, True):
         lines = _lines(label, short, compact)
         if max(font.getlength(line) for line in lines) <= room:
             return lines, font, text_h
@@ -127,9 +127,17 @@ def _layout(
     return wrapped, font, text_h
 
 
-def render(label: Label, width: int, height: int, *, corner: str = "bottom-left", style: str = "plate",
-           background: np.ndarray | None = None, fraction: float = MIN_TEXT_FRACTION,
-           compact: bool = False) -> tuple[Image.Image, Placement]:
+def render(
+    label: Label,
+    width: int,
+    height: int,
+    *,
+    corner: str = "bottom-left",
+    style: str = "plate",
+    background: np.ndarray | None = None,
+    fraction: float = MIN_TEXT_FRACTION,
+    compact: bool = False,
+) -> tuple[Image.Image, Placement]:
     """The warning as an RGBA image the size of its box, and where it goes in a ``width``×``height`` picture.
 
     ``fraction`` is the text height over the shorter side; ``compact`` puts the short forms on one line (the smaller
@@ -159,15 +167,26 @@ def render(label: Label, width: int, height: int, *, corner: str = "bottom-left"
         region = background[y : y + box_h, x : x + box_w]
         light = float(region.mean()) < 140 if region.size else True
     if style == "plate" or icon:
-        d.rounded_rectangle([0, 0, box_w - 1, box_h - 1], radius=max(2, pad), fill=(20, 20, 20, 190),
-                            outline=(255, 196, 0, 255), width=max(1, text_h // 12))
+        d.rounded_rectangle(
+            [0, 0, box_w - 1, box_h - 1],
+            radius=max(2, pad),
+            fill=(20, 20, 20, 190),
+            outline=(255, 196, 0, 255),
+            width=max(1, text_h // 12),
+        )
         fill, stroke = (255, 255, 255, 255), None
     else:
         fill = (255, 255, 255, 255) if light else (0, 0, 0, 255)
         stroke = (0, 0, 0, 255) if light else (255, 255, 255, 255)
     for i, line in enumerate(lines):
-        d.text((pad, pad + i * lead), line, font=font, fill=fill,
-               stroke_width=max(1, text_h // 10) if stroke else 0, stroke_fill=stroke)
+        d.text(
+            (pad, pad + i * lead),
+            line,
+            font=font,
+            fill=fill,
+            stroke_width=max(1, text_h // 10) if stroke else 0,
+            stroke_fill=stroke,
+        )
     return plate, Placement((x, y, box_w, box_h), corner, "icon" if icon else style, text_h)
 
 

@@ -34,12 +34,11 @@ __all__ = ["check_tree", "read_signals", "training_allowed", "write_optout", "wr
 def read_signals(inp: Input, handler: Handler, limits: Limits = Limits(), trust: Any = None) -> list[TrainingSignal]:
     """Every training statement in the file: format carriers, the C2PA manifest, and the kzlabel label."""
     signals = list(handler.read_training(inp, limits))
-    if "c2pa" in handler.layers:
-        if handler.mime in c2pa_layer.supported_mime_types():
-            rep = c2pa_layer.read(inp.data, handler.mime, trust)
-            sig = signal_from_cawg(rep.training) if rep.present and rep.state != "invalid" else None
-            if sig:
-                signals.append(sig)
+    if "c2pa" in handler.layers and handler.mime in c2pa_layer.supported_mime_types():
+        rep = c2pa_layer.read(inp.data, handler.mime, trust)
+        sig = signal_from_cawg(rep.training) if rep.present and rep.state != "invalid" else None
+        if sig:
+            signals.append(sig)
     if "metadata" in handler.layers:
         for carrier, token in handler.inspect(inp, limits, None).tokens:
             check = verify_token(token, trust)
@@ -85,12 +84,16 @@ def write_optout(
         raise UnsupportedFormat(
             f"{handler.name} has no carrier for training permissions yet", source=inp.source, format=handler.id
         ) from None
-    if signer is not None and "c2pa" in handler.layers:
-        if handler.mime in c2pa_layer.supported_mime_types():
-            data = c2pa_layer.sign(
-                data, handler.mime, signer, label_claims=None, title=inp.name, source_type=None,
-                training=policy.cawg_entries(),
-            )
+    if signer is not None and "c2pa" in handler.layers and handler.mime in c2pa_layer.supported_mime_types():
+        data = c2pa_layer.sign(
+            data,
+            handler.mime,
+            signer,
+            label_claims=None,
+            title=inp.name,
+            source_type=None,
+            training=policy.cawg_entries(),
+        )
     if dst is not None:
         write_atomic(dst, data, mode_from=Path(dst) if in_place else None)
     return data
@@ -124,7 +127,9 @@ def check_tree(
                 error = None
             rule = rule_for(rules, "/" + path.relative_to(base).as_posix())
             site = (
-                signal_from_tdmrep(rule.get("tdm-reservation"), rule.get("tdm-policy"), "tdmrep.json " + rule["location"])
+                signal_from_tdmrep(
+                    rule.get("tdm-reservation"), rule.get("tdm-policy"), "tdmrep.json " + rule["location"]
+                )
                 if rule
                 else None
             )

@@ -128,7 +128,10 @@ _PLUS_MEANING: dict[str, dict[str, Training]] = {
     "DMI-ALLOWED": {u: Training.ALLOWED for u in USES},
     "DMI-PROHIBITED": {u: Training.NOT_ALLOWED for u in USES},
     "DMI-PROHIBITED-EXCEPTSEARCHENGINEINDEXING": {u: Training.NOT_ALLOWED for u in USES},
-    "DMI-PROHIBITED-AIMLTRAINING": {"ai_training": Training.NOT_ALLOWED, "ai_generative_training": Training.NOT_ALLOWED},
+    "DMI-PROHIBITED-AIMLTRAINING": {
+        "ai_training": Training.NOT_ALLOWED,
+        "ai_generative_training": Training.NOT_ALLOWED,
+    },
     "DMI-PROHIBITED-GENAIMLTRAINING": {"ai_generative_training": Training.NOT_ALLOWED},
     "DMI-PROHIBITED-SEECONSTRAINT": {u: Training.CONSTRAINED for u in USES},
     "DMI-PROHIBITED-SEEEMBEDDEDRIGHTSEXPR": {u: Training.CONSTRAINED for u in USES},
@@ -143,7 +146,9 @@ def signal_from_plus(value: str | None, carrier: str = "XMP plus:DataMining") ->
     return TrainingSignal(carrier, uses, value) if uses else None
 
 
-def signal_from_cawg(entries: Mapping[str, Any] | None, carrier: str = "C2PA cawg.training-mining") -> TrainingSignal | None:
+def signal_from_cawg(
+    entries: Mapping[str, Any] | None, carrier: str = "C2PA cawg.training-mining"
+) -> TrainingSignal | None:
     if not isinstance(entries, Mapping):
         return None
     uses: dict[str, Training] = {}

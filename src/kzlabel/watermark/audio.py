@@ -58,7 +58,16 @@ from ..errors import CapacityError, CorruptInput
 from . import core
 from .core import WatermarkResult
 
-__all__ = ["CHECK_SECONDS", "MIN_RELIABLE_RATE", "MIN_SECONDS", "MIN_SNR_DB", "RATE", "TILE_SECONDS", "detect_audio", "embed_audio"]
+__all__ = [
+    "CHECK_SECONDS",
+    "MIN_RELIABLE_RATE",
+    "MIN_SECONDS",
+    "MIN_SNR_DB",
+    "RATE",
+    "TILE_SECONDS",
+    "detect_audio",
+    "embed_audio",
+]
 
 RATE = 16_000  # canonical rate of the mark's grid
 _N = 512  # STFT frame
@@ -95,7 +104,8 @@ _UP = _BASE_HOP // _DET_HOP
 _INTERP_HALF = 3  # interpolation taps each side: short, log band power is far from band-limited
 # polyphase interpolator: row j-1 holds the taps of sub-position j (1.._UP-1) over the neighbours -2..3
 _INTERP = (
-    _UP * signal.firwin(2 * _INTERP_HALF * _UP + 1, 1.0 / _UP, window=("kaiser", 6.0))[
+    _UP
+    * signal.firwin(2 * _INTERP_HALF * _UP + 1, 1.0 / _UP, window=("kaiser", 6.0))[
         _INTERP_HALF * _UP + np.arange(1, _UP)[:, None] - _UP * np.arange(1 - _INTERP_HALF, _INTERP_HALF + 1)[None, :]
     ]
 ).astype(np.float32)
@@ -319,7 +329,9 @@ def embed_audio(
     if sample_rate < 8000:
         raise CapacityError(f"{sample_rate} Hz audio is below the 8 kHz the watermark needs")
     if a.shape[0] < MIN_SECONDS * sample_rate and offset_s == 0.0:
-        raise CapacityError(f"{a.shape[0] / sample_rate:.2f} s of audio is too short for the watermark (min {MIN_SECONDS} s)")
+        raise CapacityError(
+            f"{a.shape[0] / sample_rate:.2f} s of audio is too short for the watermark (min {MIN_SECONDS} s)"
+        )
     mono = _mono(a)
     r16 = _residual(_resample(mono, sample_rate, RATE), payload, key, round(offset_s * RATE))
     r = _resample(r16, RATE, sample_rate)[: a.shape[0]]
@@ -457,7 +469,7 @@ def _log_frames(x16: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     lp[::_UP] = lp0
     for j, taps in enumerate(_INTERP, start=1):  # a loop over 3 sub-positions × 6 taps, each a whole-array op
         out = lp[j::_UP]
-        np.multiply(pad[: n], taps[0], out=out)
+        np.multiply(pad[:n], taps[0], out=out)
         for d in range(1, len(taps)):
             out += taps[d] * pad[d : d + n]
     return lp, np.log(floor[:, 0]), level_mean
@@ -481,8 +493,12 @@ def _residue_cells(
     n = max(1, len(rows) - (_SLOT_HOPS - 1))
     rows = np.concatenate([rows, np.repeat(rows[-1:], n + _SLOT_HOPS - 1 - len(rows), axis=0)])
     lf = np.concatenate([lf, np.repeat(lf[-1:], n + _SLOT_HOPS - 1 - len(lf))])
-    cells = sum(rows[k : k + n] for k in range(_SLOT_HOPS))
-    height = cells - sum(lf[k : k + n] for k in range(_SLOT_HOPS))[:, None]
+    cells = rows[:n].copy()
+    floors = lf[:n].copy()
+    for k in range(1, _SLOT_HOPS):  # the same additions, in the same order, as sum() over the slot's hops
+        cells += rows[k : k + n]
+        floors += lf[k : k + n]
+    height = cells - floors[:, None]
     return cells, 1 - np.exp(-height / _SLOT_HOPS)
 
 
@@ -547,7 +563,7 @@ def detect_audio(samples: np.ndarray, sample_rate: int, *, key: bytes | None = N
         s, weight = _group_stats(cells, np.array([at // _HOP]), key, _SLOT_HOPS, rel)
         soft_g = (np.cos((2 * np.pi / Q) * (s[0] - dither)) * weight[0]).sum(axis=0)
         soft = np.bincount(bit, weights=soft_g, minlength=core.CODED_BITS)
-        soft /= np.std(soft) + 1e-12
+        soft = soft / (np.std(soft) + 1e-12)
         payload, ok = core.decode_payload(soft, key)
         if best_soft is None or ok:
             best_soft, best_payload = soft, payload
