@@ -135,10 +135,10 @@ def test_pixel_edit_after_signing_is_tampered(lab):
     # re-insert the original metadata and manifest bytes around edited pixels: keep every chunk but the IDAT data
     edited = io.BytesIO()
     im.save(edited, "PNG")
-    from kzlabel.formats.image import _png_chunks
+    from kzlabel.containers import png
 
-    chunks = _png_chunks(data)
-    new_idat = b"".join(edited.getvalue()[s:e] for c, s, e in _png_chunks(edited.getvalue()) if c == b"IDAT")
+    chunks = png.chunks(data)
+    new_idat = b"".join(edited.getvalue()[s:e] for c, s, e in png.chunks(edited.getvalue()) if c == b"IDAT")
     out, placed = [data[:8]], False
     for c, s, e in chunks:
         if c == b"IDAT":
@@ -162,10 +162,11 @@ def test_painted_over_warning_is_absent(signer, trust):
     im.paste(patch, (int(x), int(y)))
     buf = io.BytesIO()
     im.save(buf, "PNG")
-    from kzlabel.formats.image import Png, _png_xmp
+    from kzlabel.containers import png
+    from kzlabel.formats.image import Png
     from kzlabel.layers.metadata import merge_xmp
 
-    repainted = Png()._put_xmp(buf.getvalue(), merge_xmp(_png_xmp(data), {}, ()))
+    repainted = Png().put_xmp(buf.getvalue(), merge_xmp(png.get_xmp(data), {}, ()))
     report = lab.verify(repainted, name="x.png")
     assert report.layer("visible").status.value == "absent"
     assert report.verdict == Verdict.MACHINE_READABLE_ONLY
@@ -174,7 +175,7 @@ def test_painted_over_warning_is_absent(signer, trust):
 def test_warning_survives_recompression_and_resize(signer, trust):
     lab = Labeler(signer, owner="O", system="S", trust=trust, layers=["visible", "metadata"])
     data = lab.mark(encode(natural(), "PNG"), name="x.png").data
-    from kzlabel.formats.image import _png_xmp
+    from kzlabel.containers import png
     from kzlabel.layers.metadata import merge_xmp
 
     small = Image.open(io.BytesIO(data)).convert("RGB").resize((400, 300), Image.Resampling.LANCZOS)
@@ -182,7 +183,7 @@ def test_warning_survives_recompression_and_resize(signer, trust):
     small.save(buf, "PNG")
     from kzlabel.formats.image import Png
 
-    resized = Png()._put_xmp(buf.getvalue(), merge_xmp(_png_xmp(data), {}, ()))
+    resized = Png().put_xmp(buf.getvalue(), merge_xmp(png.get_xmp(data), {}, ()))
     assert lab.verify(resized, name="x.png").layer("visible").status.value == "found"
 
 
@@ -273,9 +274,9 @@ def test_bad_inputs(lab, tmp_path):
 
 
 def test_corrupt_existing_xmp_is_replaced_not_fatal(lab):
-    from kzlabel.formats.image import _jpeg_put_xmp
+    from kzlabel.containers import jpeg
 
-    src = _jpeg_put_xmp(encode(natural(), "JPEG"), b"<x:xmpmeta><broken")
+    src = jpeg.put_xmp(encode(natural(), "JPEG"), b"<x:xmpmeta><broken")
     assert lab.verify(lab.mark(src, name="x.jpg").data, name="x.jpg").verdict == Verdict.COMPLIANT
 
 
@@ -363,21 +364,21 @@ def test_avif_heif_round_trip_all_layers_with_independent_readers(lab, tmp_path,
 
 
 def test_heif_family_xmp_item_added_then_replaced_without_touching_the_image(tmp_path):
-    from kzlabel.formats.image import _heif_meta, _heif_put_xmp, _heif_xmp
+    from kzlabel.containers import bmff
 
     exif = Image.Exif()
     exif[0x010F] = "Cam"
     exif[0x0112] = 6  # stored by AVIF as an irot property
     src = encode(natural(300, 400), "AVIF", exif=exif.tobytes())
-    assert _heif_xmp(src) is None
+    assert bmff.get_xmp(src) is None
     packet = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">' \
              b'<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title><rdf:Alt>' \
              b'<rdf:li xml:lang="x-default">First</rdf:li></rdf:Alt></dc:title></rdf:Description></rdf:RDF></x:xmpmeta>'
-    once = _heif_put_xmp(src, packet)
-    twice = _heif_put_xmp(once, packet.replace(b"First", b"Second"))
-    meta = _heif_meta(twice)
+    once = bmff.put_xmp(src, packet)
+    twice = bmff.put_xmp(once, packet.replace(b"First", b"Second"))
+    meta = bmff.read_meta(twice)
     assert sorted(t for t, _ in meta.items.values()) == [b"Exif", b"av01", b"mime"]  # one XMP item, not two
-    assert _heif_xmp(twice).count(b"Second") == 1 and b"First" not in twice
+    assert bmff.get_xmp(twice).count(b"Second") == 1 and b"First" not in twice
     pixels = np.asarray(Image.open(io.BytesIO(src)))
     for data in (once, twice):
         im = Image.open(io.BytesIO(data))
@@ -388,30 +389,30 @@ def test_heif_family_xmp_item_added_then_replaced_without_touching_the_image(tmp
 
 
 def test_avif_keeps_alpha_subsampling_and_merges_xmp_on_remark(lab, tmp_path):
-    from kzlabel.formats.image import _av1_subsampling
+    from kzlabel.containers.bmff import av1_subsampling
 
     rgba = np.dstack([natural(), np.full((600, 800), 200, np.uint8)])
     src = encode(rgba, "AVIF", mode="RGBA", subsampling="4:4:4", xmp=SUNSET_XMP)
     once = lab.mark(src, name="x.avif").data
     out = Image.open(io.BytesIO(once))
     assert out.mode == "RGBA" and np.abs(np.asarray(out)[:300, :, 3].astype(int) - 200).max() <= 2  # away from the plate
-    assert _av1_subsampling(src) == _av1_subsampling(once) == "4:4:4"
+    assert av1_subsampling(src) == av1_subsampling(once) == "4:4:4"
     twice, _ = _remark_keeps_xmp(lab, once, "x.avif", tmp_path)
     assert c2pa_reader_state(twice, "image/avif")[1][0] == "c2pa.opened"  # the first manifest is the parent
 
 
 @pytest.mark.parametrize("mode,sub", [("L", "4:0:0"), ("RGB", "4:2:2")])
 def test_avif_grey_and_422_keep_mode_and_subsampling(lab, mode, sub):
-    from kzlabel.formats.image import _av1_subsampling
+    from kzlabel.containers.bmff import av1_subsampling
 
     src = encode(natural(300, 400), "AVIF", mode=mode, subsampling=sub)
     data = lab.mark(src, name="x.avif").data
-    assert Image.open(io.BytesIO(data)).mode == mode and _av1_subsampling(data) == sub
+    assert Image.open(io.BytesIO(data)).mode == mode and av1_subsampling(data) == sub
     assert lab.verify(data, name="x.avif").verdict == Verdict.COMPLIANT
 
 
 def test_heif_is_read_only_without_pillow_heif(lab, tmp_path, monkeypatch):
-    import kzlabel.formats.image as image_mod
+    import kzlabel.formats.image.heif as image_mod
 
     result = lab.mark(heic(natural(), quality=80), name="x.heic")
     marked = result.data

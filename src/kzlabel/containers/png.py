@@ -1,0 +1,90 @@
+"""PNG chunks and the XMP packet in an ``iTXt`` chunk (keyword ``XML:com.adobe.xmp``)."""
+
+from __future__ import annotations
+
+import zlib
+from typing import NamedTuple
+
+from ..errors import CorruptInput
+
+__all__ = ["SIGNATURE", "XMP_KEYWORD", "Chunk", "chunk", "chunks", "get_xmp", "is_xmp", "put_xmp"]
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+XMP_KEYWORD = b"XML:com.adobe.xmp"
+
+
+class Chunk(NamedTuple):
+    """A chunk: ``data[start:end]`` is ``length type body crc``."""
+
+    kind: bytes
+    start: int
+    end: int
+
+
+def chunks(data: bytes) -> list[Chunk]:
+    """Every chunk up to and including IEND (bytes after IEND are not part of the image and are not listed).
+
+    A chunk whose length runs past the end is CorruptInput; a file that ends exactly after a chunk without IEND is
+    listed as far as it goes (Pillow decodes such files, so its chunks are kept rather than refused).
+    """
+    if not data.startswith(SIGNATURE):
+        raise CorruptInput("not a PNG file (bad signature)")
+    out, pos = [], len(SIGNATURE)
+    while pos < len(data):
+        if pos + 12 > len(data):
+            raise CorruptInput("truncated PNG chunk header")
+        end = pos + 12 + int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if end > len(data):
+            raise CorruptInput(f"PNG chunk {kind!r} runs past the end of the file")
+        out.append(Chunk(kind, pos, end))
+        pos = end
+        if kind == b"IEND":
+            break
+    return out
+
+
+def chunk(kind: bytes, body: bytes) -> bytes:
+    """A serialised chunk with its CRC."""
+    return len(body).to_bytes(4, "big") + kind + body + (zlib.crc32(kind + body) & 0xFFFFFFFF).to_bytes(4, "big")
+
+
+def is_xmp(data: bytes, c: Chunk) -> bool:
+    """Whether ``c`` is an ``iTXt`` chunk with the XMP keyword."""
+    return c.kind == b"iTXt" and data[c.start + 8 : c.start + 9 + len(XMP_KEYWORD)] == XMP_KEYWORD + b"\x00"
+
+
+def get_xmp(data: bytes) -> bytes | None:
+    """The text of the first XMP ``iTXt`` chunk (inflated when compressed), or None when there is none."""
+    for c in chunks(data):
+        if is_xmp(data, c):
+            return _itxt_text(data[c.start + 9 + len(XMP_KEYWORD) : c.end - 4])
+    return None
+
+
+def _itxt_text(rest: bytes) -> bytes:
+    """iTXt after the keyword: compression flag, method, language\\0, translated keyword\\0, text."""
+    parts = rest[2:].split(b"\x00", 2)
+    if len(rest) < 2 or len(parts) < 3:
+        raise CorruptInput("malformed XMP iTXt chunk")
+    flag, method, text = rest[0], rest[1], parts[2]
+    if flag == 0:
+        return text
+    if method != 0:
+        raise CorruptInput(f"XMP iTXt chunk compressed with unknown method {method}")
+    try:
+        return zlib.decompress(text)
+    except zlib.error as exc:
+        raise CorruptInput(f"XMP iTXt chunk does not inflate: {exc}") from None
+
+
+def put_xmp(data: bytes, packet: bytes) -> bytes:
+    """``data`` with one uncompressed XMP ``iTXt`` chunk right after IHDR (existing ones dropped), every other chunk
+    kept byte for byte. Readers that stop early (exiftool's fast mode) find it there."""
+    found = chunks(data)
+    if not found or found[0].kind != b"IHDR":
+        raise CorruptInput("PNG file does not start with IHDR")
+    new = chunk(b"iTXt", XMP_KEYWORD + b"\x00\x00\x00\x00\x00" + packet)
+    out = [data[: len(SIGNATURE)], data[found[0].start : found[0].end], new]
+    out += [data[c.start : c.end] for c in found[1:] if not is_xmp(data, c)]
+    return b"".join(out)

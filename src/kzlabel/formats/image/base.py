@@ -1,0 +1,270 @@
+"""The still-image handler base: decoding within limits, the working copy, and the mark/verify steps every image
+format shares.
+
+mark: decode (the pixel limit checked from the header before any pixel is decoded) → warning drawn in the displayed
+orientation (EXIF orientation respected) → watermark in the stored pixels → re-encode keeping the source's quality,
+ICC profile and EXIF → XMP (IPTC, TC260 AIGC, kzlabel label) merged into the existing packet by container surgery
+(kzlabel.containers), not by another lossy encode → (pipeline) C2PA.
+
+A subclass per format carries what differs, by class: its Pillow plugin, XMP get/put, what it reads from the source
+to re-encode alike, its encoder parameters, its watermark strength and any extra label carrier.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, ClassVar, cast
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+from ...errors import CorruptInput, KzlabelError, LimitExceeded, UnsupportedFormat
+from ...io import Input, Limits
+from ...label import Label, Training, TrainingSignal
+from ...layers import LAYERS, visible
+from ...layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_xmp, training_values, xmp_values
+from ...rights.vocab import TrainingPolicy, signal_from_plus, signal_from_tdmrep
+from ..base import Findings, Handler, LabelMatch, MarkOptions, rewrite
+
+__all__ = ["ImageDoc", "ImageHandler"]
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+_INVERSE_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+# what a Pillow plugin raises on a file it cannot parse: Image.open turns the first four into "cannot identify"
+_HEADER_ERRORS = (SyntaxError, IndexError, TypeError, struct.error, OSError, ValueError, EOFError, zlib.error)
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+
+
+@dataclass
+class ImageDoc:
+    inp: Input
+    original: Image.Image
+    work: Image.Image  # RGB/RGBA 8-bit working copy, stored orientation
+    orientation: int
+    info: dict[str, Any] = field(default_factory=dict)
+    placement: visible.Placement | None = None
+
+
+def _working(im: Image.Image) -> Image.Image:
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        return im.convert("RGBA")
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return Image.fromarray(np.clip(arr * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
+    return im.convert("RGB")
+
+
+def _back_to_mode(doc: ImageDoc) -> Image.Image:
+    """The working copy in the original's colour mode (16-bit kept by adding the 8-bit change ×257)."""
+    orig, work = doc.original, doc.work
+    mode = orig.mode
+    if mode in ("RGB", "RGBA"):
+        return work.convert(mode)
+    if mode in ("L", "LA", "CMYK"):
+        return work.convert(mode)
+    if mode in ("P", "PA"):
+        rgb = work.convert("RGBA" if work.mode == "RGBA" else "RGB")
+        return rgb.quantize(256) if rgb.mode == "RGB" else rgb.convert("P", palette=Image.Palette.ADAPTIVE)
+    if mode == "1":
+        return work.convert("1")
+    if mode.startswith("I;16") or mode == "I":
+        base = np.asarray(orig, dtype=np.int32)
+        before = np.asarray(_working(orig).convert("L"), dtype=np.int32)
+        after = np.asarray(work.convert("L"), dtype=np.int32)
+        scale = 257 if mode.startswith("I;16") or base.max() > 255 else 1
+        out = np.clip(base + (after - before) * scale, 0, 65535)
+        return Image.fromarray(out.astype(np.uint16) if mode.startswith("I;16") else out.astype(np.int32))
+    return work.convert("RGB")
+
+
+def _displayed(im: Image.Image, orientation: int) -> Image.Image:
+    return ImageOps.exif_transpose(im) if orientation in _INVERSE_TRANSPOSE else im
+
+
+class ImageHandler(Handler[ImageDoc]):
+    """A still-image format: a subclass supplies ``image_file``, ``get_xmp`` and ``put_xmp``, and overrides the
+    hooks below where its format differs."""
+
+    layers = frozenset(LAYERS)
+    pil: ClassVar[str] = ""  # Pillow's format name, to save with
+    save_errors: ClassVar[tuple[type[Exception], ...]] = (OSError, ValueError)  # what the encoder raises on bad input
+
+    # --- what each format supplies ------------------------------------------------------------------------------
+    def image_file(self, fp: IO[bytes]) -> ImageFile.ImageFile:
+        """The format's Pillow plugin over ``fp``: the header is parsed, no pixel decoded.
+
+        Opening through the plugin class, not Image.open, skips Pillow's check against its process-wide
+        MAX_IMAGE_PIXELS: :meth:`open_image` checks ``Limits.max_pixels`` itself, so no global is set per call.
+        """
+        raise NotImplementedError
+
+    def get_xmp(self, data: bytes) -> bytes | None:
+        """The XMP packet in ``data`` (None: none); CorruptInput when the container does not parse."""
+        raise NotImplementedError
+
+    def put_xmp(self, data: bytes, packet: bytes) -> bytes:
+        """``data`` with its XMP packet replaced by ``packet`` (one packet, everything else kept)."""
+        raise NotImplementedError
+
+    def source_xmp(self, data: bytes) -> bytes | None:
+        """The XMP of a file given to kzlabel: an unreadable packet counts as none (marking replaces it)."""
+        try:
+            return self.get_xmp(data)
+        except CorruptInput:
+            return None
+
+    def source_info(self, im: Image.Image, data: bytes) -> dict[str, Any]:
+        """What the encoder needs to re-encode like the source, beyond Pillow's ``im.info``."""
+        return {}
+
+    def save_params(self, doc: ImageDoc, im: Image.Image) -> dict[str, Any]:
+        """Encoder parameters for ``im`` (ICC profile and EXIF are added by :meth:`encode`)."""
+        return {}
+
+    def output_image(self, doc: ImageDoc) -> Image.Image:
+        """The marked pixels as the encoder takes them: the source's own colour mode."""
+        return _back_to_mode(doc)
+
+    def watermark_strength(self, doc: ImageDoc) -> float:
+        """The watermark amplitude for this output (1.0: the default, for lossless or high-quality output)."""
+        return 1.0
+
+    def write_carriers(self, data: bytes, label: Label, token: str) -> bytes:
+        """Label carriers besides XMP (none by default)."""
+        return data
+
+    # --- decoding -------------------------------------------------------------------------------------------------
+    def open_image(self, inp: Input, limits: Limits) -> ImageFile.ImageFile:
+        """Decode with the pixel limit checked from the header first, and every failure translated.
+
+        Pillow's own checks inside a plugin stay on (WebP at open, TIFF before allocating): above twice its
+        MAX_IMAGE_PIXELS they raise DecompressionBombError, reported as LimitExceeded.
+        """
+        src, fmt = inp.source, self.id
+        try:
+            im = self.image_file(io.BytesIO(inp.data))
+        except KzlabelError as exc:
+            exc.source, exc.format = exc.source or src, exc.format or fmt
+            raise
+        except Image.DecompressionBombError as exc:
+            raise LimitExceeded(f"decompression bomb refused: {exc}", source=src, format=fmt) from None
+        except _HEADER_ERRORS as exc:
+            raise CorruptInput(f"unreadable image: {exc}", source=src, format=fmt) from None
+        w, h = im.size
+        if w * h > limits.max_pixels:
+            raise LimitExceeded(f"{w}×{h} is over the {limits.max_pixels}-pixel limit", source=src, format=fmt)
+        if w < 1 or h < 1:
+            raise CorruptInput("image has no pixels", source=src, format=fmt)
+        try:
+            if getattr(im, "n_frames", 1) > 1:
+                raise UnsupportedFormat(f"animated {im.format} ({getattr(im, 'n_frames', 1)} frames) is not supported "
+                                        "yet", source=src, format=fmt)
+            im.load()
+        except Image.DecompressionBombError as exc:
+            raise LimitExceeded(f"decompression bomb refused: {exc}", source=src, format=fmt) from None
+        except _DECODE_ERRORS as exc:
+            raise CorruptInput(f"unreadable image: {exc}", source=src, format=fmt) from None
+        return im
+
+    # --- mark ---------------------------------------------------------------------------------------------------
+    def load(self, inp: Input, limits: Limits) -> ImageDoc:
+        im = self.open_image(inp, limits)
+        orientation = int(im.getexif().get(0x0112, 1) or 1)
+        info = cast(dict[str, Any], dict(im.info))
+        info.update(self.source_info(im, inp.data))
+        info["xmp_packet"] = self.source_xmp(inp.data)  # unreadable XMP is not carried over
+        return ImageDoc(inp, im, _working(im), orientation, info)
+
+    def draw_warning(self, doc: ImageDoc, label: Label, opts: MarkOptions) -> None:
+        shown = _displayed(doc.work, doc.orientation)
+        doc.placement = visible.draw(shown, label, corner=opts.position or "bottom-left", style=opts.style)
+        back = _INVERSE_TRANSPOSE.get(doc.orientation)
+        doc.work = shown.transpose(back) if back is not None else shown
+
+    def embed_watermark(self, doc: ImageDoc, payload: bytes, key: bytes | None) -> None:
+        from ...watermark import embed_image  # heavy (cv2, scipy): loaded only when pixels are marked
+
+        mode = doc.work.mode
+        strength = self.watermark_strength(doc)
+        doc.work = Image.fromarray(embed_image(np.asarray(doc.work), payload, key=key, strength=strength), mode=mode)
+
+    def encode(self, doc: ImageDoc, opts: MarkOptions, out: Path) -> None:
+        out.write_bytes(self.encoded(doc))
+
+    def encoded(self, doc: ImageDoc) -> bytes:
+        """The marked image re-encoded like the source, its XMP packet carried over."""
+        im = self.output_image(doc)
+        params: dict[str, Any] = {key: doc.info[key] for key in ("icc_profile", "exif") if doc.info.get(key)}
+        params.update(self.save_params(doc, im))
+        buf = io.BytesIO()
+        try:
+            im.save(buf, format=self.pil, **params)
+        except self.save_errors as exc:
+            raise KzlabelError(f"could not encode {self.name}: {exc}", format=self.id) from None
+        packet = doc.info.get("xmp_packet")
+        return self.put_xmp(buf.getvalue(), packet) if packet else buf.getvalue()
+
+    def bind(self, doc: ImageDoc, out: Path) -> Mapping[str, Any]:
+        if doc.placement is None:
+            return {}
+        with self.image_file(io.BytesIO(out.read_bytes())) as im:
+            shown = _displayed(_working(im), doc.orientation)
+            record = doc.placement.record(shown.width, shown.height, "")
+            record["thumb"] = visible.fingerprint(shown, record["box"])
+        return {"warning": record}
+
+    def write_metadata(self, out: Path, label: Label, token: str) -> None:
+        rewrite(out, lambda data: self.labelled(data, label, token))
+
+    def labelled(self, data: bytes, label: Label, token: str) -> bytes:
+        """``data`` with the label's XMP merged into its packet (and the format's other carriers written)."""
+        values = label_values(label, token)
+        replace: tuple[tuple[str, str], ...] = LABEL_PROPS
+        if label.training == Training.NOT_ALLOWED:
+            values |= training_values(TrainingPolicy.from_lists(deny=["all"]))
+            replace = LABEL_PROPS + TRAINING_PROPS
+        data = self.write_carriers(data, label, token)
+        return self.put_xmp(data, merge_xmp(self.get_xmp(data), values, replace))
+
+    # --- verify -------------------------------------------------------------------------------------------------
+    def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
+        im = self.open_image(inp, limits)
+        values = xmp_values(self.source_xmp(inp.data))
+        tokens = [("XMP kzlabel:Label", values.pop("kzlabel:Label"))] if values.get("kzlabel:Label") else []
+        work = _working(im)
+        from ...watermark import detect_image  # heavy (cv2, scipy): loaded only when pixels are checked
+
+        mark = detect_image(np.asarray(work), key=key)
+        orientation = int(im.getexif().get(0x0112, 1) or 1)
+        return Findings(tokens=tokens, fields=dict(values), watermark=mark, state=_displayed(work, orientation))
+
+    def check_label(self, findings: Findings, label: Label) -> LabelMatch:
+        record = label.warning or {}
+        if record.get("kind") != "overlay":
+            return LabelMatch(None, None, "no warning recorded")
+        ok = visible.region_matches(findings.state, record)
+        return LabelMatch(None, ok, "warning region matches" if ok else "warning region changed")
+
+    def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
+        values = xmp_values(self.source_xmp(inp.data))
+        found = [signal_from_plus(values.get("plus:DataMining")),
+                 signal_from_tdmrep(values.get("tdm:reservation"), values.get("tdm:policy"), "XMP tdm:reservation")]
+        return [s for s in found if s is not None]
+
+    def write_training(self, data: bytes, policy: TrainingPolicy, limits: Limits) -> bytes:
+        self.open_image(Input(data), limits)
+        return self.put_xmp(data, merge_xmp(self.source_xmp(data), training_values(policy), TRAINING_PROPS))
