@@ -1,8 +1,13 @@
 """PyAV plumbing shared by the audio and video handlers: the import, its error types, sources, temp outputs, and
-bounded reads and encodes of audio samples."""
+bounded reads and encodes of audio samples.
+
+PyAV takes ~140 ms to import, so it is imported on first need (:func:`need_av`), not with this module: verifying a
+JPEG or a text file never loads it.
+"""
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import tempfile
@@ -16,25 +21,35 @@ import numpy as np
 from .errors import MissingDependency
 from .io import Input
 
-try:
-    import av
-except ImportError:  # pragma: no cover - optional
-    av = None
-
 __all__ = [
-    "AV_ERRORS", "av", "block_samples", "layout_name", "mux_samples", "need_av", "read_audio", "source", "temp_output",
+    "av_errors", "block_samples", "layout_name", "mux_samples", "need_av", "read_audio", "source", "temp_output",
 ]
 
-# what PyAV raises on damaged or unexpected media (FFmpeg errors plus the Python errors its wrappers let through)
-AV_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, EOFError, IndexError, KeyError, TypeError)
-if av is not None:
-    AV_ERRORS = (av.error.FFmpegError, *AV_ERRORS)
+# the Python errors PyAV's wrappers let through on damaged or unexpected media
+_PYTHON_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, EOFError, IndexError, KeyError, TypeError)
 
 
 def need_av(what: str) -> Any:
-    if av is None:
-        raise MissingDependency(f"{what} needs PyAV: pip install av")
+    """The ``av`` module, imported on first call; MissingDependency naming ``what`` when PyAV is not installed."""
+    try:
+        import av  # heavy (FFmpeg bindings, ~140 ms): loaded by the first audio or video file only
+    except ImportError as exc:
+        raise MissingDependency(f"{what} needs PyAV: pip install av") from exc
     return av
+
+
+@functools.cache
+def av_errors() -> tuple[type[BaseException], ...]:
+    """What PyAV raises on damaged or unexpected media (FFmpeg errors plus the Python errors its wrappers let through).
+
+    For ``except av_errors():`` — an except clause is evaluated only once something was raised, and the code it
+    guards has called :func:`need_av` already.
+    """
+    try:
+        import av  # already loaded by need_av in every caller; absent only when PyAV is not installed
+    except ImportError:
+        return _PYTHON_ERRORS
+    return (av.error.FFmpegError, *_PYTHON_ERRORS)
 
 
 def source(inp: Input) -> Any:
@@ -70,7 +85,7 @@ def block_samples(rate: int, tiles: int = 10) -> int:
     group to the lattice: the mark weakens or is lost. 30.72 s is a whole number of samples at any rate that is a
     multiple of 25 Hz.
     """
-    from .watermark.audio import TILE_SECONDS
+    from .watermark.audio import TILE_SECONDS  # the audio watermark loads scipy.signal (~0.9 s): audio paths only
 
     return int(round(tiles * TILE_SECONDS * rate))
 
@@ -86,6 +101,7 @@ def read_audio(src: Any, seconds: float, *, from_end: bool = False) -> tuple[np.
     Verification reads a bounded excerpt: the opening seconds, or (``from_end``) the last ones after one seek, so a
     long file is never decoded whole to check its ends.
     """
+    av = need_av("audio")
     with av.open(src, metadata_errors="ignore") as container:
         if not container.streams.audio:
             return None
@@ -120,6 +136,7 @@ def read_audio(src: Any, seconds: float, *, from_end: bool = False) -> tuple[np.
 
 def mux_samples(out: Any, stream: Any, samples: np.ndarray, layout: str, rate: int, pts: int) -> int:
     """Encode float32 (n, channels) samples starting at ``pts`` (in 1/rate) and mux the packets; returns the next pts."""
+    av = need_av("audio")
     for start in range(0, len(samples), ENCODE_BLOCK):
         chunk = np.ascontiguousarray(samples[start : start + ENCODE_BLOCK], dtype=np.float32)
         frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout=layout)

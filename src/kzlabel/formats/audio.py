@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import mutagen
 import numpy as np
 
 from ..errors import CapacityError, CorruptInput, KzlabelError, LimitExceeded
@@ -37,7 +36,7 @@ from ..io import Input, Limits, temp_beside
 from ..rights.vocab import TrainingPolicy, container_tags, signals_from_tags
 from . import register
 from .base import Findings, Handler, LabelMatch, MarkOptions
-from ..media_av import AV_ERRORS, av, block_samples, layout_name, mux_samples, need_av, read_audio, source
+from ..media_av import av_errors, block_samples, layout_name, mux_samples, need_av, read_audio, source
 
 TAG_AIGC = "AIGC"
 TAG_LABEL = "kzlabel"
@@ -96,7 +95,7 @@ def stream_blocks(inp: Input, limits: Limits, fmt_id: str, block_s: float | None
     is reached, a stream longer than ``limits.max_duration_s`` raises :class:`LimitExceeded` (before decoding when
     the container states its duration).
     """
-    need_av("audio")
+    av = need_av("audio")
     try:
         with av.open(source(inp), "r", metadata_errors="ignore") as container:
             if not container.streams.audio:
@@ -141,7 +140,7 @@ def stream_blocks(inp: Input, limits: Limits, fmt_id: str, block_s: float | None
             yield from rechunk(frames(), n)
     except KzlabelError:
         raise
-    except AV_ERRORS as exc:
+    except av_errors() as exc:
         raise CorruptInput(f"unreadable audio: {_why(exc)}", source=inp.source, format=fmt_id) from None
 
 
@@ -231,7 +230,7 @@ def _encoder(info: AudioInfo, fmt_id: str) -> tuple[str, str, dict[str, Any]]:
 def encode_blocks(info: AudioInfo, blocks: Iterable[np.ndarray], fmt_id: str, dest: str | os.PathLike) -> None:
     """Encode float32 (n, channels) blocks in the source's format, block by block into the file ``dest`` (memory
     holds one block)."""
-    need_av("audio")
+    av = need_av("audio")
     container_fmt, codec, settings = _encoder(info, fmt_id)
     try:
         with av.open(str(dest), "w", format=container_fmt) as out:
@@ -267,7 +266,7 @@ def encode_blocks(info: AudioInfo, blocks: Iterable[np.ndarray], fmt_id: str, de
                 out.mux(packet)
     except KzlabelError:
         raise
-    except AV_ERRORS as exc:
+    except av_errors() as exc:
         raise CorruptInput(f"could not encode {fmt_id}: {_why(exc)}", format=fmt_id) from None
 
 
@@ -276,7 +275,7 @@ def read_excerpt(inp: Input, fmt_id: str, seconds: float, *, from_end: bool = Fa
     need_av("audio")
     try:
         got = read_audio(source(inp), seconds, from_end=from_end)
-    except AV_ERRORS as exc:
+    except av_errors() as exc:
         raise CorruptInput(f"unreadable audio: {_why(exc)}", source=inp.source, format=fmt_id) from None
     if got is None or not len(got[0]):
         raise CorruptInput("the audio stream has no decodable samples", source=inp.source, format=fmt_id)
@@ -286,18 +285,21 @@ def read_excerpt(inp: Input, fmt_id: str, seconds: float, *, from_end: bool = Fa
 # ------------------------------------------------------------------------------------------------------------ tags
 
 
-# mutagen's own error type, plus what its parsers let through on truncated or malformed tag structures
-_MUTAGEN_ERRORS: tuple[type[BaseException], ...] = (
-    mutagen.MutagenError, struct.error, EOFError, ValueError, IndexError, OSError,
-)
+def _mutagen_errors() -> tuple[type[BaseException], ...]:
+    """mutagen's own error type, plus what its parsers let through on truncated or malformed tag structures."""
+    from mutagen import MutagenError  # mutagen loads with the first audio file, not with every kzlabel command
+
+    return (MutagenError, struct.error, EOFError, ValueError, IndexError, OSError)
 
 
 def _mutagen_file(fh: IO[bytes]) -> Any:
     """mutagen's view of the file ``fh`` (rewound before and after): it reads the tag areas, not the samples."""
+    import mutagen  # loaded with the first audio file, not with every kzlabel command
+
     fh.seek(0)
     try:
         f = mutagen.File(fh)
-    except _MUTAGEN_ERRORS as exc:
+    except _mutagen_errors() as exc:
         raise CorruptInput(f"unreadable audio tags: {exc}") from exc
     if f is None:
         raise CorruptInput("mutagen does not recognise this audio container")
@@ -359,7 +361,7 @@ def set_tags(fh: IO[bytes], values: Mapping[str, str]) -> None:
             tags[k] = [v]
     try:
         f.save(fh)
-    except _MUTAGEN_ERRORS as exc:
+    except _mutagen_errors() as exc:
         raise CorruptInput(f"could not write audio tags: {exc}") from exc
 
 
@@ -498,6 +500,7 @@ def read_wav_values(content: bytes | IO[bytes]) -> dict[str, str]:
 
 
 def _watermark_module() -> Any:
+    """The audio watermark, imported on first need: it loads scipy.signal (~0.9 s)."""
     from ..watermark import audio as wm
 
     return wm

@@ -28,12 +28,8 @@ from ..rights.vocab import signal_from_plus, signal_from_tdmrep
 from . import register
 from .base import Findings, Handler, LabelMatch, MarkOptions, rewrite
 
-try:
-    import pypdf
-    from pypdf.errors import LimitReachedError, PdfReadError, PyPdfError
-    from pypdf.generic import NameObject, StreamObject, TextStringObject
-except ImportError:  # pragma: no cover - pypdf is a core dependency
-    pypdf = None
+# pypdf (~70 ms to import) and reportlab are imported inside the functions that use them, so the format registry
+# loading this module costs a JPEG or a text file nothing.
 
 WARNING_SIGN = "⚠"
 MAX_PAGES = 20_000
@@ -118,8 +114,11 @@ class PdfDoc:
 
 def _open(data: bytes, source: str, password: str | None, limits: Limits) -> Any:
     """A pypdf reader with the failure modes translated; encrypted files need their password."""
-    if pypdf is None:  # pragma: no cover
-        raise MissingDependency("PDF support needs pypdf")
+    try:
+        import pypdf  # lazy: loaded by the first PDF, not by every kzlabel command
+        from pypdf.errors import LimitReachedError, PdfReadError, PyPdfError
+    except ImportError:  # pragma: no cover - pypdf is a core dependency
+        raise MissingDependency("PDF support needs pypdf") from None
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
@@ -146,6 +145,9 @@ def _open(data: bytes, source: str, password: str | None, limits: Limits) -> Any
 
 def _writer(data: bytes, reader: Any, source: str) -> tuple[Any, bool]:
     """An incremental writer when the file's structure allows it, else a full copy."""
+    import pypdf  # lazy: pypdf loads with the first PDF
+    from pypdf.errors import PdfReadError, PyPdfError
+
     if not reader.is_encrypted:
         try:
             with warnings.catch_warnings():
@@ -195,13 +197,15 @@ class Pdf(Handler[PdfDoc]):
         corner = opts.position or "bottom-left"
         if corner not in ("bottom-left", "bottom-right", "top-left", "top-right"):
             raise KzlabelError(f"unknown corner {corner!r} for the PDF stamp")
+        from pypdf.errors import LimitReachedError  # lazy: pypdf loads with the first PDF
+
         try:
             self._stamp_pages(doc, _stamp_lines(label), corner, opts.pages)
         except LimitReachedError as exc:
             raise LimitExceeded(f"a page is over pypdf's decompression limits: {exc}", format="pdf") from None
 
     def _stamp_pages(self, doc: PdfDoc, lines: tuple[str, ...], corner: str, pages: str) -> None:
-        from pypdf import Transformation
+        from pypdf import PdfReader, Transformation  # lazy: pypdf loads with the first PDF
 
         targets = range(len(doc.writer.pages)) if pages == "all" else range(1)
         for index in targets:
@@ -210,7 +214,7 @@ class Pdf(Handler[PdfDoc]):
             x0, y0, w, h = float(box.left), float(box.bottom), float(box.width), float(box.height)
             rot = int(page.get("/Rotate", 0) or 0) % 360
             shown = (h, w) if rot in (90, 270) else (w, h)
-            stamp = pypdf.PdfReader(io.BytesIO(_stamp(round(shown[0], 2), round(shown[1], 2), lines, corner))).pages[0]
+            stamp = PdfReader(io.BytesIO(_stamp(round(shown[0], 2), round(shown[1], 2), lines, corner))).pages[0]
             move = {
                 0: Transformation(),
                 90: Transformation().rotate(90).translate(w, 0),
@@ -234,6 +238,9 @@ class Pdf(Handler[PdfDoc]):
 
     def _update(self, data: bytes, xmp: Mapping[tuple[str, str], str], replace: tuple[tuple[str, str], ...],
                 info: Mapping[str, str]) -> bytes:
+        from pypdf.errors import PyPdfError  # lazy: pypdf loads with the first PDF
+        from pypdf.generic import NameObject, StreamObject, TextStringObject
+
         password = _password.get()
         reader = _open(data, "<pdf>", password, Limits())
         writer, _ = _writer(data, reader, "<pdf>")
@@ -254,6 +261,8 @@ class Pdf(Handler[PdfDoc]):
         return _write(writer, password)
 
     def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
+        from pypdf.errors import PyPdfError  # lazy: pypdf loads with the first PDF
+
         reader = _open(inp.data, inp.source, inp.password, limits)
         meta = reader.metadata or {}
         tokens: list[tuple[str, str]] = []
@@ -278,6 +287,8 @@ class Pdf(Handler[PdfDoc]):
 
     @staticmethod
     def _page_text(reader: Any, index: int) -> str:
+        from pypdf.errors import PyPdfError  # lazy: pypdf loads with the first PDF
+
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -298,6 +309,8 @@ class Pdf(Handler[PdfDoc]):
         return LabelMatch(None, True, f"warning present on {len(pages)} page(s)")
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
+        from pypdf.errors import PyPdfError  # lazy: pypdf loads with the first PDF
+
         reader = _open(inp.data, inp.source, inp.password, limits)
         try:
             packet = reader.xmp_metadata.stream.get_data() if reader.xmp_metadata else None

@@ -29,7 +29,7 @@ from ..io import Input, Limits
 from ..rights.vocab import TrainingPolicy, container_tags, signals_from_tags
 from . import register
 from .base import Findings, Handler, LabelMatch, MarkOptions, rewrite
-from ..media_av import AV_ERRORS, av, block_samples, layout_name, mux_samples, need_av, read_audio, source, temp_output
+from ..media_av import av_errors, block_samples, layout_name, mux_samples, need_av, read_audio, source, temp_output
 
 # A per-frame operation: (I420 frame as one (H*3/2, W) uint8 array — Y plane on top, then U and V —, time in
 # seconds, frame index) → modifies the array in place. Working in YUV saves two colour conversions per frame, and
@@ -79,7 +79,7 @@ class VideoDoc:
 
 def probe(inp: Input, limits: Limits, fmt_id: str) -> VideoInfo:
     """Open the container, check it has a decodable video stream within the limits; never a PyAV traceback."""
-    need_av("video")
+    av = need_av("video")
     try:
         with av.open(source(inp), metadata_errors="ignore") as container:
             if not container.streams.video:
@@ -108,7 +108,7 @@ def probe(inp: Input, limits: Limits, fmt_id: str) -> VideoInfo:
             )
     except KzlabelError:
         raise
-    except AV_ERRORS as exc:
+    except av_errors() as exc:
         raise CorruptInput(f"unreadable video: {exc}", source=inp.source, format=fmt_id) from None
     if not info.width or not info.height:
         raise CorruptInput("video has no frame size", source=inp.source, format=fmt_id)
@@ -121,7 +121,7 @@ def probe(inp: Input, limits: Limits, fmt_id: str) -> VideoInfo:
 
 def _encoder_for(info: VideoInfo, fmt: str) -> str:
     name = _ENCODERS.get(info.codec, _FALLBACK.get(fmt, "libx264"))
-    if name not in av.codecs_available:
+    if name not in need_av("video").codecs_available:
         name = _FALLBACK.get(fmt, "libx264")
     return name
 
@@ -160,7 +160,7 @@ def transcode(
 
     Writes through a temp file and returns its bytes.
     """
-    need_av("video")
+    av = need_av("video")
     try:
         with temp_output(".kzvideo") as tmp:
             with av.open(src, metadata_errors="ignore") as inp:
@@ -202,11 +202,12 @@ def transcode(
                 return fh.read()
     except KzlabelError:
         raise
-    except AV_ERRORS as exc:
+    except av_errors() as exc:
         raise CorruptInput(f"video could not be re-encoded: {exc}") from None
 
 
 def _encode_frame(out: Any, vout: Any, frame: Any, ops: list[FrameOp], index: int) -> None:
+    av = need_av("video")
     if ops:
         yuv = frame.to_ndarray(format="yuv420p")
         t = float(frame.time) if frame.time is not None else index / float(vout.average_rate or 25)
@@ -223,7 +224,7 @@ def _encode_frame(out: Any, vout: Any, frame: Any, ops: list[FrameOp], index: in
 
 def remux_with_tags(data: bytes, tags: Mapping[str, str]) -> bytes:
     """Stream-copy every stream into a new container of the same kind with ``tags`` added (no re-encoding)."""
-    need_av("video")
+    av = need_av("video")
     try:
         with temp_output(".kzvideo") as tmp:
             with av.open(io.BytesIO(data), metadata_errors="ignore") as inp:
@@ -239,16 +240,16 @@ def remux_with_tags(data: bytes, tags: Mapping[str, str]) -> bytes:
                         out.mux(packet)
             with open(tmp, "rb") as fh:
                 return fh.read()
-    except AV_ERRORS as exc:
+    except av_errors() as exc:
         raise CorruptInput(f"could not write container tags: {exc}") from None
 
 
 def read_tags(inp: Input) -> dict[str, str]:
-    need_av("video")
+    av = need_av("video")
     try:
         with av.open(source(inp), metadata_errors="ignore") as container:
             return {k: v for k, v in container.metadata.items()}
-    except AV_ERRORS as exc:
+    except av_errors() as exc:
         raise CorruptInput(f"unreadable video: {exc}", source=inp.source) from None
 
 
@@ -258,7 +259,7 @@ def sample_frames(inp: Input, times: list[float], *, luma: bool = False) -> Iter
     Close times are reached by decoding forward; a seek happens only when the next time is more than a couple of
     seconds ahead, so sampling the opening seconds costs one short decode.
     """
-    need_av("video")
+    av = need_av("video")
     try:
         with av.open(source(inp), metadata_errors="ignore") as container:
             v = container.streams.video[0]
@@ -278,7 +279,7 @@ def sample_frames(inp: Input, times: list[float], *, luma: bool = False) -> Iter
                         else:
                             yield current, frame.to_ndarray(format="rgb24")
                         break
-    except AV_ERRORS as exc:
+    except av_errors() as exc:
         raise CorruptInput(f"unreadable video: {exc}", source=inp.source) from None
 
 
@@ -493,7 +494,7 @@ def split_position(position: str | None) -> tuple[str, str | None]:
 
 def _audio_encoder(codec: str, fmt: str, out: Any) -> str:
     name = _AUDIO_ENCODERS.get(codec, "")
-    if name not in av.codecs_available or name not in out.supported_codecs:
+    if name not in need_av("video").codecs_available or name not in out.supported_codecs:
         name = _AUDIO_FALLBACK.get(fmt, "aac")
     return name
 
@@ -508,6 +509,7 @@ class _Soundtrack:
     """
 
     def __init__(self, out: Any, stream: Any, fmt: str, plan: SoundtrackPlan) -> None:
+        av = need_av("video")
         ctx = stream.codec_context
         self.out, self.plan = out, plan
         self.layout = layout_name(ctx)
@@ -625,7 +627,7 @@ def check_soundtrack(inp: Input, key: bytes | None) -> Findings:
         if not tone:
             closing = (samples, rate) if len(samples) < AUDIO_DETECT_S * rate else read_audio(source(inp), AUDIO_END_S, from_end=True)
             tone = closing is not None and audible.detect(closing[0], closing[1], "end") >= audible.THRESHOLD
-    except AV_ERRORS:
+    except av_errors():
         return Findings()
     return Findings(watermark=mark, warning_found=bool(tone))
 

@@ -11,8 +11,9 @@ template over a few seconds at the start (or end); a lossy codec, a resampler or
 
 from __future__ import annotations
 
+from math import gcd
+
 import numpy as np
-from scipy import signal
 
 __all__ = ["FREQ", "PATTERN", "Loudness", "detect", "level_for", "tone", "tone_seconds"]
 
@@ -98,7 +99,7 @@ def detect(samples: np.ndarray, rate: int, where: str = "start", seconds: float 
     seg = mono[:n] if where == "start" else mono[-n:]
     if len(seg) < int(tone_seconds() * rate * 0.8):
         return 0.0
-    from math import gcd
+    from scipy import signal  # ~0.9 s to import: loaded when audio is checked, not by every kzlabel command
 
     g = gcd(int(rate), _RATE)
     x = signal.resample_poly(seg.astype(np.float64), _RATE // g, int(rate) // g)

@@ -17,7 +17,6 @@ from importlib import resources
 from math import gcd
 
 import numpy as np
-from scipy import signal
 
 from ..errors import CapacityError
 from ..media_av import need_av
@@ -78,6 +77,8 @@ def seconds(languages: tuple[str, ...], source_type: str) -> float:
 
 
 def _resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
+    from scipy import signal  # ~0.9 s to import: loaded when audio is marked or checked, not by every command
+
     g = gcd(int(src), int(dst))
     return signal.resample_poly(x.astype(np.float64), int(dst) // g, int(src) // g)
 
@@ -120,6 +121,8 @@ def _locate8(x: np.ndarray, languages: tuple[str, ...], source_type: str) -> tup
     x = x[: len(ref) + int(_SEARCH_S * _RATE)]
     if len(x) < len(ref):
         return 0.0, 0.0
+    from scipy import signal  # ~0.9 s to import: loaded when audio is checked, not by every kzlabel command
+
     num = signal.correlate(x, ref, mode="valid", method="fft")
     energy = np.concatenate([[0.0], np.cumsum(x * x)])
     win = energy[len(ref) :] - energy[: len(x) - len(ref) + 1]

@@ -7,13 +7,21 @@
 
 ``key=None`` uses :data:`DEFAULT_KEY`, kzlabel's public key, so any verifier can find kzlabel marks; pass a private
 key to make marks only its holder can detect. See docs/watermark.md for the design and the p-value calibration.
+
+The image and audio halves load only when first used (module ``__getattr__``): the image side pulls in OpenCV,
+scipy.fft and scipy.ndimage, the audio side scipy.signal (~0.9 s), and a JPEG never needs the audio side.
 """
 
 from __future__ import annotations
 
-from .audio import detect_audio, embed_audio
-from .core import DEFAULT_KEY, PAYLOAD_BITS
-from .image import WatermarkResult, detect_image, embed_image
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .core import DEFAULT_KEY, PAYLOAD_BITS, WatermarkResult
+
+if TYPE_CHECKING:
+    from .audio import detect_audio, embed_audio
+    from .image import detect_image, embed_image
 
 __all__ = [
     "DEFAULT_KEY",
@@ -24,3 +32,16 @@ __all__ = [
     "embed_audio",
     "embed_image",
 ]
+
+# lazily re-exported name -> the submodule that defines it
+_LAZY = {"detect_audio": "audio", "embed_audio": "audio", "detect_image": "image", "embed_image": "image"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
