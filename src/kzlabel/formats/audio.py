@@ -288,14 +288,12 @@ def read_excerpt(inp: Input, fmt_id: str, seconds: float, *, from_end: bool = Fa
 def _mutagen_errors() -> tuple[type[BaseException], ...]:
     """mutagen's own error type, plus what its parsers let through on truncated or malformed tag structures."""
     from mutagen import MutagenError  # mutagen loads with the first audio file, not with every kzlabel command
-
     return (MutagenError, struct.error, EOFError, ValueError, IndexError, OSError)
 
 
 def _mutagen_file(fh: IO[bytes]) -> Any:
     """mutagen's view of the file ``fh`` (rewound before and after): it reads the tag areas, not the samples."""
     import mutagen  # loaded with the first audio file, not with every kzlabel command
-
     fh.seek(0)
     try:
         f = mutagen.File(fh)
@@ -500,8 +498,7 @@ def read_wav_values(content: bytes | IO[bytes]) -> dict[str, str]:
 
 
 def _watermark_module() -> Any:
-    """The audio watermark, imported on first need: it loads scipy.signal (~0.9 s)."""
-    from ..watermark import audio as wm
+    from ..watermark import audio as wm  # imported on first need: it loads scipy.signal (~0.9 s)
 
     return wm
 
