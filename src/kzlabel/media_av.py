@@ -26,7 +26,11 @@ __all__ = [
 ]
 
 # the Python errors PyAV's wrappers let through on damaged or unexpected media
-_PYTHON_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, EOFError, IndexError, KeyError, TypeError)
+# AssertionError: PyAV's frame conversions assert on frames that do not fit the target format (an odd-height frame
+# read as yuv420p), which a damaged stream can produce
+_PYTHON_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, OSError, EOFError, IndexError, KeyError, TypeError, AssertionError,
+)
 
 
 def need_av(what: str) -> Any:

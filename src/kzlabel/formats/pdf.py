@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CorruptInput, KzlabelError, LimitExceeded, MissingDependency
-from ..label import Label, TrainingSignal
+from ..label import NOTICES, Label, TrainingSignal
 from ..layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_xmp, training_values, xmp_values
 from ..io import Input, Limits
 from ..rights.vocab import signal_from_plus, signal_from_tdmrep
@@ -112,29 +112,44 @@ class PdfDoc:
     pages: list[int] = field(default_factory=list)
 
 
-def _open(data: bytes, source: str, password: str | None, limits: Limits) -> Any:
-    """A pypdf reader with the failure modes translated; encrypted files need their password."""
+@lru_cache(maxsize=1)
+def _pypdf() -> Any:
+    """pypdf, loaded by the first PDF (not by every kzlabel command). Its complaints about damaged files are logged
+    and warned; they are set to errors only / ignored once, here, rather than around every call (warning filters are
+    process-wide, so toggling them per call is unsafe under the service's threads)."""
     try:
-        import pypdf  # lazy: loaded by the first PDF, not by every kzlabel command
-        from pypdf.errors import LimitReachedError, PdfReadError, PyPdfError
+        import pypdf
     except ImportError:  # pragma: no cover - pypdf is a core dependency
         raise MissingDependency("PDF support needs pypdf") from None
     logging.getLogger("pypdf").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"pypdf(\.|$)")
+    return pypdf
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """What pypdf raises on a damaged or unusual file: its own errors, and the Python errors its parsers let through
+    (NotImplementedError for an unsupported filter or encoding, RecursionError for cyclic objects)."""
+    errors = _pypdf().errors
+    return (errors.PdfReadError, errors.PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+            RecursionError, NotImplementedError)
+
+
+def _open(data: bytes, source: str, password: str | None, limits: Limits) -> Any:
+    """A pypdf reader with the failure modes translated; encrypted files need their password."""
+    pypdf = _pypdf()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
-            if reader.is_encrypted:
-                if password is None and not reader.decrypt(""):
-                    raise CorruptInput("encrypted PDF: give its password", source=source, format="pdf")
-                if password is not None and not reader.decrypt(password):
-                    raise CorruptInput("encrypted PDF: wrong password", source=source, format="pdf")
-            count = len(reader.pages)
+        reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            if password is None and not reader.decrypt(""):
+                raise CorruptInput("encrypted PDF: give its password", source=source, format="pdf")
+            if password is not None and not reader.decrypt(password):
+                raise CorruptInput("encrypted PDF: wrong password", source=source, format="pdf")
+        count = len(reader.pages)
     except KzlabelError:
         raise
-    except LimitReachedError as exc:
+    except pypdf.errors.LimitReachedError as exc:
         raise LimitExceeded(f"PDF over pypdf's safety limits: {exc}", source=source, format="pdf") from None
-    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
+    except _errors() as exc:
         raise CorruptInput(f"unreadable PDF: {exc or type(exc).__name__}", source=source, format="pdf") from None
     if count == 0:
         raise CorruptInput("PDF has no pages", source=source, format="pdf")
@@ -145,19 +160,15 @@ def _open(data: bytes, source: str, password: str | None, limits: Limits) -> Any
 
 def _writer(data: bytes, reader: Any, source: str) -> tuple[Any, bool]:
     """An incremental writer when the file's structure allows it, else a full copy."""
-    import pypdf  # lazy: pypdf loads with the first PDF
-    from pypdf.errors import PdfReadError, PyPdfError
-
+    pypdf = _pypdf()
     if not reader.is_encrypted:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return pypdf.PdfWriter(io.BytesIO(data), incremental=True), True
-        except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+            return pypdf.PdfWriter(io.BytesIO(data), incremental=True), True
+        except _errors():
             pass
     try:
         return pypdf.PdfWriter(clone_from=reader), False
-    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+    except _errors() as exc:
         raise CorruptInput(f"PDF cannot be rewritten: {exc}", source=source, format="pdf") from None
 
 
@@ -165,9 +176,10 @@ def _write(writer: Any, password: str | None) -> bytes:
     if password:
         writer.encrypt(user_password=password, owner_password=password, algorithm="AES-256")
     out = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    try:
         writer.write(out)
+    except _errors() as exc:
+        raise CorruptInput(f"PDF cannot be written back: {exc or type(exc).__name__}", format="pdf") from exc
     return out.getvalue()
 
 
@@ -197,12 +209,13 @@ class Pdf(Handler[PdfDoc]):
         corner = opts.position or "bottom-left"
         if corner not in ("bottom-left", "bottom-right", "top-left", "top-right"):
             raise KzlabelError(f"unknown corner {corner!r} for the PDF stamp")
-        from pypdf.errors import LimitReachedError  # lazy: pypdf loads with the first PDF
 
         try:
             self._stamp_pages(doc, _stamp_lines(label), corner, opts.pages)
-        except LimitReachedError as exc:
+        except _pypdf().errors.LimitReachedError as exc:
             raise LimitExceeded(f"a page is over pypdf's decompression limits: {exc}", format="pdf") from None
+        except _errors() as exc:
+            raise CorruptInput(f"a page cannot be stamped: {exc or type(exc).__name__}", format="pdf") from exc
 
     def _stamp_pages(self, doc: PdfDoc, lines: tuple[str, ...], corner: str, pages: str) -> None:
         from pypdf import PdfReader, Transformation  # lazy: pypdf loads with the first PDF
@@ -238,8 +251,7 @@ class Pdf(Handler[PdfDoc]):
 
     def _update(self, data: bytes, xmp: Mapping[tuple[str, str], str], replace: tuple[tuple[str, str], ...],
                 info: Mapping[str, str]) -> bytes:
-        from pypdf.errors import PyPdfError  # lazy: pypdf loads with the first PDF
-        from pypdf.generic import NameObject, StreamObject, TextStringObject
+        from pypdf.generic import NameObject, StreamObject, TextStringObject  # loaded by _open below
 
         password = _password.get()
         reader = _open(data, "<pdf>", password, Limits())
@@ -249,7 +261,7 @@ class Pdf(Handler[PdfDoc]):
         if current is not None:
             try:
                 old = current.get_object().get_data()
-            except (PyPdfError, ValueError, KeyError, TypeError, AttributeError):
+            except _errors():
                 old = None
         packet = merge_xmp(old, xmp, replace)
         stream = StreamObject()
@@ -261,17 +273,20 @@ class Pdf(Handler[PdfDoc]):
         return _write(writer, password)
 
     def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
-        from pypdf.errors import PyPdfError  # lazy: pypdf loads with the first PDF
-
         reader = _open(inp.data, inp.source, inp.password, limits)
-        meta = reader.metadata or {}
+        try:
+            meta = reader.metadata or {}
+            root = reader.trailer["/Root"]
+            scripted = "/OpenAction" in root or "/JavaScript" in (root.get("/Names") or {})
+        except _errors() as exc:
+            raise CorruptInput(f"unreadable PDF catalogue: {exc}", source=inp.source, format=self.id) from exc
         tokens: list[tuple[str, str]] = []
         info_token = meta.get("/KZLabel")
         if isinstance(info_token, str):
             tokens.append(("PDF Info /KZLabel", info_token))
         try:
             packet = reader.xmp_metadata.stream.get_data() if reader.xmp_metadata else None
-        except (PyPdfError, ValueError, KeyError, TypeError, AttributeError):
+        except _errors():
             packet = None
         values = xmp_values(packet)
         if values.get("kzlabel:Label") and values["kzlabel:Label"] != info_token:
@@ -279,7 +294,7 @@ class Pdf(Handler[PdfDoc]):
         fields: dict[str, Any] = {k: v for k, v in values.items() if k != "kzlabel:Label"}
         if isinstance(meta.get("/AIGC"), str):
             fields["Info:AIGC"] = meta["/AIGC"]
-        if "/OpenAction" in reader.trailer["/Root"] or "/JavaScript" in (reader.trailer["/Root"].get("/Names") or {}):
+        if scripted:
             fields["javascript_present"] = True  # reported; kzlabel never runs it
         first = self._page_text(reader, 0)
         seen = WARNING_SIGN in first and any(t in first for t in _known_texts())
@@ -287,13 +302,9 @@ class Pdf(Handler[PdfDoc]):
 
     @staticmethod
     def _page_text(reader: Any, index: int) -> str:
-        from pypdf.errors import PyPdfError  # lazy: pypdf loads with the first PDF
-
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return _norm(reader.pages[index].extract_text() or "")
-        except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError):
+            return _norm(reader.pages[index].extract_text() or "")
+        except _errors():
             return ""
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:
@@ -309,12 +320,10 @@ class Pdf(Handler[PdfDoc]):
         return LabelMatch(None, True, f"warning present on {len(pages)} page(s)")
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
-        from pypdf.errors import PyPdfError  # lazy: pypdf loads with the first PDF
-
         reader = _open(inp.data, inp.source, inp.password, limits)
         try:
             packet = reader.xmp_metadata.stream.get_data() if reader.xmp_metadata else None
-        except (PyPdfError, ValueError, KeyError, TypeError, AttributeError):
+        except _errors():
             packet = None
         values = xmp_values(packet)
         signals = [
@@ -329,8 +338,6 @@ class Pdf(Handler[PdfDoc]):
 
 @lru_cache(maxsize=1)
 def _known_texts() -> tuple[str, ...]:
-    from ..label import NOTICES
-
     return tuple(_norm(t) for kind in NOTICES.values() for t in kind.values())
 
 

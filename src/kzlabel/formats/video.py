@@ -86,6 +86,8 @@ def probe(inp: Input, limits: Limits, fmt_id: str) -> VideoInfo:
                 raise UnsupportedFormat("no video stream in the container", source=inp.source, format=fmt_id)
             v = container.streams.video[0]
             ctx = v.codec_context
+            if ctx is None:  # a truncated moov: the stream is listed but its codec parameters are missing
+                raise CorruptInput("the video stream has no codec parameters", source=inp.source, format=fmt_id)
             width, height = ctx.width, ctx.height
             duration = float(container.duration / 1_000_000) if container.duration else 0.0
             if v.duration and v.time_base:
@@ -112,6 +114,9 @@ def probe(inp: Input, limits: Limits, fmt_id: str) -> VideoInfo:
         raise CorruptInput(f"unreadable video: {exc}", source=inp.source, format=fmt_id) from None
     if not info.width or not info.height:
         raise CorruptInput("video has no frame size", source=inp.source, format=fmt_id)
+    if info.width % 2 or info.height % 2:  # 4:2:0 frames, which the visible and watermark layers work on
+        raise UnsupportedFormat(f"{info.width}×{info.height} frames: odd frame sizes are not supported",
+                                source=inp.source, format=fmt_id)
     if info.width * info.height > min(limits.max_pixels, 8192 * 4352):
         raise LimitExceeded(f"{info.width}×{info.height} frames are over the limit", source=inp.source, format=fmt_id)
     if info.duration > limits.max_duration_s:

@@ -102,6 +102,7 @@ class ImageHandler(Handler[ImageDoc]):
     layers = frozenset(LAYERS)
     pil: ClassVar[str] = ""  # Pillow's format name, to save with
     save_errors: ClassVar[tuple[type[Exception], ...]] = (OSError, ValueError)  # what the encoder raises on bad input
+    decode_errors: ClassVar[tuple[type[Exception], ...]] = _DECODE_ERRORS  # what the decoder raises on damaged data
 
     # --- what each format supplies ------------------------------------------------------------------------------
     def image_file(self, fp: IO[bytes]) -> ImageFile.ImageFile:
@@ -162,8 +163,8 @@ class ImageHandler(Handler[ImageDoc]):
             raise
         except Image.DecompressionBombError as exc:
             raise LimitExceeded(f"decompression bomb refused: {exc}", source=src, format=fmt) from None
-        except _HEADER_ERRORS as exc:
-            raise CorruptInput(f"unreadable image: {exc}", source=src, format=fmt) from None
+        except (*_HEADER_ERRORS, *self.decode_errors) as exc:
+            raise CorruptInput(f"unreadable image: {exc}", source=src, format=fmt) from exc
         w, h = im.size
         if w * h > limits.max_pixels:
             raise LimitExceeded(f"{w}×{h} is over the {limits.max_pixels}-pixel limit", source=src, format=fmt)
@@ -176,8 +177,8 @@ class ImageHandler(Handler[ImageDoc]):
             im.load()
         except Image.DecompressionBombError as exc:
             raise LimitExceeded(f"decompression bomb refused: {exc}", source=src, format=fmt) from None
-        except _DECODE_ERRORS as exc:
-            raise CorruptInput(f"unreadable image: {exc}", source=src, format=fmt) from None
+        except self.decode_errors as exc:
+            raise CorruptInput(f"unreadable image: {exc}", source=src, format=fmt) from exc
         return im
 
     # --- mark ---------------------------------------------------------------------------------------------------

@@ -46,7 +46,9 @@ class _HeifFamily(ImageHandler):
     """AVIF and HEIF: lossy re-encode at HEIF_FAMILY_QUALITY with the source's chroma subsampling."""
 
     brands: ClassVar[tuple[bytes, ...]] = ()
+    # libavif / libheif report a damaged bitstream as RuntimeError ("Decoding of color planes failed")
     save_errors = (OSError, ValueError, RuntimeError)
+    decode_errors = (*ImageHandler.decode_errors, RuntimeError)
 
     def score(self, header: bytes, name: str | None) -> int:
         found = bmff.brands(header)
