@@ -233,7 +233,10 @@ def encode_blocks(info: AudioInfo, blocks: Iterable[np.ndarray], fmt_id: str, de
     av = need_av("audio")
     container_fmt, codec, settings = _encoder(info, fmt_id)
     try:
-        with av.open(str(dest), "w", format=container_fmt) as out:
+        # Ogg draws a random stream serial number unless bitexact is set: the same input marked twice (or as a path,
+        # bytes and a file object) gave different bytes
+        options = {"fflags": "+bitexact"} if container_fmt == "ogg" else {}
+        with av.open(str(dest), "w", format=container_fmt, options=options) as out:
             rate = info.rate
             if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
                 rate = 48000

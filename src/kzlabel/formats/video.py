@@ -41,6 +41,14 @@ TAG_LABEL = "kzlabel"
 TAG_SOURCE = "DigitalSourceType"
 _ENCODERS = {"h264": "libx264", "hevc": "libx265", "vp9": "libvpx-vp9", "vp8": "libvpx", "av1": "libsvtav1"}
 _FALLBACK = {"mp4": "libx264", "mov": "libx264", "matroska": "libx264", "webm": "libvpx-vp9"}
+# Muxer options per output container. Matroska/WebM draw random segment and track UIDs unless bitexact is set, so
+# marking the same input twice (or as a path, bytes and a file object) gave different bytes; MP4/MOV write none.
+_MUX_OPTIONS: dict[str, dict[str, str]] = {
+    "mp4": {"movflags": "use_metadata_tags+faststart"},
+    "mov": {"movflags": "use_metadata_tags+faststart"},
+    "matroska": {"fflags": "+bitexact"},
+    "webm": {"fflags": "+bitexact"},
+}
 
 
 
@@ -172,7 +180,7 @@ def transcode(
                 fmt = _out_format(inp)
                 vin = inp.streams.video[0]
                 vin.thread_type = "AUTO"
-                options = {"movflags": "use_metadata_tags+faststart"} if fmt in ("mp4", "mov") else {}
+                options = dict(_MUX_OPTIONS.get(fmt, {}))
                 with av.open(tmp, "w", format=fmt, options=options) as out:
                     out.metadata.update(dict(inp.metadata) | dict(metadata or {}))
                     encoder = _encoder_for(info, fmt)
@@ -234,7 +242,7 @@ def remux_with_tags(data: bytes, tags: Mapping[str, str]) -> bytes:
         with temp_output(".kzvideo") as tmp:
             with av.open(io.BytesIO(data), metadata_errors="ignore") as inp:
                 fmt = _out_format(inp)
-                options = {"movflags": "use_metadata_tags+faststart"} if fmt in ("mp4", "mov") else {}
+                options = dict(_MUX_OPTIONS.get(fmt, {}))
                 with av.open(tmp, "w", format=fmt, options=options) as out:
                     out.metadata.update(dict(inp.metadata) | dict(tags))
                     streams = {s.index: out.add_stream_from_template(s) for s in inp.streams if s.type in ("video", "audio")}
