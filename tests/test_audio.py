@@ -149,7 +149,7 @@ def _all_tags(info: dict) -> dict[str, str]:
     return tags
 
 
-@pytest.mark.parametrize("kind", list(SOURCES))
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=() if k == "wav16" else pytest.mark.slow) for k in SOURCES])
 def test_audio_container_end_to_end(kind: str, tmp_path: Path, signer, keydir: Path) -> None:
     src = _make(tmp_path, kind)
     before = src.read_bytes()
@@ -176,6 +176,7 @@ def test_audio_container_end_to_end(kind: str, tmp_path: Path, signer, keydir: P
         assert "ContentProducer" in exif and "trainedAlgorithmicMedia" in exif
 
 
+@pytest.mark.slow
 def test_audio_stripped_after_metadata_removal(tmp_path: Path, signer, keydir: Path) -> None:
     src = _make(tmp_path, "mp3")
     dst = tmp_path / "out.mp3"
@@ -186,6 +187,7 @@ def test_audio_stripped_after_metadata_removal(tmp_path: Path, signer, keydir: P
     assert report.verdict == kzlabel.Verdict.STRIPPED, str(report)
 
 
+@pytest.mark.slow
 def test_audio_warning_cut_is_reported(tmp_path: Path, signer, keydir: Path) -> None:
     src = _make(tmp_path, "flac")
     dst = tmp_path / "out.flac"
@@ -208,6 +210,7 @@ def test_spoken_notice_clips_ship_for_every_built_in_notice() -> None:
         assert spoken.detect(x, 16000, ("kk", "ru", "en"), kzlabel.IPTC_TRAINED) < 0.2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("notice", ["speech", "both"])
 def test_spoken_notice_inserted_and_verified_after_reencoding(notice: str, tmp_path: Path, signer, keydir: Path) -> None:
     src = _make(tmp_path, "mp3", seconds=14.0)
@@ -232,6 +235,7 @@ def test_spoken_notice_inserted_and_verified_after_reencoding(notice: str, tmp_p
     assert lab.verify(cut).verdict == kzlabel.Verdict.MACHINE_READABLE_ONLY
 
 
+@pytest.mark.slow
 def test_audio_training_optout_read_back(tmp_path: Path, signer) -> None:
     src = _make(tmp_path, "m4a")
     dst = tmp_path / "out.m4a"
@@ -261,6 +265,7 @@ def test_audio_bad_input(tmp_path: Path, signer) -> None:
         kzlabel.verify(b"\x00\x01\x02" * 100, name="x.flac")
 
 
+@pytest.mark.slow
 def test_audio_low_rate_mono_and_many_channels(tmp_path: Path, signer) -> None:
     low = _make(tmp_path, "wav16", seconds=6, channels=1, rate=8000)
     res = kzlabel.mark(low, tmp_path / "low.wav", signer=signer, system="Gen", owner="O")
@@ -301,6 +306,7 @@ def _mark_peak(src: Path, dst: Path, signer) -> tuple[int, str]:
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_audio_long_file_streams_in_bounded_memory(tmp_path: Path, signer, keydir: Path) -> None:
     """Marking streams in blocks: peak memory does not grow with the length (holding the decoded file would add at
     least one float32 copy of it), the grid continues across block edges and the end tone is found by one seek."""
@@ -342,6 +348,7 @@ def _traced_peak(fn) -> tuple[int, object]:
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_audio_long_wav_marked_and_verified_in_bounded_memory(tmp_path: Path, signer, keydir: Path) -> None:
     """The whole mark (all four layers: the encoded output, its tags and the C2PA signing) and verify hold no copy of
     the file: 3 more minutes of 16 kHz WAV (5.8 MB of output) add well under half of that to the peak. Holding the
@@ -364,6 +371,7 @@ def test_audio_long_wav_marked_and_verified_in_bounded_memory(tmp_path: Path, si
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no spooled temp file left behind
 
 
+@pytest.mark.slow
 def test_c2pa_skipped_over_the_size_limit_and_not_read_in_verify(tmp_path: Path, signer, keydir: Path) -> None:
     """The C2PA library holds the whole file in memory: over Limits.max_c2pa_bytes the manifest is skipped with the
     reason (the other layers still label the file) and verify reports it unchecked instead of loading the file."""
@@ -448,6 +456,7 @@ def test_audio_zero_samples_and_sniffed_garbage_refused(tmp_path: Path, signer) 
             kzlabel.verify(src)
 
 
+@pytest.mark.slow
 def test_audio_truncated_mp3_marks_what_decodes(tmp_path: Path, signer, keydir: Path) -> None:
     """An MP3 cut mid-frame (an interrupted download) is labelled: the decodable part, every layer."""
     mp3 = _make(tmp_path, "mp3").read_bytes()
@@ -461,6 +470,7 @@ def test_audio_truncated_mp3_marks_what_decodes(tmp_path: Path, signer, keydir: 
     assert 12 * 2 / 3 - 0.5 < seconds - audible.tone_seconds() < 12 * 2 / 3 + 0.5
 
 
+@pytest.mark.slow
 def test_audio_8khz_mono_and_7_1_keep_their_shape(tmp_path: Path, signer, keydir: Path) -> None:
     """Telephone-band mono and 7.1 surround keep rate, channels and layout; 8 kHz is too narrow for the watermark
     (reported as skipped, not claimed), 7.1 carries it."""

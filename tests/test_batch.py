@@ -312,6 +312,7 @@ def _journal_rows(path: Path) -> dict[str, tuple[str, str | None]]:
         return {p: (s, h) for p, s, h in db.execute("SELECT path, status, sha256 FROM members WHERE status != 'dir'")}
 
 
+@pytest.mark.slow
 def test_resume_after_crash_archive(tmp_path: Path, keydir: Path) -> None:
     src = tmp_path / "src"
     _make_tree(src)
@@ -374,6 +375,7 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc to look for orphans")
 def test_resume_after_sigkill_folder(tmp_path: Path, keydir: Path) -> None:
     src = tmp_path / "src"
@@ -553,6 +555,7 @@ def test_dask_local_matches_pool(tmp_path: Path, keydir: Path) -> None:
         assert zf.read("data/blob.bin") == _files()["data/blob.bin"]
 
 
+@pytest.mark.slow
 def test_dask_resumes_from_the_journal(tmp_path: Path, keydir: Path) -> None:
     src, dst = tmp_path / "src", tmp_path / "out"
     _make_tree(src)

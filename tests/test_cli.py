@@ -12,8 +12,14 @@ from pathlib import Path
 import pytest
 
 from kzlabel.cli import main
+from kzlabel.formats import detect
+from kzlabel.io import Input
 
 SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "samples"
+# marking audio and video (PyAV decode + re-encode) takes about a second per sample: those are in the slow set
+MEDIA = ("audio/", "video/")
+BY_COST = [pytest.param(p.name, marks=pytest.mark.slow if detect(Input(path=p)).mime.startswith(MEDIA) else ())
+           for p in sorted(SAMPLES.iterdir())]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -43,7 +49,7 @@ def test_keygen_writes_private_key_0600_and_never_prints_it(tmp_path):
     assert again.returncode == 2 and "exist" in again.stderr.lower()
 
 
-@pytest.mark.parametrize("sample", sorted(p.name for p in SAMPLES.iterdir()))
+@pytest.mark.parametrize("sample", BY_COST)
 def test_mark_then_verify_sample(cli_keys, tmp_path, sample, capsys):
     dst = tmp_path / sample
     code = main(["mark", str(SAMPLES / sample), "-o", str(dst), "--key", str(cli_keys), "--system", "Gen",

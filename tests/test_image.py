@@ -342,6 +342,7 @@ def c2pa_reader_state(data: bytes, mime: str) -> tuple[str, list[str]]:
 HEIF_CASES = [("avif", ".avif", "image/avif"), ("heif", ".heic", "image/heic")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt,suffix,mime", HEIF_CASES, ids=[c[0] for c in HEIF_CASES])
 def test_avif_heif_round_trip_all_layers_with_independent_readers(lab, tmp_path, fmt, suffix, mime):
     src = encode(natural(), "AVIF", quality=80) if fmt == "avif" else heic(natural(), quality=80)
@@ -388,6 +389,7 @@ def test_heif_family_xmp_item_added_then_replaced_without_touching_the_image(tmp
     assert tags["XMP-dc:Title"] == "Second" and tags["IFD0:Make"] == "Cam"
 
 
+@pytest.mark.slow
 def test_avif_keeps_alpha_subsampling_and_merges_xmp_on_remark(lab, tmp_path):
     from kzlabel.containers.bmff import av1_subsampling
 
@@ -411,6 +413,7 @@ def test_avif_grey_and_422_keep_mode_and_subsampling(lab, mode, sub):
     assert lab.verify(data, name="x.avif").verdict == Verdict.COMPLIANT
 
 
+@pytest.mark.slow
 def test_heif_is_read_only_without_pillow_heif(lab, tmp_path, monkeypatch):
     import kzlabel.formats.image.heif as image_mod
 

@@ -49,7 +49,8 @@ def lab(signer, trust):
     return Labeler(signer, owner="ТОО Бейне", system="VidGen", system_version="2", trust=trust)
 
 
-@pytest.mark.parametrize("kind,fmt", [("mp4", "mp4"), ("mov", "mov"), ("mkv", "mkv"), ("webm", "webm")])
+@pytest.mark.parametrize("kind,fmt", [("mp4", "mp4"), *(pytest.param(k, k, marks=pytest.mark.slow)
+                                                         for k in ("mov", "mkv", "webm"))])
 def test_container_tags_and_manifest(lab, clips, tmp_path, kind, fmt):
     dst = tmp_path / clips[kind].name
     result = lab.mark(clips[kind], dst)
@@ -73,6 +74,7 @@ def test_exiftool_reads_mp4_keys(lab, clips, tmp_path):
     assert json.loads(tags["Keys:AIGC"])["Label"] == "1"
 
 
+@pytest.mark.slow
 def test_metadata_stripped_by_reencode_is_unlabelled_without_watermark(lab, clips, tmp_path):
     dst = tmp_path / "x.mp4"
     lab.mark(clips["mp4"], dst, )
@@ -108,6 +110,7 @@ def test_bad_video_inputs(lab, clips, tmp_path):
         lab.verify(b"\x1a\x45\xdf\xa3" + b"\x00" * 40 + b"webm" + b"\x00" * 100, name="x.webm")
 
 
+@pytest.mark.slow
 def test_watermark_survives_crf28_480p_crop_and_excerpt(signer, trust, tmp_path):
     from kzlabel import Registry
 
@@ -155,6 +158,7 @@ def moving(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_burned_in_warning_opening_then_persistent(signer, trust, moving, tmp_path):
     lab = Labeler(signer, owner="O", system="S", trust=trust, layers=["visible", "metadata"])
     dst = tmp_path / "w.mp4"
@@ -177,6 +181,7 @@ def test_burned_in_warning_opening_then_persistent(signer, trust, moving, tmp_pa
     assert report.verdict == Verdict.COMPLIANT
 
 
+@pytest.mark.slow
 def test_covered_video_warning_is_reported_missing(signer, trust, moving, tmp_path):
     lab = Labeler(signer, owner="O", system="S", trust=trust, layers=["visible", "metadata"], video_warning="opening")
     dst = tmp_path / "w.mkv"
@@ -194,6 +199,7 @@ def test_covered_video_warning_is_reported_missing(signer, trust, moving, tmp_pa
     assert lab.verify(rescaled).layer("visible").status.value == "found"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("angle", [90, 270])
 def test_warning_is_upright_on_rotated_video(signer, trust, moving, tmp_path, angle):
     rotated = tmp_path / "rot.mp4"
@@ -228,6 +234,7 @@ def test_variable_frame_rate_keeps_every_timestamp(lab, tmp_path):
     assert lab.verify(dst).verdict == Verdict.COMPLIANT
 
 
+@pytest.mark.slow
 def test_4k_frames_are_marked_with_geometry_kept(signer, trust, tmp_path):
     src = tmp_path / "uhd.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=3840x2160:rate=25", "-frames:v", "3", "-c:v", "libx264", "-preset",
@@ -242,6 +249,7 @@ def test_4k_frames_are_marked_with_geometry_kept(signer, trust, tmp_path):
     assert report.verdict == Verdict.COMPLIANT and report.layer("watermark").status.value == "found"
 
 
+@pytest.mark.slow
 def test_training_optout_in_container_tags_and_c2pa(signer, clips, tmp_path):
     from kzlabel.label import Training
     from kzlabel.rights.actions import training_allowed, write_optout
@@ -316,6 +324,7 @@ def _audio_packets(path: Path) -> list[bytes]:
 CONTENT_ID = "368212e8fd9d3e88"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(SOUND))
 def test_soundtrack_toned_and_watermarked_on_request(signer, trust, scored, tmp_path, kind):
     lab = Labeler(signer, owner="O", system="S", trust=trust, position="start")
@@ -348,6 +357,7 @@ def test_soundtrack_copied_untouched_by_default(lab, scored, tmp_path):
     assert report.layer("visible:audio").status.value == "absent"
 
 
+@pytest.mark.slow
 def test_soundtrack_streamed_in_blocks_with_tone_at_the_end(signer, trust, scored, tmp_path, monkeypatch):
     from kzlabel.formats import video
 

@@ -98,6 +98,7 @@ def test_exports():
     assert isinstance(DEFAULT_KEY, bytes) and len(DEFAULT_KEY) >= 16
 
 
+@pytest.mark.slow
 def test_round_trip_and_psnr(marked):
     for orig, m, p in marked:
         assert m.shape == orig.shape and m.dtype == np.uint8
@@ -108,6 +109,7 @@ def test_round_trip_and_psnr(marked):
         assert r.bits is not None and r.bits.shape == (188,)
 
 
+@pytest.mark.slow
 def test_flat_area_is_barely_touched(marked):
     orig, m, _ = marked[0]
     h = orig.shape[0] // 5
@@ -116,6 +118,7 @@ def test_flat_area_is_barely_touched(marked):
     assert d.max() <= 3 and np.mean(d >= 2) < 0.01 and np.sqrt(np.mean(d.astype(float) ** 2)) < 0.6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_attacks(marked, attack):
     for _, m, p in marked:
@@ -124,6 +127,7 @@ def test_attacks(marked, attack):
         assert r.payload == p
 
 
+@pytest.mark.slow
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload=st.binary(min_size=8, max_size=8), key=st.one_of(st.none(), st.binary(min_size=1, max_size=40)))
 def test_round_trip_random_payload_and_key(images, payload, key):
@@ -132,6 +136,7 @@ def test_round_trip_random_payload_and_key(images, payload, key):
     assert r.found and r.payload == payload
 
 
+@pytest.mark.slow
 def test_wrong_key_and_unmarked_not_found(images, marked):
     _, m, _ = marked[0]
     rng = np.random.default_rng(3)
@@ -143,6 +148,7 @@ def test_wrong_key_and_unmarked_not_found(images, marked):
     assert detect_image(m2, key=b"private").payload == b"12345678"
 
 
+@pytest.mark.slow
 def test_false_positives_unmarked(images):
     """A few hundred cheap H0 trials (the benchmark runs >= 10,000): unmarked images, crops, random keys."""
     rng = np.random.default_rng(11)
@@ -158,6 +164,7 @@ def test_false_positives_unmarked(images):
     assert min(ps) > 1e-6
 
 
+@pytest.mark.slow
 def test_grey_and_rgba(images):
     rgb = images[0]
     grey = np.asarray(Image.fromarray(rgb).convert("L"))
@@ -171,6 +178,7 @@ def test_grey_and_rgba(images):
     assert detect_image(ma).payload == b"rgbargba"
 
 
+@pytest.mark.slow
 def test_input_not_modified(images):
     a = images[2].copy()
     embed_image(a, b"\x00" * 8)
@@ -201,6 +209,7 @@ def test_huge_refused_without_allocating():
         detect_image(huge)
 
 
+@pytest.mark.slow
 def test_cost_is_bounded_on_large_images():
     """Work happens on a fixed canvas: a 4 Mpx image costs ~linear pixel passes, not more canvas work."""
     big = natural_like(1500, 2600, 5)
@@ -241,6 +250,7 @@ def test_canvas_is_a_box_average_in_strips(monkeypatch):
     assert np.allclose(wimage._canvas(grey[:4, :4], size), np.kron(grey[:4, :4], np.ones((2, 2))))
 
 
+@pytest.mark.slow
 def test_banded_embedding_matches_whole_image(images, monkeypatch):
     """Images over the band size are marked band by band with the same bilinear map (bounded temporary memory)."""
     im = images[1]
