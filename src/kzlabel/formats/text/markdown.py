@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import yaml
-
 from ...errors import CorruptInput
 from ...io import Input, Limits
 from ...label import Label, Training, TrainingSignal
@@ -113,6 +111,8 @@ class Markdown(TextHandler):
         fm = _front_matter(text)
         if fm is None:
             return {}
+        import yaml  # heavy-ish (~20 ms): loaded by the first front matter, not by every kzlabel command
+
         try:
             data = yaml.safe_load(text[fm[0] : fm[1]])
         except yaml.YAMLError as exc:
