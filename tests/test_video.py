@@ -359,12 +359,12 @@ def test_soundtrack_copied_untouched_by_default(lab, scored, tmp_path):
 
 @pytest.mark.slow
 def test_soundtrack_streamed_in_blocks_with_tone_at_the_end(signer, trust, scored, tmp_path, monkeypatch):
-    from kzlabel.formats import video
+    from kzlabel.formats.video import soundtrack
 
-    monkeypatch.setattr(video, "AUDIO_BLOCK_TILES", 1)  # 3.072-s blocks: two in a 6-s clip
+    monkeypatch.setattr(soundtrack, "AUDIO_BLOCK_TILES", 1)  # 3.072-s blocks: two in a 6-s clip
     blocks: list[int] = []
-    process = video._Soundtrack._process
-    monkeypatch.setattr(video._Soundtrack, "_process", lambda self, b, last: blocks.append(len(b)) or process(self, b, last=last))
+    process = soundtrack.Soundtrack._process
+    monkeypatch.setattr(soundtrack.Soundtrack, "_process", lambda self, b, last: blocks.append(len(b)) or process(self, b, last=last))
     lab = Labeler(signer, owner="O", system="S", trust=trust, position="top-right,end")
     dst = tmp_path / "out.webm"
     result = lab.mark(scored["webm"], dst, label=lab.new_label().replace(content_id=CONTENT_ID))
