@@ -7,6 +7,7 @@ JPEG or a text file never loads it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
@@ -22,14 +23,27 @@ from .errors import MissingDependency
 from .io import Input
 
 __all__ = [
-    "av_errors", "block_samples", "layout_name", "mux_samples", "need_av", "read_audio", "source", "temp_output",
+    "av_errors",
+    "block_samples",
+    "layout_name",
+    "mux_samples",
+    "need_av",
+    "read_audio",
+    "source",
+    "temp_output",
 ]
 
 # the Python errors PyAV's wrappers let through on damaged or unexpected media
 # AssertionError: PyAV's frame conversions assert on frames that do not fit the target format (an odd-height frame
 # read as yuv420p), which a damaged stream can produce
 _PYTHON_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, OSError, EOFError, IndexError, KeyError, TypeError, AssertionError,
+    ValueError,
+    OSError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    AssertionError,
 )
 
 
@@ -71,10 +85,8 @@ def temp_output(suffix: str) -> Iterator[str]:
     try:
         yield tmp
     finally:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
 
 
 # --------------------------------------------------------------------------------------------------- audio samples
@@ -139,7 +151,7 @@ def read_audio(src: Any, seconds: float, *, from_end: bool = False) -> tuple[np.
 
 
 def mux_samples(out: Any, stream: Any, samples: np.ndarray, layout: str, rate: int, pts: int) -> int:
-    """Encode float32 (n, channels) samples starting at ``pts`` (in 1/rate) and mux the packets; returns the next pts."""
+    """Encode float32 (n, channels) samples from ``pts`` (in 1/rate) and mux the packets; returns the next pts."""
     av = need_av("audio")
     for start in range(0, len(samples), ENCODE_BLOCK):
         chunk = np.ascontiguousarray(samples[start : start + ENCODE_BLOCK], dtype=np.float32)

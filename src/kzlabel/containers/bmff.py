@@ -239,12 +239,16 @@ def put_xmp(data: bytes, packet: bytes) -> bytes:
         children = _add_xmp_item(children, xmp_id, meta.primary)
     payloads[xmp_id] = packet
     locations.append(Location(xmp_id, 0, [(len(data), len(packet))]))  # sorts after the existing data
-    order = [loc.item for loc in sorted(locations, key=lambda loc: loc.extents[0][0] if loc.extents else 0)
-             if loc.method == 0]
+    order = [
+        loc.item
+        for loc in sorted(locations, key=lambda loc: loc.extents[0][0] if loc.extents else 0)
+        if loc.method == 0
+    ]
     wide = len(data) + len(packet) > 0xFFFFFFFF
     # version 1 carries the construction method (idat items); version 2 also 32-bit item ids and counts
-    version = max(meta.iloc_version, 1 if any(loc.method for loc in locations) else 0,
-                  2 if len(locations) > 0xFFFF else 0)
+    version = max(
+        meta.iloc_version, 1 if any(loc.method for loc in locations) else 0, 2 if len(locations) > 0xFFFF else 0
+    )
     full_box_head = data[meta.meta.body : meta.meta.body + 4]
 
     def rebuilt_meta(offsets: dict[int, int]) -> bytes:
@@ -289,8 +293,9 @@ def _add_xmp_item(children: list[tuple[bytes, bytes]], item: int, primary: int |
     return out
 
 
-def _iloc(version: int, locations: list[Location], offsets: dict[int, int], payloads: dict[int, bytes],
-          size: int) -> bytes:
+def _iloc(
+    version: int, locations: list[Location], offsets: dict[int, int], payloads: dict[int, bytes], size: int
+) -> bytes:
     """An iloc box: one extent per file-stored item at its new offset; idat items keep their extents."""
     id_fmt = ">H" if version < 2 else ">I"
     out = bytearray([version, 0, 0, 0, (size << 4) | size, 0]) + struct.pack(id_fmt, len(locations))

@@ -103,8 +103,12 @@ def detect(inp: Input) -> Handler:
             best, best_score = h, s
     if best is None:
         raise UnsupportedFormat(f"unsupported format: {describe_content(header)}", source=inp.source)
-    if not inp.header and inp.suffix and best.is_text:
-        # Empty content is valid text, but an empty "photo.png" is a broken PNG, not an empty text file.
-        if not any(inp.suffix in h.extensions for h in handlers() if h.is_text):
-            raise CorruptInput(f"empty file (its name says {inp.suffix})", source=inp.source)
+    # Empty content is valid text, but an empty "photo.png" is a broken PNG, not an empty text file.
+    if (
+        not inp.header
+        and inp.suffix
+        and best.is_text
+        and not any(inp.suffix in h.extensions for h in handlers() if h.is_text)
+    ):
+        raise CorruptInput(f"empty file (its name says {inp.suffix})", source=inp.source)
     return best

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CorruptInput, KzlabelError, LimitExceeded, MissingDependency
+from ..io import Input, Limits
 from ..label import NOTICES, Label, TrainingSignal
 from ..layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_xmp, training_values, xmp_values
-from ..io import Input, Limits
 from ..rights.vocab import signal_from_plus, signal_from_tdmrep
 from . import register
 from .base import Findings, Handler, LabelMatch, MarkOptions, rewrite
@@ -37,6 +37,7 @@ _FONT_NAME = "KZLabelSans"
 _font_lock = threading.Lock()
 # The password of the PDF being marked, set by load() for the later steps of the same mark() call (per thread/task).
 _password: ContextVar[str | None] = ContextVar("kzlabel_pdf_password", default=None)
+
 
 # --- the stamp -----------------------------------------------------------------------------------------------------
 def _font_path() -> Path:
@@ -130,8 +131,17 @@ def _errors() -> tuple[type[BaseException], ...]:
     """What pypdf raises on a damaged or unusual file: its own errors, and the Python errors its parsers let through
     (NotImplementedError for an unsupported filter or encoding, RecursionError for cyclic objects)."""
     errors = _pypdf().errors
-    return (errors.PdfReadError, errors.PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-            RecursionError, NotImplementedError)
+    return (
+        errors.PdfReadError,
+        errors.PyPdfError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        RecursionError,
+        NotImplementedError,
+    )
 
 
 def _open(data: bytes, source: str, password: str | None, limits: Limits) -> Any:
@@ -249,8 +259,13 @@ class Pdf(Handler[PdfDoc]):
         info = {"/AIGC": label.aigc_json(token), "/KZLabel": token}
         rewrite(out, lambda data: self._update(data, label_values(label, token), LABEL_PROPS, info))
 
-    def _update(self, data: bytes, xmp: Mapping[tuple[str, str], str], replace: tuple[tuple[str, str], ...],
-                info: Mapping[str, str]) -> bytes:
+    def _update(
+        self,
+        data: bytes,
+        xmp: Mapping[tuple[str, str], str],
+        replace: tuple[tuple[str, str], ...],
+        info: Mapping[str, str],
+    ) -> bytes:
         from pypdf.generic import NameObject, StreamObject, TextStringObject  # loaded by _open below
 
         password = _password.get()
@@ -314,7 +329,11 @@ class Pdf(Handler[PdfDoc]):
         if warning.get("kind") != "pdf-stamp" or not pages:
             return LabelMatch(None, findings.warning_found, "no stamp recorded")
         wanted = [_norm(line) for line in _stamp_lines(label)]
-        missing = [p + 1 for p in pages[:50] if p >= len(reader.pages) or not all(w in self._page_text(reader, p) for w in wanted)]
+        missing = [
+            p + 1
+            for p in pages[:50]
+            if p >= len(reader.pages) or not all(w in self._page_text(reader, p) for w in wanted)
+        ]
         if missing:
             return LabelMatch(None, False, f"warning missing on page(s) {', '.join(map(str, missing[:10]))}")
         return LabelMatch(None, True, f"warning present on {len(pages)} page(s)")

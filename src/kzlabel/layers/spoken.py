@@ -65,7 +65,9 @@ def _sequence(languages: tuple[str, ...], source_type: str) -> np.ndarray:
         if x is not None:
             parts += [x, np.zeros(int(GAP_S * _CLIP_RATE), np.float32)]
     if not parts:
-        raise CapacityError(f"no spoken notice ships for {', '.join(languages) or 'no language'} (built in: kk, ru, en)")
+        raise CapacityError(
+            f"no spoken notice ships for {', '.join(languages) or 'no language'} (built in: kk, ru, en)"
+        )
     seq = np.concatenate(parts[:-1])
     seq = seq / (np.abs(seq).max() + 1e-12)
     seq.setflags(write=False)
@@ -136,15 +138,21 @@ def locate(samples: np.ndarray, rate: int, languages: tuple[str, ...], source_ty
     langs = available(languages, source_type)
     if not langs or rate <= 0:
         return 0.0, 0.0
-    return _locate8(_opening(samples, rate, len(_sequence(langs, source_type)) / _CLIP_RATE + _SEARCH_S), langs, source_type)
+    return _locate8(
+        _opening(samples, rate, len(_sequence(langs, source_type)) / _CLIP_RATE + _SEARCH_S), langs, source_type
+    )
 
 
-def find(samples: np.ndarray, rate: int, languages: tuple[str, ...], source_types: tuple[str, ...]) -> tuple[tuple[str, ...], float]:
+def find(
+    samples: np.ndarray, rate: int, languages: tuple[str, ...], source_types: tuple[str, ...]
+) -> tuple[tuple[str, ...], float]:
     """Without a label to say which notice to expect: the languages heard one after another from the start (any
     of ``languages``, any of ``source_types``' wordings) and where the last one ends, in seconds (``(), 0.0``: none).
     The opening is put on the detection grid once; each language is then one FFT correlation."""
-    longest = max((sum(len(_sequence((lang,), st)) for lang in available(languages, st)) for st in source_types), default=0)
-    longest /= _CLIP_RATE
+    samples_max = max(
+        (sum(len(_sequence((lang,), st)) for lang in available(languages, st)) for st in source_types), default=0
+    )
+    longest = samples_max / _CLIP_RATE
     x = _opening(samples, rate, longest + _SEARCH_S * (len(languages) + 1))
     best: tuple[tuple[str, ...], float] = ((), 0.0)
     for source_type in source_types:
@@ -152,8 +160,8 @@ def find(samples: np.ndarray, rate: int, languages: tuple[str, ...], source_type
         pos = 0.0
         while True:
             rest = x[int(pos * _RATE) :]
-            hits = [(_locate8(rest, (lang,), source_type), lang) for lang in languages if lang not in heard]
-            hits = [(end, lang) for (score, end), lang in hits if score >= THRESHOLD]
+            located = [(_locate8(rest, (lang,), source_type), lang) for lang in languages if lang not in heard]
+            hits = [(end, lang) for (score, end), lang in located if score >= THRESHOLD]
             if not hits:
                 break
             end, lang = min(hits)  # the one that comes first

@@ -44,7 +44,16 @@ _INVERSE_TRANSPOSE = {
     8: Image.Transpose.ROTATE_270,
 }
 # what a Pillow plugin raises on a file it cannot parse: Image.open turns the first four into "cannot identify"
-_HEADER_ERRORS = (SyntaxError, IndexError, TypeError, struct.error, OSError, ValueError, EOFError, zlib.error)
+_HEADER_ERRORS: tuple[type[Exception], ...] = (
+    SyntaxError,
+    IndexError,
+    TypeError,
+    struct.error,
+    OSError,
+    ValueError,
+    EOFError,
+    zlib.error,
+)
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 
 
@@ -163,7 +172,7 @@ class ImageHandler(Handler[ImageDoc]):
             raise
         except Image.DecompressionBombError as exc:
             raise LimitExceeded(f"decompression bomb refused: {exc}", source=src, format=fmt) from None
-        except (*_HEADER_ERRORS, *self.decode_errors) as exc:
+        except _HEADER_ERRORS + self.decode_errors as exc:
             raise CorruptInput(f"unreadable image: {exc}", source=src, format=fmt) from exc
         w, h = im.size
         if w * h > limits.max_pixels:
@@ -172,8 +181,11 @@ class ImageHandler(Handler[ImageDoc]):
             raise CorruptInput("image has no pixels", source=src, format=fmt)
         try:
             if getattr(im, "n_frames", 1) > 1:
-                raise UnsupportedFormat(f"animated {im.format} ({getattr(im, 'n_frames', 1)} frames) is not supported "
-                                        "yet", source=src, format=fmt)
+                raise UnsupportedFormat(
+                    f"animated {im.format} ({getattr(im, 'n_frames', 1)} frames) is not supported yet",
+                    source=src,
+                    format=fmt,
+                )
             im.load()
         except Image.DecompressionBombError as exc:
             raise LimitExceeded(f"decompression bomb refused: {exc}", source=src, format=fmt) from None
@@ -262,8 +274,10 @@ class ImageHandler(Handler[ImageDoc]):
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
         values = xmp_values(self.source_xmp(inp.data))
-        found = [signal_from_plus(values.get("plus:DataMining")),
-                 signal_from_tdmrep(values.get("tdm:reservation"), values.get("tdm:policy"), "XMP tdm:reservation")]
+        found = [
+            signal_from_plus(values.get("plus:DataMining")),
+            signal_from_tdmrep(values.get("tdm:reservation"), values.get("tdm:policy"), "XMP tdm:reservation"),
+        ]
         return [s for s in found if s is not None]
 
     def write_training(self, data: bytes, policy: TrainingPolicy, limits: Limits) -> bytes:

@@ -110,7 +110,10 @@ class Heif(_HeifFamily):
         if not heif_codec_available():
             raise UnsupportedFormat(
                 "HEIF/HEIC is read-only here: verify reads its XMP and C2PA manifest, but marking needs an HEVC "
-                "codec — pip install 'kzlabel[heif]' (pillow-heif)", source=inp.source, format=self.id)
+                "codec — pip install 'kzlabel[heif]' (pillow-heif)",
+                source=inp.source,
+                format=self.id,
+            )
         return super().load(inp, limits)
 
     def save_params(self, doc: ImageDoc, im: Image.Image) -> dict[str, Any]:

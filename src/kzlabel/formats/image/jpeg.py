@@ -21,9 +21,74 @@ __all__ = ["Jpeg", "estimate_jpeg_quality", "jpeg_watermark_strength"]
 
 # IJG's standard luminance quantisation table (JPEG Annex K), in natural (row-major) order as Pillow reports it.
 _IJG_LUMA = np.array(
-    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29,
-     51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92, 49, 64, 78, 87, 103, 121,
-     120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.float64)
+    [
+        16,
+        11,
+        10,
+        16,
+        24,
+        40,
+        51,
+        61,
+        12,
+        12,
+        14,
+        19,
+        26,
+        58,
+        60,
+        55,
+        14,
+        13,
+        16,
+        24,
+        40,
+        57,
+        69,
+        56,
+        14,
+        17,
+        22,
+        29,
+        51,
+        87,
+        80,
+        62,
+        18,
+        22,
+        37,
+        56,
+        68,
+        109,
+        103,
+        77,
+        24,
+        35,
+        55,
+        64,
+        81,
+        104,
+        113,
+        92,
+        49,
+        64,
+        78,
+        87,
+        103,
+        121,
+        120,
+        101,
+        72,
+        92,
+        95,
+        98,
+        112,
+        100,
+        103,
+        99,
+    ],
+    dtype=np.float64,
+)
 
 
 def estimate_jpeg_quality(qtables: Mapping[int, Any]) -> int:
@@ -63,13 +128,19 @@ class Jpeg(ImageHandler):
         return jpeg.put_xmp(data, packet)
 
     def source_info(self, im: Image.Image, data: bytes) -> dict[str, Any]:
-        return {"quality": estimate_jpeg_quality(getattr(im, "quantization", {}) or {}),
-                "subsampling": JpegImagePlugin.get_sampling(im) if im.mode != "CMYK" else 0}
+        return {
+            "quality": estimate_jpeg_quality(getattr(im, "quantization", {}) or {}),
+            "subsampling": JpegImagePlugin.get_sampling(im) if im.mode != "CMYK" else 0,
+        }
 
     def save_params(self, doc: ImageDoc, im: Image.Image) -> dict[str, Any]:
         info = doc.info
-        return {"quality": info["quality"], "subsampling": info["subsampling"], "progressive": "progressive" in info,
-                "dpi": info.get("dpi", (72, 72))}
+        return {
+            "quality": info["quality"],
+            "subsampling": info["subsampling"],
+            "progressive": "progressive" in info,
+            "dpi": info.get("dpi", (72, 72)),
+        }
 
     def watermark_strength(self, doc: ImageDoc) -> float:
         return jpeg_watermark_strength(doc.info["quality"])

@@ -5,8 +5,9 @@ re-encoded with the same codec family, resolution, frame rate, pixel format and 
 untouched, unless the soundtrack is asked for (a tone position in ``MarkOptions.position``, see
 :func:`split_position`): then it is decoded in blocks, gets the "AI" tone and the audio watermark, and is re-encoded
 with the same codec, rate and channels. Memory stays bounded by a few frames and one audio block whatever the
-length. Container tags (``AIGC``, ``kzlabel``, IPTC source type) are written by a second, stream-copy remux once the label is signed: MP4/MOV as ``udta`` keys
-(``movflags use_metadata_tags``) that ffprobe and exiftool read; Matroska/WebM as global tags.
+length. Container tags (``AIGC``, ``kzlabel``, IPTC source type) are written by a second, stream-copy remux once the
+label is signed: MP4/MOV as ``udta`` keys (``movflags use_metadata_tags``) that ffprobe and exiftool read;
+Matroska/WebM as global tags.
 
 Modules: :mod:`.codec` (probing, tags, frame sampling, the per-frame watermark), :mod:`.warning` (the burned-in
 warning), :mod:`.soundtrack` (tone and audio watermark in the soundtrack), :mod:`.transcode` (the frame-by-frame
@@ -19,7 +20,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ...errors import CapacityError
 from ...io import Input, Limits
@@ -57,7 +58,7 @@ class VideoDoc:
 
 
 class _VideoHandler(Handler[VideoDoc]):
-    layers: frozenset[Layer] = frozenset(LAYERS)
+    layers: ClassVar[frozenset[Layer]] = frozenset(LAYERS)
     container: str = ""
 
     def load(self, inp: Input, limits: Limits) -> VideoDoc:

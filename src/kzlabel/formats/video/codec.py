@@ -193,7 +193,7 @@ VIDEO_STRENGTH = 3.0
 
 
 def watermark_op(payload: bytes, key: bytes | None, height: int) -> FrameOp:
-    """Embed the image watermark in every frame's luma plane (the mark is static, so averaging frames helps detection)."""
+    """Embed the image watermark in every frame's luma plane (the mark is static: averaging frames helps detection)."""
     from ...watermark import embed_image
 
     def op(yuv: np.ndarray, t: float, index: int) -> None:

@@ -3,6 +3,7 @@ watermark, block by block; and its check in bounded excerpts."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -17,9 +18,10 @@ from .codec import SoundtrackPlan
 # --- the soundtrack ---------------------------------------------------------------------------------------------------
 TONE_POSITIONS = ("start", "end", "both")
 # The watermark is embedded block by block with its grid offset, so one continuous pattern runs through the whole
-# soundtrack while only one block is in memory. Blocks are whole tiles of the mark (see media_av.block_samples; measured:
-# 2.048-s blocks lose the mark on 6 s of music, 3.072-s blocks find it at p ≈ 1e-16; across a boundary, 32-s blocks
-# give p ≈ 1e-13, 30.72-s blocks 1e-17). Verification reads bounded excerpts: the opening seconds and the last ones.
+# soundtrack while only one block is in memory. Blocks are whole tiles of the mark (see media_av.block_samples;
+# measured: 2.048-s blocks lose the mark on 6 s of music, 3.072-s blocks find it at p ≈ 1e-16; across a boundary,
+# 32-s blocks give p ≈ 1e-13, 30.72-s blocks 1e-17). Verification reads bounded excerpts: the opening seconds and
+# the last ones.
 AUDIO_BLOCK_TILES = 10
 AUDIO_DETECT_S = 24.0
 AUDIO_END_S = 4.0
@@ -142,10 +144,9 @@ class Soundtrack:
         if self.payload is not None and len(block):
             from ...watermark import embed_audio
 
-            try:
+            # the whole soundtrack too short to carry a mark that reads back: left unmarked
+            with contextlib.suppress(CapacityError):
                 block = embed_audio(block, self.rate, self.payload, key=self.plan.key, offset_s=self.done / self.rate)
-            except CapacityError:  # the whole soundtrack too short to carry a mark that reads back: left unmarked
-                pass
         self.pts = mux_samples(self.out, self.stream, block, self.layout, self.rate, self.pts or 0)
         self.done += len(block)
 

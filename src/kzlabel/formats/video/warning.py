@@ -121,7 +121,7 @@ def check_warning(inp: Input, info: VideoInfo, label: Label) -> LabelMatch:
     wanted = sorted((t, part) for part, t in when.items() if part in parts)
     frames = list(sample_frames(inp, [t for t, _ in wanted]))
     scores: dict[str, float] = {}
-    for (_, part), (_, rgb) in zip(wanted, frames):
+    for (_, part), (_, rgb) in zip(wanted, frames, strict=False):
         shown = Image.fromarray(rgb)
         if info.rotation in _TO_DISPLAY:
             shown = shown.transpose(_TO_DISPLAY[info.rotation])
