@@ -90,3 +90,25 @@ def test_truncated_or_garbled_input_raises_only_kzlabel_errors(sample, signer, c
             call()
         except KzlabelError:
             pass
+
+
+_MARKED: dict[str, bytes] = {}
+
+
+@pytest.mark.parametrize("sample", BY_COST)
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flips=st.lists(st.tuples(st.floats(min_value=0.0, max_value=1.0, exclude_max=True), st.integers(0, 255)),
+                      min_size=1, max_size=24))
+def test_byte_flips_in_a_marked_file_raise_only_kzlabel_errors(sample, signer, flips):
+    # A damaged upload is the input's fault: verify reports it or raises a kzlabel error, never a dependency's
+    # exception (which the CLI would show as an internal error, exit 3)
+    lab = Labeler(signer, owner="O", system="S")
+    if sample.name not in _MARKED:
+        _MARKED[sample.name] = lab.mark(sample, name=sample.name).data
+    damaged = bytearray(_MARKED[sample.name])
+    for where, value in flips:
+        damaged[int(where * len(damaged))] = value
+    try:
+        lab.verify(bytes(damaged), name=sample.name)
+    except KzlabelError:
+        pass
