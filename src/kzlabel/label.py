@@ -19,12 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from cryptography import x509
 
 from .errors import KzlabelError, SigningError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .keys import Signer, TrustStore
+from .keys import Signer, TrustStore, verify_jws_signature
 
 __all__ = [
     "DEFAULT_LANGUAGES",
@@ -325,10 +325,6 @@ class TokenCheck:
 
 def verify_token(token: str, trust: TrustStore | None = None) -> TokenCheck:
     """Check a compact JWS label. Never raises for bad tokens: a broken one is reported ``invalid``."""
-    from cryptography import x509
-
-    from .keys import verify_jws_signature
-
     parts = token.strip().split(".")
     if len(parts) != 3:
         return TokenCheck("invalid", None, "not a compact JWS (expected three dot-separated parts)")

@@ -14,9 +14,7 @@ from typing import Any
 from .errors import KzlabelError
 from .label import Label
 
-__all__ = ["LAYERS", "Evidence", "Report", "Status", "Verdict"]
-
-LAYERS = ("c2pa", "metadata", "watermark", "visible")
+__all__ = ["Evidence", "Report", "Status", "Verdict"]
 
 
 class Verdict(str, Enum):

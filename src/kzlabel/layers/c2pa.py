@@ -22,13 +22,12 @@ import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from .._version import __version__
 from ..errors import MissingDependency, SigningError, UnsupportedFormat
-
-if TYPE_CHECKING:
-    from ..keys import Signer, TrustStore
+from ..keys import Signer, TrustStore
+from ..label import IPTC_COMPOSITE, IPTC_TRAINED
 
 __all__ = [
     "COMPOSITE_URI",
@@ -42,9 +41,9 @@ __all__ = [
     "supported_mime_types",
 ]
 
-IPTC_BASE = "http://cv.iptc.org/newscodes/digitalsourcetype/"
-TRAINED_ALGORITHMIC_MEDIA_URI = IPTC_BASE + "trainedAlgorithmicMedia"
-COMPOSITE_URI = IPTC_BASE + "compositeWithTrainedAlgorithmicMedia"
+# the IPTC digital source types, defined once in the label module
+TRAINED_ALGORITHMIC_MEDIA_URI = IPTC_TRAINED
+COMPOSITE_URI = IPTC_COMPOSITE
 LABEL_ASSERTION = "kz.kzlabel.label"
 SOFT_BINDING_ASSERTION = "c2pa.soft-binding"
 TRAINING_ASSERTION = "cawg.training-mining"
