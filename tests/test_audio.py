@@ -489,3 +489,18 @@ def test_audio_8khz_mono_and_7_1_keep_their_shape(tmp_path: Path, signer, keydir
         assert report.verdict == kzlabel.Verdict.COMPLIANT, str(report)
         wm = kzlabel.Status.ABSENT if rate == "8000" else kzlabel.Status.FOUND
         assert {e.layer: e.status for e in report.evidence}["watermark"] == wm
+
+
+def test_id3_tag_size_is_syncsafe_and_sniffing_looks_past_it() -> None:
+    """ID3v2 sizes are 7 bits a byte: 00 00 25 44 is 37×128 + 68 = 4804 (read as 8-bit bytes it would be 9540),
+    and a FLAC behind a tag larger than the usual header is still detected as FLAC."""
+    from kzlabel.formats import detect
+    from kzlabel.io import HEADER_SIZE, Input, id3_end
+
+    assert id3_end(b"ID3\x04\x00\x00\x00\x00\x25\x44") == 10 + 4804
+    assert id3_end(b"ID3\x04\x00\x10\x00\x00\x00\x01") == 10 + 1 + 10  # with a footer
+    assert id3_end(b"RIFF\x00\x00\x00\x00WAVE") == 0
+    flac = (Path(__file__).resolve().parent.parent / "fixtures" / "samples" / "loop.flac").read_bytes()
+    pad = 3 * HEADER_SIZE
+    tag = b"ID3\x04\x00\x00" + bytes((pad >> s) & 0x7F for s in (21, 14, 7, 0)) + b"\0" * pad
+    assert detect(Input(tag + flac)).id == "flac"

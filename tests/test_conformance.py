@@ -75,7 +75,10 @@ def test_path_bytes_fileobj_identical_and_compliant(sample, signer, trust):
     assert a == b == c
     assert lab.verify(a, name=sample.name).verdict == Verdict.COMPLIANT
     full = Labeler(signer, owner="O", system="S", trust=trust)
-    assert full.verify(full.mark(sample).data, name=sample.name).verdict == Verdict.COMPLIANT
+    marked = full.mark(sample).data
+    assert full.verify(marked, name=sample.name).verdict == Verdict.COMPLIANT
+    # a labelled file is still detected as what it was (a FLAC behind the ID3 tag its C2PA manifest lives in)
+    assert detect(Input(marked)).id == detect(Input(path=sample)).id
 
 
 @pytest.mark.parametrize("sample", BY_COST)

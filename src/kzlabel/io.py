@@ -18,14 +18,17 @@ from .errors import KzlabelError, LimitExceeded
 
 __all__ = [
     "HEADER_SIZE",
+    "ID3_SNIFF_MAX",
     "SIDECAR_MAX",
     "Input",
     "Limits",
     "Source",
     "Spool",
+    "id3_end",
     "read_input",
     "replace_atomic",
     "sidecar_path",
+    "sniff_length",
     "temp_beside",
     "write_atomic",
 ]
@@ -33,6 +36,25 @@ __all__ = [
 Source = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes]
 HEADER_SIZE = 4096
 SIDECAR_MAX = 16 << 20  # a sidecar manifest is a few KB; refuse to read anything absurd
+ID3_SNIFF_MAX = 64 << 20  # a leading ID3v2 tag is looked past for sniffing up to this size
+
+
+def id3_end(head: bytes) -> int:
+    """Where a leading ID3v2 tag ends (0: none). Its size is a syncsafe integer, 7 bits a byte, after a 10-byte
+    header; a footer adds 10 more."""
+    if head[:3] != b"ID3" or len(head) < 10:
+        return 0
+    size = 0
+    for b in head[6:10]:
+        size = (size << 7) | (b & 0x7F)
+    return 10 + size + (10 if head[5] & 0x10 else 0)
+
+
+def sniff_length(head: bytes) -> int:
+    """How many leading bytes detection needs: ``HEADER_SIZE``, or that much past a leading ID3v2 tag. Any audio
+    container (MP3, FLAC, AAC) may start with one, and the C2PA library embeds its manifest there, so a labelled
+    FLAC starts with KBs of ID3 before the ``fLaC`` that says what it is."""
+    return min(id3_end(head), ID3_SNIFF_MAX) + HEADER_SIZE
 
 
 @dataclass(frozen=True)
@@ -89,12 +111,15 @@ class Input:
 
     @property
     def header(self) -> bytes:
+        """The leading bytes detection looks at (:func:`sniff_length`)."""
         if self._data is not None:
-            return self._data[:HEADER_SIZE]
+            return self._data[: sniff_length(self._data[:10])]
         if self._header is None:
             assert self.path is not None
             with open(self.path, "rb") as fh:
-                self._header = fh.read(HEADER_SIZE)
+                head = fh.read(HEADER_SIZE)
+                more = sniff_length(head) - len(head)
+                self._header = head + fh.read(more) if more > 0 and len(head) == HEADER_SIZE else head
         return self._header
 
     def open(self) -> IO[bytes]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ...errors import CapacityError
-from ...io import Input, Limits, temp_beside
+from ...io import Input, Limits, id3_end, temp_beside
 from ...label import DEFAULT_LANGUAGES, IPTC_COMPOSITE, IPTC_TRAINED, Label, Training, TrainingSignal
 from ...layers import audible, spoken
 from ...layers.metadata import label_values, training_values
@@ -184,9 +184,9 @@ class _AudioHandler(Handler[AudioDoc]):
 
 
 def _after_id3(header: bytes) -> bytes:
-    """The 4 bytes after a leading ID3v2 tag (its size is a 28-bit syncsafe integer)."""
-    size = int.from_bytes(bytes(b & 0x7F for b in header[6:10]), "big") + 10
-    return header[size : size + 4]
+    """The 4 bytes after a leading ID3v2 tag (the sniffed header reaches past it: ``io.sniff_length``)."""
+    end = id3_end(header)
+    return header[end : end + 4]
 
 
 class Wav(_AudioHandler):
