@@ -7,6 +7,7 @@ Exit codes (documented in the README): 0 compliant / success, 1 verified but not
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import NoReturn
@@ -144,12 +145,23 @@ def mark(
                 indent=2,
             )
         )
+        _exit_if_unproven(_split(layers), result.skipped)
         return
     typer.echo(
         f"{result.dst}: {result.format}, layers {', '.join(result.layers) or 'none'}, id {result.label.content_id}"
     )
     for layer, why in result.skipped.items():
         typer.echo(f"  skipped {layer}: {why}")
+    _exit_if_unproven(_split(layers), result.skipped)
+
+
+def _exit_if_unproven(asked: list[str], skipped: Mapping[str, str]) -> None:
+    """Layers named with --layers that could not be applied and proven fail the command (exit 1); without --layers,
+    a format's missing layers are reported, not failed."""
+    missing = [layer for layer in asked if layer in skipped]
+    if missing:
+        typer.echo(f"kzlabel: not applied: {', '.join(missing)} (see the skipped lines)", err=True)
+        raise typer.Exit(EXIT_NOT_COMPLIANT)
 
 
 @app.command()

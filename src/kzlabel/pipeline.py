@@ -37,7 +37,7 @@ from .label import (
 from .layers import LAYERS, Layer, Style, parse_layers
 from .layers import c2pa as c2pa_layer
 from .registry import Registry
-from .report import Evidence, Report, Status
+from .report import SIGNED_OK, Evidence, Report, Status
 
 __all__ = ["Labeler", "MarkResult"]
 
@@ -83,6 +83,8 @@ class _Pass:
     applied: list[Layer]
     skipped: dict[Layer, str]
     sidecar: bytes | None  # a sidecar C2PA manifest, for types the C2PA library cannot embed into
+    unsigned: Path | None = None  # the output before the C2PA manifest (kept in the spool to sign again)
+    soft_binding: bool = False  # the manifest claims the watermark (c2pa.watermarked + soft binding)
 
 
 def _warning_evidence(layer: str, seen: bool | None, why_absent: str) -> Evidence:
@@ -210,6 +212,7 @@ class Labeler:
         spool = Spool(dst)
         try:
             done = self._mark_pass(handler, inp, label, spool)
+            self._prove(handler, inp, done, spool)
             label, token, applied, skipped = done.label, done.token, done.applied, done.skipped
             if self.registry is not None and "watermark" in applied:
                 self.registry.record(label.content_id, token, handler.id)
@@ -292,49 +295,121 @@ class Labeler:
         if "c2pa" in layers and size > self.limits.max_c2pa_bytes:
             skipped["c2pa"] = _c2pa_too_big(size, self.limits)
             layers = layers - {"c2pa"}
+        unsigned = None
         if "c2pa" in layers:
-            soft = {"alg": WATERMARK_ALG, "value": label.content_id} if "watermark" in applied else None
-            training = None if label.training == Training.UNSPECIFIED else label.training.value
-            signed = spool.new() if embed else None
-
-            def sign() -> bytes:
-                with contextlib.ExitStack() as files:
-                    return c2pa_layer.sign(
-                        files.enter_context(open(out, "rb")),
-                        handler.mime,
-                        self.signer,  # type: ignore[arg-type]  # checked at the top of mark()
-                        label_claims={"token": token},
-                        title=inp.name,
-                        source_type=label.source_type,
-                        soft_binding=soft,
-                        training=training,
-                        thumbnail=opts.thumbnail,
-                        parent=files.enter_context(inp.open()),
-                        embed=embed,
-                        dest=files.enter_context(open(signed, "w+b")) if signed is not None else None,
-                    )
-
-            manifest = _guard(handler, inp, "signing the C2PA manifest", sign)
-            if signed is None:
-                sidecar = manifest
-            else:
-                spool.drop(out)
-                out = signed
+            soft = "watermark" in applied
+            signed, sidecar = self._sign(handler, inp, label, token, out, spool, embed=embed, soft_binding=soft)
+            if signed is not None:
+                unsigned, out = out, signed
                 applied.append("c2pa")
+            return _Pass(out, label, token, applied, skipped, sidecar, unsigned, soft)
         return _Pass(out, label, token, applied, skipped, sidecar)
+
+    def _sign(
+        self,
+        handler: Handler[Any],
+        inp: Input,
+        label: Label,
+        token: str,
+        content: Path,
+        spool: Spool,
+        *,
+        embed: bool,
+        soft_binding: bool,
+    ) -> tuple[Path | None, bytes | None]:
+        """Sign the C2PA manifest over ``content``: (the signed file, None) when embedded, (None, the sidecar
+        manifest) when the type takes none. ``soft_binding``: the manifest claims the watermark."""
+        assert self.signer is not None
+        signer = self.signer
+        soft = {"alg": WATERMARK_ALG, "value": label.content_id} if soft_binding else None
+        training = None if label.training == Training.UNSPECIFIED else label.training.value
+        signed = spool.new() if embed else None
+
+        def sign() -> bytes:
+            with contextlib.ExitStack() as files:
+                return c2pa_layer.sign(
+                    files.enter_context(open(content, "rb")),
+                    handler.mime,
+                    signer,
+                    label_claims={"token": token},
+                    title=inp.name,
+                    source_type=label.source_type,
+                    soft_binding=soft,
+                    training=training,
+                    thumbnail=self.options.thumbnail,
+                    parent=files.enter_context(inp.open()),
+                    embed=embed,
+                    dest=files.enter_context(open(signed, "w+b")) if signed is not None else None,
+                )
+
+        manifest = _guard(handler, inp, "signing the C2PA manifest", sign)
+        return (signed, None) if signed is not None else (None, manifest)
+
+    def _prove(self, handler: Handler[Any], inp: Input, done: _Pass, spool: Spool) -> None:
+        """Proof before claim: read the written output back with verify's own code and keep as applied only the
+        layers it shows; the others become skipped, with what the read-back saw. A watermark that does not read back
+        is not claimed by the C2PA manifest either: the manifest is signed again without it."""
+        unproven = self._unproven(handler, inp, done)
+        if "watermark" in unproven and done.soft_binding:
+            embedded = done.sidecar is None
+            content = done.unsigned if embedded else done.output
+            assert content is not None
+            signed, sidecar = self._sign(
+                handler, inp, done.label, done.token, content, spool, embed=embedded, soft_binding=False
+            )
+            if signed is not None:
+                spool.drop(done.output)
+                done.output = signed
+            done.sidecar, done.soft_binding = sidecar, False
+            unproven = {**self._unproven(handler, inp, done), "watermark": unproven["watermark"]}
+        for layer, why in unproven.items():
+            if layer in done.applied:
+                done.applied.remove(layer)
+            done.skipped[layer] = f"not proven on the written output: {why}"
+        if done.sidecar is not None and "c2pa" in unproven:
+            done.sidecar = None  # a sidecar that does not validate is not written
+
+    def _unproven(self, handler: Handler[Any], inp: Input, done: _Pass) -> dict[Layer, str]:
+        """Each layer ``done`` claims (a sidecar manifest included) that the written output does not show."""
+        claimed = list(done.applied) + (["c2pa"] if done.sidecar is not None and "c2pa" not in done.applied else [])
+        if not claimed:
+            return {}
+        out = Input(path=done.output, name=inp.name, password=inp.password)
+        seen = formats.detect(out)
+        if seen.id != handler.id:
+            return {layer: f"the output reads as {seen.name}, not {handler.name}" for layer in claimed}
+        report = self._report(handler, out, sidecar=done.sidecar)
+        why: dict[Layer, str] = {}
+        for layer in claimed:
+            line = report.layer(layer)
+            if line is None:
+                why[layer] = "not read back"
+            elif layer in ("c2pa", "metadata") and line.status not in SIGNED_OK:
+                why[layer] = f"{line.status.value}: {line.detail}"
+            elif layer == "metadata" and (report.label is None or report.label.content_id != done.label.content_id):
+                why[layer] = "the label read back is not the one written"
+            elif layer in ("watermark", "visible") and line.status != Status.FOUND:
+                why[layer] = f"{line.status.value}: {line.detail}"
+            elif layer == "watermark" and line.data.get("payload") != done.label.content_id:
+                why[layer] = f"payload {line.data.get('payload')} read back, {done.label.content_id} written"
+        return why
 
     # --- verify -----------------------------------------------------------------------------------------------------
     def verify(self, src: Source, *, name: str | None = None, password: str | None = None) -> Report:
         """Read every layer and report; raises only for unusable input (unreadable, unsupported, over limits)."""
         inp = read_input(src, self.limits, name, password)
-        handler = formats.detect(inp)
+        return self._report(formats.detect(inp), inp)
+
+    def _report(self, handler: Handler[Any], inp: Input, *, sidecar: bytes | None = None) -> Report:
+        """Every layer's evidence for ``inp`` read by ``handler``; ``sidecar``: a sidecar C2PA manifest not yet
+        written beside the file (mark's read-back)."""
         findings: Findings = _guard(
             handler, inp, "reading", handler.inspect, inp, self.limits, self.options.watermark_key
         )
         evidence: list[Evidence] = []
         tokens = list(findings.tokens)
 
-        c2pa_ev = self._c2pa_evidence(handler, inp, tokens)
+        c2pa_ev = self._c2pa_evidence(handler, inp, tokens, sidecar)
         if c2pa_ev is not None:
             evidence.append(c2pa_ev)
 
@@ -382,7 +457,9 @@ class Labeler:
                 detail += f"; registry: label of {label.owner if label else '?'} ({check.status})"
         return Evidence(layer, Status.FOUND, detail, data), label, recovered
 
-    def _c2pa_evidence(self, handler: Handler, inp: Input, tokens: list[tuple[str, str]]) -> Evidence | None:
+    def _c2pa_evidence(
+        self, handler: Handler[Any], inp: Input, tokens: list[tuple[str, str]], sidecar: bytes | None = None
+    ) -> Evidence | None:
         if "c2pa" not in handler.layers:
             return None
         if not c2pa_layer.available():
@@ -393,6 +470,9 @@ class Labeler:
         with inp.open() as content:  # a file is read from disk, not copied into memory first
             if handler.mime in c2pa_layer.supported_mime_types():
                 rep = c2pa_layer.read(content, handler.mime, self.trust)
+            elif sidecar is not None:  # mark's read-back: the sidecar about to be written
+                rep = c2pa_layer.read(content, handler.mime, self.trust, sidecar=sidecar)
+                side_data = {"sidecar": "(to be written)"}
             else:  # no embedding for this type: the manifest is a sidecar file beside it, when there is one
                 side = sidecar_path(inp.path) if inp.path is not None else None
                 if side is None or not side.is_file() or side.stat().st_size > SIDECAR_MAX:

@@ -14,7 +14,7 @@ from typing import Any
 from .errors import KzlabelError
 from .label import Label
 
-__all__ = ["Evidence", "Report", "Status", "Verdict"]
+__all__ = ["SIGNED_OK", "Evidence", "Report", "Status", "Verdict"]
 
 
 class Verdict(str, Enum):
@@ -42,7 +42,7 @@ class Status(str, Enum):
         return self.value
 
 
-_SIGNED_OK = {Status.TRUSTED, Status.VALID, Status.UNTRUSTED}
+SIGNED_OK = {Status.TRUSTED, Status.VALID, Status.UNTRUSTED}
 
 
 @dataclass
@@ -75,7 +75,7 @@ class Report:
         if Status.INVALID in statuses.values():
             return Verdict.TAMPERED
         # Unsigned standard fields written by other tools (IPTC, AIGC) still mark the content machine-readably.
-        signed = statuses.get("c2pa") in _SIGNED_OK or statuses.get("metadata") in _SIGNED_OK | {Status.FOUND}
+        signed = statuses.get("c2pa") in SIGNED_OK or statuses.get("metadata") in SIGNED_OK | {Status.FOUND}
         # "visible:audio" (a video's soundtrack tone) is a perceptible warning too, "watermark:audio" a watermark
         found = {e.layer.partition(":")[0] for e in self.evidence if e.status == Status.FOUND}
         warned = "visible" in found
