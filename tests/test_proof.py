@@ -15,12 +15,16 @@ from kzlabel.cli import main
 from kzlabel.layers import c2pa as c2pa_layer
 
 
-def _png() -> bytes:
+def _picture(width: int = 320, height: int = 256) -> Image.Image:
     rng = np.random.default_rng(7)
-    y, x = np.mgrid[0:256, 0:320]
-    rgb = np.dstack([x % 256, y % 256, (x * 3 + y) % 256]) + rng.integers(0, 24, (256, 320, 3))
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.dstack([x % 256, y % 256, (x * 3 + y) % 256]) + rng.integers(0, 24, (height, width, 3))
+    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+
+
+def _png() -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB").save(buf, format="PNG")
+    _picture().save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -74,3 +78,31 @@ def test_cli_fails_when_an_asked_layer_is_not_proven(keydir, png_handler, monkey
     assert "not applied: watermark" in capsys.readouterr().err
     assert main([*args, "-o", str(tmp_path / "c.png")]) == 0  # not asked for by name: reported, not failed
     assert "skipped watermark: not proven" in capsys.readouterr().out
+
+
+def _jpeg() -> bytes:
+    buf = io.BytesIO()
+    _picture(1024, 768).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("make", [_png, _jpeg], ids=["png", "jpeg"])
+def test_re_marking_keeps_a_readable_mark_and_one_source_type(signer, trust, make) -> None:
+    from kzlabel import IPTC_COMPOSITE
+
+    name = "x.png" if make is _png else "x.jpg"
+    lab = Labeler(signer, owner="O", system="S", trust=trust)
+    # two content ids whose marks garble each other when the second is embedded over the first (measured)
+    first = lab.mark(make(), name=name, label=lab.new_label().replace(content_id="0123456789abcdef"))
+    assert first.label.source_type != IPTC_COMPOSITE  # made by AI from nothing
+    again = lab.new_label().replace(content_id="fedcba9876543210")
+    second = lab.mark(first.data, name=name, label=again)  # an AI edit of content that already has a history
+    report = lab.verify(second.data, name=name)
+    assert second.label.source_type == IPTC_COMPOSITE
+    assert report.layer("c2pa").data["digital_source_type"] == IPTC_COMPOSITE
+    assert report.label is not None and report.label.source_type == IPTC_COMPOSITE
+    assert report.layer("metadata").data["fields"]["Iptc4xmpExt:DigitalSourceType"] == IPTC_COMPOSITE
+    # the two marks would garble each other: the content keeps its id and the new label takes it over
+    assert "watermark" in second.layers and second.label.content_id == first.label.content_id
+    assert report.layer("watermark").data["payload"] == second.label.content_id
+    assert report.verdict.value == "compliant"

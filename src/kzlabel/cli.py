@@ -16,6 +16,7 @@ import typer
 
 from ._version import __version__
 from .errors import KzlabelError
+from .layers import Layer
 
 EXIT_OK, EXIT_NOT_COMPLIANT, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -155,7 +156,7 @@ def mark(
     _exit_if_unproven(_split(layers), result.skipped)
 
 
-def _exit_if_unproven(asked: list[str], skipped: Mapping[str, str]) -> None:
+def _exit_if_unproven(asked: list[str], skipped: Mapping[Layer, str]) -> None:
     """Layers named with --layers that could not be applied and proven fail the command (exit 1); without --layers,
     a format's missing layers are reported, not failed."""
     missing = [layer for layer in asked if layer in skipped]

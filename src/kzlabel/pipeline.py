@@ -30,6 +30,7 @@ from .label import (
     Label,
     TokenCheck,
     Training,
+    default_notices,
     label_from_token_unverified,
     sign_label,
     verify_token,
@@ -115,6 +116,21 @@ def _guard(handler: Handler, inp: Input, stage: str, fn: Callable[..., T], *args
         raise
     except MemoryError as exc:
         raise LimitExceeded(f"out of memory while {stage}", source=inp.source, format=handler.id) from exc
+
+
+def _as_edit_if_signed(label: Label, handler: Handler[Any], inp: Input) -> Label:
+    """Content that already carries a C2PA manifest is edited, not created: the new manifest records the edit as a
+    composite (``c2pa_layer.edit_source_type``), so the label, its XMP and its notice say the same (one file, one
+    answer). Notices the caller wrote are kept."""
+    with inp.open() as content:
+        if not c2pa_layer.has_manifest(content, handler.mime):
+            return label
+    edited = c2pa_layer.edit_source_type(label.source_type)
+    if edited == label.source_type:
+        return label
+    default = label.notices == default_notices(label.languages, label.source_type)
+    notices = default_notices(label.languages, edited) if default else label.notices
+    return label.replace(source_type=edited, notices=notices)
 
 
 class Labeler:
@@ -213,6 +229,11 @@ class Labeler:
         try:
             done = self._mark_pass(handler, inp, label, spool)
             self._prove(handler, inp, done, spool)
+            earlier = self._earlier_watermark(handler, inp, done)
+            if earlier is not None:  # marked again with the payload already in the content, which then reads back
+                spool.close()
+                done = self._mark_pass(handler, inp, label.replace(content_id=earlier), spool)
+                self._prove(handler, inp, done, spool)
             label, token, applied, skipped = done.label, done.token, done.applied, done.skipped
             if self.registry is not None and "watermark" in applied:
                 self.registry.record(label.content_id, token, handler.id)
@@ -264,6 +285,8 @@ class Labeler:
                 if reason:
                     skipped["c2pa"] = reason
                     layers = layers - {"c2pa"}
+                elif inp.size <= self.limits.max_c2pa_bytes:  # larger inputs get no manifest (checked below)
+                    label = _as_edit_if_signed(label, handler, inp)
         applied: list[Layer] = []
         doc = _guard(handler, inp, "decoding", handler.load, inp, self.limits)
         if "visible" in layers:
@@ -368,6 +391,18 @@ class Labeler:
             done.skipped[layer] = f"not proven on the written output: {why}"
         if done.sidecar is not None and "c2pa" in unproven:
             done.sidecar = None  # a sidecar that does not validate is not written
+
+    def _earlier_watermark(self, handler: Handler[Any], inp: Input, done: _Pass) -> str | None:
+        """When the new watermark did not read back because the input already carries one (re-marking), that mark's
+        payload: a second mark over the first makes both unreadable, so the content keeps its content id and the new
+        label takes it over (the registry then maps it to the newest label)."""
+        if "not proven" not in done.skipped.get("watermark", ""):
+            return None
+        findings = _guard(handler, inp, "reading", handler.inspect, inp, self.limits, self.options.watermark_key)
+        mark = findings.watermark
+        if mark is None or not mark.found or mark.payload is None or mark.payload.hex() == done.label.content_id:
+            return None
+        return str(mark.payload.hex())
 
     def _unproven(self, handler: Handler[Any], inp: Input, done: _Pass) -> dict[Layer, str]:
         """Each layer ``done`` claims (a sidecar manifest included) that the written output does not show."""

@@ -36,6 +36,8 @@ __all__ = [
     "TRAINING_VALUES",
     "C2paReport",
     "available",
+    "edit_source_type",
+    "has_manifest",
     "read",
     "sign",
     "supported_mime_types",
@@ -167,6 +169,17 @@ def _existing_manifest(data: Content, mime: str) -> tuple[bool, bool]:
         return True, False
 
 
+def has_manifest(data: Content, mime: str) -> bool:
+    """Whether the content already carries a C2PA manifest (readable or not): signing then records an edit of it."""
+    return _existing_manifest(data, mime)[0]
+
+
+def edit_source_type(source_type: str) -> str:
+    """The digital source type an edit of existing content records: AI-generated content made from content that
+    already had a history is a composite (IPTC), so the new manifest says ``compositeWithTrainedAlgorithmicMedia``."""
+    return COMPOSITE_URI if source_type == TRAINED_ALGORITHMIC_MEDIA_URI else source_type
+
+
 def _definition(
     *,
     has_parent: bool,
@@ -182,8 +195,7 @@ def _definition(
     if has_parent:
         actions.append({"action": "c2pa.opened", "parameters": {"ingredientIds": [_PARENT_ID]}})
         if source_type is not None:
-            edit_type = COMPOSITE_URI if source_type == TRAINED_ALGORITHMIC_MEDIA_URI else source_type
-            actions.append({"action": "c2pa.edited", "digitalSourceType": edit_type})
+            actions.append({"action": "c2pa.edited", "digitalSourceType": edit_source_type(source_type)})
     else:
         actions.append({"action": "c2pa.created", "digitalSourceType": source_type})
     assertions: list[dict[str, Any]] = []
