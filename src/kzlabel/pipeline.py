@@ -413,7 +413,7 @@ class Labeler:
         seen = formats.detect(out)
         if seen.id != handler.id:
             return {layer: f"the output reads as {seen.name}, not {handler.name}" for layer in claimed}
-        report = self._report(handler, out, sidecar=done.sidecar)
+        report = self._report(handler, out, sidecar=done.sidecar, watermark="watermark" in claimed)
         why: dict[Layer, str] = {}
         for layer in claimed:
             line = report.layer(layer)
@@ -435,11 +435,13 @@ class Labeler:
         inp = read_input(src, self.limits, name, password)
         return self._report(formats.detect(inp), inp)
 
-    def _report(self, handler: Handler[Any], inp: Input, *, sidecar: bytes | None = None) -> Report:
+    def _report(
+        self, handler: Handler[Any], inp: Input, *, sidecar: bytes | None = None, watermark: bool = True
+    ) -> Report:
         """Every layer's evidence for ``inp`` read by ``handler``; ``sidecar``: a sidecar C2PA manifest not yet
         written beside the file (mark's read-back)."""
         findings: Findings = _guard(
-            handler, inp, "reading", handler.inspect, inp, self.limits, self.options.watermark_key
+            handler, inp, "reading", handler.inspect, inp, self.limits, self.options.watermark_key, watermark
         )
         evidence: list[Evidence] = []
         tokens = list(findings.tokens)

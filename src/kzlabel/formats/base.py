@@ -151,7 +151,9 @@ class Handler(Generic[DocT]):
         return None
 
     # --- verify -------------------------------------------------------------------------------------------------
-    def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
+    def inspect(self, inp: Input, limits: Limits, key: bytes | None, watermark: bool = True) -> Findings:
+        """Everything verify reads from the file; ``watermark=False`` skips the watermark search (mark's read-back of
+        a file it did not watermark)."""
         raise NotImplementedError
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:

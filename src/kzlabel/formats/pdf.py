@@ -287,7 +287,7 @@ class Pdf(Handler[PdfDoc]):
         writer.add_metadata({k: TextStringObject(v) for k, v in info.items()})
         return _write(writer, password)
 
-    def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
+    def inspect(self, inp: Input, limits: Limits, key: bytes | None, watermark: bool = True) -> Findings:
         reader = _open(inp.data, inp.source, inp.password, limits)
         try:
             meta = reader.metadata or {}

@@ -129,7 +129,7 @@ class _AudioHandler(Handler[AudioDoc]):
         with inp.open() as fh:  # the tag areas only, not the whole file
             return self._read(fh)
 
-    def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
+    def inspect(self, inp: Input, limits: Limits, key: bytes | None, watermark: bool = True) -> Findings:
         samples, rate = read_excerpt(inp, self.id, DETECT_SECONDS)
         tags = {k.lower(): v for k, v in self._read_inp(inp).items()}
         tokens = [(f"{self.name} tag kzlabel", tags[TAG_LABEL.lower()])] if TAG_LABEL.lower() in tags else []
@@ -140,9 +140,9 @@ class _AudioHandler(Handler[AudioDoc]):
         heard, speech_end = spoken.find(samples, rate, DEFAULT_LANGUAGES, (IPTC_TRAINED, IPTC_COMPOSITE))
         speech_found = bool(heard)
         skips = [int(audible.tone_seconds() * rate)] + ([int(speech_end * rate)] if speech_found else [])
-        mark = wm.detect_audio(samples, rate, key=key)
+        mark = wm.detect_audio(samples, rate, key=key) if watermark else None
         for skip in skips:
-            if mark.found or len(samples) <= skip + wm.MIN_SECONDS * rate:
+            if mark is None or mark.found or len(samples) <= skip + wm.MIN_SECONDS * rate:
                 break
             mark = wm.detect_audio(samples[skip:], rate, key=key)
         whole = len(samples) < int(DETECT_SECONDS * rate)  # the excerpt is the whole file: its end is here too

@@ -254,14 +254,16 @@ class ImageHandler(Handler[ImageDoc]):
         return self.put_xmp(data, merge_xmp(self.get_xmp(data), values, replace))
 
     # --- verify -------------------------------------------------------------------------------------------------
-    def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
+    def inspect(self, inp: Input, limits: Limits, key: bytes | None, watermark: bool = True) -> Findings:
         im = self.open_image(inp, limits)
         values = xmp_values(self.source_xmp(inp.data))
         tokens = [("XMP kzlabel:Label", values.pop("kzlabel:Label"))] if values.get("kzlabel:Label") else []
         work = _working(im)
-        from ...watermark import detect_image  # heavy (cv2, scipy): loaded only when pixels are checked
+        mark = None
+        if watermark:
+            from ...watermark import detect_image  # heavy (cv2, scipy): loaded only when pixels are checked
 
-        mark = detect_image(np.asarray(work), key=key)
+            mark = detect_image(np.asarray(work), key=key)
         orientation = int(im.getexif().get(0x0112, 1) or 1)
         return Findings(tokens=tokens, fields=dict(values), watermark=mark, state=_displayed(work, orientation))
 

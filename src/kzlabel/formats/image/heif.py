@@ -119,9 +119,9 @@ class Heif(_HeifFamily):
     def save_params(self, doc: ImageDoc, im: Image.Image) -> dict[str, Any]:
         return {"quality": HEIF_FAMILY_QUALITY, "chroma": bmff.hevc_chroma(doc.inp.data)}
 
-    def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
+    def inspect(self, inp: Input, limits: Limits, key: bytes | None, watermark: bool = True) -> Findings:
         if heif_codec_available():
-            return super().inspect(inp, limits, key)
+            return super().inspect(inp, limits, key, watermark)
         values = xmp_values(self.get_xmp(inp.data))  # the container must parse even when the pixels cannot be decoded
         tokens = [("XMP kzlabel:Label", values.pop("kzlabel:Label"))] if values.get("kzlabel:Label") else []
         return Findings(tokens=tokens, fields=dict(values), watermark=None, state=None)

@@ -214,7 +214,7 @@ class Html(TextHandler):
             metas["tdm-reservation"] = "1"
         return _insert_metas(text, metas).encode("utf-8")
 
-    def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
+    def inspect(self, inp: Input, limits: Limits, key: bytes | None, watermark: bool = True) -> Findings:
         doc = self.read_text(inp, limits)
         s = _scan(doc.text, inp.source)
         tokens, fields = [], {}

@@ -137,7 +137,7 @@ class Json(TextHandler):
             piece = f'"{JSON_FIELD}":{encoded}' + ("" if empty else ",")
         return encode_text(text[: brace + 1] + piece + after, bom)
 
-    def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
+    def inspect(self, inp: Input, limits: Limits, key: bytes | None, watermark: bool = True) -> Findings:
         doc = self.read_text(inp, limits)
         obj = self._parse(doc.text, inp.source)
         field = obj.get(JSON_FIELD)

@@ -156,7 +156,7 @@ class Markdown(TextHandler):
             lines.append("tdm-reservation: 1")
         return encode_text(_insert_front_matter(text, lines, detect_newline(text)), bom)
 
-    def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
+    def inspect(self, inp: Input, limits: Limits, key: bytes | None, watermark: bool = True) -> Findings:
         doc = self.read_text(inp, limits)
         data = self._yaml(doc.text, inp.source)
         token = data.get("kzlabel")

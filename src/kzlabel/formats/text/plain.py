@@ -100,7 +100,7 @@ class PlainText(TextHandler):
         trailer = _tdm_lines(fields, nl) + TRAILER_PREFIX + token + nl
         return _join(content, trailer, nl).encode("utf-8")
 
-    def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
+    def inspect(self, inp: Input, limits: Limits, key: bytes | None, watermark: bool = True) -> Findings:
         doc = self.read_text(inp, limits)
         content, fields = _split(doc.text)
         lines = content.splitlines()

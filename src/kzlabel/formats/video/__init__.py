@@ -102,12 +102,12 @@ class _VideoHandler(Handler[VideoDoc]):
             tags |= container_tags(TrainingPolicy.from_lists(deny=["all"]))
         rewrite(out, lambda data: remux_with_tags(data, tags))
 
-    def inspect(self, inp: Input, limits: Limits, key: bytes | None) -> Findings:
+    def inspect(self, inp: Input, limits: Limits, key: bytes | None, watermark: bool = True) -> Findings:
         info = probe(inp, limits, self.id)
         tags = {k.lower(): v for k, v in read_tags(inp).items()}
         tokens = [("container tag kzlabel", tags[TAG_LABEL.lower()])] if TAG_LABEL.lower() in tags else []
         fields = {k: tags[k.lower()] for k in (TAG_AIGC, TAG_SOURCE) if k.lower() in tags}
-        mark = detect_watermark(inp, info, key) if "watermark" in self.layers else None
+        mark = detect_watermark(inp, info, key) if watermark and "watermark" in self.layers else None
         parts = {"audio": check_soundtrack(inp, key)} if info.has_audio else {}
         return Findings(tokens=tokens, fields=fields, watermark=mark, state=(inp, info), parts=parts)
 
