@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import io
+import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,7 @@ from starlette.testclient import TestClient
 from kzlabel import Labeler, TrustStore, formats
 from kzlabel.cli import main
 from kzlabel.errors import CorruptInput, KzlabelError, SigningError
+from kzlabel.io import Spool, check_destination, temp_beside, write_atomic
 from kzlabel.layers import c2pa as c2pa_layer
 from kzlabel.server import create_app
 
@@ -106,3 +110,40 @@ def test_other_errors_inside_the_c2pa_layer_are_not_disguised(signer, monkeypatc
     with pytest.raises(TypeError):
         c2pa_layer.sign(_png(), "image/png", signer, label_claims=None)
     assert not issubclass(TypeError, KzlabelError)
+
+
+def test_cli_json_errors_say_internal_error_and_exit_3(png_bug_on_inspect: None, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "x.png"
+    path.write_bytes(_png())
+    assert main(["verify", str(path), "--json"]) == 3
+    out = capsys.readouterr().out
+    body = json.loads(out)
+    assert body["error"] == "internal_error" and body["reason"].startswith("AttributeError")
+
+
+def test_a_missing_or_unwritable_output_folder_is_a_kzlabel_error(signer, tmp_path: Path, monkeypatch) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("A generated story.\n")
+    labeler = Labeler(signer, owner="O", system="S")
+    with pytest.raises(KzlabelError, match="output folder .* does not exist") as info:
+        labeler.mark(src, tmp_path / "missing" / "out.txt")
+    assert info.value.source == str(tmp_path / "missing" / "out.txt")
+    with pytest.raises(KzlabelError, match="is a folder"):
+        labeler.mark(src, tmp_path)
+    # the atomic write itself translates the same problems (e.g. a folder removed or made read-only meanwhile)
+    with pytest.raises(KzlabelError, match="does not exist"):
+        write_atomic(tmp_path / "gone" / "x.bin", b"x")
+    with pytest.raises(KzlabelError, match="does not exist"):
+        Spool(tmp_path / "gone" / "x.bin").new()
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    with pytest.raises(KzlabelError, match="cannot write into") as info:
+        temp_beside(tmp_path / "x.bin")
+    assert info.value.source == str(tmp_path / "x.bin")
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)  # a read-only folder, as non-root users see one
+    with pytest.raises(KzlabelError, match="cannot write into"):
+        check_destination(tmp_path / "x.bin")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]  # nothing written anywhere

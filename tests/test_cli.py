@@ -141,3 +141,160 @@ def test_batch_labels_a_folder_then_verifies_and_checks_training(cli_keys, tmp_p
     assert main(["batch", "--training-check", str(out), "--no-progress", "--workers", "1"]) == 1
     assert main(["batch", "--verify", str(src), "--no-progress", "--workers", "1"]) == 1  # unlabelled originals
     assert main(["batch", str(src), "--no-progress"]) == 2  # labelling without -o/--key is a usage error
+
+
+# --- trust in the exit code (issue 16, item 4) ---------------------------------------------------------------------
+@pytest.mark.parametrize("sample", ["story.txt", "drawing.png"])  # metadata only; C2PA + metadata
+def test_verify_with_trust_exits_1_when_no_signed_layer_is_trusted(cli_keys, other_keydir, tmp_path, sample, capsys):
+    dst = tmp_path / sample
+    assert main(["mark", str(SAMPLES / sample), "-o", str(dst), "--key", str(cli_keys), "--system", "S",
+                 "--owner", "O"]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(dst), "--trust", str(other_keydir)]) == 1  # signed by A, anchors B
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith(": compliant")  # the verdict stays what the layers earn
+    assert "untrusted" in out and out.splitlines()[-1].startswith("not accepted: ")
+    assert "--allow-untrusted" in out.splitlines()[-1]
+    assert main(["verify", str(dst), "--trust", str(other_keydir), "--allow-untrusted"]) == 0
+    assert main(["verify", str(dst), "--trust", str(cli_keys)]) == 0  # trusted
+    assert main(["verify", str(dst)]) == 0  # no anchors given: as before
+    capsys.readouterr()
+    assert main(["verify", str(dst), "--trust", str(other_keydir), "--json"]) == 1
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)  # stdout stays pure JSON; the one-line reason goes to stderr
+    assert report["verdict"] == "compliant" and report["trusted"] is False
+    assert report["trust_checked"] is True and report["accepted"] is False
+    assert "not under the given trust anchors" in report["why_not_accepted"]
+    assert captured.err.startswith("not accepted: ") and captured.err.count("\n") == 1
+    assert main(["verify", str(dst), "--trust", str(other_keydir), "--json", "--allow-untrusted"]) == 0
+    assert json.loads(capsys.readouterr().out)["accepted"] is True
+    assert main(["verify", str(dst), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["trust_checked"] is False and report["accepted"] is True and report["why_not_accepted"] is None
+
+
+def test_batch_verify_with_trust_does_not_accept_untrusted_members(cli_keys, other_keydir, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.txt").write_text("Generated story.\n", encoding="utf-8")
+    (src / "b.md").write_text("# Generated\n\nanswer\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["batch", str(src), "-o", str(out), "--key", str(cli_keys), "--system", "S", "--owner", "O",
+                 "--no-progress", "--workers", "1"]) == 0
+    common = ["batch", "--verify", str(out), "--no-progress", "--workers", "1"]
+    assert main([*common, "--trust", str(cli_keys)]) == 0
+    capsys.readouterr()
+    report = tmp_path / "v.jsonl"
+    assert main([*common, "--trust", str(other_keydir), "--report", str(report)]) == 1
+    text = capsys.readouterr().out
+    assert "compliant but signed outside the trust anchors (2, not accepted)" in text
+    rows = [json.loads(line) for line in report.read_text().splitlines()]
+    assert {r["status"] for r in rows} == {"compliant"}
+    assert all(r["trust_checked"] and r["accepted"] is False and r["why_not_accepted"] for r in rows)
+    assert main([*common, "--trust", str(other_keydir), "--allow-untrusted", "--report", str(report)]) == 0
+    assert all(json.loads(line)["accepted"] for line in report.read_text().splitlines())
+    assert main(common) == 0  # no anchors: as before
+
+
+# --- errors (issue 16, item 6) -------------------------------------------------------------------------------------
+def _no_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KZLABEL_")}
+    env.update(extra)
+    return env
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["mark", "SRC", "-o", "/nonexistent/dir/x.txt", "--key", "KEYS", "--system", "S", "--owner", "O"],
+         "/nonexistent/dir"),
+        (["mark", "SRC", "-o", "TMP", "--key", "KEYS", "--system", "S", "--owner", "O"], "is a folder"),
+        (["mark", "SRC", "-o", "DST", "--system", "S", "--owner", "O"], "--key"),
+        (["mark", "SRC", "-o", "DST", "--key", "KEYS", "--system", "S", "--owner", "O", "--kind", "x"], "--kind"),
+        (["verify", "SRC", "--no-such-option"], "--no-such-option"),
+        (["no-such-command"], "no-such-command"),
+    ],
+)
+def test_every_cli_error_is_one_line_exit_2(cli_keys, tmp_path, args, needle):
+    src = tmp_path / "s.txt"
+    src.write_text("x\n")
+    subst = {"SRC": str(src), "DST": str(tmp_path / "d.txt"), "KEYS": str(cli_keys), "TMP": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "kzlabel.cli", *[subst.get(a, a) for a in args]],
+                          capture_output=True, text=True, timeout=120, env=_no_env())
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert proc.stderr.startswith("kzlabel: error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert needle.lower() in proc.stderr.lower() and "Traceback" not in proc.stderr
+    assert proc.stdout == "" and not (tmp_path / "d.txt").exists()
+
+
+def test_a_missing_output_folder_is_found_before_any_work(cli_keys, tmp_path, capsys):
+    blob = tmp_path / "b.bin"
+    blob.write_bytes(os.urandom(4096) + b"\x00")  # unsupported: the folder is checked before the format
+    assert main(["mark", str(blob), "-o", str(tmp_path / "no" / "x.bin"), "--key", str(cli_keys), "--system", "S",
+                 "--owner", "O"]) == 2
+    assert "output folder" in capsys.readouterr().err
+
+
+def test_help_is_still_typers_help():
+    proc = run("mark", "--help")
+    assert proc.returncode == 0 and "Usage: kzlabel mark" in proc.stdout and "--key" in proc.stdout
+    assert proc.stderr == ""
+    bare = run()
+    assert bare.returncode == 2 and "Usage: kzlabel" in bare.stdout + bare.stderr and "Commands" in bare.stdout
+
+
+@pytest.mark.parametrize(
+    "args,kind,needle",
+    [
+        (["verify", "/nonexistent/file.txt", "--json"], "KzlabelError", "no such file"),
+        (["verify", "BIN", "--json"], "unsupported_format", "unsupported format"),
+        (["verify", "--json"], "usage_error", "missing argument"),
+        (["mark", "SRC", "-o", "/nonexistent/dir/x.txt", "--key", "KEYS", "--system", "S", "--owner", "O", "--json"],
+         "KzlabelError", "/nonexistent/dir"),
+        (["mark", "SRC", "--key", "KEYS", "--system", "S", "--owner", "O", "--json"], "usage_error", "-o"),
+        (["mark", "SRC", "-o", "DST", "--system", "S", "--owner", "O", "--json"], "usage_error", "--key"),
+        (["training-check", "BIN", "--json", "--trust", "/nonexistent"], "KeyFileError", "/nonexistent"),
+    ],
+)
+def test_json_errors_are_json_on_stdout(cli_keys, tmp_path, args, kind, needle):
+    src = tmp_path / "s.txt"
+    src.write_text("x\n")
+    binary = tmp_path / "b.bin"
+    binary.write_bytes(os.urandom(4096) + b"\x00")
+    subst = {"SRC": str(src), "DST": str(tmp_path / "d.txt"), "KEYS": str(cli_keys), "BIN": str(binary)}
+    proc = subprocess.run([sys.executable, "-m", "kzlabel.cli", *[subst.get(a, a) for a in args]],
+                          capture_output=True, text=True, timeout=120, env=_no_env())
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    body = json.loads(proc.stdout)  # the whole of stdout is one JSON object, the service's error shape
+    assert set(body) == {"error", "reason"} and body["error"] == kind
+    assert needle.lower() in body["reason"].lower()
+    assert proc.stderr.startswith("kzlabel: error: ") and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.slow  # marks an Ogg (PyAV decode + encode)
+def test_batch_verify_reads_sidecars_as_companions_of_their_files(cli_keys, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "podcast.ogg").write_bytes((SAMPLES / "podcast.ogg").read_bytes())
+    (src / "story.txt").write_bytes((SAMPLES / "story.txt").read_bytes())
+    out = tmp_path / "out"
+    assert main(["batch", str(src), "-o", str(out), "--key", str(cli_keys), "--system", "S", "--owner", "O",
+                 "--no-progress", "--workers", "1"]) == 0
+    assert (out / "podcast.ogg.c2pa").is_file()  # Ogg cannot embed a manifest: it lies beside the file
+    report = tmp_path / "v.jsonl"
+    capsys.readouterr()
+    assert main(["batch", "--verify", str(out), "--trust", str(cli_keys), "--no-progress", "--workers", "1",
+                 "--report", str(report)]) == 0, capsys.readouterr().out
+    rows = {r["path"]: r for r in map(json.loads, report.read_text().splitlines())}
+    assert set(rows) == {"podcast.ogg", "story.txt"}  # the sidecar is no member of its own
+    assert rows["podcast.ogg"]["status"] == "compliant" and rows["podcast.ogg"]["accepted"] is True
+    c2pa = next(e for e in rows["podcast.ogg"]["evidence"] if e["layer"] == "c2pa")
+    assert c2pa["status"] == "trusted" and c2pa["data"]["sidecar"] == "podcast.ogg.c2pa"
+    # the training checks walk the folder the same way: no line for the sidecar
+    training = tmp_path / "t.jsonl"
+    main(["batch", "--training-check", str(out), "--no-progress", "--workers", "1", "--report", str(training)])
+    assert {json.loads(line)["path"] for line in training.read_text().splitlines()} == {"podcast.ogg", "story.txt"}
+    capsys.readouterr()
+    main(["training-check", str(out), "--json"])
+    names = {Path(json.loads(line)["source"]).name for line in capsys.readouterr().out.splitlines()}
+    assert names == {"podcast.ogg", "story.txt"}

@@ -330,3 +330,34 @@ def test_job_own_timeout_error_is_not_a_504() -> None:
     with pytest.raises(TimeoutError, match="inside the job"):
         anyio.run(worker.run, fails)
     assert anyio.run(worker.run, lambda: 42) == 42  # and the slot was released
+
+
+def test_verify_json_says_whether_the_upload_is_accepted(marked_md: bytes, other_trust: TrustStore) -> None:
+    """Trust anchors given and the signer not under them: compliant, but not accepted unless ?allow_untrusted."""
+    with TestClient(create_app(trust=other_trust)) as c:
+        report = c.post("/verify", params={"name": "x.md"}, content=marked_md).json()
+        assert report["verdict"] == "compliant" and report["trusted"] is False
+        assert report["trust_checked"] is True and report["accepted"] is False
+        assert "trust anchors" in report["why_not_accepted"]
+        for yes in ("true", "1", ""):
+            allowed = c.post("/verify", params={"name": "x.md", "allow_untrusted": yes}, content=marked_md).json()
+            assert allowed["accepted"] is True and allowed["why_not_accepted"] is None
+        strict = c.post("/verify", params={"name": "x.md", "allow_untrusted": "false"}, content=marked_md).json()
+        assert strict["accepted"] is False
+        _error(c.post("/verify", params={"name": "x.md", "allow_untrusted": "maybe"}, content=marked_md), 400,
+               "bad_request")
+    with TestClient(create_app()) as c:
+        report = c.post("/verify", params={"name": "x.md"}, content=marked_md).json()
+    assert report["trust_checked"] is False and report["accepted"] is True
+
+
+def test_verify_json_accepts_a_trusted_upload(client: TestClient, marked_md: bytes) -> None:
+    report = client.post("/verify", params={"name": "x.md"}, content=marked_md).json()
+    assert report["trust_checked"] is True and report["accepted"] is True
+
+
+def test_openapi_describes_the_acceptance_fields(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    props = doc["components"]["schemas"]["Report"]["properties"]
+    assert {"trust_checked", "accepted", "why_not_accepted"} <= set(props)
+    assert "allow_untrusted" in [p["name"] for p in doc["paths"]["/verify"]["post"]["parameters"]]

@@ -1,11 +1,14 @@
 """The `kzlabel` command line.
 
-Exit codes (documented in the README): 0 compliant / success, 1 verified but not compliant, 2 usage or input error
-(bad file, unsupported format, bad key), 3 internal error. Errors print one line; no tracebacks.
+Exit codes (documented in the README): 0 compliant (and, with trust anchors given, signed by a trusted signer) /
+success, 1 verified but not accepted, 2 usage or input error (bad file, unsupported format, bad key, missing output
+folder), 3 internal error. Errors print one line (``kzlabel: error: ...``); no tracebacks. With ``--json`` an error
+is also a JSON object on stdout, ``{"error": kind, "reason": text}``, the shape ``kzlabel serve`` answers with.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping
 from enum import Enum
@@ -15,7 +18,7 @@ from typing import NoReturn
 import typer
 
 from ._version import __version__
-from .errors import KzlabelError
+from .errors import KzlabelError, error_kind
 from .layers import Layer
 
 EXIT_OK, EXIT_NOT_COMPLIANT, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
@@ -39,9 +42,12 @@ class TrainingChoice(str, Enum):
     unspecified = "unspecified"
 
 
-def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
-    typer.echo(f"kzlabel: error: {message}", err=True)
-    raise typer.Exit(code)
+class UsageProblem(Exception):
+    """A command line that cannot be run as given (options missing or contradicting); main() prints it."""
+
+
+def _fail(message: str) -> NoReturn:
+    raise UsageProblem(message)
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -104,8 +110,6 @@ def mark(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Label one file with every layer its format has."""
-    import json
-
     from . import IPTC_COMPOSITE, IPTC_TRAINED, Labeler, Registry, Signer
     from .formats.base import AudioNotice, Pages, VideoWarning, choice
     from .layers import LAYERS, Style
@@ -174,8 +178,13 @@ def verify(
     password: str | None = typer.Option(
         None, "--password", envvar="KZLABEL_PASSWORD", help="Password of an encrypted PDF."
     ),
+    allow_untrusted: bool = typer.Option(
+        False,
+        "--allow-untrusted",
+        help="With --trust: also accept a compliant file signed by a signer not under the anchors (exit 0).",
+    ),
 ) -> None:
-    """Check every label layer; exit 0 when compliant, 1 when not."""
+    """Check every label layer; exit 0 when compliant (and, with --trust, trusted), 1 when not."""
     from . import Registry, TrustStore, Verdict
     from . import verify as verify_file
 
@@ -184,8 +193,11 @@ def verify(
         _fail(f"{registry}: no such registry")
     reg = Registry(registry) if registry else None
     report = verify_file(file, trust=store, registry=reg, password=password)
-    typer.echo(report.to_json() if as_json else str(report))
-    raise typer.Exit(EXIT_OK if report.verdict == Verdict.COMPLIANT else EXIT_NOT_COMPLIANT)
+    typer.echo(report.to_json(allow_untrusted=allow_untrusted) if as_json else str(report))
+    why = report.rejection(allow_untrusted=allow_untrusted)
+    if why is not None and report.verdict == Verdict.COMPLIANT:  # the verdict line alone would read as a pass
+        typer.echo(f"not accepted: {why} (--allow-untrusted accepts it)", err=as_json)
+    raise typer.Exit(EXIT_OK if why is None else EXIT_NOT_COMPLIANT)
 
 
 @app.command()
@@ -229,8 +241,6 @@ def training_check(
     trust: list[Path] | None = typer.Option(None, "--trust", help="Trust bundle for signed declarations."),
 ) -> None:
     """List what may not be used for training; exit 1 when anything is reserved."""
-    import json
-
     from .keys import TrustStore
     from .rights.actions import check_tree, training_allowed
 
@@ -305,6 +315,9 @@ def batch(
         False, "--training-check", help="List members that may not be used for AI training."
     ),
     trust: list[Path] | None = typer.Option(None, "--trust", help="Trust bundle or keygen folder (with --verify)."),
+    allow_untrusted: bool = typer.Option(
+        False, "--allow-untrusted", help="With --verify --trust: accept compliant members signed outside the anchors."
+    ),
     report: Path | None = typer.Option(None, "--report", help="JSONL report path (--verify / --training-check)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -316,15 +329,18 @@ def batch(
             _fail("give one of --verify or --training-check")
         if verify_only:
             summary = batch_mod.verify_batch(
-                src, trust=trust or None, workers=workers, report_path=report, progress=progress
+                src,
+                trust=trust or None,
+                workers=workers,
+                report_path=report,
+                progress=progress,
+                allow_untrusted=allow_untrusted,
             )
         else:
             summary = batch_mod.training_check(src, workers=workers, report_path=report, progress=progress)
         typer.echo(summary.text())
-        if verify_only:  # exit 0 only when every member is compliant, as `kzlabel verify` does for one file
-            bad = not summary.ok or any(n and verdict != "compliant" for verdict, n in summary.counts.items())
-        else:
-            bad = not summary.ok or bool(summary.flagged)
+        # verify: exit 0 only when every member is accepted, as `kzlabel verify` does for one file
+        bad = not summary.accepted if verify_only else not summary.ok or bool(summary.flagged)
         raise typer.Exit(EXIT_NOT_COMPLIANT if bad else EXIT_OK)
     if output is None or key is None or not system or not owner:
         _fail("labelling needs -o DST, --key DIR, --system and --owner")
@@ -386,22 +402,67 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _wants_json(args: list[str]) -> bool:
+    """Whether the command line asks for JSON output (then errors are JSON too), looked at before parsing so that
+    even a usage error answers in JSON."""
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _report_error(kind: str, reason: str, code: int, as_json: bool, line: str | None = None) -> int:
+    """One line on stderr (``line``, default ``kzlabel: error: REASON``), and the JSON error object on stdout."""
+    reason = _one_line(reason)
+    if as_json:
+        typer.echo(json.dumps({"error": kind, "reason": reason}, ensure_ascii=False))
+    typer.echo(line or f"kzlabel: error: {reason}", err=True)
+    return code
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """The exceptions typer raises for a bad command line when not in standalone mode: those of the click it runs
+    on (its own copy since typer 0.26, whose root is ``typer.TyperException``; click itself before)."""
+    root = getattr(typer, "TyperException", None)
+    if root is None:  # typer < 0.26 runs on click
+        import click
+
+        root = click.ClickException
+    return (root,)
+
+
+def _usage_reason(exc: Exception) -> str:
+    """click's message, with the help hint click would have printed on lines of its own."""
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return _one_line(message).rstrip(".") + hint
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: usage errors exit 2 (typer/click); kzlabel errors print one line and exit 2."""
+    """Entry point: every error is one line on stderr (and a JSON object on stdout with --json); usage and input
+    errors exit 2, internal errors 3; ``--help`` prints typer's help as always."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_json(args)
     try:
-        app(args=argv, prog_name="kzlabel")
+        code = app(args=args, prog_name="kzlabel", standalone_mode=False)
+    except UsageProblem as exc:
+        return _report_error("usage_error", str(exc), EXIT_INPUT, as_json)
+    except _usage_errors() as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `kzlabel`: typer has printed the help already
+            return EXIT_INPUT
+        return _report_error("usage_error", _usage_reason(exc), EXIT_INPUT, as_json)
+    except KzlabelError as exc:
+        return _report_error(error_kind(exc), str(exc), EXIT_INPUT, as_json)
+    except (KeyboardInterrupt, typer.Abort):
+        return _report_error("interrupted", "interrupted", EXIT_INPUT, as_json, "kzlabel: interrupted")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_INPUT)
-    except KzlabelError as exc:
-        typer.echo(f"kzlabel: error: {exc}", err=True)
-        return EXIT_INPUT
-    except KeyboardInterrupt:
-        typer.echo("kzlabel: interrupted", err=True)
-        return EXIT_INPUT
     except Exception as exc:  # noqa: BLE001 - a bug: still one line, never a traceback
-        typer.echo(f"kzlabel: internal error: {type(exc).__name__}: {exc}", err=True)
-        return EXIT_INTERNAL
-    return EXIT_OK
+        reason = f"{type(exc).__name__}: {exc}"
+        return _report_error("internal_error", reason, EXIT_INTERNAL, as_json, f"kzlabel: internal error: {reason}")
+    return code if isinstance(code, int) else EXIT_OK
 
 
 if __name__ == "__main__":

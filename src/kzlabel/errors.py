@@ -28,6 +28,7 @@ __all__ = [
     "MissingDependency",
     "SigningError",
     "UnsupportedFormat",
+    "error_kind",
 ]
 
 
@@ -78,3 +79,17 @@ class KeyFileError(KzlabelError):
 
 class MissingDependency(KzlabelError):
     """An optional dependency is not installed; the message names the pip extra."""
+
+
+def error_kind(exc: KzlabelError) -> str:
+    """The ``error`` field of a JSON error body (``kzlabel serve`` and ``kzlabel ... --json`` alike): a snake_case
+    name for the common kinds, else the exception's class name."""
+    for cls, kind in (
+        (UnsupportedFormat, "unsupported_format"),
+        (LimitExceeded, "limit_exceeded"),
+        (CorruptInput, "corrupt_input"),
+        (FormatError, "format_error"),
+    ):
+        if isinstance(exc, cls):
+            return kind
+    return type(exc).__name__

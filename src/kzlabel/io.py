@@ -7,6 +7,7 @@ pick its handler; outputs reach their destination only by rename, so a reader ne
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import tempfile
@@ -24,9 +25,11 @@ __all__ = [
     "Limits",
     "Source",
     "Spool",
+    "check_destination",
     "id3_end",
     "read_input",
     "replace_atomic",
+    "sidecar_owner",
     "sidecar_path",
     "sniff_length",
     "temp_beside",
@@ -168,10 +171,47 @@ def read_input(src: Source, limits: Limits, name: str | None = None, password: s
     return Input(data=data, name=name, path=path, password=password)
 
 
+def _unwritable(exc: OSError, dst: Path) -> KzlabelError | None:
+    """A destination problem the caller can fix (missing or unwritable folder, a folder where a file should go) as
+    a kzlabel error naming the path; None for anything else (a bug, a full disk: those propagate as they are)."""
+    folder = dst.parent
+    if isinstance(exc, FileNotFoundError):
+        return KzlabelError(f"output folder {folder} does not exist", source=str(dst))
+    if isinstance(exc, NotADirectoryError):
+        return KzlabelError(f"{folder} is not a folder", source=str(dst))
+    if isinstance(exc, IsADirectoryError):
+        return KzlabelError("is a folder; give a file name to write", source=str(dst))
+    if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+        return KzlabelError(f"cannot write into {folder}: {exc.strerror or 'permission denied'}", source=str(dst))
+    return None
+
+
+def check_destination(dst: str | os.PathLike) -> None:
+    """Refuse, before any work is done, a destination that cannot be written: its folder missing or read-only, or
+    the path itself a folder. (The atomic write would fail the same way, only later.)"""
+    path = Path(dst)
+    folder = path.parent
+    if path.is_dir():
+        raise KzlabelError("is a folder; give a file name to write", source=str(path))
+    if not folder.exists():
+        raise KzlabelError(f"output folder {folder} does not exist", source=str(path))
+    if not folder.is_dir():
+        raise KzlabelError(f"{folder} is not a folder", source=str(path))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise KzlabelError(f"cannot write into {folder}: permission denied", source=str(path))
+
+
 def temp_beside(path: Path) -> Path:
     """A new empty temp file ``.NAME.*.kztmp`` in ``path``'s folder (same file system, so a rename onto ``path`` is
-    atomic; ``kzlabel batch`` sweeps that pattern after a killed run)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.", suffix=".kztmp")
+    atomic; ``kzlabel batch`` sweeps that pattern after a killed run). A folder that is missing or unwritable is a
+    :class:`KzlabelError` naming ``path``."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.", suffix=".kztmp")
+    except OSError as exc:
+        err = _unwritable(exc, path)
+        if err is None:
+            raise
+        raise err from None
     os.close(fd)
     return Path(tmp)
 
@@ -186,7 +226,13 @@ def replace_atomic(tmp: Path, dst: Path, mode_from: Path | None) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, dst)
+    try:
+        os.replace(tmp, dst)
+    except OSError as exc:  # e.g. dst became a folder since the temp file was made beside it
+        err = _unwritable(exc, dst)
+        if err is None:
+            raise
+        raise err from None
 
 
 def write_atomic(dst: str | os.PathLike, data: bytes, *, mode_from: Path | None = None) -> None:
@@ -205,6 +251,18 @@ def write_atomic(dst: str | os.PathLike, data: bytes, *, mode_from: Path | None 
 def sidecar_path(path: str | os.PathLike) -> Path:
     """Where the sidecar C2PA manifest of ``path`` lives: ``NAME.EXT.c2pa`` beside it."""
     return Path(os.fspath(path) + ".c2pa")
+
+
+def sidecar_owner(path: str | os.PathLike) -> Path | None:
+    """The file whose sidecar manifest ``path`` is (``X`` for an ``X.c2pa`` beside an existing file ``X``), else None.
+
+    Folder walks (batch verify, the training check) skip such a file: it is read together with ``X``, not as a
+    file of its own."""
+    p = Path(path)
+    if not p.name.endswith(".c2pa") or p.name == ".c2pa":
+        return None
+    owner = p.with_name(p.name[: -len(".c2pa")])
+    return owner if owner.is_file() else None
 
 
 class Spool:

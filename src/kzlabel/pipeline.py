@@ -22,7 +22,19 @@ from typing import IO, Any, TypeVar
 from . import formats
 from .errors import CapacityError, KzlabelError, LimitExceeded, SigningError
 from .formats.base import AudioNotice, Findings, Handler, MarkOptions, Pages, VideoWarning
-from .io import SIDECAR_MAX, Input, Limits, Source, Spool, read_input, replace_atomic, sidecar_path, write_atomic
+from .io import (
+    SIDECAR_MAX,
+    Input,
+    Limits,
+    Source,
+    Spool,
+    check_destination,
+    read_input,
+    replace_atomic,
+    sidecar_owner,
+    sidecar_path,
+    write_atomic,
+)
 from .keys import Signer, TrustStore
 from .label import (
     DEFAULT_LANGUAGES,
@@ -40,10 +52,27 @@ from .layers import c2pa as c2pa_layer
 from .registry import Registry
 from .report import SIGNED_OK, Evidence, Report, Status
 
-__all__ = ["Labeler", "MarkResult"]
+__all__ = ["Labeler", "MarkResult", "is_sidecar_companion", "needs_sidecar"]
 
 T = TypeVar("T")
 WATERMARK_ALG = "kz.kzlabel.wm.1"
+
+
+def needs_sidecar(path: Path) -> bool:
+    """Whether ``path``'s C2PA manifest lives in a sidecar beside it (a type the C2PA library cannot embed into):
+    mark writes one there and verify reads it; False for anything unreadable or unsupported."""
+    try:
+        handler = formats.detect(Input(path=path, name=path.name))
+    except (KzlabelError, ImportError, OSError):
+        return False
+    return "c2pa" in handler.layers and handler.mime not in c2pa_layer.supported_mime_types()
+
+
+def is_sidecar_companion(path: str | os.PathLike) -> bool:
+    """``path`` is ``X.c2pa`` beside a file ``X`` whose manifest lives there: part of ``X``, read when ``X`` is
+    verified, so a folder walk does not count it as a file of its own."""
+    owner = sidecar_owner(path)
+    return owner is not None and needs_sidecar(owner)
 
 
 @dataclass(frozen=True)
@@ -222,7 +251,9 @@ class Labeler:
             and Path(dst).resolve() == Path(src).resolve()
         ):
             raise KzlabelError("dst is the source file; pass in_place=True to replace it", source=str(src))
-        inp = read_input(src, self.limits, name, password)
+        inp = read_input(src, self.limits, name, password)  # a path's bytes are read later, by the handler
+        if isinstance(dst, (str, os.PathLike)):
+            check_destination(dst)  # a missing or read-only output folder fails now, not after the work
         handler = formats.detect(inp)
         label = label or self.new_label()
         spool = Spool(dst)
@@ -468,7 +499,8 @@ class Labeler:
             evidence.append(line)
             recovered = recovered or found_in_registry
             evidence.append(_warning_evidence(f"visible:{part_name}", part.warning_found, "no warning found"))
-        return Report(inp.source, handler.id, evidence, label, recovered)
+        anchored = self.trust is not None and bool(self.trust.anchors)
+        return Report(inp.source, handler.id, evidence, label, recovered, trust_checked=anchored)
 
     def _watermark_evidence(self, layer: str, wm: Any, label: Label | None) -> tuple[Evidence, Label | None, bool]:
         """One watermark's evidence line; with no label yet, the registry may recover it from the payload."""

@@ -2,6 +2,11 @@
 
 The verdict follows Art. 21(2): content is compliant only with BOTH a valid machine-readable mark and a
 perceptible warning. ``unlabelled`` means nothing was found, which says nothing about how the content was made.
+
+Whether a platform should *accept* the file is one step more (:meth:`Report.passes`): when the verifier gave trust
+anchors, a compliant file is accepted only if some signed layer chains to them (``trusted``); a valid signature from
+a signer outside the anchors (``untrusted``) is accepted only on request (``allow_untrusted=True``). Without anchors
+(statuses ``valid``) a compliant file is accepted as before, since nothing was asked about who signed it.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ class Report:
     evidence: list[Evidence]
     label: Label | None = None
     recovered: bool = False  # label came from the registry via the watermark, not from the file
+    trust_checked: bool = False  # the verifier gave trust anchors, so signers were checked against them
 
     def layer(self, name: str) -> Evidence | None:
         return next((e for e in self.evidence if e.layer == name), None)
@@ -90,25 +96,57 @@ class Report:
         """True when some signed layer chains to a trust anchor the verifier gave."""
         return any(e.status == Status.TRUSTED for e in self.evidence)
 
-    def raise_for_unlabelled(self) -> Report:
-        """Opt-in strictness for pipelines that must reject anything not compliant."""
-        if self.verdict != Verdict.COMPLIANT:
-            raise KzlabelError(f"not compliant: {self.verdict.value}", source=self.source, format=self.format)
+    def rejection(self, *, allow_untrusted: bool = False) -> str | None:
+        """Why a platform should not accept the file, in one line; None when it should.
+
+        Not compliant is never accepted. A compliant file is refused when trust anchors were given and no signed
+        layer is ``trusted`` (its signer is not under them, or only unsigned fields mark it), unless
+        ``allow_untrusted`` says a valid signature from any signer is enough.
+        """
+        verdict = self.verdict
+        if verdict != Verdict.COMPLIANT:
+            return f"not compliant: {verdict.value}"
+        if self.trust_checked and not self.trusted and not allow_untrusted:
+            if any(e.status == Status.UNTRUSTED for e in self.evidence):
+                return "compliant but untrusted: the signer is not under the given trust anchors"
+            return "compliant but untrusted: no signed layer chains to the given trust anchors"
+        return None
+
+    def passes(self, *, allow_untrusted: bool = False) -> bool:
+        """Whether a platform should accept the file (see :meth:`rejection`)."""
+        return self.rejection(allow_untrusted=allow_untrusted) is None
+
+    @property
+    def accepted(self) -> bool:
+        """:meth:`passes` with the default strictness: with trust anchors given, an untrusted signer is refused."""
+        return self.passes()
+
+    def raise_for_unlabelled(self, *, allow_untrusted: bool = False) -> Report:
+        """Opt-in strictness for pipelines that must reject anything not accepted (see :meth:`rejection`)."""
+        why = self.rejection(allow_untrusted=allow_untrusted)
+        if why is not None:
+            raise KzlabelError(why, source=self.source, format=self.format)
         return self
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, allow_untrusted: bool = False) -> dict[str, Any]:
+        """The report as JSON-ready data; ``accepted`` / ``why_not_accepted`` follow :meth:`rejection` with
+        ``allow_untrusted``."""
+        why = self.rejection(allow_untrusted=allow_untrusted)
         return {
             "source": self.source,
             "format": self.format,
             "verdict": self.verdict.value,
             "trusted": self.trusted,
+            "trust_checked": self.trust_checked,
+            "accepted": why is None,
+            "why_not_accepted": why,
             "label": self.label.to_dict() if self.label else None,
             "label_recovered_from_registry": self.recovered,
             "evidence": [e.to_dict() for e in self.evidence],
         }
 
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+    def to_json(self, indent: int | None = 2, *, allow_untrusted: bool = False) -> str:
+        return json.dumps(self.to_dict(allow_untrusted=allow_untrusted), indent=indent, ensure_ascii=False)
 
     def __str__(self) -> str:
         lines = [f"{self.source} ({self.format}): {self.verdict.value}"]

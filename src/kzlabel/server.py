@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ._version import __version__
-from .errors import CorruptInput, FormatError, KzlabelError, LimitExceeded, UnsupportedFormat
+from .errors import KzlabelError, LimitExceeded, UnsupportedFormat, error_kind
 from .io import Limits
 from .keys import Signer, TrustStore
 from .pipeline import Labeler
@@ -57,15 +57,8 @@ def error_response(status: int, kind: str, reason: str) -> JSONResponse:
 
 def _kzlabel_failure(exc: KzlabelError) -> HTTPFailure:
     """Map the library's error hierarchy onto HTTP statuses (most specific first)."""
-    if isinstance(exc, UnsupportedFormat):
-        return HTTPFailure(415, "unsupported_format", exc.message)
-    if isinstance(exc, LimitExceeded):
-        return HTTPFailure(413, "limit_exceeded", exc.message)
-    if isinstance(exc, CorruptInput):
-        return HTTPFailure(422, "corrupt_input", exc.message)
-    if isinstance(exc, FormatError):
-        return HTTPFailure(422, "format_error", exc.message)
-    return HTTPFailure(422, type(exc).__name__, exc.message)
+    status = 415 if isinstance(exc, UnsupportedFormat) else 413 if isinstance(exc, LimitExceeded) else 422
+    return HTTPFailure(status, error_kind(exc), exc.message)
 
 
 # --- bounded body reading ------------------------------------------------------------------------------------------
@@ -139,6 +132,19 @@ async def read_upload(request: Request, max_bytes: int) -> tuple[bytes, str | No
     if not data:
         raise HTTPFailure(422, "empty_body", "the upload is empty")
     return data, name
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """A yes/no query parameter: absent or 0/false/no/off is False; present bare or 1/true/yes/on is True."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    value = raw.strip().lower()
+    if value in ("", "1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise HTTPFailure(400, "bad_request", f"?{name}= takes true or false, not {raw[:40]!r}")
 
 
 # --- bounded, deadline-limited CPU work ----------------------------------------------------------------------------
@@ -237,6 +243,14 @@ _UPLOAD_BODY: dict[str, Any] = {
         },
     },
 }
+_ALLOW_UNTRUSTED_PARAM: dict[str, Any] = {
+    "name": "allow_untrusted",
+    "in": "query",
+    "required": False,
+    "description": "With trust anchors configured, count a compliant file whose signer is not under them as "
+    "accepted (default false: `accepted` is false unless some signed layer is trusted).",
+    "schema": {"type": "boolean", "default": False},
+}
 _NAME_PARAM: dict[str, Any] = {
     "name": "name",
     "in": "query",
@@ -267,7 +281,7 @@ OPENAPI: dict[str, Any] = {
         "/verify": {
             "post": {
                 "summary": "Verify the labels of one uploaded file",
-                "parameters": [_NAME_PARAM],
+                "parameters": [_NAME_PARAM, _ALLOW_UNTRUSTED_PARAM],
                 "requestBody": _UPLOAD_BODY,
                 "responses": {
                     "200": {
@@ -336,6 +350,9 @@ OPENAPI: dict[str, Any] = {
                         ],
                     },
                     "trusted": {"type": "boolean"},
+                    "trust_checked": {"type": "boolean"},
+                    "accepted": {"type": "boolean"},
+                    "why_not_accepted": {"type": ["string", "null"]},
                     "label": {"type": ["object", "null"]},
                     "label_recovered_from_registry": {"type": "boolean"},
                     "evidence": {
@@ -351,7 +368,7 @@ OPENAPI: dict[str, Any] = {
                         },
                     },
                 },
-                "required": ["source", "format", "verdict", "evidence"],
+                "required": ["source", "format", "verdict", "accepted", "evidence"],
             },
         }
     },
@@ -410,9 +427,10 @@ def create_app(
         return JSONResponse({"status": "ok", "version": __version__, "mark_enabled": mark_enabled})
 
     async def verify(request: Request) -> Response:
+        allow_untrusted = query_flag(request, "allow_untrusted")
         data, name = await read_upload(request, max_upload)
         report = await worker.run(lambda: verifier.verify(data, name=name))
-        return Response(report.to_json(), media_type="application/json")
+        return Response(report.to_json(allow_untrusted=allow_untrusted), media_type="application/json")
 
     async def mark(request: Request) -> Response:
         if marker is None:

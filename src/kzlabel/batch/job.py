@@ -24,12 +24,13 @@ from typing import Any
 from ..errors import KzlabelError
 from ..io import write_atomic
 from ..label import Training, TrainingSignal
+from ..pipeline import is_sidecar_companion, needs_sidecar
 from ..rights.vocab import TDMREP_FILE, decide, rule_for, signal_from_tdmrep, tdmrep_rules
 from .archives import count_members, inside, iter_entries, kind_of
 from .config import portable_config
 from .executor import open_pool, pump
 from .journal import Journal, result_from_row
-from .members import needs_sidecar, training_result
+from .members import training_result
 from .model import (
     COPIED,
     DEFAULT_BOMB_MIN_BYTES,
@@ -401,13 +402,17 @@ def _scan(
     progress: bool,
     safety: Safety,
     use: str = "ai_training",
+    allow_untrusted: bool = False,
 ) -> BatchSummary:
-    """Read-only pass (verify / training check): the same readers, pool and end of run as labelling, no journal."""
+    """Read-only pass (verify / training check): the same readers, pool and end of run as labelling, no journal.
+
+    In a folder, a sidecar manifest ``X.c2pa`` beside a file ``X`` that keeps its manifest there is not a member of
+    its own: verify reads it with ``X``."""
     t0 = time.monotonic()
     src_p = Path(src)
     if not src_p.exists():
         raise KzlabelError("no such file or folder", source=str(src_p))
-    summary = BatchSummary(op, str(src_p))
+    summary = BatchSummary(op, str(src_p), allow_untrusted=allow_untrusted)
     results: list[MemberResult] = []
     abort: list[str] = []
     spill = Path(tempfile.mkdtemp(prefix="kzlabel-spill-"))
@@ -418,13 +423,23 @@ def _scan(
         for entry in _unique(iter_entries(src_p, safety, abort=abort, spill_dir=spill)):
             if entry.kind == "dir":
                 continue
+            if entry.kind == "file" and not entry.spilled and entry.src_file and is_sidecar_companion(entry.src_file):
+                bar.advance()
+                continue
             if entry.kind == "refused":
                 yield _refusal(entry)
             elif site is not None and entry.path == TDMREP_MEMBER:
                 yield site.load(entry), Ctx(spilled=entry.src_file if entry.spilled else None)
             else:
                 yield (
-                    Task(op, entry.path, data=entry.data, src_file=entry.src_file, use=use),
+                    Task(
+                        op,
+                        entry.path,
+                        data=entry.data,
+                        src_file=entry.src_file,
+                        use=use,
+                        allow_untrusted=allow_untrusted,
+                    ),
                     Ctx(spilled=entry.src_file if entry.spilled else None),
                 )
                 entry.data = None
@@ -459,10 +474,14 @@ def verify_batch(
     summary_path: str | os.PathLike | None = None,
     progress: bool = False,
     max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
+    allow_untrusted: bool = False,
 ) -> BatchSummary:
     """Verify every member of a folder or archive; ``counts`` is verdict → members (plus unsupported/refused/failed).
 
-    ``trust``: a TrustStore, a PEM bundle path, a keygen folder, or a list of those.
+    ``trust``: a TrustStore, a PEM bundle path, a keygen folder, or a list of those. With trust anchors, a compliant
+    member none of whose signed layers is trusted is listed in ``untrusted`` and not accepted (``accepted`` is
+    False), unless ``allow_untrusted``; each JSONL line says ``trust_checked`` / ``accepted`` as ``kzlabel verify``
+    does.
     """
     config: dict[str, Any] = {"trust": trust, "registry": registry, "watermark_key": watermark_key}
     config = {k: v for k, v in config.items() if v is not None}
@@ -475,6 +494,7 @@ def verify_batch(
         summary_path=summary_path,
         progress=progress,
         safety=Safety(max_member_bytes),
+        allow_untrusted=allow_untrusted,
     )
 
 

@@ -15,8 +15,7 @@ from typing import Any
 
 from .. import formats
 from ..errors import KzlabelError, LimitExceeded, UnsupportedFormat
-from ..io import Input, read_input, sidecar_path
-from ..layers import c2pa as c2pa_layer
+from ..io import read_input, sidecar_path
 from ..pipeline import Labeler
 from ..rights.actions import read_signals
 from ..rights.vocab import TrainingCheck, decide
@@ -94,26 +93,17 @@ def _mark_member(task: Task, labeler: Labeler, name: str) -> MemberResult:
     )
 
 
-def needs_sidecar(path: Path) -> bool:
-    """Whether labelling ``path`` writes a sidecar C2PA manifest beside it (a type the C2PA library cannot embed
-    into); False for anything unreadable or unsupported."""
-    try:
-        handler = formats.detect(Input(path=path, name=path.name))
-        return "c2pa" in handler.layers and handler.mime not in c2pa_layer.supported_mime_types()
-    except (KzlabelError, ImportError, OSError):
-        return False
-
-
 def _verify_member(task: Task, labeler: Labeler, name: str) -> MemberResult:
     rep = labeler.verify(_source(task), name=name)
-    d = rep.to_dict()
+    d = rep.to_dict(allow_untrusted=task.allow_untrusted)
+    keep = ("trusted", "trust_checked", "accepted", "why_not_accepted", "evidence")
     return MemberResult(
         task.path,
         rep.verdict.value,
         rep.format,
         "",
         rep.label.content_id if rep.label else None,
-        extra={"trusted": d["trusted"], "evidence": d["evidence"]},
+        extra={k: d[k] for k in keep},
     )
 
 

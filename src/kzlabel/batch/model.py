@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..report import Verdict
+
 GiB = 1024**3
 MiB = 1024**2
 DEFAULT_MAX_MEMBER_BYTES = 1 * GiB
@@ -28,6 +30,7 @@ FAILED = "failed"
 REFUSED = "refused"
 SKIPPED_DONE = "skipped-done"
 UNSUPPORTED = "unsupported"  # verify / training check: nothing to say about this file
+COMPLIANT = Verdict.COMPLIANT.value  # verify: a member's status is its verdict
 SITE_RULES = "tdmrep-site-rules"  # training check: the source's /.well-known/tdmrep.json, applied to other members
 _MAY_NOT_USE = ("notAllowed", "constrained")  # training statuses a trainer must filter out
 DIR = "dir"  # journal-only: a directory entry kept for the output's structure
@@ -71,6 +74,7 @@ class Task:
     meta: Meta = field(default_factory=Meta)
     apply_meta: bool = False  # folder output: set mode/mtime on the written file
     use: str = "ai_training"
+    allow_untrusted: bool = False  # verify: accept a compliant member whose signer is not under the trust anchors
 
 
 @dataclass
@@ -119,6 +123,9 @@ class BatchSummary:
     by_format: dict[str, dict[str, int]] = field(default_factory=dict)
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (path, status, reason): failed / refused
     flagged: list[str] = field(default_factory=list)  # training check: members that may not be used
+    # verify with trust anchors: compliant members none of whose signed layers is trusted (not accepted)
+    untrusted: list[str] = field(default_factory=list)
+    allow_untrusted: bool = False  # verify: such members are accepted after all (still listed)
     resumed: int = 0
     aborted: str | None = None
     elapsed_s: float = 0.0
@@ -138,11 +145,23 @@ class BatchSummary:
             self.resumed += 1
         if self.operation == "training" and r.status in _MAY_NOT_USE:
             self.flagged.append(r.path)
+        checked = self.operation == "verify" and r.extra.get("trust_checked")
+        if checked and r.status == COMPLIANT and r.extra.get("trusted") is False:
+            self.untrusted.append(r.path)
 
     @property
     def ok(self) -> bool:
         """No member failed and the run was not aborted (refusals are deliberate, not failures)."""
         return not self.counts.get(FAILED) and self.aborted is None
+
+    @property
+    def accepted(self) -> bool:
+        """verify: the run is :attr:`ok` and every member is compliant, with a trusted signer when trust anchors
+        were given (unless ``allow_untrusted``): what ``kzlabel batch --verify`` exits 0 for. Unsupported, refused
+        and failed members are not accepted."""
+        compliant = self.counts.get(COMPLIANT, 0)
+        trusted_enough = self.allow_untrusted or not self.untrusted
+        return self.ok and compliant == self.total and trusted_enough
 
     @property
     def rate(self) -> float:
@@ -158,6 +177,7 @@ class BatchSummary:
             "by_format": {k: dict(sorted(v.items())) for k, v in sorted(self.by_format.items())},
             "problems": [{"path": p, "status": s, "reason": r} for p, s, r in self.problems],
             "flagged": self.flagged,
+            **({"untrusted": self.untrusted, "accepted": self.accepted} if self.operation == "verify" else {}),
             "resumed": self.resumed,
             "aborted": self.aborted,
             "elapsed_s": round(self.elapsed_s, 3),
@@ -185,6 +205,10 @@ class BatchSummary:
         if self.flagged:
             lines.append(f"may not be used ({len(self.flagged)}):")
             lines.extend(f"  {p}" for p in self.flagged)
+        if self.untrusted:
+            how = "accepted: --allow-untrusted" if self.allow_untrusted else "not accepted"
+            lines.append(f"compliant but signed outside the trust anchors ({len(self.untrusted)}, {how}):")
+            lines.extend(f"  {p}" for p in self.untrusted)
         if self.problems:
             lines.append(f"failed or refused ({len(self.problems)}):")
             lines.extend(f"  [{s}] {p}: {r}" for p, s, r in self.problems)

@@ -14,9 +14,10 @@ from typing import Any
 from .. import formats
 from ..errors import KzlabelError, UnsupportedFormat
 from ..formats.base import Handler
-from ..io import Input, Limits, Source, read_input, write_atomic
+from ..io import Input, Limits, Source, check_destination, read_input, write_atomic
 from ..label import USES, Training, TrainingSignal, verify_token
 from ..layers import c2pa as c2pa_layer
+from ..pipeline import is_sidecar_companion
 from .vocab import (
     TDMREP_FILE,
     TrainingCheck,
@@ -77,6 +78,8 @@ def write_optout(
             raise KzlabelError("in_place=True needs a path as src and no dst")
         dst = src
     inp = read_input(src, limits, name)
+    if dst is not None:
+        check_destination(dst)
     handler = formats.detect(inp)
     try:
         data = handler.write_training(inp.data, policy, limits)
@@ -115,8 +118,8 @@ def check_tree(
         dirnames[:] = sorted(d for d in dirnames if not (Path(dirpath) / d).is_symlink())
         for fname in sorted(filenames):
             path = Path(dirpath) / fname
-            if path.is_symlink() or path.relative_to(base) == TDMREP_FILE:
-                continue
+            if path.is_symlink() or path.relative_to(base) == TDMREP_FILE or is_sidecar_companion(path):
+                continue  # a sidecar C2PA manifest belongs to the file beside it
             try:
                 inp = read_input(path, limits)
                 signals = read_signals(inp, formats.detect(inp), limits, trust)
