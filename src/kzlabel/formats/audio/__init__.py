@@ -3,10 +3,11 @@
 Samples are decoded and re-encoded with PyAV (FFmpeg's codecs, already a dependency for video: one codec stack for
 every lossy and lossless format, no libsndfile gap for MP3/AAC/Opus); sample rate, channel layout and bit depth are
 kept, lossy formats are re-encoded at the source's bit rate. Tags are read and written with mutagen, in each
-container's own slot, so exiftool and ffprobe read them back: ID3v2 ``TXXX`` frames (MP3, and the ``id3`` chunk of
-WAV), Vorbis comments (FLAC, Ogg), iTunes freeform atoms ``----:com.apple.iTunes:…`` (M4A). The tag names are those
-of STANDARDS.md: ``AIGC`` (GB 45438 JSON), ``kzlabel`` (the signed label), ``DigitalSourceType`` (IPTC URI),
-``AISystemUsed``, and the training tags of :mod:`kzlabel.rights.vocab`.
+container's own slot, so exiftool and ffprobe read them back: ID3v2 ``TXXX`` frames (MP3, with the label's XMP in a
+``PRIV`` frame, and the ``id3`` chunk of WAV), Vorbis comments (FLAC, Ogg), iTunes freeform atoms
+``----:com.apple.iTunes:…`` (M4A). The tag names are those of STANDARDS.md: ``AIGC`` (GB 45438 JSON), ``kzlabel``
+(the signed label), ``DigitalSourceType`` (IPTC URI), ``AISystemUsed``, and the training tags of
+:mod:`kzlabel.rights.vocab`.
 
 Marking streams: samples are decoded in blocks of :data:`BLOCK_TILES` watermark tiles (30.72 s), toned,
 watermarked with the block's offset on the watermark's grid and encoded block by block to a temp file, so memory holds
@@ -199,11 +200,10 @@ class Wav(_AudioHandler):
         return 100 if header[:4] == b"RIFF" and header[8:12] == b"WAVE" else 0
 
     def _write(self, data: bytes, tags: Mapping[str, str], xmp: Mapping[tuple[str, str], str]) -> bytes:
-        return write_wav_chunks(write_tags(data, tags), tags, xmp)
+        return write_wav_chunks(data, tags, xmp)
 
     def _write_file(self, path: Path, tags: Mapping[str, str], xmp: Mapping[tuple[str, str], str]) -> None:
-        """ID3 chunk by mutagen in place, then the RIFF carriers by a streamed copy that replaces the file."""
-        super()._write_file(path, tags, xmp)
+        """Every RIFF carrier (ID3 chunk, XMP, AIGC) in one streamed copy that replaces the file."""
         tmp = temp_beside(path)
         try:
             with open(path, "rb") as src, open(tmp, "wb") as out:
@@ -222,6 +222,14 @@ class Mp3(_AudioHandler):
     name = "MP3 audio"
     mime = "audio/mpeg"
     extensions = (".mp3",)
+
+    # the label's XMP too, in the ID3 tag's PRIV "XMP" frame (exiftool: XMP-iptcExt:DigitalSourceType)
+    def _write(self, data: bytes, tags: Mapping[str, str], xmp: Mapping[tuple[str, str], str]) -> bytes:
+        return write_tags(data, tags, xmp)
+
+    def _write_file(self, path: Path, tags: Mapping[str, str], xmp: Mapping[tuple[str, str], str]) -> None:
+        with open(path, "r+b") as fh:
+            set_tags(fh, tags, xmp)
 
     def score(self, header: bytes, name: str | None) -> int:
         if header[:3] == b"ID3":

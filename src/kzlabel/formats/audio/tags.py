@@ -1,6 +1,6 @@
 """Text tags in each audio container's own slot (ID3 TXXX, Vorbis comments, iTunes freeform atoms, via mutagen) and
-WAV's RIFF chunks (LIST/INFO, ``_PMX`` XMP, ``AIGC``), edited in place or by a streamed copy, never by loading the
-samples."""
+WAV's RIFF chunks (the ``id3 `` chunk, ``_PMX`` XMP, ``AIGC``), edited in place or by a streamed copy, never by loading
+the samples."""
 
 from __future__ import annotations
 
@@ -76,10 +76,14 @@ def read_tags(content: bytes | IO[bytes]) -> dict[str, str]:
     return out
 
 
-def set_tags(fh: IO[bytes], values: Mapping[str, str]) -> None:
+def set_tags(fh: IO[bytes], values: Mapping[str, str], xmp: Mapping[tuple[str, str], str] | None = None) -> None:
     """Set ``values`` as text tags in the container's own tag slot of the file ``fh`` (opened ``r+b``, or a BytesIO),
-    existing tags kept. mutagen edits in place, moving the samples in bounded reads when the tag area grows."""
-    from mutagen.id3 import ID3, TXXX
+    existing tags kept. mutagen edits in place, moving the samples in bounded reads when the tag area grows.
+
+    ``xmp``: for an ID3 tag, also these XMP values in its ``PRIV`` frame owned by ``XMP`` (merged with any packet
+    there), which exiftool reads as XMP: exiftool 12 names every ``TXXX`` frame ``UserDefinedText`` and its JSON
+    output keeps only the last, while ``XMP-iptcExt:DigitalSourceType`` is the name images and WAV carry it under."""
+    from mutagen.id3 import ID3, PRIV, TXXX
     from mutagen.mp4 import MP4, MP4FreeForm
 
     f = _mutagen_file(fh)
@@ -90,6 +94,10 @@ def set_tags(fh: IO[bytes], values: Mapping[str, str]) -> None:
         for k, v in values.items():
             tags.delall(f"TXXX:{k}")
             tags.add(TXXX(encoding=3, desc=k, text=[v]))
+        if xmp:
+            old = next((bytes(fr.data) for fr in tags.getall("PRIV") if fr.owner == "XMP"), None)
+            tags.delall("PRIV:XMP")
+            tags.add(PRIV(owner="XMP", data=merge_xmp(old, xmp, tuple(xmp))))
     elif isinstance(f, MP4):
         for k, v in values.items():
             tags[_ITUNES + k] = [MP4FreeForm(v.encode("utf-8"))]
@@ -102,10 +110,10 @@ def set_tags(fh: IO[bytes], values: Mapping[str, str]) -> None:
         raise CorruptInput(f"could not write audio tags: {exc}") from exc
 
 
-def write_tags(data: bytes, values: Mapping[str, str]) -> bytes:
+def write_tags(data: bytes, values: Mapping[str, str], xmp: Mapping[tuple[str, str], str] | None = None) -> bytes:
     """``data`` with ``values`` set as text tags (:func:`set_tags` on a copy in memory)."""
     bio = io.BytesIO(data)
-    set_tags(bio, values)
+    set_tags(bio, values, xmp)
     return bio.getvalue()
 
 
@@ -139,26 +147,104 @@ def _body(fh: IO[bytes], offset: int, size: int) -> bytes:
     return fh.read(size)
 
 
+# RIFF INFO ids with an ID3 frame of the same meaning (the pairs ffmpeg's ``ff_riff_info_conv`` and ID3 reader name
+# alike: title, artist, album, copyright, date, genre, language, encoder, encoded_by, track); ICMT becomes COMM, any
+# other INFO id a TXXX frame named by the id, so nothing the source said is lost
+_INFO_TO_ID3 = {
+    b"INAM": "TIT2",
+    b"IART": "TPE1",
+    b"IPRD": "TALB",
+    b"ICOP": "TCOP",
+    b"ICRD": "TDRC",
+    b"IGNR": "TCON",
+    b"ILNG": "TLAN",
+    b"ISFT": "TSSE",
+    b"ITCH": "TENC",
+    b"ITRK": "TRCK",
+    b"IPRT": "TRCK",
+}
+# the 4-letter cuts of the tag names kzlabel once wrote as INFO ids (``kzla``, ``Digi``, ``AISy``, ``tdm-``, ``Data``):
+# garbage names in ffprobe, dropped when such a file is labelled again
+_OLD_INFO_CUTS = {b"kzla", b"Digi", b"AISy", b"AIGC", b"tdm-", b"Data"}
+
+
+def _info_entries(body: bytes) -> list[tuple[bytes, str]]:
+    """(id, text) of every entry of a ``LIST/INFO`` chunk body (after the ``INFO`` type)."""
+    out, i = [], 4
+    while i + 8 <= len(body):
+        sid, m = body[i : i + 4], int.from_bytes(body[i + 4 : i + 8], "little")
+        raw = body[i + 8 : i + 8 + m].split(b"\0", 1)[0]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+        out.append((sid, text))
+        i += 8 + m + (m & 1)
+    return out
+
+
+def _wav_id3(old: bytes | None, info: list[tuple[bytes, str]], values: Mapping[str, str]) -> bytes:
+    """The body of WAV's ``id3 `` chunk: the existing tag (if any), the INFO entries as their ID3 frames where the tag
+    has none of its own, and ``values`` as TXXX frames (ID3v2.4, mutagen's padding after the last frame)."""
+    from mutagen.id3 import COMM, ID3, TXXX, Frames, ID3NoHeaderError
+
+    tag = ID3()
+    if old:
+        try:
+            tag = ID3(io.BytesIO(old))
+        except ID3NoHeaderError:
+            pass
+        except _mutagen_errors() as exc:
+            raise CorruptInput(f"unreadable ID3 chunk in the WAV file: {exc}") from exc
+    for sid, text in info:
+        if not text or sid in _OLD_INFO_CUTS:
+            continue
+        frame_id = _INFO_TO_ID3.get(sid)
+        if frame_id is not None:
+            if frame_id not in tag:
+                tag.add(Frames[frame_id](encoding=3, text=[text]))
+        elif sid == b"ICMT":
+            if not tag.getall("COMM"):
+                tag.add(COMM(encoding=3, lang="eng", desc="", text=[text]))
+        else:
+            name = sid.decode("latin-1").strip()
+            if f"TXXX:{name}" not in tag:
+                tag.add(TXXX(encoding=3, desc=name, text=[text]))
+    for k, v in values.items():
+        tag.delall(f"TXXX:{k}")
+        tag.add(TXXX(encoding=3, desc=k, text=[v]))
+    out = io.BytesIO()
+    try:
+        tag.save(out, v2_version=4)
+    except _mutagen_errors() as exc:
+        raise CorruptInput(f"could not write the WAV file's ID3 chunk: {exc}") from exc
+    return out.getvalue()
+
+
 def rewrite_wav_chunks(
     src: IO[bytes], out: IO[bytes], values: Mapping[str, str], xmp: Mapping[tuple[str, str], str]
 ) -> None:
-    """Copy the RIFF/WAVE file ``src`` to ``out`` with the WAV carriers exiftool and ffprobe read: XMP in a ``_PMX``
-    chunk (merged with any existing packet), the ``AIGC`` JSON as its own RIFF chunk (GB 45438 practice) and every
-    value as a ``LIST/INFO`` entry (ffprobe). The sample data is copied in 1 MiB reads, never held."""
+    """Copy the RIFF/WAVE file ``src`` to ``out`` with the WAV carriers exiftool and ffprobe read: every value as an
+    ID3v2 TXXX frame in the ``id3 `` chunk (ffprobe, exiftool and mutagen show it by its full name), XMP in a ``_PMX``
+    chunk (merged with any existing packet; exiftool's XMP-iptcExt:DigitalSourceType) and the ``AIGC`` JSON as its
+    own RIFF chunk (GB 45438 practice). The sample data is copied in 1 MiB reads, never held.
+
+    No ``LIST/INFO`` chunk is written: its ids are four letters, and ffmpeg reads either INFO or the ID3 chunk, never
+    both (with both it drops the ID3 tags, warning "Discarding ID3 tags because more suitable tags were found"). So
+    the entries of an existing INFO chunk move into the ID3 chunk as the frames of the same meaning (INAM → TIT2,
+    ISFT → TSSE, ICMT → COMM, …; any other id a TXXX frame of that name), and ffprobe shows them as before."""
 
     chunks = _riff_index(src)
     old_xmp = next((_body(src, off, n) for cid, off, n in chunks if cid == b"_PMX"), None)
     packet = merge_xmp(old_xmp, xmp, tuple(xmp))
-    info = b""
-    for k, v in values.items():
-        raw = v.encode("utf-8") + b"\0"
-        info += (
-            k.encode("ascii")[:4].ljust(4, b" ")
-            + len(raw).to_bytes(4, "little")
-            + raw
-            + (b"\0" if len(raw) & 1 else b"")
-        )
-    mine = {k.encode("ascii")[:4].ljust(4, b" ") for k in values}
+    old_id3 = next((_body(src, off, n) for cid, off, n in chunks if cid in (b"id3 ", b"ID3 ")), None)
+    info: list[tuple[bytes, str]] = []
+    dropped = set()
+    for cid, off, n in chunks:
+        if cid == b"LIST" and _body(src, off, min(n, 4)) == b"INFO":
+            info += _info_entries(_body(src, off, n))
+            dropped.add(off)
+    tag = _wav_id3(old_id3, info, values)
 
     def put(cid: bytes, body: bytes | None, offset: int = 0, size: int = 0) -> None:
         size = len(body) if body is not None else size
@@ -178,24 +264,11 @@ def rewrite_wav_chunks(
             out.write(b"\0")
 
     out.write(b"RIFF\0\0\0\0WAVE")
-    merged_info = False
     for cid, off, n in chunks:
-        if cid in (b"_PMX", b"AIGC"):
-            continue
-        if cid == b"LIST" and not merged_info and _body(src, off, min(n, 4)) == b"INFO":
-            c = _body(src, off, n)
-            kept, i = b"", 4
-            while i + 8 <= len(c):
-                sid, m = c[i : i + 4], int.from_bytes(c[i + 4 : i + 8], "little")
-                if sid not in mine:
-                    kept += c[i : i + 8 + m + (m & 1)]
-                i += 8 + m + (m & 1)
-            put(cid, b"INFO" + kept + info)
-            merged_info = True
+        if cid in (b"_PMX", b"AIGC", b"id3 ", b"ID3 ") or off in dropped:
             continue
         put(cid, None, off, n)
-    if not merged_info:
-        put(b"LIST", b"INFO" + info)
+    put(b"id3 ", tag)
     if TAG_AIGC in values:
         put(b"AIGC", values[TAG_AIGC].encode("utf-8"))
     put(b"_PMX", packet)
@@ -213,7 +286,7 @@ def write_wav_chunks(data: bytes, values: Mapping[str, str], xmp: Mapping[tuple[
 
 
 def read_wav_values(content: bytes | IO[bytes]) -> dict[str, str]:
-    """The XMP and INFO values :func:`rewrite_wav_chunks` wrote (for a file without ID3 tags); reads the chunk
+    """The XMP values :func:`rewrite_wav_chunks` wrote (its ID3 chunk is read by :func:`read_tags`); reads the chunk
     headers and the XMP packet only."""
 
     fh = _file(content)
