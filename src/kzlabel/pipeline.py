@@ -482,6 +482,21 @@ class Labeler:
             evidence.append(c2pa_ev)
 
         label, meta_ev, match = self._metadata_evidence(handler, findings, tokens)
+        if (
+            c2pa_ev is not None
+            and c2pa_ev.status == Status.INVALID
+            and match is not None
+            and match.content is True
+            and c2pa_layer.only_binding_broken(c2pa_ev.data.get("codes", []))
+        ):  # a container edit, not a content edit: the manifest no longer binds the file, the label still does
+            c2pa_ev = Evidence(
+                "c2pa",
+                Status.UNBOUND,
+                "signature valid, but its hard binding no longer matches the file (the container was edited; the "
+                f"content matches the signed label: {match.detail})",
+                c2pa_ev.data,
+            )
+            evidence[0] = c2pa_ev
         if "metadata" in handler.layers or meta_ev.status != Status.ABSENT:
             evidence.append(meta_ev)
 
@@ -595,6 +610,8 @@ class Labeler:
         label = chk.label
         data = {"carrier": carrier, "carriers": [c for c, _ in checks], "signer": chk.signer, "fields": fields}
         match = handler.check_label(findings, label)
+        if match.content is not None:
+            data["content"] = match.detail  # how the content compares with the label's binding
         if match.content is False:
             return (
                 label,

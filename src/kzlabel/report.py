@@ -42,6 +42,9 @@ class Status(str, Enum):
     FOUND = "found"  # present (warnings, watermarks: nothing to sign)
     ABSENT = "absent"
     UNAVAILABLE = "unavailable"  # the layer does not exist for this format, or could not be checked
+    # signature valid, but the manifest's hard binding no longer matches the bytes while the content still matches
+    # the signed label: the container was edited (metadata stripped, chunks rewritten), not what a person sees
+    UNBOUND = "unbound"
 
     def __str__(self) -> str:
         return self.value

@@ -36,8 +36,10 @@ __all__ = [
     "TRAINING_VALUES",
     "C2paReport",
     "available",
+    "HARD_BINDING_MISMATCH",
     "edit_source_type",
     "has_manifest",
+    "only_binding_broken",
     "read",
     "sign",
     "supported_mime_types",
@@ -56,6 +58,26 @@ _PARENT_ID = "kzlabel-parent"
 # content: bytes, or a seekable binary file (a long file is signed and read from disk, never copied into memory here;
 # the C2PA library itself still buffers the asset, see docs/audio.md)
 Content = bytes | IO[bytes]
+
+# a hard binding (hash over the asset's bytes) that no longer matches: the file was edited after signing
+HARD_BINDING_MISMATCH = frozenset(
+    {
+        "assertion.dataHash.mismatch",
+        "assertion.bmffHash.mismatch",
+        "assertion.boxesHash.mismatch",
+        "assertion.collectionHash.mismatch",
+    }
+)
+# codes that say nothing against the manifest itself
+_NOT_FAILURES = frozenset({"signingCredential.untrusted", "signingCredential.ocsp.skipped"})
+
+
+def only_binding_broken(codes: list[str]) -> bool:
+    """Whether a manifest that does not validate fails only because its hard binding no longer matches the bytes,
+    its claim signature still validating: the container was edited, the manifest itself is intact."""
+    failures = {c for c in codes if c not in _NOTABLE_SUCCESS and c not in _NOT_FAILURES}
+    return "claimSignature.validated" in codes and bool(failures) and failures <= HARD_BINDING_MISMATCH
+
 
 # success codes worth reporting next to failures and informational codes
 _NOTABLE_SUCCESS = (
