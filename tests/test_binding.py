@@ -124,3 +124,18 @@ def test_the_perceptual_check_takes_resizing_and_rejects_a_patch() -> None:
     edited.paste(Image.new("RGB", (64, 64), (250, 20, 200)), (300, 120))
     assert picture_matches(edited, binding)[0] is False
     assert picture_matches(photo, None) == (None, "")
+
+
+def test_a_labelled_picture_that_no_longer_decodes_is_tampered_not_an_input_error(
+    labeler: Labeler, marked_png: bytes
+) -> None:
+    """A flipped byte in the pixel data, its chunk CRC repaired: the label is still there to read, so this is evidence
+    against the file (tampered), not an unusable input."""
+    kind, start, end = next(c for c in png_container.chunks(marked_png) if c[0] == b"IDAT")
+    body = bytearray(marked_png[start + 8 : end - 4])
+    body[len(body) // 2] ^= 0xFF
+    chunk = marked_png[start : start + 8] + bytes(body) + struct.pack(">I", zlib.crc32(kind + bytes(body)))
+    damaged = marked_png[:start] + chunk + marked_png[end:]
+    report = labeler.verify(damaged, name="x.png")
+    assert report.verdict == Verdict.TAMPERED
+    assert "no longer decodes" in report.layer("metadata").detail

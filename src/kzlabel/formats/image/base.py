@@ -112,6 +112,13 @@ def picture_matches(
     return False, "the picture changed since signing"
 
 
+@dataclass(frozen=True)
+class Undecodable:
+    """Findings state of a labelled image whose pixels no longer decode."""
+
+    reason: str
+
+
 @dataclass
 class ImageDoc:
     inp: Input
@@ -315,9 +322,16 @@ class ImageHandler(Handler[ImageDoc]):
 
     # --- verify -------------------------------------------------------------------------------------------------
     def inspect(self, inp: Input, limits: Limits, key: bytes | None, watermark: bool = True) -> Findings:
-        im = self.open_image(inp, limits)
         values = xmp_values(self.source_xmp(inp.data))
         tokens = [("XMP kzlabel:Label", values.pop("kzlabel:Label"))] if values.get("kzlabel:Label") else []
+        try:
+            im = self.open_image(inp, limits)
+        except CorruptInput as exc:
+            if not tokens:
+                raise
+            # a signed label in a picture that no longer decodes: the content was damaged after signing (tampered),
+            # which is evidence, not an unusable input
+            return Findings(tokens=tokens, fields=dict(values), state=Undecodable(exc.message))
         work = _working(im)
         mark = None
         if watermark:
@@ -328,6 +342,8 @@ class ImageHandler(Handler[ImageDoc]):
         return Findings(tokens=tokens, fields=dict(values), watermark=mark, state=_displayed(work, orientation))
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:
+        if isinstance(findings.state, Undecodable):
+            return LabelMatch(False, False, f"the picture no longer decodes ({findings.state.reason})")
         record = label.warning or {}
         box = list(record["box"]) if record.get("kind") == "overlay" and "box" in record else None
         content, detail = picture_matches(findings.state, label.binding, box)
