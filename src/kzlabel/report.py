@@ -45,6 +45,9 @@ class Status(str, Enum):
     # signature valid, but the manifest's hard binding no longer matches the bytes while the content still matches
     # the signed label: the container was edited (metadata stripped, chunks rewritten), not what a person sees
     UNBOUND = "unbound"
+    # a valid signed label beside unsigned fields of the same file that say otherwise (ai-generated false, another
+    # source type): someone edited the label's carriers
+    INCONSISTENT = "inconsistent"
 
     def __str__(self) -> str:
         return self.value
@@ -81,7 +84,7 @@ class Report:
     @property
     def verdict(self) -> Verdict:
         statuses = {e.layer: e.status for e in self.evidence}
-        if Status.INVALID in statuses.values():
+        if Status.INVALID in statuses.values() or Status.INCONSISTENT in statuses.values():
             return Verdict.TAMPERED
         # Unsigned standard fields written by other tools (IPTC, AIGC) still mark the content machine-readably.
         signed = statuses.get("c2pa") in SIGNED_OK or statuses.get("metadata") in SIGNED_OK | {Status.FOUND}
