@@ -9,7 +9,7 @@ import re
 import pytest
 
 from kzlabel import Labeler, Verdict
-from kzlabel.pipeline import contradicting_fields
+from kzlabel.label import contradicting_fields
 
 HTML = b"<!DOCTYPE html>\n<html>\n<head>\n<title>t</title>\n</head>\n<body>\n<p>generated words</p>\n</body>\n</html>\n"
 MD = b"# Report\n\nSome *markdown* text written by a model.\n"

@@ -30,13 +30,14 @@ __all__ = [
     "DEFAULT_LANGUAGES",
     "IPTC_COMPOSITE",
     "IPTC_TRAINED",
-    "NOTICES",
-    "USES",
     "Label",
+    "NOTICES",
     "TokenCheck",
     "Training",
     "TrainingSignal",
+    "USES",
     "canonical_json",
+    "contradicting_fields",
     "sign_label",
     "verify_token",
 ]
@@ -361,4 +362,36 @@ def label_from_token_unverified(token: str) -> Label | None:
     try:
         return Label.from_dict(json.loads(b64url_decode(token.split(".")[1])))
     except (ValueError, IndexError, KzlabelError, json.JSONDecodeError):
+        return None
+
+
+def contradicting_fields(label: Label, fields: Mapping[str, Any]) -> list[str]:
+    """The unsigned AI-content fields beside a signed label that say otherwise: a source type other than the label's,
+    ``ai-generated`` false, or a GB 45438 ``AIGC`` whose ``Label`` is not 1 (generated). Field names vary by carrier
+    (``Iptc4xmpExt:DigitalSourceType``, ``digital-source-type``, ``TC260:AIGC``, ...): compared without prefix,
+    case, ``-`` or ``_``."""
+    said: list[str] = []
+    for key, value in fields.items():
+        name = key.rsplit(":", 1)[-1].lower().replace("-", "").replace("_", "")
+        text = str(value).strip()
+        if (
+            name == "digitalsourcetype"
+            and text != label.source_type
+            or name == "aigenerated"
+            and text.lower() not in ("true", "1", "yes")
+        ):
+            said.append(f"{key} is {text}")
+        elif name == "aigc":
+            aigc = value if isinstance(value, Mapping) else _json_object(text)
+            aigc = aigc.get("AIGC", aigc) if isinstance(aigc, Mapping) else aigc
+            mark = aigc.get("Label") if isinstance(aigc, Mapping) else None
+            if mark is not None and str(mark) != "1":
+                said.append(f"{key} Label is {mark}")
+    return said
+
+
+def _json_object(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
         return None

@@ -12,10 +12,9 @@ half-written output.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -43,6 +42,7 @@ from .label import (
     Label,
     TokenCheck,
     Training,
+    contradicting_fields,
     default_notices,
     label_from_token_unverified,
     sign_label,
@@ -146,38 +146,6 @@ def _guard(handler: Handler, inp: Input, stage: str, fn: Callable[..., T], *args
         raise
     except MemoryError as exc:
         raise LimitExceeded(f"out of memory while {stage}", source=inp.source, format=handler.id) from exc
-
-
-def contradicting_fields(label: Label, fields: Mapping[str, Any]) -> list[str]:
-    """The unsigned AI-content fields beside a signed label that say otherwise: a source type other than the label's,
-    ``ai-generated`` false, or a GB 45438 ``AIGC`` whose ``Label`` is not 1 (generated). Field names vary by carrier
-    (``Iptc4xmpExt:DigitalSourceType``, ``digital-source-type``, ``TC260:AIGC``, ...): compared without prefix,
-    case, ``-`` or ``_``."""
-    said: list[str] = []
-    for key, value in fields.items():
-        name = key.rsplit(":", 1)[-1].lower().replace("-", "").replace("_", "")
-        text = str(value).strip()
-        if (
-            name == "digitalsourcetype"
-            and text != label.source_type
-            or name == "aigenerated"
-            and text.lower() not in ("true", "1", "yes")
-        ):
-            said.append(f"{key} is {text}")
-        elif name == "aigc":
-            aigc = value if isinstance(value, Mapping) else _json_object(text)
-            aigc = aigc.get("AIGC", aigc) if isinstance(aigc, Mapping) else aigc
-            mark = aigc.get("Label") if isinstance(aigc, Mapping) else None
-            if mark is not None and str(mark) != "1":
-                said.append(f"{key} Label is {mark}")
-    return said
-
-
-def _json_object(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
 
 
 def _as_edit_if_signed(label: Label, handler: Handler[Any], inp: Input) -> Label:
