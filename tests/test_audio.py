@@ -504,3 +504,22 @@ def test_id3_tag_size_is_syncsafe_and_sniffing_looks_past_it() -> None:
     pad = 3 * HEADER_SIZE
     tag = b"ID3\x04\x00\x00" + bytes((pad >> s) & 0x7F for s in (21, 14, 7, 0)) + b"\0" * pad
     assert detect(Input(tag + flac)).id == "flac"
+
+
+def test_a_signed_flac_keeps_its_own_tags_readable() -> None:
+    """The C2PA library puts an ID3 tag in front of a FLAC; its Vorbis comments must still be read (mutagen's own
+    scoring would take the file for MP3 and see only the manifest's frame)."""
+    import tempfile
+
+    from kzlabel import Labeler, Signer
+    from kzlabel.keys import generate
+
+    keys = tempfile.mkdtemp()
+    generate(keys)
+    lab = Labeler(Signer.load(keys), owner="O", system="S")
+    sample = Path(__file__).resolve().parent.parent / "fixtures" / "samples" / "loop.flac"
+    marked = lab.mark(sample).data
+    assert marked[:3] == b"ID3"
+    line = lab.verify(marked, name="loop.flac").layer("metadata")
+    assert "FLAC audio tag kzlabel" in line.data["carriers"]
+    assert set(line.data["fields"]) >= {"AIGC", "DigitalSourceType"}

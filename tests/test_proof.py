@@ -106,3 +106,10 @@ def test_re_marking_keeps_a_readable_mark_and_one_source_type(signer, trust, mak
     assert "watermark" in second.layers and second.label.content_id == first.label.content_id
     assert report.layer("watermark").data["payload"] == second.label.content_id
     assert report.verdict.value == "compliant"
+
+
+def test_a_label_only_inside_the_manifest_does_not_prove_the_metadata_layer(signer, png_handler, monkeypatch) -> None:
+    monkeypatch.setattr(png_handler, "write_metadata", _noop)  # the XMP label is never written
+    result = Labeler(signer, owner="O", system="S", layers=["metadata", "c2pa"]).mark(_png(), name="x.png")
+    assert result.layers == ("c2pa",)
+    assert "read only from the C2PA manifest" in result.skipped["metadata"]

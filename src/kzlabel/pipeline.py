@@ -455,6 +455,10 @@ class Labeler:
                 why[layer] = f"{line.status.value}: {line.detail}"
             elif layer == "metadata" and (report.label is None or report.label.content_id != done.label.content_id):
                 why[layer] = "the label read back is not the one written"
+            elif layer == "metadata" and not any(
+                not str(c).startswith("c2pa:") for c in line.data.get("carriers", [])
+            ):  # the metadata layer is the format's own carriers: the label inside the manifest does not prove them
+                why[layer] = "the label is read only from the C2PA manifest, not from the format's own tags"
             elif layer in ("watermark", "visible") and line.status != Status.FOUND:
                 why[layer] = f"{line.status.value}: {line.detail}"
             elif layer == "watermark" and line.data.get("payload") != done.label.content_id:

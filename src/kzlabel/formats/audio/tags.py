@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from ...errors import CorruptInput
+from ...io import id3_end
 from ...layers.metadata import merge_xmp, xmp_values
 
 TAG_AIGC = "AIGC"
@@ -30,10 +31,15 @@ def _mutagen_errors() -> tuple[type[BaseException], ...]:
 def _mutagen_file(fh: IO[bytes]) -> Any:
     """mutagen's view of the file ``fh`` (rewound before and after): it reads the tag areas, not the samples."""
     import mutagen  # loaded with the first audio file, not with every kzlabel command
+    import mutagen.flac
 
     fh.seek(0)
+    end = id3_end(fh.read(10))
+    flac_behind_id3 = bool(end) and fh.seek(end) == end and fh.read(4) == b"fLaC"
+    fh.seek(0)
     try:
-        f = mutagen.File(fh)
+        # a FLAC behind an ID3 tag (where the C2PA library keeps its manifest) is FLAC, whatever mutagen's scoring says
+        f = mutagen.flac.FLAC(fh) if flac_behind_id3 else mutagen.File(fh)
     except _mutagen_errors() as exc:
         raise CorruptInput(f"unreadable audio tags: {exc}") from exc
     if f is None:
