@@ -298,3 +298,13 @@ def test_json_sniffing_claims_arrays_but_not_bracketed_text(labeler):
     # a JSON object followed by something that is not a JSON Lines record stays a corrupt JSON document
     with pytest.raises(CorruptInput, match="Extra data"):
         labeler.mark(b'{"a": 1}\nnot json\n', name="x.json")
+
+
+def test_html_with_a_bare_ampersand_hash_is_read_whole(signer, trust):
+    """The stdlib parser holds back everything after a "&#" that starts no character reference until close(): such a
+    page is complete HTML, not a truncated one."""
+    page = b"<html><head><title>t</title></head><body><p>a &#xyz; b</p></body></html>\n"
+    lab = Labeler(signer, owner="O", system="S", trust=trust)
+    marked = lab.mark(page, name="x.html").data
+    assert lab.verify(marked, name="x.html").verdict == Verdict.COMPLIANT
+    assert b"a &#xyz; b" in marked

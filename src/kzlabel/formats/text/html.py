@@ -105,9 +105,9 @@ def _scan(text: str, source: str) -> _Scanner:
     s.feed(text)
     if re.match(r"\s*<[A-Za-z!/?]", s.rawdata):  # the parser holds back an unfinished tag or comment
         raise CorruptInput("HTML is truncated: it ends inside a tag or comment", source=source, format="html")
+    s.close()  # what feed() held back (e.g. text after a bare "&#" that is no character reference) is parsed now
     if s.html_open is not None and not s.html_closed:
         raise CorruptInput("HTML is truncated: <html> is never closed", source=source, format="html")
-    s.close()
     return s
 
 
