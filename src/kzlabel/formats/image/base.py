@@ -84,12 +84,15 @@ def _thumbnail(body: Image.Image) -> np.ndarray:
     return np.asarray(body.resize((_THUMB, _THUMB), Image.Resampling.BOX), dtype=np.int16)
 
 
+def _digest(body: Image.Image) -> str:
+    return hashlib.sha256(f"{body.width}x{body.height}:".encode() + body.tobytes()).hexdigest()
+
+
 def picture_binding(image: Image.Image, box: list[float] | None = None) -> dict[str, Any]:
     """The signed label's binding to a picture (displayed orientation) outside the warning's ``box`` (fractions):
     exact digest plus perceptual thumbnail."""
     body = _body(image, box)
-    digest = hashlib.sha256(f"{body.width}x{body.height}:".encode() + body.tobytes()).hexdigest()
-    return {"alg": BINDING_ALG, "sha256": digest, "thumb": _thumbnail(body).astype(np.uint8).tobytes().hex()}
+    return {"alg": BINDING_ALG, "sha256": _digest(body), "thumb": _thumbnail(body).astype(np.uint8).tobytes().hex()}
 
 
 def picture_matches(
@@ -100,7 +103,7 @@ def picture_matches(
     if image is None or not binding or binding.get("alg") != BINDING_ALG:
         return None, ""
     body = _body(image, box)
-    if picture_binding(image, box)["sha256"] == binding.get("sha256"):
+    if _digest(body) == binding.get("sha256"):
         return True, "pixels exactly as signed"
     try:
         expected = np.frombuffer(bytes.fromhex(str(binding["thumb"])), dtype=np.uint8).astype(np.int16)
