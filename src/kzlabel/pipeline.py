@@ -116,6 +116,7 @@ class _Pass:
     sidecar: bytes | None  # a sidecar C2PA manifest, for types the C2PA library cannot embed into
     unsigned: Path | None = None  # the output before the C2PA manifest (kept in the spool to sign again)
     soft_binding: bool = False  # the manifest claims the watermark (c2pa.watermarked + soft binding)
+    existing: tuple[bool, bool] | None = None  # c2pa_layer.existing_manifest of the input, when it was asked
 
 
 def _warning_evidence(layer: str, seen: bool | None, why_absent: str) -> Evidence:
@@ -148,13 +149,10 @@ def _guard(handler: Handler, inp: Input, stage: str, fn: Callable[..., T], *args
         raise LimitExceeded(f"out of memory while {stage}", source=inp.source, format=handler.id) from exc
 
 
-def _as_edit_if_signed(label: Label, handler: Handler[Any], inp: Input) -> Label:
+def _as_edit(label: Label) -> Label:
     """Content that already carries a C2PA manifest is edited, not created: the new manifest records the edit as a
     composite (``c2pa_layer.edit_source_type``), so the label, its XMP and its notice say the same (one file, one
     answer). Notices the caller wrote are kept."""
-    with inp.open() as content:
-        if not c2pa_layer.has_manifest(content, handler.mime):
-            return label
     edited = c2pa_layer.edit_source_type(label.source_type)
     if edited == label.source_type:
         return label
@@ -306,6 +304,7 @@ class Labeler:
         }
         layers = wanted & handler.layers
         embed = False
+        existing: tuple[bool, bool] | None = None  # asked once, handed to the signing (also when signing again)
         if "c2pa" in layers:
             embed = handler.mime in c2pa_layer.supported_mime_types()
             if not embed:  # no embedding for this type: a sidecar manifest instead (mark() writes it beside dst)
@@ -318,7 +317,9 @@ class Labeler:
                     skipped["c2pa"] = reason
                     layers = layers - {"c2pa"}
                 elif inp.size <= self.limits.max_c2pa_bytes:  # larger inputs get no manifest (checked below)
-                    label = _as_edit_if_signed(label, handler, inp)
+                    with inp.open() as content:
+                        existing = c2pa_layer.existing_manifest(content, handler.mime)
+                    label = _as_edit(label) if existing[0] else label
         applied: list[Layer] = []
         doc = _guard(handler, inp, "decoding", handler.load, inp, self.limits)
         if "visible" in layers:
@@ -353,11 +354,13 @@ class Labeler:
         unsigned = None
         if "c2pa" in layers:
             soft = "watermark" in applied
-            signed, sidecar = self._sign(handler, inp, label, token, out, spool, embed=embed, soft_binding=soft)
+            signed, sidecar = self._sign(
+                handler, inp, label, token, out, spool, embed=embed, soft_binding=soft, existing=existing
+            )
             if signed is not None:
                 unsigned, out = out, signed
                 applied.append("c2pa")
-            return _Pass(out, label, token, applied, skipped, sidecar, unsigned, soft)
+            return _Pass(out, label, token, applied, skipped, sidecar, unsigned, soft, existing)
         return _Pass(out, label, token, applied, skipped, sidecar)
 
     def _sign(
@@ -371,6 +374,7 @@ class Labeler:
         *,
         embed: bool,
         soft_binding: bool,
+        existing: tuple[bool, bool] | None,
     ) -> tuple[Path | None, bytes | None]:
         """Sign the C2PA manifest over ``content``: (the signed file, None) when embedded, (None, the sidecar
         manifest) when the type takes none. ``soft_binding``: the manifest claims the watermark."""
@@ -395,6 +399,7 @@ class Labeler:
                     parent=files.enter_context(inp.open()),
                     embed=embed,
                     dest=files.enter_context(open(signed, "w+b")) if signed is not None else None,
+                    existing=existing,
                 )
 
         manifest = _guard(handler, inp, "signing the C2PA manifest", sign)
@@ -410,7 +415,15 @@ class Labeler:
             content = done.unsigned if embedded else done.output
             assert content is not None
             signed, sidecar = self._sign(
-                handler, inp, done.label, done.token, content, spool, embed=embedded, soft_binding=False
+                handler,
+                inp,
+                done.label,
+                done.token,
+                content,
+                spool,
+                embed=embedded,
+                soft_binding=False,
+                existing=done.existing,
             )
             if signed is not None:
                 spool.drop(done.output)

@@ -38,7 +38,7 @@ __all__ = [
     "available",
     "HARD_BINDING_MISMATCH",
     "edit_source_type",
-    "has_manifest",
+    "existing_manifest",
     "only_binding_broken",
     "read",
     "sign",
@@ -173,8 +173,9 @@ def _mentions(content: Content, needles: tuple[bytes, ...] = (b"c2pa", b"jumb"))
 
 
 # --- sign ----------------------------------------------------------------------------------------------------------
-def _existing_manifest(data: Content, mime: str) -> tuple[bool, bool]:
-    """(has a manifest?, readable?) for the input."""
+def existing_manifest(data: Content, mime: str) -> tuple[bool, bool]:
+    """(has a manifest?, readable?) for the input: signing then records an edit of it (a file is scanned, not
+    loaded; ask once and hand the answer to :func:`sign`)."""
     c2pa = _need()
     if not isinstance(data, (bytes, bytearray, memoryview)) and not _mentions(data):
         return False, True  # a file without JUMBF: no need to have the C2PA library load it whole to say so
@@ -189,11 +190,6 @@ def _existing_manifest(data: Content, mime: str) -> tuple[bool, bool]:
         if not _mentions(data):
             return False, True
         return True, False
-
-
-def has_manifest(data: Content, mime: str) -> bool:
-    """Whether the content already carries a C2PA manifest (readable or not): signing then records an edit of it."""
-    return _existing_manifest(data, mime)[0]
 
 
 def edit_source_type(source_type: str) -> str:
@@ -269,6 +265,7 @@ def sign(
     parent: Content | None = None,
     embed: bool = True,
     dest: IO[bytes] | None = None,
+    existing: tuple[bool, bool] | None = None,
 ) -> bytes:
     """Embed a signed C2PA manifest in ``data`` (of type ``mime``) and return the new bytes.
 
@@ -277,6 +274,7 @@ def sign(
 
     An existing manifest is never dropped: it becomes the ``parentOf`` ingredient of the new one. ``parent`` is the
     original input when ``data`` is a re-encoded copy of it (re-encoding loses the manifest store, the input keeps it).
+    ``existing``: what :func:`existing_manifest` said of the input, when the caller has asked already.
     ``embed=False`` returns a sidecar manifest instead (the ``.c2pa`` file beside ``data``, hard-bound to all of its
     bytes): for types the library cannot embed into (Ogg, WebM, MKV), or files an embedding would break.
     Raises ``UnsupportedFormat`` for a type the C2PA library cannot carry, ``SigningError`` when signing fails.
@@ -286,7 +284,10 @@ def sign(
     if embed and mime not in _builder_types():
         raise UnsupportedFormat(f"the C2PA library cannot embed a manifest in {mime}", format=mime)
     source = data if parent is None else parent
-    has_parent, parent_readable = _existing_manifest(source, mime) if embed else (False, True)
+    if not embed:
+        has_parent, parent_readable = False, True
+    else:
+        has_parent, parent_readable = existing if existing is not None else existing_manifest(source, mime)
     has_parent = has_parent or source_type is None
     definition = _definition(
         has_parent=has_parent,
