@@ -35,8 +35,6 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
-from scipy import fft as sfft
-from scipy import ndimage
 
 from ..errors import CapacityError, CorruptInput, LimitExceeded
 from . import core
@@ -102,7 +100,7 @@ def _layout(key: bytes | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 def _pilot_fft(key: bytes | None) -> tuple[np.ndarray, np.ndarray]:
     _, _, _, _, pilot = _layout(key)
     p = pilot.reshape(TILE, TILE).astype(np.float64)
-    return np.conj(sfft.rfft2(p)), np.conj(sfft.rfft2(np.abs(p)))
+    return np.conj(np.fft.rfft2(p)), np.conj(np.fft.rfft2(np.abs(p)))
 
 
 def _tile(payload: bytes, key: bytes | None) -> np.ndarray:
@@ -260,6 +258,38 @@ def _whiten(c: np.ndarray) -> np.ndarray:
     return w
 
 
+def _box_wrap(a: np.ndarray, k: int) -> np.ndarray:
+    """k×k mean over the torus (periodic edges), for spectra and autocorrelations: an FFT's edges wrap."""
+    r = k // 2
+    return cv2.blur(np.pad(a, r, mode="wrap"), (k, k), borderType=cv2.BORDER_CONSTANT)[r:-r, r:-r]
+
+
+def _corners(a: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Integer corner (row, col) below each position and the fractional parts, for bilinear sampling."""
+    r0, c0 = np.floor(pos[0]), np.floor(pos[1])
+    return r0.astype(np.intp), c0.astype(np.intp), pos[0] - r0, pos[1] - c0
+
+
+def _bilinear_wrap(a: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``a`` sampled bilinearly at ``pos`` (2, N) on the torus (lags of an autocorrelation wrap around)."""
+    (n0, n1), (r0, c0, fr, fc) = a.shape, _corners(a, pos)
+    r0 %= n0
+    c0 %= n1
+    r1, c1 = (r0 + 1) % n0, (c0 + 1) % n1
+    return (a[r0, c0] * (1 - fr) + a[r1, c0] * fr) * (1 - fc) + (a[r0, c1] * (1 - fr) + a[r1, c1] * fr) * fc
+
+
+def _bilinear_inside(a: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``a`` sampled bilinearly at ``pos`` (2, N); 0 outside the pixel centres' hull (no content beyond the edge)."""
+    (n0, n1), (r0, c0, fr, fc) = a.shape, _corners(a, pos)
+    inside = (pos[0] >= 0) & (pos[0] <= n0 - 1) & (pos[1] >= 0) & (pos[1] <= n1 - 1)
+    np.clip(r0, 0, n0 - 1, out=r0)
+    np.clip(c0, 0, n1 - 1, out=c0)
+    r1, c1 = np.minimum(r0 + 1, n0 - 1), np.minimum(c0 + 1, n1 - 1)
+    s = (a[r0, c0] * (1 - fr) + a[r1, c0] * fr) * (1 - fc) + (a[r0, c1] * (1 - fr) + a[r1, c1] * fr) * fc
+    return np.where(inside, s, 0.0).astype(a.dtype, copy=False)
+
+
 def _parabolic(a: float, b: float, c: float) -> float:
     den = a - 2 * b + c
     return 0.0 if den >= 0 else float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
@@ -275,11 +305,11 @@ def _peak_refine(ac: np.ndarray, r: int, c: int) -> tuple[float, float]:
 def _autocorr(w: np.ndarray) -> np.ndarray:
     """Autocorrelation of the whitened canvas with a flattened spectrum (periodic lines stand out of the host)."""
     n2 = _N_AC
-    f = sfft.rfft2(w.astype(np.float32), s=(n2, n2))  # float32: half the FFT work, ample for locating peaks
+    f = np.fft.rfft2(w.astype(np.float32), s=(n2, n2))  # float32: half the FFT work, ample for locating peaks
     pw = f.real**2 + f.imag**2
-    pw /= ndimage.uniform_filter(pw, 9, mode="wrap") + 1e-9 * (pw.mean() + 1e-30)
-    ac = sfft.irfft2(pw, s=(n2, n2))
-    return ac - ndimage.uniform_filter(ac, 9, mode="wrap")
+    pw /= _box_wrap(pw, 9) + 1e-9 * (pw.mean() + 1e-30)
+    ac = np.fft.irfft2(pw, s=(n2, n2))
+    return ac - _box_wrap(ac, 9)
 
 
 def _lattice_candidates(w: np.ndarray, shape: tuple[int, int]) -> list[np.ndarray]:
@@ -324,7 +354,7 @@ def _lattice_candidates(w: np.ndarray, shape: tuple[int, int]) -> list[np.ndarra
         d = np.array([d_img[0] * sr, d_img[1] * sc])
         d /= np.hypot(*d)
         pts = ts[None, :] * d[:, None]
-        vals = ndimage.map_coordinates(ac, pts % n2, order=1, mode="grid-wrap")
+        vals = _bilinear_wrap(ac, pts)
         out: list[np.ndarray] = []
         for i in np.argsort(vals)[::-1]:
             if all(abs(ts[i] - ts[j]) > 2.0 for j in out):
@@ -359,7 +389,7 @@ def _lattice_candidates(w: np.ndarray, shape: tuple[int, int]) -> list[np.ndarra
     L3 = np.stack(pairs)  # (n, 2, 2)
     pts = np.einsum("nij,jk->nik", L3, ab)  # (n, 2, m)
     ok = np.hypot(pts[:, 0], pts[:, 1]) < _N_AC - CANVAS + 2
-    vals = ndimage.map_coordinates(ac, pts.transpose(1, 0, 2).reshape(2, -1) % n2, order=1, mode="grid-wrap")
+    vals = _bilinear_wrap(ac, pts.transpose(1, 0, 2).reshape(2, -1))
     score = (vals.reshape(ok.shape) * ok).sum(axis=1) / np.maximum(ok.sum(axis=1), 1)
     out: list[np.ndarray] = []
     for A in L3[np.argsort(-score, kind="stable")] / TILE:  # best first, near-duplicates dropped
@@ -408,7 +438,7 @@ def _fold(w: np.ndarray, A: np.ndarray, offset: np.ndarray) -> np.ndarray:
     ctr = CANVAS / 2.0  # integer pixel index: identity lattice samples chip centres exactly
     scale = w.shape[0] / CANVAS  # canvas pixel i covers fine pixels scale·i ... scale·(i+1)
     pos = scale * (A @ (g + offset[:, None]) + ctr) + (scale - 1) / 2
-    s = ndimage.map_coordinates(w, pos, order=1, mode="constant", cval=0.0, prefilter=False)
+    s = _bilinear_inside(w, pos)
     return s.reshape(m, TILE, m, TILE).sum(axis=(0, 2))
 
 
@@ -455,8 +485,8 @@ def _phase(folds: np.ndarray, key: bytes | None) -> tuple[np.ndarray, np.ndarray
     fp, fa = _pilot_fft(key)
     n = len(folds)
     x = folds.reshape(n, -1)[:, _dihedral_index()].reshape(n, len(_DIHEDRAL), TILE, TILE)
-    num = sfft.irfft2(sfft.rfft2(x) * fp, s=(TILE, TILE))
-    den = sfft.irfft2(sfft.rfft2(x * x) * fa, s=(TILE, TILE))
+    num = np.fft.irfft2(np.fft.rfft2(x) * fp, s=(TILE, TILE))
+    den = np.fft.irfft2(np.fft.rfft2(x * x) * fa, s=(TILE, TILE))
     z = num / np.sqrt(np.maximum(den, 1e-12))
     flat = z.reshape(n, -1).argmax(axis=1)
     return z.reshape(n, -1)[np.arange(n), flat], flat, z

@@ -274,7 +274,7 @@ class ImageHandler(Handler[ImageDoc]):
         doc.work = shown.transpose(back) if back is not None else shown
 
     def embed_watermark(self, doc: ImageDoc, payload: bytes, key: bytes | None) -> None:
-        from ...watermark import embed_image  # heavy (cv2, scipy): loaded only when pixels are marked
+        from ...watermark import embed_image  # heavy (cv2): loaded only when pixels are marked
 
         mode = doc.work.mode
         strength = self.watermark_strength(doc)
@@ -338,7 +338,7 @@ class ImageHandler(Handler[ImageDoc]):
         work = _working(im)
         mark = None
         if watermark:
-            from ...watermark import detect_image  # heavy (cv2, scipy): loaded only when pixels are checked
+            from ...watermark import detect_image  # heavy (cv2): loaded only when pixels are checked
 
             mark = detect_image(np.asarray(work), key=key)
         orientation = int(im.getexif().get(0x0112, 1) or 1)
