@@ -235,12 +235,33 @@ def test_a_missing_output_folder_is_found_before_any_work(cli_keys, tmp_path, ca
     assert "output folder" in capsys.readouterr().err
 
 
-def test_help_is_still_typers_help():
+def test_help_names_usage_options_and_commands():
     proc = run("mark", "--help")
     assert proc.returncode == 0 and "Usage: kzlabel mark" in proc.stdout and "--key" in proc.stdout
+    assert "KZLABEL_KEY" in proc.stdout  # options that fall back to the environment say which variable
     assert proc.stderr == ""
     bare = run()
     assert bare.returncode == 2 and "Usage: kzlabel" in bare.stdout + bare.stderr and "Commands" in bare.stdout
+    assert all(name in bare.stdout for name in ("keygen", "mark", "verify", "batch", "serve", "training-check"))
+
+
+def test_help_never_echoes_a_value_taken_from_the_environment():
+    env = {**_no_env(), "KZLABEL_PASSWORD": "pdf-secret-4711", "KZLABEL_OWNER": "Owner LLP"}
+    proc = subprocess.run([sys.executable, "-m", "kzlabel.cli", "mark", "--help"], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0 and "KZLABEL_PASSWORD" in proc.stdout
+    assert "pdf-secret-4711" not in proc.stdout and "Owner LLP" not in proc.stdout
+
+
+def test_options_fall_back_to_their_environment_variables(cli_keys, tmp_path):
+    src = tmp_path / "s.txt"
+    src.write_text("An answer.\n")
+    env = {**_no_env(), "KZLABEL_KEY": str(cli_keys), "KZLABEL_SYSTEM": "EnvSys", "KZLABEL_OWNER": "Env Owner"}
+    proc = subprocess.run([sys.executable, "-m", "kzlabel.cli", "mark", str(src), "-o", str(tmp_path / "d.txt"),
+                           "--json"], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    label = json.loads(proc.stdout)["label"]
+    assert label["system"] == "EnvSys" and label["owner"] == "Env Owner"
 
 
 @pytest.mark.parametrize(

@@ -8,14 +8,13 @@ is also a JSON object on stdout, ``{"error": kind, "reason": text}``, the shape 
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
-from collections.abc import Mapping
-from enum import Enum
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import NoReturn
-
-import typer
+from typing import Any, NoReturn
 
 from ._version import __version__
 from .errors import KzlabelError, error_kind
@@ -23,23 +22,8 @@ from .layers import Layer
 
 EXIT_OK, EXIT_NOT_COMPLIANT, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Label AI-generated content (Kazakhstan AI Law Art. 21) and verify labels.",
-)
-
-
-class SourceKind(str, Enum):
-    generated = "generated"
-    modified = "modified"
-
-
-class TrainingChoice(str, Enum):
-    allowed = "allowed"
-    not_allowed = "not-allowed"
-    unspecified = "unspecified"
+Args = argparse.Namespace
+Command = Callable[[Args], int]
 
 
 class UsageProblem(Exception):
@@ -54,197 +38,156 @@ def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
-@app.command()
-def keygen(
-    directory: Path = typer.Argument(..., help="Folder for signing.key (0600), chain.pem and trust.pem."),
-    alg: str = typer.Option("ed25519", help="ed25519 or es256."),
-    name: str = typer.Option("kzlabel signer", help="Certificate common name."),
-    org: str | None = typer.Option(None, help="Organisation in the certificate (the owner/holder)."),
-    force: bool = typer.Option(False, help="Overwrite an existing key."),
-) -> None:
+def _out(text: str, err: bool = False) -> None:
+    print(text, file=sys.stderr if err else sys.stdout)
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help with a capitalised usage line and each option's default where it says something."""
+
+    def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None = None) -> None:
+        super().add_usage(usage, actions, groups, "Usage: " if prefix is None else prefix)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        from_env = "[env: " in text  # never echo an environment value (it may be a password)
+        if action.default not in (None, False, True, [], "", argparse.SUPPRESS) and not from_env:
+            text += " [default: %(default)s]"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are raised (main() prints them on one line), not printed and exited on."""
+
+    def error(self, message: str) -> NoReturn:
+        message = message.replace("the following arguments are required:", "missing argument:")
+        _fail(f"{message} (see '{self.prog} --help')")
+
+
+def _env(parser: argparse.ArgumentParser, flag: str, env: str, help: str = "", **kw: Any) -> None:
+    """An option that falls back to environment variable ``env``; checked by :func:`_need` when required."""
+    parser.add_argument(flag, default=os.environ.get(env, kw.pop("default", None)), help=f"{help} [env: {env}]", **kw)
+
+
+def _need(args: Args, *flags: str) -> None:
+    """Options a command cannot run without (given on the command line or through their environment variable)."""
+    missing = [f for f in flags if getattr(args, f.lstrip("-").replace("-", "_")) in (None, "")]
+    if missing:
+        _fail(f"missing option {', '.join(missing)} (see 'kzlabel {args.command} --help')")
+
+
+def _training(value: str) -> str:
+    return {"not-allowed": "notAllowed"}.get(value, value)
+
+
+def keygen(args: Args) -> int:
     """Create a signing key and a C2PA-valid certificate chain, plus the trust bundle verifiers need."""
     from .keys import generate
 
-    paths = generate(directory, alg=alg, common_name=name, organization=org, overwrite=force)
-    typer.echo(f"signing key  {paths.key}  (mode 0600; keep it secret)")
-    typer.echo(f"chain        {paths.chain}")
-    typer.echo(f"trust bundle {paths.trust}  (give this to verifiers: --trust)")
+    paths = generate(args.directory, alg=args.alg, common_name=args.name, organization=args.org, overwrite=args.force)
+    _out(f"signing key  {paths.key}  (mode 0600; keep it secret)")
+    _out(f"chain        {paths.chain}")
+    _out(f"trust bundle {paths.trust}  (give this to verifiers: --trust)")
+    return EXIT_OK
 
 
-@app.command()
-def mark(
-    src: Path = typer.Argument(..., help="File to label."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="Where to write the labelled file."),
-    in_place: bool = typer.Option(False, "--in-place", help="Replace SRC atomically instead of writing -o."),
-    key: Path = typer.Option(..., "--key", envvar="KZLABEL_KEY", help="keygen folder (or key file) to sign with."),
-    system: str = typer.Option(..., "--system", envvar="KZLABEL_SYSTEM", help="AI system name."),
-    system_version: str = typer.Option("", "--system-version", envvar="KZLABEL_SYSTEM_VERSION"),
-    owner: str = typer.Option(..., "--owner", envvar="KZLABEL_OWNER", help="Owner/holder responsible (Art. 21(3))."),
-    lang: list[str] | None = typer.Option(None, "--lang", help="Notice languages, e.g. kk,ru,en (default)."),
-    kind: SourceKind = typer.Option(SourceKind.generated, "--kind", help="generated, or modified (AI edit)."),
-    training: TrainingChoice = typer.Option(TrainingChoice.unspecified, "--training"),
-    real_person: bool = typer.Option(False, "--real-person", help="The content depicts a real person."),
-    layers: list[str] | None = typer.Option(None, "--layers", help="Subset of c2pa,metadata,watermark,visible."),
-    position: str | None = typer.Option(
-        None,
-        "--position",
-        help="Text: start|end; audio: start|end|both (tone); images/PDF: a corner; video: a corner and/or "
-        "start|end|both to tone and watermark the soundtrack (e.g. top-right,start; default: audio copied).",
-    ),
-    style: str = typer.Option("plate", "--style", help="Visible style: plate, outline or icon."),
-    registry: Path | None = typer.Option(None, "--registry", help="SQLite registry to record the label in."),
-    pages: str = typer.Option("all", "--pages", help="Paged documents: stamp all pages or the first."),
-    video_warning: str = typer.Option(
-        "both",
-        "--video-warning",
-        help="Video: opening (full-size, first 2 s), persistent (small corner label) or both.",
-    ),
-    audio_notice: str = typer.Option(
-        "tone",
-        "--audio-notice",
-        help="Audio: tone (the · − · · rhythm), speech (the notice read aloud in --lang) or both.",
-    ),
-    password: str | None = typer.Option(
-        None, "--password", envvar="KZLABEL_PASSWORD", help="Password of an encrypted PDF."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-) -> None:
+def mark(args: Args) -> int:
     """Label one file with every layer its format has."""
     from . import IPTC_COMPOSITE, IPTC_TRAINED, Labeler, Registry, Signer
     from .formats.base import AudioNotice, Pages, VideoWarning, choice
     from .layers import LAYERS, Style
 
-    if in_place == (output is not None):
+    _need(args, "--key", "--system", "--owner")
+    if args.in_place == (args.output is not None):
         _fail("give exactly one of -o DST or --in-place")
-    signer = Signer.load(key)
-    reg = Registry(registry) if registry else None
+    signer = Signer.load(args.key)
     labeler = Labeler(
         signer,
-        owner=owner,
-        system=system,
-        system_version=system_version,
-        languages=_split(lang) or ("kk", "ru", "en"),
-        source_type=IPTC_COMPOSITE if kind == SourceKind.modified else IPTC_TRAINED,
-        training={"not-allowed": "notAllowed"}.get(training.value, training.value),
-        depicts_real_person=real_person,
-        layers=_split(layers) or LAYERS,
-        position=position,
-        style=choice("--style", style, Style),
-        pages=choice("--pages", pages, Pages),
-        video_warning=choice("--video-warning", video_warning, VideoWarning),
-        audio_notice=choice("--audio-notice", audio_notice, AudioNotice),
-        registry=reg,
+        owner=args.owner,
+        system=args.system,
+        system_version=args.system_version or "",
+        languages=_split(args.lang) or ("kk", "ru", "en"),
+        source_type=IPTC_COMPOSITE if args.kind == "modified" else IPTC_TRAINED,
+        training=_training(args.training),
+        depicts_real_person=args.real_person,
+        layers=_split(args.layers) or LAYERS,
+        position=args.position,
+        style=choice("--style", args.style, Style),
+        pages=choice("--pages", args.pages, Pages),
+        video_warning=choice("--video-warning", args.video_warning, VideoWarning),
+        audio_notice=choice("--audio-notice", args.audio_notice, AudioNotice),
+        registry=Registry(args.registry) if args.registry else None,
     )
-    result = labeler.mark(src, output, in_place=in_place, password=password)
-    if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "dst": result.dst,
-                    "format": result.format,
-                    "layers": list(result.layers),
-                    "skipped": result.skipped,
-                    "label": result.label.to_dict(),
-                },
-                ensure_ascii=False,
-                indent=2,
-            )
+    result = labeler.mark(args.src, args.output, in_place=args.in_place, password=args.password)
+    if args.json:
+        body = {
+            "dst": result.dst,
+            "format": result.format,
+            "layers": list(result.layers),
+            "skipped": result.skipped,
+            "label": result.label.to_dict(),
+        }
+        _out(json.dumps(body, ensure_ascii=False, indent=2))
+    else:
+        _out(
+            f"{result.dst}: {result.format}, layers {', '.join(result.layers) or 'none'}, id {result.label.content_id}"
         )
-        _exit_if_unproven(_split(layers), result.skipped)
-        return
-    typer.echo(
-        f"{result.dst}: {result.format}, layers {', '.join(result.layers) or 'none'}, id {result.label.content_id}"
-    )
-    for layer, why in result.skipped.items():
-        typer.echo(f"  skipped {layer}: {why}")
-    _exit_if_unproven(_split(layers), result.skipped)
+        for layer, why in result.skipped.items():
+            _out(f"  skipped {layer}: {why}")
+    return _unproven(_split(args.layers), result.skipped)
 
 
-def _exit_if_unproven(asked: list[str], skipped: Mapping[Layer, str]) -> None:
+def _unproven(asked: list[str], skipped: Mapping[Layer, str]) -> int:
     """Layers named with --layers that could not be applied and proven fail the command (exit 1); without --layers,
     a format's missing layers are reported, not failed."""
     missing = [layer for layer in asked if layer in skipped]
     if missing:
-        typer.echo(f"kzlabel: not applied: {', '.join(missing)} (see the skipped lines)", err=True)
-        raise typer.Exit(EXIT_NOT_COMPLIANT)
+        _out(f"kzlabel: not applied: {', '.join(missing)} (see the skipped lines)", err=True)
+        return EXIT_NOT_COMPLIANT
+    return EXIT_OK
 
 
-@app.command()
-def verify(
-    file: Path = typer.Argument(..., help="File to check."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    trust: list[Path] | None = typer.Option(None, "--trust", help="Trust bundle file or keygen folder (repeatable)."),
-    registry: Path | None = typer.Option(None, "--registry", help="SQLite registry to look watermarks up in."),
-    password: str | None = typer.Option(
-        None, "--password", envvar="KZLABEL_PASSWORD", help="Password of an encrypted PDF."
-    ),
-    allow_untrusted: bool = typer.Option(
-        False,
-        "--allow-untrusted",
-        help="With --trust: also accept a compliant file signed by a signer not under the anchors (exit 0).",
-    ),
-) -> None:
+def verify(args: Args) -> int:
     """Check every label layer; exit 0 when compliant (and, with --trust, trusted), 1 when not."""
     from . import Registry, TrustStore, Verdict
     from . import verify as verify_file
 
-    store = TrustStore.load(trust) if trust else None
-    if registry is not None and not registry.exists():
-        _fail(f"{registry}: no such registry")
-    reg = Registry(registry) if registry else None
-    report = verify_file(file, trust=store, registry=reg, password=password)
-    typer.echo(report.to_json(allow_untrusted=allow_untrusted) if as_json else str(report))
-    why = report.rejection(allow_untrusted=allow_untrusted)
+    store = TrustStore.load(args.trust) if args.trust else None
+    if args.registry is not None and not args.registry.exists():
+        _fail(f"{args.registry}: no such registry")
+    reg = Registry(args.registry) if args.registry else None
+    report = verify_file(args.file, trust=store, registry=reg, password=args.password)
+    _out(report.to_json(allow_untrusted=args.allow_untrusted) if args.json else str(report))
+    why = report.rejection(allow_untrusted=args.allow_untrusted)
     if why is not None and report.verdict == Verdict.COMPLIANT:  # the verdict line alone would read as a pass
-        typer.echo(f"not accepted: {why} (--allow-untrusted accepts it)", err=as_json)
-    raise typer.Exit(EXIT_OK if why is None else EXIT_NOT_COMPLIANT)
+        _out(f"not accepted: {why} (--allow-untrusted accepts it)", err=args.json)
+    return EXIT_OK if why is None else EXIT_NOT_COMPLIANT
 
 
-@app.command()
-def optout(
-    target: Path = typer.Argument(..., help="File to mark (in place), or with --well-known a site folder."),
-    deny: list[str] | None = typer.Option(
-        None, "--deny", help="Uses to reserve: ai-training, generative-training, inference, data-mining, all."
-    ),
-    allow: list[str] | None = typer.Option(None, "--allow", help="Uses to allow explicitly."),
-    policy: str | None = typer.Option(None, "--policy", help="TDMRep tdm-policy URL (licence terms)."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="Write a copy instead of changing FILE."),
-    key: Path | None = typer.Option(
-        None, "--key", envvar="KZLABEL_KEY", help="Also sign a C2PA cawg.training-mining manifest."
-    ),
-    well_known: bool = typer.Option(
-        False, "--well-known", help="Write TARGET/.well-known/tdmrep.json from the files' declarations."
-    ),
-) -> None:
+def optout(args: Args) -> int:
     """Write a rights-holder's training reservation (Art. 23(5)) into every carrier the file has."""
     from .keys import Signer
     from .rights.actions import write_optout, write_well_known
     from .rights.vocab import TrainingPolicy
 
-    if well_known:
-        typer.echo(f"wrote {write_well_known(target)}")
-        return
-    pol = TrainingPolicy.from_lists(_split(deny), _split(allow), policy)
-    signer = Signer.load(key) if key else None
-    write_optout(target, output, policy=pol, signer=signer, in_place=output is None)
+    if args.well_known:
+        _out(f"wrote {write_well_known(args.target)}")
+        return EXIT_OK
+    pol = TrainingPolicy.from_lists(_split(args.deny), _split(args.allow), args.policy)
+    signer = Signer.load(args.key) if args.key else None
+    write_optout(args.target, args.output, policy=pol, signer=signer, in_place=args.output is None)
     said = ", ".join(f"{u} {v.value}" for u, v in pol.uses.items())
-    typer.echo(f"{output or target}: {said}")
+    _out(f"{args.output or args.target}: {said}")
+    return EXIT_OK
 
 
-@app.command("training-check")
-def training_check(
-    path: Path = typer.Argument(..., help="A file, or a folder to scan (its .well-known/tdmrep.json applies)."),
-    use: str = typer.Option(
-        "ai_training", "--use", help="ai_training, ai_generative_training, ai_inference or data_mining."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per file."),
-    trust: list[Path] | None = typer.Option(None, "--trust", help="Trust bundle for signed declarations."),
-) -> None:
+def training_check(args: Args) -> int:
     """List what may not be used for training; exit 1 when anything is reserved."""
     from .keys import TrustStore
     from .rights.actions import check_tree, training_allowed
 
-    store = TrustStore.load(trust) if trust else None
+    store = TrustStore.load(args.trust) if args.trust else None
+    path, use = args.path, args.use
     results = (
         check_tree(path, use=use, trust=store)
         if path.is_dir()
@@ -252,127 +195,99 @@ def training_check(
     )
     reserved = 0
     for file, check in results:
+        line: Any
         if isinstance(check, KzlabelError):
-            line = {"source": str(file), "error": check.message} if as_json else f"{file}: unreadable: {check.message}"
+            line = (
+                {"source": str(file), "error": check.message} if args.json else f"{file}: unreadable: {check.message}"
+            )
         else:
             reserved += check.may_not_use
             line = (
                 check.to_dict()
-                if as_json
+                if args.json
                 else f"{file}: {check.status.value}" + (" (conflicting signals)" if check.conflicting else "")
             )
-        typer.echo(json.dumps(line, ensure_ascii=False) if as_json else line)
-    raise typer.Exit(EXIT_NOT_COMPLIANT if reserved else EXIT_OK)
+        _out(json.dumps(line, ensure_ascii=False) if args.json else line)
+    return EXIT_NOT_COMPLIANT if reserved else EXIT_OK
 
 
-@app.command()
-def dataset(
-    directory: Path = typer.Argument(..., help="The data library folder."),
-    producer: str | None = typer.Option(None, "--producer", help="Who produced the library (Art. 27(5))."),
-    license: str | None = typer.Option(None, "--license", help="Licence (SPDX id or URL)."),
-    purpose: str = typer.Option("", "--purpose", help="What the library is for."),
-    name: str | None = typer.Option(None, "--name", help="Dataset name (default: the folder name)."),
-    key: Path | None = typer.Option(None, "--key", envvar="KZLABEL_KEY", help="keygen folder to sign the manifest."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="Manifest path (default DIR/croissant.json)."),
-    check: bool = typer.Option(False, "--verify", help="Verify the manifest against the folder instead."),
-    trust: list[Path] | None = typer.Option(None, "--trust", help="Trust bundle for --verify."),
-) -> None:
+def dataset(args: Args) -> int:
     """Write (or --verify) the signed Croissant manifest of a data library."""
     from .dataset import verify_manifest, write_manifest
     from .keys import Signer, TrustStore
 
-    if check:
-        result = verify_manifest(directory, output, trust=TrustStore.load(trust) if trust else None)
-        typer.echo(f"{directory}: {'ok' if result.ok else 'NOT OK'}; signature {result.signature}: {result.reason}")
+    if args.verify:
+        result = verify_manifest(args.directory, args.output, trust=TrustStore.load(args.trust) if args.trust else None)
+        _out(f"{args.directory}: {'ok' if result.ok else 'NOT OK'}; signature {result.signature}: {result.reason}")
         for kind in ("added", "removed", "changed"):
             for rel in getattr(result, kind):
-                typer.echo(f"  {kind}: {rel}")
-        raise typer.Exit(EXIT_OK if result.ok else EXIT_NOT_COMPLIANT)
-    if not producer or not license:
+                _out(f"  {kind}: {rel}")
+        return EXIT_OK if result.ok else EXIT_NOT_COMPLIANT
+    if not args.producer or not args.license:
         _fail("--producer and --license are required to write a manifest")
-    signer = Signer.load(key) if key else None
+    signer = Signer.load(args.key) if args.key else None
     path = write_manifest(
-        directory, output, producer=producer, license=license, purpose=purpose, name=name, signer=signer
+        args.directory,
+        args.output,
+        producer=args.producer,
+        license=args.license,
+        purpose=args.purpose,
+        name=args.name,
+        signer=signer,
     )
-    typer.echo(f"wrote {path}" + ("" if signer else " (unsigned: pass --key to sign it)"))
+    _out(f"wrote {path}" + ("" if signer else " (unsigned: pass --key to sign it)"))
+    return EXIT_OK
 
 
-@app.command()
-def batch(
-    src: Path = typer.Argument(..., help="A folder, .zip, .tar, .tar.gz or .tar.zst archive."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="Output folder or archive of the same kind."),
-    key: Path | None = typer.Option(None, "--key", envvar="KZLABEL_KEY", help="keygen folder to sign with."),
-    system: str | None = typer.Option(None, "--system", envvar="KZLABEL_SYSTEM", help="AI system name."),
-    owner: str | None = typer.Option(None, "--owner", envvar="KZLABEL_OWNER", help="Owner/holder (Art. 21(3))."),
-    system_version: str = typer.Option("", "--system-version", envvar="KZLABEL_SYSTEM_VERSION"),
-    lang: list[str] | None = typer.Option(None, "--lang", help="Notice languages, e.g. kk,ru,en (default)."),
-    training: TrainingChoice = typer.Option(TrainingChoice.unspecified, "--training"),
-    layers: list[str] | None = typer.Option(None, "--layers", help="Subset of c2pa,metadata,watermark,visible."),
-    workers: int | None = typer.Option(None, "--workers", help="Processes (default: all cores)."),
-    journal: Path | None = typer.Option(None, "--journal", help="Resume journal (default: DST.journal.sqlite)."),
-    verify_only: bool = typer.Option(False, "--verify", help="Verify every member instead of labelling."),
-    training_check_only: bool = typer.Option(
-        False, "--training-check", help="List members that may not be used for AI training."
-    ),
-    trust: list[Path] | None = typer.Option(None, "--trust", help="Trust bundle or keygen folder (with --verify)."),
-    allow_untrusted: bool = typer.Option(
-        False, "--allow-untrusted", help="With --verify --trust: accept compliant members signed outside the anchors."
-    ),
-    report: Path | None = typer.Option(None, "--report", help="JSONL report path (--verify / --training-check)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-) -> None:
+def batch(args: Args) -> int:
     """Label (or --verify, or --training-check) every file of a folder or archive; resumable."""
     from . import batch as batch_mod
 
-    if verify_only or training_check_only:
-        if verify_only and training_check_only:
+    if args.verify or args.training_check:
+        if args.verify and args.training_check:
             _fail("give one of --verify or --training-check")
-        if verify_only:
+        if args.verify:
             summary = batch_mod.verify_batch(
-                src,
-                trust=trust or None,
-                workers=workers,
-                report_path=report,
-                progress=progress,
-                allow_untrusted=allow_untrusted,
+                args.src,
+                trust=args.trust or None,
+                workers=args.workers,
+                report_path=args.report,
+                progress=args.progress,
+                allow_untrusted=args.allow_untrusted,
             )
         else:
-            summary = batch_mod.training_check(src, workers=workers, report_path=report, progress=progress)
-        typer.echo(summary.text())
+            summary = batch_mod.training_check(
+                args.src, workers=args.workers, report_path=args.report, progress=args.progress
+            )
+        _out(summary.text())
         # verify: exit 0 only when every member is accepted, as `kzlabel verify` does for one file
-        bad = not summary.accepted if verify_only else not summary.ok or bool(summary.flagged)
-        raise typer.Exit(EXIT_NOT_COMPLIANT if bad else EXIT_OK)
-    if output is None or key is None or not system or not owner:
+        bad = not summary.accepted if args.verify else not summary.ok or bool(summary.flagged)
+        return EXIT_NOT_COMPLIANT if bad else EXIT_OK
+    if args.output is None or args.key is None or not args.system or not args.owner:
         _fail("labelling needs -o DST, --key DIR, --system and --owner")
-    config = {
-        "owner": owner,
-        "system": system,
-        "system_version": system_version,
-        "languages": _split(lang) or ["kk", "ru", "en"],
-        "training": {"not-allowed": "notAllowed"}.get(training.value, training.value),
+    config: dict[str, Any] = {
+        "owner": args.owner,
+        "system": args.system,
+        "system_version": args.system_version or "",
+        "languages": _split(args.lang) or ["kk", "ru", "en"],
+        "training": _training(args.training),
     }
-    if layers:
-        config["layers"] = _split(layers)
+    if args.layers:
+        config["layers"] = _split(args.layers)
     summary = batch_mod.run_batch(
-        src, output, labeler_config=config, key_dir=key, workers=workers, journal=journal, progress=progress
+        args.src,
+        args.output,
+        labeler_config=config,
+        key_dir=args.key,
+        workers=args.workers,
+        journal=args.journal,
+        progress=args.progress,
     )
-    typer.echo(summary.text())
-    raise typer.Exit(EXIT_OK if summary.ok else EXIT_NOT_COMPLIANT)
+    _out(summary.text())
+    return EXIT_OK if summary.ok else EXIT_NOT_COMPLIANT
 
 
-@app.command()
-def serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8080, "--port", help="TCP port."),
-    trust: list[Path] | None = typer.Option(None, "--trust", help="Trust bundle file or keygen folder (repeatable)."),
-    registry: Path | None = typer.Option(None, "--registry", help="SQLite registry for watermark lookups."),
-    max_upload: int = typer.Option(256 * 1024**2, "--max-upload", help="Largest accepted upload in bytes (413 above)."),
-    mark_key: Path | None = typer.Option(
-        None, "--mark-key", help="keygen folder: enables POST /mark (off by default)."
-    ),
-    owner: str | None = typer.Option(None, "--owner", envvar="KZLABEL_OWNER", help="Owner/holder for /mark."),
-    system: str | None = typer.Option(None, "--system", envvar="KZLABEL_SYSTEM", help="AI system for /mark."),
-) -> None:
+def serve(args: Args) -> int:
     """Run the HTTP upload-verification service (POST /verify, optional POST /mark, GET /healthz)."""
     from . import Registry, Signer, TrustStore
 
@@ -380,26 +295,181 @@ def serve(
         from .server import run
     except ImportError:
         _fail("the service needs its extra: pip install 'kzlabel[serve]'")
-    if mark_key is not None and not (owner and system):
+    if args.mark_key is not None and not (args.owner and args.system):
         _fail("--mark-key needs --owner and --system (they go into every label the service signs)")
-    if registry is not None and not registry.exists():
-        _fail(f"{registry}: no such registry")
+    if args.registry is not None and not args.registry.exists():
+        _fail(f"{args.registry}: no such registry")
     run(
-        host,
-        port,
-        trust=TrustStore.load(trust) if trust else None,
-        registry=Registry(registry) if registry else None,
-        signer=Signer.load(mark_key) if mark_key else None,
-        owner=owner,
-        system=system,
-        max_upload=max_upload,
+        args.host,
+        args.port,
+        trust=TrustStore.load(args.trust) if args.trust else None,
+        registry=Registry(args.registry) if args.registry else None,
+        signer=Signer.load(args.mark_key) if args.mark_key else None,
+        owner=args.owner,
+        system=args.system,
+        max_upload=args.max_upload,
+    )
+    return EXIT_OK
+
+
+def version(args: Args) -> int:
+    """Print the kzlabel version."""
+    _out(__version__)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------- the parser
+
+_LAYERS_HELP = "Subset of c2pa,metadata,watermark,visible."
+_LANG_HELP = "Notice languages, e.g. kk,ru,en (default)."
+_TRUST_HELP = "Trust bundle file or keygen folder (repeatable)."
+
+
+def _command(sub: Any, run: Command, name: str | None = None) -> argparse.ArgumentParser:
+    doc = (run.__doc__ or "").strip()
+    p: argparse.ArgumentParser = sub.add_parser(
+        name or run.__name__, help=doc, description=doc, formatter_class=_Formatter
+    )
+    p.set_defaults(run=run)
+    return p
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The whole command line, built per call so that environment-variable defaults are read when it runs."""
+    root = _Parser(
+        prog="kzlabel",
+        description="Label AI-generated content (Kazakhstan AI Law Art. 21) and verify labels.",
+        formatter_class=_Formatter,
+    )
+    sub = root.add_subparsers(title="Commands", dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = _command(sub, keygen)
+    p.add_argument("directory", type=Path, help="Folder for signing.key (0600), chain.pem and trust.pem.")
+    p.add_argument("--alg", default="ed25519", choices=("ed25519", "es256"), help="Signature algorithm.")
+    p.add_argument("--name", default="kzlabel signer", help="Certificate common name.")
+    p.add_argument("--org", help="Organisation in the certificate (the owner/holder).")
+    p.add_argument("--force", action=argparse.BooleanOptionalAction, default=False, help="Overwrite an existing key.")
+
+    p = _command(sub, mark)
+    p.add_argument("src", type=Path, help="File to label.")
+    p.add_argument("-o", "--output", type=Path, help="Where to write the labelled file.")
+    p.add_argument("--in-place", action="store_true", help="Replace SRC atomically instead of writing -o.")
+    _env(p, "--key", "KZLABEL_KEY", "keygen folder (or key file) to sign with.", type=Path)
+    _env(p, "--system", "KZLABEL_SYSTEM", "AI system name.")
+    _env(p, "--system-version", "KZLABEL_SYSTEM_VERSION", "AI system version.")
+    _env(p, "--owner", "KZLABEL_OWNER", "Owner/holder responsible (Art. 21(3)).")
+    p.add_argument("--lang", action="append", help=_LANG_HELP)
+    p.add_argument("--kind", default="generated", choices=("generated", "modified"), help="Or modified (AI edit).")
+    p.add_argument("--training", default="unspecified", choices=("allowed", "not-allowed", "unspecified"))
+    p.add_argument("--real-person", action="store_true", help="The content depicts a real person.")
+    p.add_argument("--layers", action="append", help=_LAYERS_HELP)
+    p.add_argument(
+        "--position",
+        help="Text: start|end; audio: start|end|both (tone); images/PDF: a corner; video: a corner and/or "
+        "start|end|both to tone and watermark the soundtrack (e.g. top-right,start; default: audio copied).",
+    )
+    p.add_argument("--style", default="plate", help="Visible style: plate, outline or icon.")
+    p.add_argument("--registry", type=Path, help="SQLite registry to record the label in.")
+    p.add_argument("--pages", default="all", help="Paged documents: stamp all pages or the first.")
+    p.add_argument(
+        "--video-warning",
+        default="both",
+        help="Video: opening (full-size, first 2 s), persistent (small corner label) or both.",
+    )
+    p.add_argument(
+        "--audio-notice",
+        default="tone",
+        help="Audio: tone (the · − · · rhythm), speech (the notice read aloud in --lang) or both.",
+    )
+    _env(p, "--password", "KZLABEL_PASSWORD", "Password of an encrypted PDF.")
+    p.add_argument("--json", action="store_true", help="Print the result as JSON.")
+
+    p = _command(sub, verify)
+    p.add_argument("file", type=Path, help="File to check.")
+    p.add_argument("--json", action="store_true", help="Print the report as JSON.")
+    p.add_argument("--trust", type=Path, action="append", help=_TRUST_HELP)
+    p.add_argument("--registry", type=Path, help="SQLite registry to look watermarks up in.")
+    _env(p, "--password", "KZLABEL_PASSWORD", "Password of an encrypted PDF.")
+    p.add_argument(
+        "--allow-untrusted",
+        action="store_true",
+        help="With --trust: also accept a compliant file signed by a signer not under the anchors (exit 0).",
     )
 
+    p = _command(sub, optout)
+    p.add_argument("target", type=Path, help="File to mark (in place), or with --well-known a site folder.")
+    p.add_argument(
+        "--deny",
+        action="append",
+        help="Uses to reserve: ai-training, generative-training, inference, data-mining, all.",
+    )
+    p.add_argument("--allow", action="append", help="Uses to allow explicitly.")
+    p.add_argument("--policy", help="TDMRep tdm-policy URL (licence terms).")
+    p.add_argument("-o", "--output", type=Path, help="Write a copy instead of changing TARGET.")
+    _env(p, "--key", "KZLABEL_KEY", "Also sign a C2PA cawg.training-mining manifest.", type=Path)
+    p.add_argument(
+        "--well-known", action="store_true", help="Write TARGET/.well-known/tdmrep.json from the files' declarations."
+    )
 
-@app.command()
-def version() -> None:
-    """Print the kzlabel version."""
-    typer.echo(__version__)
+    p = _command(sub, training_check, "training-check")
+    p.add_argument("path", type=Path, help="A file, or a folder to scan (its .well-known/tdmrep.json applies).")
+    p.add_argument(
+        "--use", default="ai_training", help="ai_training, ai_generative_training, ai_inference or data_mining."
+    )
+    p.add_argument("--json", action="store_true", help="One JSON object per file.")
+    p.add_argument("--trust", type=Path, action="append", help="Trust bundle for signed declarations.")
+
+    p = _command(sub, dataset)
+    p.add_argument("directory", type=Path, help="The data library folder.")
+    p.add_argument("--producer", help="Who produced the library (Art. 27(5)).")
+    p.add_argument("--license", help="Licence (SPDX id or URL).")
+    p.add_argument("--purpose", default="", help="What the library is for.")
+    p.add_argument("--name", help="Dataset name (default: the folder name).")
+    _env(p, "--key", "KZLABEL_KEY", "keygen folder to sign the manifest.", type=Path)
+    p.add_argument("-o", "--output", type=Path, help="Manifest path (default DIR/croissant.json).")
+    p.add_argument("--verify", action="store_true", help="Verify the manifest against the folder instead.")
+    p.add_argument("--trust", type=Path, action="append", help="Trust bundle for --verify.")
+
+    p = _command(sub, batch)
+    p.add_argument("src", type=Path, help="A folder, .zip, .tar, .tar.gz or .tar.zst archive.")
+    p.add_argument("-o", "--output", type=Path, help="Output folder or archive of the same kind.")
+    _env(p, "--key", "KZLABEL_KEY", "keygen folder to sign with.", type=Path)
+    _env(p, "--system", "KZLABEL_SYSTEM", "AI system name.")
+    _env(p, "--owner", "KZLABEL_OWNER", "Owner/holder (Art. 21(3)).")
+    _env(p, "--system-version", "KZLABEL_SYSTEM_VERSION", "AI system version.")
+    p.add_argument("--lang", action="append", help=_LANG_HELP)
+    p.add_argument("--training", default="unspecified", choices=("allowed", "not-allowed", "unspecified"))
+    p.add_argument("--layers", action="append", help=_LAYERS_HELP)
+    p.add_argument("--workers", type=int, help="Processes (default: all cores).")
+    p.add_argument("--journal", type=Path, help="Resume journal (default: DST.journal.sqlite).")
+    p.add_argument("--verify", action="store_true", help="Verify every member instead of labelling.")
+    p.add_argument("--training-check", action="store_true", help="List members that may not be used for AI training.")
+    p.add_argument("--trust", type=Path, action="append", help="Trust bundle or keygen folder (with --verify).")
+    p.add_argument(
+        "--allow-untrusted",
+        action="store_true",
+        help="With --verify --trust: accept compliant members signed outside the anchors.",
+    )
+    p.add_argument("--report", type=Path, help="JSONL report path (--verify / --training-check).")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="Show a progress bar.")
+
+    p = _command(sub, serve)
+    p.add_argument("--host", default="127.0.0.1", help="Address to listen on.")
+    p.add_argument("--port", type=int, default=8080, help="TCP port.")
+    p.add_argument("--trust", type=Path, action="append", help=_TRUST_HELP)
+    p.add_argument("--registry", type=Path, help="SQLite registry for watermark lookups.")
+    p.add_argument(
+        "--max-upload", type=int, default=256 * 1024**2, help="Largest accepted upload in bytes (413 above)."
+    )
+    p.add_argument("--mark-key", type=Path, help="keygen folder: enables POST /mark (off by default).")
+    _env(p, "--owner", "KZLABEL_OWNER", "Owner/holder for /mark.")
+    _env(p, "--system", "KZLABEL_SYSTEM", "AI system for /mark.")
+
+    _command(sub, version)
+    return root
+
+
+# ---------------------------------------------------------------------------------------------- entry point
 
 
 def _wants_json(args: list[str]) -> bool:
@@ -416,53 +486,37 @@ def _report_error(kind: str, reason: str, code: int, as_json: bool, line: str | 
     """One line on stderr (``line``, default ``kzlabel: error: REASON``), and the JSON error object on stdout."""
     reason = _one_line(reason)
     if as_json:
-        typer.echo(json.dumps({"error": kind, "reason": reason}, ensure_ascii=False))
-    typer.echo(line or f"kzlabel: error: {reason}", err=True)
+        _out(json.dumps({"error": kind, "reason": reason}, ensure_ascii=False))
+    _out(line or f"kzlabel: error: {reason}", err=True)
     return code
-
-
-def _usage_errors() -> tuple[type[Exception], ...]:
-    """The exceptions typer raises for a bad command line when not in standalone mode: those of the click it runs
-    on (its own copy since typer 0.26, whose root is ``typer.TyperException``; click itself before)."""
-    root = getattr(typer, "TyperException", None)
-    if root is None:  # typer < 0.26 runs on click
-        import click
-
-        root = click.ClickException
-    return (root,)
-
-
-def _usage_reason(exc: Exception) -> str:
-    """click's message, with the help hint click would have printed on lines of its own."""
-    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-    ctx = getattr(exc, "ctx", None)
-    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-    return _one_line(message).rstrip(".") + hint
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: every error is one line on stderr (and a JSON object on stdout with --json); usage and input
-    errors exit 2, internal errors 3; ``--help`` prints typer's help as always."""
+    errors exit 2, internal errors 3; ``--help`` prints the help; a bare ``kzlabel`` prints it and exits 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = _wants_json(args)
     try:
-        code = app(args=args, prog_name="kzlabel", standalone_mode=False)
+        parser = _parser()
+        if not args:
+            parser.print_help()
+            return EXIT_INPUT
+        parsed = parser.parse_args(args)
+        run: Command | None = getattr(parsed, "run", None)
+        if run is None:
+            _fail("missing command (see 'kzlabel --help')")
+        return run(parsed)
     except UsageProblem as exc:
         return _report_error("usage_error", str(exc), EXIT_INPUT, as_json)
-    except _usage_errors() as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `kzlabel`: typer has printed the help already
-            return EXIT_INPUT
-        return _report_error("usage_error", _usage_reason(exc), EXIT_INPUT, as_json)
     except KzlabelError as exc:
         return _report_error(error_kind(exc), str(exc), EXIT_INPUT, as_json)
-    except (KeyboardInterrupt, typer.Abort):
+    except KeyboardInterrupt:
         return _report_error("interrupted", "interrupted", EXIT_INPUT, as_json, "kzlabel: interrupted")
-    except SystemExit as exc:
+    except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_INPUT)
     except Exception as exc:  # noqa: BLE001 - a bug: still one line, never a traceback
         reason = f"{type(exc).__name__}: {exc}"
         return _report_error("internal_error", reason, EXIT_INTERNAL, as_json, f"kzlabel: internal error: {reason}")
-    return code if isinstance(code, int) else EXIT_OK
 
 
 if __name__ == "__main__":
