@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import kzlabel
 from kzlabel import Label, Labeler, Verdict
 from kzlabel.errors import KzlabelError
-from kzlabel.formats import detect, handlers
+from kzlabel.formats import candidates, detect, handlers
 from kzlabel.io import Input
 
 SAMPLES = sorted((Path(__file__).resolve().parent.parent / "fixtures" / "samples").iterdir())
@@ -44,6 +44,19 @@ def test_every_registered_format_has_a_sample():
         by_content.setdefault(handler.id, []).append(sample.name)
     missing = [h.id for h in handlers() if h.id not in by_content]
     assert not missing, f"no sample in fixtures/samples/ is detected as {missing} (add one: fixtures/make_samples.py)"
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.name)
+def test_detection_among_one_family_gives_the_full_contests_answer(sample):
+    """detect() scores decisive magic (JPEG, PNG, GIF, TIFF, PDF) among one family only: it must pick what a contest
+    among every registered handler picks, for the sample as it is and for the sample under a misleading name."""
+    data = sample.read_bytes()
+    for name in (sample.name, "upload.txt", None):
+        inp = Input(data, name)
+        best = max(handlers(), key=lambda h: h.score(inp.header, inp.name))  # max keeps the first of equals
+        assert detect(inp) is best, f"{sample.name} as {name}"
+        narrowed = candidates(inp.header)
+        assert best in narrowed and [h for h in handlers() if h in narrowed] == narrowed  # same order as the contest
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.name)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from kzlabel import Labeler
-from kzlabel.errors import LimitExceeded
+from kzlabel.errors import CorruptInput, LimitExceeded
 from kzlabel.formats import get
 from kzlabel.io import Input, Limits
 
@@ -82,3 +82,18 @@ def test_limit_through_the_labeler_and_threads_with_different_limits(signer) -> 
     limits = [W * H - 1, W * H] * 20
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(decode, limits)) == [limit >= W * H for limit in limits]
+
+
+def test_a_tiff_whose_next_frame_has_no_size_is_corrupt_input() -> None:
+    """Counting frames parses every IFD: a next-IFD pointer to a directory without ImageWidth made Pillow raise
+    TypeError, which reached the user as an internal error instead of a damaged file."""
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(buf, format="TIFF")
+    data = bytearray(buf.getvalue())
+    first = int.from_bytes(data[4:8], "little")
+    entries = int.from_bytes(data[first : first + 2], "little")
+    bogus = len(data)  # one entry (Compression = 1), no width or height, no next directory
+    data += (1).to_bytes(2, "little") + bytes.fromhex("0301 0300 01000000 0100 0000") + bytes(4)
+    data[first + 2 + 12 * entries : first + 6 + 12 * entries] = bogus.to_bytes(4, "little")
+    with pytest.raises(CorruptInput, match="unreadable image"):
+        get("tiff").open_image(Input(bytes(data)), Limits())

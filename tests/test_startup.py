@@ -73,6 +73,9 @@ def test_verifying_a_marked_jpeg_loads_no_audio_library(tmp_path: Path, keydir: 
     code, modules = loaded_after("verify", str(marked))
     assert code == 0  # compliant: every layer, the watermark included, was read
     assert present(modules, ("av", "scipy", "mutagen", "pypdf", "reportlab")) == []  # the image detector: numpy+cv2
+    # JPEG magic is owned by the image family alone: no other family's handlers are imported to score it
+    others = ("kzlabel.formats.text", "kzlabel.formats.audio", "kzlabel.formats.video", "kzlabel.formats.pdf")
+    assert present(modules, others) == []
 
 
 def test_the_command_line_loads_no_cli_framework() -> None:

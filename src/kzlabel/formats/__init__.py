@@ -4,6 +4,10 @@ Detection is a scoring contest over the first bytes (after mutagen): every handl
 returns 0 for "not mine" and more the surer it is; magic bytes weigh far more than a file name, and a name alone
 never selects a handler. Ties go to the handler registered first, so detection is deterministic. The contract a
 handler implements is in ``formats.base``.
+
+Content whose magic only one family of handlers can own (JPEG, PNG, GIF, TIFF: images; PDF) is scored among that
+family alone, so a cold ``kzlabel verify photo.jpg`` does not import the text, audio, video and PDF handlers;
+tests/test_conformance.py checks that this gives the full contest's answer on every sample.
 """
 
 from __future__ import annotations
@@ -14,14 +18,24 @@ from ..errors import CorruptInput, UnsupportedFormat
 from ..io import Input
 from .base import Handler
 
-__all__ = ["describe_content", "detect", "get", "handlers", "register"]
+__all__ = ["candidates", "describe_content", "detect", "get", "handlers", "register"]
 
 
 _REGISTRY: list[Handler] = []
-_LOADED = False
+_LOADED: set[str] = set()
 # Format modules register themselves on import; a module whose optional dependency is missing is skipped here and
 # reported by name when content of that kind shows up.
 _MODULES = ("text", "image", "audio", "video", "pdf")
+# Magic that only one family's handlers can own: such content is scored among that family alone (see the docstring).
+_ONE_FAMILY: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "image"),
+    (b"\x89PNG\r\n\x1a\n", "image"),
+    (b"GIF87a", "image"),
+    (b"GIF89a", "image"),
+    (b"II*\x00", "image"),
+    (b"MM\x00*", "image"),
+    (b"%PDF-", "pdf"),
+)
 
 
 def register(handler: Handler) -> Handler:
@@ -31,22 +45,36 @@ def register(handler: Handler) -> Handler:
     return handler
 
 
-def _load_all() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    for module in _MODULES:
+def _family(handler: Handler) -> str:
+    """The family module a handler comes from (``kzlabel.formats.image.jpeg`` -> ``image``)."""
+    return type(handler).__module__.removeprefix(f"{__name__}.").split(".")[0]
+
+
+def _load(modules: tuple[str, ...] = _MODULES) -> list[Handler]:
+    """Import the given family modules (once each); their handlers in the order of :data:`_MODULES`, then of
+    registration, whatever order the families were loaded in (ties in detection go to the first)."""
+    for module in modules:
+        if module in _LOADED:
+            continue
+        _LOADED.add(module)
         try:
             importlib.import_module(f"{__name__}.{module}")
         except ModuleNotFoundError as exc:
             if exc.name != f"{__name__}.{module}":
                 raise
+    rank = {m: i for i, m in enumerate(_MODULES)}
+    mine = [h for h in _REGISTRY if _family(h) in modules]
+    return sorted(mine, key=lambda h: rank.get(_family(h), len(rank)))
 
 
 def handlers() -> list[Handler]:
-    _load_all()
-    return list(_REGISTRY)
+    return _load()
+
+
+def candidates(header: bytes) -> list[Handler]:
+    """The handlers that may own content starting with ``header``: one family's for decisive magic, else all."""
+    family = next((fam for magic, fam in _ONE_FAMILY if header.startswith(magic)), None)
+    return _load((family,)) if family else handlers()
 
 
 def get(format_id: str) -> Handler:
@@ -97,7 +125,7 @@ def detect(inp: Input) -> Handler:
     header = inp.header
     best: Handler | None = None
     best_score = 0
-    for h in handlers():
+    for h in candidates(header):
         s = h.score(header, inp.name)
         if s > best_score:
             best, best_score = h, s

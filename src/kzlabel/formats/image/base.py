@@ -254,7 +254,7 @@ class ImageHandler(Handler[ImageDoc]):
             im.load()
         except Image.DecompressionBombError as exc:
             raise LimitExceeded(f"decompression bomb refused: {exc}", source=src, format=fmt) from None
-        except self.decode_errors as exc:
+        except _HEADER_ERRORS + self.decode_errors as exc:  # n_frames parses every frame's header (TIFF IFDs)
             raise CorruptInput(f"unreadable image: {exc}", source=src, format=fmt) from exc
         return im
 
