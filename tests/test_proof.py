@@ -113,3 +113,43 @@ def test_a_label_only_inside_the_manifest_does_not_prove_the_metadata_layer(sign
     result = Labeler(signer, owner="O", system="S", layers=["metadata", "c2pa"]).mark(_png(), name="x.png")
     assert result.layers == ("c2pa",)
     assert "read only from the C2PA manifest" in result.skipped["metadata"]
+
+
+SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "samples"
+
+
+def _after_colour_jpeg75(data: bytes) -> str | None:
+    """The payload the detector reads after an ordinary colour JPEG of quality 75 (Pillow, 4:2:0), or None."""
+    from kzlabel.watermark import detect_image
+
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("RGB").save(buf, format="JPEG", quality=75)
+    found = detect_image(np.asarray(Image.open(buf).convert("RGB")))
+    return found.payload.hex() if found.found and found.payload is not None else None
+
+
+@pytest.mark.parametrize(
+    "name,survives",
+    [("photo.jpg", True), ("picture.avif", True), ("scan.tiff", False), ("sticker.gif", False)],
+)
+def test_the_jpeg75_robustness_claim_is_what_a_real_colour_jpeg_shows(signer, name: str, survives: bool) -> None:
+    """mark tries JPEG 75 on the written picture (a greyscale round trip of the luma, the plane the detector reads) and
+    says what it found; a full colour JPEG of the output, made independently here, must agree either way."""
+    result = Labeler(signer, owner="O", system="S").mark(SAMPLES / name)
+    line = result.robustness["watermark"]
+    assert line.startswith("survives JPEG quality 75" if survives else "not found after JPEG quality 75"), line
+    assert (_after_colour_jpeg75(result.data) == result.label.content_id) is survives
+
+
+def test_no_robustness_claim_without_a_proven_watermark(signer, png_handler, monkeypatch) -> None:
+    assert Labeler(signer, owner="O", system="S", layers=["metadata", "c2pa"]).mark(_png(), name="x.png").robustness == {}
+    monkeypatch.setattr(png_handler, "embed_watermark", _noop)
+    result = Labeler(signer, owner="O", system="S").mark(_png(), name="x.png")
+    assert "watermark" in result.skipped and result.robustness == {}
+
+
+def test_the_cli_prints_the_robustness_line(keydir, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "photo.jpg"
+    assert main(["mark", str(SAMPLES / "photo.jpg"), "-o", str(out), "--key", str(keydir), "--system", "S",
+                 "--owner", "O"]) == 0
+    assert "  watermark survives JPEG quality 75 (p = " in capsys.readouterr().out

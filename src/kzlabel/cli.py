@@ -125,6 +125,7 @@ def mark(args: Args) -> int:
             "format": result.format,
             "layers": list(result.layers),
             "skipped": result.skipped,
+            "robustness": result.robustness,
             "label": result.label.to_dict(),
         }
         _out(json.dumps(body, ensure_ascii=False, indent=2))
@@ -132,6 +133,8 @@ def mark(args: Args) -> int:
         _out(
             f"{result.dst}: {result.format}, layers {', '.join(result.layers) or 'none'}, id {result.label.content_id}"
         )
+        for layer, line in result.robustness.items():
+            _out(f"  {layer} {line}")
         for layer, why in result.skipped.items():
             _out(f"  skipped {layer}: {why}")
     return _unproven(_split(args.layers), result.skipped)

@@ -21,7 +21,7 @@ from typing import IO, Any, TypeVar
 
 from . import formats
 from .errors import CapacityError, KzlabelError, LimitExceeded, SigningError
-from .formats.base import AudioNotice, Findings, Handler, MarkOptions, Pages, VideoWarning
+from .formats.base import AudioNotice, Findings, Handler, MarkOptions, Pages, Survival, VideoWarning
 from .io import (
     SIDECAR_MAX,
     Input,
@@ -93,6 +93,9 @@ class MarkResult:
     # is a path, otherwise only returned here for the caller to store beside the output
     c2pa_sidecar: bytes | None = field(default=None, repr=False)
     to_path: bool = field(default=False, repr=False)  # ``dst`` is a path mark() wrote
+    # layer → what a standard degradation tried on the written content showed ("survives JPEG quality 75 (p = …)"):
+    # measured on this file at mark time, for the layers whose format has such a check (docs/watermark.md)
+    robustness: dict[Layer, str] = field(default_factory=dict)
 
     @property
     def data(self) -> bytes:
@@ -117,6 +120,7 @@ class _Pass:
     unsigned: Path | None = None  # the output before the C2PA manifest (kept in the spool to sign again)
     soft_binding: bool = False  # the manifest claims the watermark (c2pa.watermarked + soft binding)
     existing: tuple[bool, bool] | None = None  # c2pa_layer.existing_manifest of the input, when it was asked
+    survival: Survival | None = None  # the watermark after the format's standard degradation (dropped if unproven)
 
 
 def _warning_evidence(layer: str, seen: bool | None, why_absent: str) -> Evidence:
@@ -292,7 +296,10 @@ class Labeler:
         finally:
             spool.close()
         to_path = isinstance(dst, (str, os.PathLike))
-        return MarkResult(label, token, handler.id, tuple(applied), held, where, skipped, done.sidecar, to_path)
+        robustness: dict[Layer, str] = {"watermark": done.survival.line()} if done.survival is not None else {}
+        return MarkResult(
+            label, token, handler.id, tuple(applied), held, where, skipped, done.sidecar, to_path, robustness
+        )
 
     def _mark_pass(self, handler: Handler[Any], inp: Input, label: Label, spool: Spool) -> _Pass:
         """The layers in order, the output spooled from the encoder on."""
@@ -342,6 +349,10 @@ class Labeler:
         fields = _guard(handler, inp, "binding", handler.bind, doc, out)
         if fields:
             label = label.replace(**fields)
+        survival = None
+        if "watermark" in applied:
+            payload, key = bytes.fromhex(label.content_id), opts.watermark_key
+            survival = _guard(handler, inp, "degrading the marked content", handler.survival, doc, payload, key)
         token = sign_label(label, self.signer)
         if "metadata" in layers:
             _guard(handler, inp, "writing metadata", handler.write_metadata, out, label, token)
@@ -360,8 +371,8 @@ class Labeler:
             if signed is not None:
                 unsigned, out = out, signed
                 applied.append("c2pa")
-            return _Pass(out, label, token, applied, skipped, sidecar, unsigned, soft, existing)
-        return _Pass(out, label, token, applied, skipped, sidecar)
+            return _Pass(out, label, token, applied, skipped, sidecar, unsigned, soft, existing, survival)
+        return _Pass(out, label, token, applied, skipped, sidecar, survival=survival)
 
     def _sign(
         self,
@@ -434,6 +445,8 @@ class Labeler:
             if layer in done.applied:
                 done.applied.remove(layer)
             done.skipped[layer] = f"not proven on the written output: {why}"
+        if "watermark" in unproven:
+            done.survival = None  # no robustness claim for a mark that does not even read back
         if done.sidecar is not None and "c2pa" in unproven:
             done.sidecar = None  # a sidecar that does not validate is not written
 

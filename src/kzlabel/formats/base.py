@@ -25,6 +25,7 @@ __all__ = [
     "MarkOptions",
     "Pages",
     "Style",
+    "Survival",
     "VideoWarning",
     "choice",
     "rewrite",
@@ -94,6 +95,21 @@ class LabelMatch:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Survival:
+    """A standard degradation applied at mark time to the content as written, and what the real detector then read:
+    mark() reports it so that robustness is a measured fact about this file, not a promise."""
+
+    degradation: str  # e.g. "JPEG quality 75"
+    found: bool  # the detector found the label's own payload afterwards
+    p_value: float
+
+    def line(self) -> str:
+        if self.found:
+            return f"survives {self.degradation} (p = {self.p_value:.1e})"
+        return f"not found after {self.degradation}: the mark is fragile on this content"
+
+
 DocT = TypeVar("DocT")
 
 
@@ -145,6 +161,11 @@ class Handler(Generic[DocT]):
     def write_metadata(self, out: Path, label: Label, token: str) -> None:
         """Write the signed label and the standard fields into the file ``out`` (in place, or replaced whole)."""
         raise NotImplementedError(f"{self.name} has no metadata layer")
+
+    def survival(self, doc: DocT, payload: bytes, key: bytes | None) -> Survival | None:
+        """The watermark after this format's standard degradation, tried on the content as written (after ``bind``);
+        None where the format has none that is cheap enough to try on every mark."""
+        return None
 
     def c2pa_skip_reason(self, inp: Input) -> str | None:
         """Why an embedded manifest must not be written into this particular file (None: go ahead)."""

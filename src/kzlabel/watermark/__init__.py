@@ -9,7 +9,7 @@
 key to make marks only its holder can detect. See docs/watermark.md for the design and the p-value calibration.
 
 The image and audio halves load only when first used (module ``__getattr__``): the image side pulls in OpenCV,
-scipy.fft and scipy.ndimage, the audio side scipy.signal (~0.9 s), and a JPEG never needs the audio side.
+the audio side scipy.signal (~0.9 s), and a JPEG never needs the audio side.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from .core import DEFAULT_KEY, PAYLOAD_BITS, WatermarkResult
 
 if TYPE_CHECKING:
     from .audio import detect_audio, embed_audio
-    from .image import detect_image, embed_image
+    from .image import detect_after_jpeg, detect_image, embed_image
 
 __all__ = [
     "DEFAULT_KEY",
     "PAYLOAD_BITS",
     "WatermarkResult",
+    "detect_after_jpeg",
     "detect_audio",
     "detect_image",
     "embed_audio",
@@ -34,7 +35,13 @@ __all__ = [
 ]
 
 # lazily re-exported name -> the submodule that defines it
-_LAZY = {"detect_audio": "audio", "embed_audio": "audio", "detect_image": "image", "embed_image": "image"}
+_LAZY = {
+    "detect_audio": "audio",
+    "embed_audio": "audio",
+    "detect_image": "image",
+    "embed_image": "image",
+    "detect_after_jpeg": "image",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -30,7 +30,7 @@ from ...label import Label, Training, TrainingSignal
 from ...layers import LAYERS, visible
 from ...layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_xmp, training_values, xmp_values
 from ...rights.vocab import TrainingPolicy, signal_from_plus, signal_from_tdmrep
-from ..base import Findings, Handler, LabelMatch, MarkOptions, rewrite
+from ..base import Findings, Handler, LabelMatch, MarkOptions, Survival, rewrite
 
 __all__ = ["ImageDoc", "ImageHandler"]
 
@@ -130,6 +130,7 @@ class ImageDoc:
     orientation: int
     info: dict[str, Any] = field(default_factory=dict)
     placement: visible.Placement | None = None
+    written: Image.Image | None = None  # the picture as encoded and decoded again (set by bind)
 
 
 def _working(im: Image.Image) -> Image.Image:
@@ -299,7 +300,8 @@ class ImageHandler(Handler[ImageDoc]):
     def bind(self, doc: ImageDoc, out: Path) -> Mapping[str, Any]:
         """The picture as written, decoded the way verify decodes it: the content binding, and where the warning is."""
         with self.image_file(io.BytesIO(out.read_bytes())) as im:
-            shown = _displayed(_working(im), doc.orientation)
+            doc.written = _working(im)
+            shown = _displayed(doc.written, doc.orientation)
             fields: dict[str, Any] = {}
             box = None
             if doc.placement is not None:
@@ -312,6 +314,13 @@ class ImageHandler(Handler[ImageDoc]):
 
     def write_metadata(self, out: Path, label: Label, token: str) -> None:
         rewrite(out, lambda data: self.labelled(data, label, token))
+
+    def survival(self, doc: ImageDoc, payload: bytes, key: bytes | None) -> Survival | None:
+        """The picture as written, re-encoded as a JPEG of quality 75 (what platforms do to uploads), searched again."""
+        from ...watermark.image import SURVIVAL_JPEG_QUALITY, detect_after_jpeg
+
+        found = detect_after_jpeg(np.asarray(doc.written or doc.work), key=key)
+        return Survival(f"JPEG quality {SURVIVAL_JPEG_QUALITY}", found.payload == payload, found.p_value)
 
     def labelled(self, data: bytes, label: Label, token: str) -> bytes:
         """``data`` with the label's XMP merged into its packet (and the format's other carriers written)."""
