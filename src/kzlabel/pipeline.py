@@ -352,7 +352,7 @@ class Labeler:
         survival = None
         if "watermark" in applied:
             payload, key = bytes.fromhex(label.content_id), opts.watermark_key
-            survival = _guard(handler, inp, "degrading the marked content", handler.survival, doc, payload, key)
+            survival = _guard(handler, inp, "degrading the marked content", handler.survival, doc, out, payload, key)
         token = sign_label(label, self.signer)
         if "metadata" in layers:
             _guard(handler, inp, "writing metadata", handler.write_metadata, out, label, token)

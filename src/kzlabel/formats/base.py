@@ -162,9 +162,9 @@ class Handler(Generic[DocT]):
         """Write the signed label and the standard fields into the file ``out`` (in place, or replaced whole)."""
         raise NotImplementedError(f"{self.name} has no metadata layer")
 
-    def survival(self, doc: DocT, payload: bytes, key: bytes | None) -> Survival | None:
-        """The watermark after this format's standard degradation, tried on the content as written (after ``bind``);
-        None where the format has none that is cheap enough to try on every mark."""
+    def survival(self, doc: DocT, out: Path, payload: bytes, key: bytes | None) -> Survival | None:
+        """The watermark after this format's standard degradation, tried on the content as written to ``out`` (after
+        ``bind``); None where the format has none that is cheap enough to try on every mark."""
         return None
 
     def c2pa_skip_reason(self, inp: Input) -> str | None:

@@ -315,11 +315,15 @@ class ImageHandler(Handler[ImageDoc]):
     def write_metadata(self, out: Path, label: Label, token: str) -> None:
         rewrite(out, lambda data: self.labelled(data, label, token))
 
-    def survival(self, doc: ImageDoc, payload: bytes, key: bytes | None) -> Survival | None:
-        """The picture as written, re-encoded as a JPEG of quality 75 (what platforms do to uploads), searched again."""
+    def survival(self, doc: ImageDoc, out: Path, payload: bytes, key: bytes | None) -> Survival | None:
+        """The picture as written (decoded once, by ``bind``), re-encoded as a JPEG of quality 75 (what platforms do
+        to uploads), searched again."""
         from ...watermark.image import SURVIVAL_JPEG_QUALITY, detect_after_jpeg
 
-        found = detect_after_jpeg(np.asarray(doc.written or doc.work), key=key)
+        if doc.written is None:
+            with self.image_file(io.BytesIO(out.read_bytes())) as im:
+                doc.written = _working(im)
+        found = detect_after_jpeg(np.asarray(doc.written), key=key)
         return Survival(f"JPEG quality {SURVIVAL_JPEG_QUALITY}", found.payload == payload, found.p_value)
 
     def labelled(self, data: bytes, label: Label, token: str) -> bytes:
