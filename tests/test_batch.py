@@ -640,7 +640,7 @@ def test_big_members_are_spilled_not_held(tmp_path: Path, keydir: Path, monkeypa
     with zipfile.ZipFile(dst) as zf:
         assert zf.read("data/blob.bin") == files["data/blob.bin"]
     assert len(spilled) == 3 and not any(Path(p).exists() for p in spilled)  # spilled, then removed
-    assert not list(tmp_path.glob(".out.zip.spill-*"))
+    assert not list(tmp_path.glob(".out.zip.spill.*"))  # the spill folder is removed at the end
 
 
 def test_folder_output_gets_sidecar_manifests_and_drops_stale_ones(tmp_path: Path, keydir: Path) -> None:

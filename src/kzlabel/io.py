@@ -7,9 +7,12 @@ pick its handler; outputs reach their destination only by rename, so a reader ne
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
+import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +35,9 @@ __all__ = [
     "sidecar_owner",
     "sidecar_path",
     "sniff_length",
+    "sweep_stale_temps",
     "temp_beside",
+    "temp_dir",
     "write_atomic",
 ]
 
@@ -201,12 +206,63 @@ def check_destination(dst: str | os.PathLike) -> None:
         raise KzlabelError(f"cannot write into {folder}: permission denied", source=str(path))
 
 
-def temp_beside(path: Path) -> Path:
-    """A new empty temp file ``.NAME.*.kztmp`` in ``path``'s folder (same file system, so a rename onto ``path`` is
-    atomic; ``kzlabel batch`` sweeps that pattern after a killed run). A folder that is missing or unwritable is a
-    :class:`KzlabelError` naming ``path``."""
+# Every temp file or folder kzlabel makes is named ``.NAME.kzPID.RANDOM.kztmp``: PID is the process that made it, so
+# a later run can tell the leftovers of a killed one (its process is gone) from a live run's files, in any folder.
+_TEMP_SUFFIX = ".kztmp"
+_TEMP_NAME = re.compile(r"^\..*\.kz(\d+)\.[A-Za-z0-9_]+\.kztmp$")
+_swept: set[str] = set()
+
+
+def _temp_prefix(name: str) -> str:
+    return f".{name}.kz{os.getpid()}."
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.", suffix=".kztmp")
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process (alive), or no such pid at all
+        return True
+    return True
+
+
+def sweep_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temp files and folders that killed kzlabel runs left in ``folder`` (a ``kill -9`` cannot clean up
+    after itself): only names of kzlabel's own pattern whose process no longer runs. Once per folder per process; the
+    paths removed are returned."""
+    key = os.path.realpath(folder)
+    if key in _swept:
+        return []
+    _swept.add(key)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        found = _TEMP_NAME.match(entry.name)
+        if found is None or _running(int(found.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def temp_beside(path: Path) -> Path:
+    """A new empty temp file ``.NAME.kzPID.*.kztmp`` in ``path``'s folder (same file system, so a rename onto ``path``
+    is atomic); stale ones of killed runs in that folder are swept first. A folder that is missing or unwritable is a
+    :class:`KzlabelError` naming ``path``."""
+    folder = path.parent or Path(".")
+    sweep_stale_temps(folder)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path.name), suffix=_TEMP_SUFFIX)
     except OSError as exc:
         err = _unwritable(exc, path)
         if err is None:
@@ -214,6 +270,14 @@ def temp_beside(path: Path) -> Path:
         raise err from None
     os.close(fd)
     return Path(tmp)
+
+
+def temp_dir(name: str, folder: Path | None = None) -> Path:
+    """A new private temp folder ``.NAME.kzPID.*.kztmp`` in ``folder`` (default: the system temp folder), after
+    sweeping that folder's stale ones; the caller removes it."""
+    where = folder if folder is not None else Path(tempfile.gettempdir())
+    sweep_stale_temps(where)
+    return Path(tempfile.mkdtemp(prefix=_temp_prefix(name), suffix=_TEMP_SUFFIX, dir=where))
 
 
 def replace_atomic(tmp: Path, dst: Path, mode_from: Path | None) -> None:

@@ -15,12 +15,13 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import MissingDependency
-from .io import Input
+from .io import Input, temp_beside
 
 __all__ = [
     "av_errors",
@@ -79,9 +80,9 @@ def source(inp: Input) -> Any:
 
 @contextmanager
 def temp_output(suffix: str) -> Iterator[str]:
-    """A temp file path for a muxer that needs a seekable file; removed afterwards whatever happens."""
-    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=".kzlabel-")
-    os.close(fd)
+    """A temp file path for a muxer that needs a seekable file (in the system temp folder, named so a later run sweeps
+    it if this process is killed); removed afterwards whatever happens."""
+    tmp = str(temp_beside(Path(tempfile.gettempdir()) / f"kzlabel{suffix}"))
     try:
         yield tmp
     finally:

@@ -15,14 +15,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import KzlabelError
-from ..io import write_atomic
+from ..io import temp_dir, write_atomic
 from ..label import Training, TrainingSignal
 from ..pipeline import is_sidecar_companion, needs_sidecar
 from ..rights.vocab import TDMREP_FILE, decide, rule_for, signal_from_tdmrep, tdmrep_rules
@@ -324,9 +323,7 @@ def run_batch(
         if job.finished_before():
             return job.report(resumed_all=True)  # nothing to redo; the reports are rebuilt from the journal
         job.start()
-        for old in job.dst.parent.glob(f".{job.dst.name}.spill-*"):  # left by a killed run
-            shutil.rmtree(old, ignore_errors=True)
-        spill = Path(tempfile.mkdtemp(prefix=f".{job.dst.name}.spill-", dir=job.dst.parent))
+        spill = temp_dir(f"{job.dst.name}.spill", job.dst.parent)  # a killed run's spill folder is swept first
         bar = Progress(progress, count_members(job.src, job.exclude), "labelling")
 
         def handle(res: MemberResult, ctx: Ctx) -> None:
@@ -415,7 +412,7 @@ def _scan(
     summary = BatchSummary(op, str(src_p), allow_untrusted=allow_untrusted)
     results: list[MemberResult] = []
     abort: list[str] = []
-    spill = Path(tempfile.mkdtemp(prefix="kzlabel-spill-"))
+    spill = temp_dir("kzlabel-spill")
     site = _SiteRules(src_p, spill) if op == "training" else None
     bar = Progress(progress, count_members(src_p, ()), "verifying" if op == "verify" else "checking")
 
