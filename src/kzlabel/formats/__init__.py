@@ -123,6 +123,8 @@ def describe_content(header: bytes) -> str:
 def detect(inp: Input) -> Handler:
     """The handler whose score for this content is highest, or UnsupportedFormat naming what the content is."""
     header = inp.header
+    if not header:  # nothing to label or to find a label in, whatever the name says (a 0-byte .json is no text)
+        raise CorruptInput(f"empty file{f' (its name says {inp.suffix})' if inp.suffix else ''}", source=inp.source)
     best: Handler | None = None
     best_score = 0
     for h in candidates(header):
@@ -131,12 +133,4 @@ def detect(inp: Input) -> Handler:
             best, best_score = h, s
     if best is None:
         raise UnsupportedFormat(f"unsupported format: {describe_content(header)}", source=inp.source)
-    # Empty content is valid text, but an empty "photo.png" is a broken PNG, not an empty text file.
-    if (
-        not inp.header
-        and inp.suffix
-        and best.is_text
-        and not any(inp.suffix in h.extensions for h in handlers() if h.is_text)
-    ):
-        raise CorruptInput(f"empty file (its name says {inp.suffix})", source=inp.source)
     return best
