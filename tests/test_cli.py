@@ -319,3 +319,90 @@ def test_batch_verify_reads_sidecars_as_companions_of_their_files(cli_keys, tmp_
     main(["training-check", str(out), "--json"])
     names = {Path(json.loads(line)["source"]).name for line in capsys.readouterr().out.splitlines()}
     assert names == {"podcast.ogg", "story.txt"}
+
+
+def _archive_names(path: Path) -> list[str]:
+    import tarfile
+    import zipfile
+
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as zf:
+            return [i.filename for i in zf.infolist() if not i.is_dir()]
+    with tarfile.open(path) as tf:
+        return [m.name for m in tf.getmembers() if m.isfile()]
+
+
+def _verify_archive_rows(path: Path, keys: Path, tmp_path: Path, capsys) -> dict[str, dict]:
+    """``kzlabel batch --verify ARCHIVE --trust KEYS``: exit 0, and its report lines by member path."""
+    report = tmp_path / f"{path.name}.verify.jsonl"
+    capsys.readouterr()
+    assert main(["batch", "--verify", str(path), "--trust", str(keys), "--no-progress", "--workers", "1",
+                 "--report", str(report)]) == 0, capsys.readouterr().out
+    return {r["path"]: r for r in map(json.loads, report.read_text().splitlines())}
+
+
+def _assert_ogg_verified_with_its_sidecar(rows: dict[str, dict]) -> None:
+    assert set(rows) == {"podcast.ogg", "story.txt"}  # the sidecar is no member of its own
+    for row in rows.values():
+        assert row["status"] == "compliant" and row["accepted"] is True, row
+    c2pa = next(e for e in rows["podcast.ogg"]["evidence"] if e["layer"] == "c2pa")
+    assert c2pa["status"] == "trusted" and c2pa["data"]["sidecar"] == "podcast.ogg.c2pa", c2pa
+
+
+@pytest.mark.slow  # marks an Ogg (PyAV decode + encode)
+@pytest.mark.parametrize("suffix", [".zip", ".tar.gz"])
+def test_batch_archive_output_keeps_sidecars_and_verify_reads_them(cli_keys, tmp_path, capsys, suffix):
+    """An archive DST gets the Ogg's sidecar manifest as the member right after it (a folder DST gets the file
+    beside it), and ``batch --verify`` / ``--training-check`` of that archive read it with its owner."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "podcast.ogg").write_bytes((SAMPLES / "podcast.ogg").read_bytes())
+    (src / "story.txt").write_bytes((SAMPLES / "story.txt").read_bytes())
+    out = tmp_path / f"out{suffix}"
+    assert main(["batch", str(src), "-o", str(out), "--key", str(cli_keys), "--system", "S", "--owner", "O",
+                 "--no-progress", "--workers", "1"]) == 0
+    names = _archive_names(out)
+    assert names == ["podcast.ogg", "podcast.ogg.c2pa", "story.txt"]  # the sidecar right after its owner
+    marked = {r["path"]: r for r in map(json.loads, Path(f"{out}.report.jsonl").read_text().splitlines())}
+    assert set(marked) == {"podcast.ogg", "story.txt"}
+    assert "c2pa" in marked["podcast.ogg"]["layers"], marked["podcast.ogg"]
+    assert "c2pa" not in (marked["podcast.ogg"].get("skipped_layers") or {})
+    _assert_ogg_verified_with_its_sidecar(_verify_archive_rows(out, cli_keys, tmp_path, capsys))
+    training = tmp_path / "t.jsonl"
+    main(["batch", "--training-check", str(out), "--no-progress", "--workers", "1", "--report", str(training)])
+    assert {json.loads(line)["path"] for line in training.read_text().splitlines()} == {"podcast.ogg", "story.txt"}
+
+
+@pytest.mark.slow  # marks an Ogg (PyAV decode + encode)
+@pytest.mark.parametrize("order", [("podcast.ogg.c2pa", "story.txt", "podcast.ogg"),
+                                   ("podcast.ogg", "story.txt", "podcast.ogg.c2pa")])
+def test_batch_verify_pairs_archive_sidecars_in_any_order(cli_keys, tmp_path, capsys, order):
+    """A streamed archive may list the sidecar before its owner (held until the owner comes) or after it with other
+    members in between (the owner waits, spilled, until its sidecar comes): either way it is verified with it."""
+    import io
+    import tarfile
+    import zipfile
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "podcast.ogg").write_bytes((SAMPLES / "podcast.ogg").read_bytes())
+    (src / "story.txt").write_bytes((SAMPLES / "story.txt").read_bytes())
+    folder = tmp_path / "out"
+    assert main(["batch", str(src), "-o", str(folder), "--key", str(cli_keys), "--system", "S", "--owner", "O",
+                 "--no-progress", "--workers", "1"]) == 0
+    as_zip, as_tar = tmp_path / "shuffled.zip", tmp_path / "shuffled.tar"
+    with zipfile.ZipFile(as_zip, "w") as zf, tarfile.open(as_tar, "w") as tf:
+        for name in order:
+            data = (folder / name).read_bytes()
+            zf.writestr(name, data)
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    assert _archive_names(as_zip) == _archive_names(as_tar) == list(order)
+    for archive in (as_zip, as_tar):
+        _assert_ogg_verified_with_its_sidecar(_verify_archive_rows(archive, cli_keys, tmp_path, capsys))
+        training = tmp_path / "t.jsonl"
+        main(["batch", "--training-check", str(archive), "--no-progress", "--workers", "1",
+              "--report", str(training)])
+        assert {json.loads(line)["path"] for line in training.read_text().splitlines()} == {"podcast.ogg",
+                                                                                            "story.txt"}

@@ -59,11 +59,13 @@ T = TypeVar("T")
 WATERMARK_ALG = "kz.kzlabel.wm.1"
 
 
-def needs_sidecar(path: Path) -> bool:
-    """Whether ``path``'s C2PA manifest lives in a sidecar beside it (a type the C2PA library cannot embed into):
-    mark writes one there and verify reads it; False for anything unreadable or unsupported."""
+def needs_sidecar(src: Path | bytes, name: str | None = None) -> bool:
+    """Whether the C2PA manifest of ``src`` (a path, or an archive member's bytes named ``name``) lives in a sidecar
+    beside it (a type the C2PA library cannot embed into): mark writes one there and verify reads it; False for
+    anything unreadable or unsupported."""
     try:
-        handler = formats.detect(Input(path=path, name=path.name))
+        inp = Input(data=src, name=name) if isinstance(src, bytes) else Input(path=src, name=name or src.name)
+        handler = formats.detect(inp)
     except (KzlabelError, ImportError, OSError):
         return False
     return "c2pa" in handler.layers and handler.mime not in c2pa_layer.supported_mime_types()
@@ -492,23 +494,42 @@ class Labeler:
         return why
 
     # --- verify -----------------------------------------------------------------------------------------------------
-    def verify(self, src: Source, *, name: str | None = None, password: str | None = None) -> Report:
-        """Read every layer and report; raises only for unusable input (unreadable, unsupported, over limits)."""
+    def verify(
+        self,
+        src: Source,
+        *,
+        name: str | None = None,
+        password: str | None = None,
+        sidecar: bytes | None = None,
+        sidecar_name: str | None = None,
+    ) -> Report:
+        """Read every layer and report; raises only for unusable input (unreadable, unsupported, over limits).
+
+        ``sidecar``: the sidecar C2PA manifest of ``src`` when it is not a file beside it (an archive member's
+        ``X.c2pa``), named ``sidecar_name`` in the evidence; without it a path's ``X.c2pa`` beside it is read."""
         inp = read_input(src, self.limits, name, password)
-        return self._report(formats.detect(inp), inp)
+        if sidecar is not None and len(sidecar) > SIDECAR_MAX:
+            sidecar = None  # as for a file beside it: a sidecar manifest is a few KB, an absurd one is not read
+        return self._report(formats.detect(inp), inp, sidecar=sidecar, sidecar_name=sidecar_name or "(given)")
 
     def _report(
-        self, handler: Handler[Any], inp: Input, *, sidecar: bytes | None = None, watermark: bool = True
+        self,
+        handler: Handler[Any],
+        inp: Input,
+        *,
+        sidecar: bytes | None = None,
+        sidecar_name: str = "(to be written)",
+        watermark: bool = True,
     ) -> Report:
-        """Every layer's evidence for ``inp`` read by ``handler``; ``sidecar``: a sidecar C2PA manifest not yet
-        written beside the file (mark's read-back)."""
+        """Every layer's evidence for ``inp`` read by ``handler``; ``sidecar``: a sidecar C2PA manifest that is not
+        a file beside it (mark's read-back: not yet written; an archive member's), named ``sidecar_name``."""
         findings: Findings = _guard(
             handler, inp, "reading", handler.inspect, inp, self.limits, self.options.watermark_key, watermark
         )
         evidence: list[Evidence] = []
         tokens = list(findings.tokens)
 
-        c2pa_ev = self._c2pa_evidence(handler, inp, tokens, sidecar)
+        c2pa_ev = self._c2pa_evidence(handler, inp, tokens, sidecar, sidecar_name)
         if c2pa_ev is not None:
             evidence.append(c2pa_ev)
 
@@ -573,7 +594,12 @@ class Labeler:
         return Evidence(layer, Status.FOUND, detail, data), label, recovered
 
     def _c2pa_evidence(
-        self, handler: Handler[Any], inp: Input, tokens: list[tuple[str, str]], sidecar: bytes | None = None
+        self,
+        handler: Handler[Any],
+        inp: Input,
+        tokens: list[tuple[str, str]],
+        sidecar: bytes | None = None,
+        sidecar_name: str = "(to be written)",
     ) -> Evidence | None:
         if "c2pa" not in handler.layers:
             return None
@@ -585,9 +611,9 @@ class Labeler:
         with inp.open() as content:  # a file is read from disk, not copied into memory first
             if handler.mime in c2pa_layer.supported_mime_types():
                 rep = c2pa_layer.read(content, handler.mime, self.trust)
-            elif sidecar is not None:  # mark's read-back: the sidecar about to be written
+            elif sidecar is not None:  # given, not beside it: mark's read-back, or an archive member's sidecar
                 rep = c2pa_layer.read(content, handler.mime, self.trust, sidecar=sidecar)
-                side_data = {"sidecar": "(to be written)"}
+                side_data = {"sidecar": sidecar_name}
             else:  # no embedding for this type: the manifest is a sidecar file beside it, when there is one
                 side = sidecar_path(inp.path) if inp.path is not None else None
                 if side is None or not side.is_file() or side.stat().st_size > SIDECAR_MAX:

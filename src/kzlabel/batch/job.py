@@ -17,13 +17,13 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import KzlabelError
 from ..io import temp_dir, write_atomic
 from ..label import Training, TrainingSignal
-from ..pipeline import is_sidecar_companion, needs_sidecar
+from ..pipeline import needs_sidecar
 from ..rights.vocab import TDMREP_FILE, decide, rule_for, signal_from_tdmrep, tdmrep_rules
 from .archives import count_members, inside, iter_entries, kind_of
 from .config import portable_config
@@ -53,8 +53,9 @@ from .model import (
     Safety,
     Task,
 )
-from .output import assemble, remove_stale_temps, restore_dirs, write_report
+from .output import assemble, remove_stale_temps, replace_old_sidecars, restore_dirs, write_report
 from .progress import Progress
+from .sidecars import pair_sidecars
 
 TDMREP_MEMBER = ".well-known/tdmrep.json"
 
@@ -263,6 +264,7 @@ class MarkJob:
             remove_stale_temps(self.dst)
             restore_dirs(self.dst, self.dirs)
         elif self.summary.aborted is None:
+            replace_old_sidecars(self.jr, self.parts)
             assemble(self.dst, self.kind, self.jr, self.parts)
             self.jr.set_meta("complete", "1")  # before the staging goes: a crash in between still resumes
             shutil.rmtree(self.parts, ignore_errors=True)
@@ -403,8 +405,8 @@ def _scan(
 ) -> BatchSummary:
     """Read-only pass (verify / training check): the same readers, pool and end of run as labelling, no journal.
 
-    In a folder, a sidecar manifest ``X.c2pa`` beside a file ``X`` that keeps its manifest there is not a member of
-    its own: verify reads it with ``X``."""
+    A sidecar manifest ``X.c2pa`` of a member ``X`` that keeps its manifest there (in a folder or an archive, in
+    either order) is not a member of its own: verify reads it with ``X`` (:mod:`kzlabel.batch.sidecars`)."""
     t0 = time.monotonic()
     src_p = Path(src)
     if not src_p.exists():
@@ -417,11 +419,9 @@ def _scan(
     bar = Progress(progress, count_members(src_p, ()), "verifying" if op == "verify" else "checking")
 
     def items() -> Iterator[Item]:
-        for entry in _unique(iter_entries(src_p, safety, abort=abort, spill_dir=spill)):
+        entries = _unique(iter_entries(src_p, safety, abort=abort, spill_dir=spill))
+        for entry, side in pair_sidecars(entries, spill, on_paired=bar.advance):
             if entry.kind == "dir":
-                continue
-            if entry.kind == "file" and not entry.spilled and entry.src_file and is_sidecar_companion(entry.src_file):
-                bar.advance()
                 continue
             if entry.kind == "refused":
                 yield _refusal(entry)
@@ -436,6 +436,8 @@ def _scan(
                         src_file=entry.src_file,
                         use=use,
                         allow_untrusted=allow_untrusted,
+                        sidecar=side,
+                        sidecar_name=None if side is None else PurePosixPath(entry.path).name + ".c2pa",
                     ),
                     Ctx(spilled=entry.src_file if entry.spilled else None),
                 )

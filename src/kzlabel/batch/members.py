@@ -76,9 +76,13 @@ def _mark_member(task: Task, labeler: Labeler, name: str) -> MemberResult:
     layers: tuple[str, ...] = tuple(res.layers)
     skipped: dict[str, str] = {str(layer): why for layer, why in res.skipped.items()}
     if out is not None:
-        if res.c2pa_sidecar is not None and task.apply_meta:  # folder DST: the manifest goes beside the output
+        # The manifest goes beside the output: ``X.c2pa`` in a folder DST, the staged part's ``.c2pa`` for an archive
+        # DST (assembled as the member ``X.c2pa`` right after ``X``). Written first: X's part says both are done.
+        if res.c2pa_sidecar is not None:
             write_output(sidecar_path(out), res.c2pa_sidecar, task.meta, task.apply_meta)
             layers, _ = layers + ("c2pa",), skipped.pop("c2pa", None)
+        elif not task.apply_meta:  # an archive part: a sidecar staged by an earlier run is not this output's
+            sidecar_path(out).unlink(missing_ok=True)
         write_output(out, res.data, task.meta, task.apply_meta)
     return MemberResult(
         task.path,
@@ -94,7 +98,7 @@ def _mark_member(task: Task, labeler: Labeler, name: str) -> MemberResult:
 
 
 def _verify_member(task: Task, labeler: Labeler, name: str) -> MemberResult:
-    rep = labeler.verify(_source(task), name=name)
+    rep = labeler.verify(_source(task), name=name, sidecar=task.sidecar, sidecar_name=task.sidecar_name)
     d = rep.to_dict(allow_untrusted=task.allow_untrusted)
     keep = ("trusted", "trust_checked", "accepted", "why_not_accepted", "evidence")
     return MemberResult(

@@ -75,6 +75,8 @@ class Task:
     apply_meta: bool = False  # folder output: set mode/mtime on the written file
     use: str = "ai_training"
     allow_untrusted: bool = False  # verify: accept a compliant member whose signer is not under the trust anchors
+    sidecar: bytes | None = None  # verify: the member's sidecar C2PA manifest (its companion ``X.c2pa``)
+    sidecar_name: str | None = None  # that companion's file name, for the evidence
 
 
 @dataclass

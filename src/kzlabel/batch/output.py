@@ -20,14 +20,14 @@ import stat
 import tarfile
 import time
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..io import write_atomic
+from ..io import sidecar_path, write_atomic
 from .archives import inside
 from .journal import Journal
-from .model import CHUNK, DIR, MemberResult, Meta, Refused
+from .model import CHUNK, DIR, REFUSED, MemberResult, Meta, Refused
 
 
 def fsync_dir(path: Path) -> None:
@@ -126,6 +126,34 @@ def _zip_date(mtime_ns: int | None) -> tuple[int, int, int, int, int, int]:
     return (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
 
 
+def _row_meta(row: dict[str, Any]) -> Meta:
+    return Meta(row["mode"], row["mtime_ns"], row["uid"], row["gid"], row["uname"], row["gname"])
+
+
+def replace_old_sidecars(journal: Journal, parts: Path) -> None:
+    """Archive DST: a member whose sidecar C2PA manifest was staged beside its part gets the member ``X.c2pa``, so
+    the source's own ``X.c2pa`` is not copied as well (a folder DST refuses it for the same reason)."""
+    owners = [r["path"] for r in journal.rows() if r["part"] and sidecar_path(parts / r["part"]).is_file()]
+    for owner in owners:
+        row = journal.get(owner + ".c2pa")
+        if row is not None and row["status"] not in (REFUSED, DIR):
+            why = f"replaced by the new sidecar C2PA manifest of {owner}"
+            journal.record(MemberResult(row["path"], REFUSED, None, why), _row_meta(row), None)
+
+
+def _archive_members(rows: list[dict[str, Any]], parts: Path) -> Iterator[tuple[str, dict[str, Any], Path | None]]:
+    """(member path, its journal row, its staged file or None for a folder), a staged sidecar manifest right after
+    its owner as ``X.c2pa`` with the owner's metadata."""
+    for r in rows:
+        if r["status"] == DIR:
+            yield r["path"], r, None
+            continue
+        yield r["path"], r, parts / r["part"]
+        side = sidecar_path(parts / r["part"])
+        if side.is_file():
+            yield r["path"] + ".c2pa", r, side
+
+
 def assemble(dst: Path, kind: str, journal: Journal, parts: Path) -> None:
     """Build the output archive from the journal and the staged parts, then rename it into place."""
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.kztmp")
@@ -134,19 +162,19 @@ def assemble(dst: Path, kind: str, journal: Journal, parts: Path) -> None:
         with open(tmp, "wb") as raw:
             if kind == "zip":
                 with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
-                    for r in rows:
-                        is_dir = r["status"] == DIR
-                        zi = zipfile.ZipInfo(r["path"] + ("/" if is_dir else ""), _zip_date(r["mtime_ns"]))
+                    for path, r, staged in _archive_members(rows, parts):
+                        is_dir = staged is None
+                        zi = zipfile.ZipInfo(path + ("/" if is_dir else ""), _zip_date(r["mtime_ns"]))
                         zi.create_system = 3
                         mode = r["mode"] if r["mode"] is not None else (0o755 if is_dir else 0o644)
                         zi.external_attr = ((stat.S_IFDIR if is_dir else stat.S_IFREG) | mode) << 16
-                        if is_dir:
+                        if staged is None:
                             zi.external_attr |= 0x10
                             zf.writestr(zi, b"")
                             continue
                         zi.compress_type = zipfile.ZIP_DEFLATED
-                        size = (parts / r["part"]).stat().st_size
-                        with open(parts / r["part"], "rb") as fi, zf.open(zi, "w", force_zip64=size > 2**31) as fo:
+                        size = staged.stat().st_size
+                        with open(staged, "rb") as fi, zf.open(zi, "w", force_zip64=size > 2**31) as fo:
                             shutil.copyfileobj(fi, fo, CHUNK)
             else:
                 zstd_writer = None
@@ -160,19 +188,19 @@ def assemble(dst: Path, kind: str, journal: Journal, parts: Path) -> None:
                 else:
                     stream = raw
                 with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-                    for r in rows:
-                        is_dir = r["status"] == DIR
-                        ti = tarfile.TarInfo(r["path"])
+                    for path, r, staged in _archive_members(rows, parts):
+                        is_dir = staged is None
+                        ti = tarfile.TarInfo(path)
                         ti.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
                         ti.mode = r["mode"] if r["mode"] is not None else (0o755 if is_dir else 0o644)
                         ti.mtime = (r["mtime_ns"] or 0) // 1_000_000_000
                         ti.uid, ti.gid = r["uid"] or 0, r["gid"] or 0
                         ti.uname, ti.gname = r["uname"] or "", r["gname"] or ""
-                        if is_dir:
+                        if staged is None:
                             tf.addfile(ti)
                             continue
-                        ti.size = (parts / r["part"]).stat().st_size
-                        with open(parts / r["part"], "rb") as fi:
+                        ti.size = staged.stat().st_size
+                        with open(staged, "rb") as fi:
                             tf.addfile(ti, fi)
                 if kind in ("tgz", "tzst"):
                     stream.close()  # writes the trailer; raw stays open (closefd=False / fileobj)
