@@ -664,3 +664,50 @@ def test_folder_output_gets_sidecar_manifests_and_drops_stale_ones(tmp_path: Pat
     assert (tmp_path / "out/pic.png.c2pa").read_bytes() == other
     report = kzlabel.verify(tmp_path / "out/a/song.ogg", trust=kzlabel.TrustStore.load([keydir]))
     assert report.layer("c2pa").status == kzlabel.Status.TRUSTED and summary.ok, str(report)
+
+
+@pytest.mark.slow  # marks an Ogg (PyAV decode + encode)
+def test_archive_output_gets_sidecar_members_and_drops_stale_ones(
+    tmp_path: Path, keydir: Path, trust: TrustStore
+) -> None:
+    """An archive DST mirrors a folder DST: the Ogg's new sidecar manifest is the member ``X.c2pa`` right after it,
+    the source's old ``X.c2pa`` is refused rather than copied too, a sidecar next to a PNG or with no owner is just
+    another member; a run resumed after a crash still assembles the staged sidecar; verify reads it with its owner."""
+    ogg = (Path(__file__).resolve().parent.parent / "fixtures" / "samples" / "podcast.ogg").read_bytes()
+    old = b"\x00\x00\x00\x20jumb" + bytes(range(256))  # an old manifest
+    other = b"\x00\x00\x00\x20jumb" + bytes(range(255, -1, -1))  # someone else's manifest
+    src, dst = tmp_path / "in.zip", tmp_path / "out.tar.gz"
+    with zipfile.ZipFile(src, "w") as zf:  # the source's own order: the old sidecar after other members
+        for name, data in [("a/song.ogg", ogg), ("pic.png", _png((10, 200, 30))), ("a/song.ogg.c2pa", old),
+                           ("pic.png.c2pa", other), ("lonely.ogg.c2pa", other)]:
+            zf.writestr(name, data)
+
+    class Crash(Exception):
+        pass
+
+    def crash(commits: int) -> None:
+        if commits >= 1:
+            raise Crash  # after the Ogg's commit: its part and its sidecar are staged, the archive is not made
+
+    with pytest.raises(Crash):
+        run_batch(src, dst, labeler_config=CFG, key_dir=keydir, workers=1, _hooks=FaultHooks(after_commit=crash))
+    assert not dst.exists() and len(list(Path(f"{dst}.parts").rglob("*.c2pa"))) == 1
+    summary = run_batch(src, dst, labeler_config=CFG, key_dir=keydir, workers=1)
+    rows = {r["path"]: r for r in _report(summary.report_path)}
+    assert rows["a/song.ogg"]["resumed"] and "c2pa" in rows["a/song.ogg"]["layers"]
+    assert "c2pa" not in (rows["a/song.ogg"].get("skipped_layers") or {})
+    assert rows["a/song.ogg.c2pa"]["status"] == "refused" and "a/song.ogg" in rows["a/song.ogg.c2pa"]["reason"]
+    assert rows["pic.png.c2pa"]["status"] == rows["lonely.ogg.c2pa"]["status"] == "copied-unsupported"
+    with tarfile.open(dst) as tf:
+        names = [m.name for m in tf.getmembers()]
+        side = tf.extractfile("a/song.ogg.c2pa").read()  # type: ignore[union-attr]
+        assert tf.extractfile("pic.png.c2pa").read() == other  # type: ignore[union-attr]
+        assert tf.getmember("a/song.ogg.c2pa").mode == tf.getmember("a/song.ogg").mode
+    assert names.count("a/song.ogg.c2pa") == 1 and names.index("a/song.ogg.c2pa") == names.index("a/song.ogg") + 1
+    assert side != old and len(side) > 1000
+    v = verify_batch(dst, trust=trust, workers=1, report_path=tmp_path / "v.jsonl")
+    assert v.counts == {"compliant": 2, "unsupported": 2}, v.text()  # pic.png.c2pa and lonely.ogg.c2pa: own members
+    verified = {r["path"]: r for r in _report(v.report_path)}
+    assert set(verified) == {"a/song.ogg", "pic.png", "pic.png.c2pa", "lonely.ogg.c2pa"}
+    c2pa = next(e for e in verified["a/song.ogg"]["evidence"] if e["layer"] == "c2pa")
+    assert c2pa["status"] == "trusted" and c2pa["data"]["sidecar"] == "song.ogg.c2pa", c2pa
