@@ -711,3 +711,46 @@ def test_archive_output_gets_sidecar_members_and_drops_stale_ones(
     assert set(verified) == {"a/song.ogg", "pic.png", "pic.png.c2pa", "lonely.ogg.c2pa"}
     c2pa = next(e for e in verified["a/song.ogg"]["evidence"] if e["layer"] == "c2pa")
     assert c2pa["status"] == "trusted" and c2pa["data"]["sidecar"] == "song.ogg.c2pa", c2pa
+
+
+def test_sidecar_pairing_holds_or_spills_in_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pairing behind ``batch --verify``: a sidecar met before its owner is held (spilled past the in-memory
+    budget); an owner met first waits, its bytes spilled unless its sidecar is the very next member; a sidecar of a
+    type that embeds its manifest, or with no owner, stays a member of its own."""
+    from kzlabel.batch import sidecars
+    from kzlabel.batch.model import Entry
+
+    ogg = (Path(__file__).resolve().parent.parent / "fixtures" / "samples" / "podcast.ogg").read_bytes()
+    png = _png((1, 2, 3))
+
+    def entries(*names: str) -> list[Entry]:
+        data = {"ogg": ogg, "png": png}
+        return [Entry(n, "file", size=len(b), data=b) for n in names
+                for b in [data.get(n.rsplit(".", 1)[-1], b"side of " + n.encode())]]
+
+    spill = tmp_path / "spill"
+    seen: list[Entry] = []
+
+    def pairs(*names: str) -> dict[str, bytes | None]:
+        out = {}
+        for e, side in sidecars.pair_sidecars(entries(*names), spill):
+            seen.append(e)
+            out[e.path] = side
+        return out
+
+    # right after its owner: paired with nothing spilled
+    assert pairs("a.ogg", "a.ogg.c2pa") == {"a.ogg": b"side of a.ogg.c2pa"}
+    assert not spill.exists() and seen[-1].data == ogg
+    # the owner first, other members in between: it waits in the spill folder
+    got = pairs("a.ogg", "b.png", "a.ogg.c2pa", "b.png.c2pa")
+    assert got == {"a.ogg": b"side of a.ogg.c2pa", "b.png": None, "b.png.c2pa": None}
+    owner = next(e for e in seen if e.path == "a.ogg" and e.spilled)
+    assert owner.data is None and Path(owner.src_file or "").read_bytes() == ogg
+    # the sidecar first: held in memory, or spilled past the budget; an orphan is a member of its own
+    monkeypatch.setattr(sidecars, "HELD_IN_MEMORY", 0)
+    assert pairs("c.ogg.c2pa", "lone.ogg.c2pa", "c.ogg") == {
+        "c.ogg": b"side of c.ogg.c2pa", "lone.ogg.c2pa": None
+    }
+    lone = seen[-1]
+    assert lone.path == "lone.ogg.c2pa" and lone.spilled and lone.data is None
+    assert len(list(spill.iterdir())) == 2  # the waiting owner and the orphan (the paired sidecar's copy is gone)
