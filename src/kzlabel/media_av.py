@@ -24,6 +24,7 @@ from .errors import MissingDependency
 from .io import Input, temp_beside
 
 __all__ = [
+    "audio_blocks",
     "av_errors",
     "block_samples",
     "layout_name",
@@ -149,6 +150,29 @@ def read_audio(src: Any, seconds: float, *, from_end: bool = False) -> tuple[np.
         return None
     samples = np.concatenate(chunks)
     return (samples[-keep:] if from_end else samples[:keep]), rate
+
+
+def audio_blocks(src: Any) -> Iterator[Any]:
+    """The first audio stream decoded whole, streamed: yields (rate, channels), then float32 (n, channels) arrays one
+    decoded frame each; yields nothing when there is no audio stream."""
+    av = need_av("audio")
+    with av.open(src, metadata_errors="ignore") as container:
+        if not container.streams.audio:
+            return
+        stream = container.streams.audio[0]
+        ctx = stream.codec_context
+        rate = int(ctx.sample_rate or 0)
+        if rate <= 0:
+            return
+        layout = layout_name(ctx)
+        channels = len(av.AudioLayout(layout).channels)
+        yield rate, channels
+        resampler = av.AudioResampler(format="flt", layout=layout, rate=rate)
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                yield out.to_ndarray().reshape(-1, channels)
+        for out in resampler.resample(None):
+            yield out.to_ndarray().reshape(-1, channels)
 
 
 def mux_samples(out: Any, stream: Any, samples: np.ndarray, layout: str, rate: int, pts: int) -> int:

@@ -8,6 +8,7 @@ broken is rewritten in full instead (the repaired structure cannot be appended t
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import re
@@ -111,6 +112,7 @@ class PdfDoc:
     incremental: bool
     password: str | None = None
     pages: list[int] = field(default_factory=list)
+    own_ops: dict[int, int] = field(default_factory=dict)  # stamped page → operations of its own content
 
 
 @lru_cache(maxsize=1)
@@ -237,6 +239,7 @@ class Pdf(Handler[PdfDoc]):
             x0, y0, w, h = float(box.left), float(box.bottom), float(box.width), float(box.height)
             rot = int(page.get("/Rotate", 0) or 0) % 360
             shown = (h, w) if rot in (90, 270) else (w, h)
+            doc.own_ops[index] = len(_operations(page, doc.writer))
             stamp = PdfReader(io.BytesIO(_stamp(round(shown[0], 2), round(shown[1], 2), lines, corner))).pages[0]
             move = {
                 0: Transformation(),
@@ -253,7 +256,17 @@ class Pdf(Handler[PdfDoc]):
         out.write_bytes(_write(doc.writer, doc.password) if doc.pages else doc.data)
 
     def bind(self, doc: PdfDoc, out: Path) -> Mapping[str, Any]:
-        return {"warning": {"kind": "pdf-stamp", "pages": doc.pages}} if doc.pages else {}
+        """The stamp recorded, and every page's own content bound to the label (read from the written file as verify
+        reads it)."""
+        reader = _open(out.read_bytes(), "<pdf>", doc.password, Limits())
+        try:
+            binding = _page_binding(reader, doc.own_ops)
+        except _errors() as exc:
+            raise CorruptInput(f"the written PDF does not parse: {exc or type(exc).__name__}", format="pdf") from exc
+        fields: dict[str, Any] = {"binding": binding}
+        if doc.pages:
+            fields["warning"] = {"kind": "pdf-stamp", "pages": doc.pages}
+        return fields
 
     def write_metadata(self, out: Path, label: Label, token: str) -> None:
         info = {"/AIGC": label.aigc_json(token), "/KZLabel": token}
@@ -324,10 +337,11 @@ class Pdf(Handler[PdfDoc]):
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:
         reader = findings.state
+        content, detail = _pages_match(reader, label.binding)
         warning = label.warning or {}
         pages = [p for p in warning.get("pages", []) if isinstance(p, int)]
         if warning.get("kind") != "pdf-stamp" or not pages:
-            return LabelMatch(None, findings.warning_found, "no stamp recorded")
+            return LabelMatch(content, findings.warning_found, "; ".join(filter(None, (detail, "no stamp recorded"))))
         wanted = [_norm(line) for line in _stamp_lines(label)]
         missing = [
             p + 1
@@ -335,8 +349,9 @@ class Pdf(Handler[PdfDoc]):
             if p >= len(reader.pages) or not all(w in self._page_text(reader, p) for w in wanted)
         ]
         if missing:
-            return LabelMatch(None, False, f"warning missing on page(s) {', '.join(map(str, missing[:10]))}")
-        return LabelMatch(None, True, f"warning present on {len(pages)} page(s)")
+            seen = f"warning missing on page(s) {', '.join(map(str, missing[:10]))}"
+            return LabelMatch(content, False, "; ".join(filter(None, (detail, seen))))
+        return LabelMatch(content, True, "; ".join(filter(None, (detail, f"warning present on {len(pages)} page(s)"))))
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
         reader = _open(inp.data, inp.source, inp.password, limits)
@@ -353,6 +368,122 @@ class Pdf(Handler[PdfDoc]):
 
     def write_training(self, data: bytes, policy: Any, limits: Limits) -> bytes:
         return self._update(data, training_values(policy), TRAINING_PROPS, {})
+
+
+# --- the content binding ---------------------------------------------------------------------------------------------
+# A PDF label binds every page's own content (``alg: "kz-pdf-1"``): the parsed content-stream operations (operands
+# serialised as PDF tokens, so a tool that recompresses or renumbers objects keeps them) and the decoded data of every
+# XObject they draw. kzlabel's stamp is merged as ``q <page's own operations> Q`` then the stamp's own ``q … Q``
+# block, whose length is recorded per page: the page's own operations are bound apart from the stamp, so removing the
+# stamp reads as the warning gone, not as the page changed. Not bound: fonts (a font swapped under unchanged text
+# operations), annotations and form fields.
+PDF_ALG = "kz-pdf-1"
+# per-page digests (to name the changed page, and to accept a stamp removed from some pages) for documents up to this
+# many pages (24 hex digits a page); above it only the folded digests, and a removed stamp reads as a changed page
+_PAGE_DIGESTS_UP_TO = 1000
+
+
+def _operations(page: Any, pdf: Any) -> list[tuple[list[Any], bytes]]:
+    from pypdf.generic import ContentStream  # lazy: pypdf loads with the first PDF
+
+    contents = page.get_contents()
+    return [] if contents is None else list(ContentStream(contents, pdf).operations)
+
+
+def _ops_digest(ops: list[tuple[list[Any], bytes]], page: Any) -> str:
+    """SHA-256 over the operations, each operand as its PDF token, with the data of each XObject drawn (``Do``)."""
+    sha = hashlib.sha256()
+    xobjects = (page.get("/Resources") or {}).get("/XObject") or {}
+    for operands, operator in ops:
+        if operator == b"INLINE IMAGE":
+            sha.update(b"BI" + hashlib.sha256(bytes(operands.get("data", b""))).digest())  # type: ignore[attr-defined]
+            continue
+        for operand in operands:
+            buf = io.BytesIO()
+            operand.write_to_stream(buf)
+            sha.update(buf.getvalue() + b" ")
+        sha.update(bytes(operator) + b"\n")
+        if operator == b"Do" and operands and operands[0] in xobjects:
+            sha.update(hashlib.sha256(xobjects[operands[0]].get_object().get_data()).digest())
+    return sha.hexdigest()
+
+
+def _split(ops: list[tuple[list[Any], bytes]], tail: int) -> tuple[list[Any], list[Any]]:
+    """(the page's own operations, the stamp with its wrapper) of a page whose stamp block is ``tail`` operations."""
+    if tail <= 0 or len(ops) < tail + 2:
+        return ops, []
+    end = len(ops) - tail - 1
+    return ops[1:end], ops[:1] + ops[end:]
+
+
+def _page_binding(reader: Any, own_ops: Mapping[int, int]) -> dict[str, Any]:
+    tails: list[list[int]] = []  # run-length: [stamp block length, pages]
+    owns: list[str] = []
+    stamps: list[str] = []
+    for index, page in enumerate(reader.pages):
+        ops = _operations(page, reader)
+        tail = max(len(ops) - own_ops[index] - 2, 0) if index in own_ops else 0
+        own, stamp = _split(ops, tail)
+        owns.append(_ops_digest(own, page))
+        stamps.append(_ops_digest(stamp, page))
+        if tails and tails[-1][0] == tail:
+            tails[-1][1] += 1
+        else:
+            tails.append([tail, 1])
+    binding: dict[str, Any] = {
+        "alg": PDF_ALG,
+        "pages": len(owns),
+        "tails": tails,
+        "sha256": hashlib.sha256("".join(owns).encode()).hexdigest(),
+        "stamps": hashlib.sha256("".join(stamps).encode()).hexdigest(),
+    }
+    if len(owns) <= _PAGE_DIGESTS_UP_TO:
+        binding["page_digests"] = [o[:12] + t[:12] for o, t in zip(owns, stamps, strict=True)]
+    return binding
+
+
+def _pages_match(reader: Any, binding: Mapping[str, Any] | None) -> tuple[bool | None, str]:
+    """(True: every page's own content as signed, its stamp as signed or removed; False: a page changed, was added or
+    removed, or no longer parses; None: no PDF binding) and a phrase for the evidence line."""
+    if not binding or binding.get("alg") != PDF_ALG:
+        return None, ""
+    try:
+        count = int(binding["pages"])
+        tails = [int(t) for t, n in binding["tails"] for _ in range(int(n))]
+        per_page = [str(d) for d in binding["page_digests"]] if "page_digests" in binding else None
+    except (KeyError, TypeError, ValueError):
+        return False, "the signed page binding is malformed"
+    if len(reader.pages) != count or len(tails) != count or (per_page is not None and len(per_page) != count):
+        return False, f"{len(reader.pages)} page(s), {count} when signed"
+    owns: list[str] = []
+    stamps: list[str] = []
+    removed = 0
+    for index, (page, tail) in enumerate(zip(reader.pages, tails, strict=True)):
+        try:
+            ops = _operations(page, reader)
+            own, stamp = _split(ops, tail)
+            own_d, stamp_d = _ops_digest(own, page), _ops_digest(stamp, page)
+            if per_page is None or own_d[:12] + stamp_d[:12] == per_page[index]:
+                owns.append(own_d)
+                stamps.append(stamp_d)
+                continue
+            bare = [ops[1:-1], ops] if tail and ops[:1] and ops[0][1] == b"q" and ops[-1][1] == b"Q" else [ops]
+            plain = [d for d in (_ops_digest(o, page) for o in bare) if d[:12] == per_page[index][:12]]
+        except _errors() as exc:
+            return False, f"page {index + 1} no longer parses ({exc or type(exc).__name__})"
+        if own_d[:12] == per_page[index][:12]:
+            return False, f"the stamp block of page {index + 1} was altered"
+        if not plain or not tail:
+            return False, f"page {index + 1} changed since signing"
+        owns.append(plain[0])  # the stamp removed, the page's own content as signed
+        removed += 1
+    if hashlib.sha256("".join(owns).encode()).hexdigest() != binding.get("sha256"):
+        return False, "a page changed since signing"
+    if removed:
+        return True, f"page content as signed (the stamp removed from {removed} page(s))"
+    if hashlib.sha256("".join(stamps).encode()).hexdigest() != binding.get("stamps"):
+        return False, "a stamp block was altered"
+    return True, "page content exactly as signed"
 
 
 @lru_cache(maxsize=1)

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ...errors import CapacityError
+from ...errors import CapacityError, CorruptInput
 from ...io import Input, Limits, id3_end, temp_beside
 from ...label import DEFAULT_LANGUAGES, IPTC_COMPOSITE, IPTC_TRAINED, Label, Training, TrainingSignal
 from ...layers import audible, spoken
@@ -35,6 +36,7 @@ from ...layers.metadata import label_values, training_values
 from ...rights.vocab import TrainingPolicy, container_tags, signals_from_tags
 from .. import register
 from ..base import Findings, Handler, LabelMatch, MarkOptions
+from .binding import audio_binding, audio_matches
 from .codec import (
     DETECT_SECONDS,
     TAIL_SECONDS,
@@ -60,6 +62,13 @@ from .tags import (
 )
 
 __all__ = ["Flac", "M4a", "Mp3", "Ogg", "Wav", "rechunk"]
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """Findings state of a labelled file whose audio no longer decodes."""
+
+    reason: str
 
 
 class _AudioHandler(Handler[AudioDoc]):
@@ -99,7 +108,15 @@ class _AudioHandler(Handler[AudioDoc]):
         encode_blocks(doc.info, output_blocks(doc), self.id, out)
 
     def bind(self, doc: AudioDoc, out: Path) -> Mapping[str, Any]:
-        return dict(doc.label_fields)
+        """The notices recorded, and the content between them bound to the label (decoded from the written file as
+        verify decodes it)."""
+        tone = audible.tone_seconds()
+        start_s = (tone if doc.tone_at in ("start", "both") else 0.0) + (
+            len(doc.speech) / doc.rate if doc.speech is not None else 0.0
+        )
+        tail_s = tone if doc.tone_at in ("end", "both") else 0.0
+        binding = audio_binding(Input(path=out), Limits(), self.id, start_s, tail_s)
+        return dict(doc.label_fields) | {"binding": binding}
 
     def write_metadata(self, out: Path, label: Label, token: str) -> None:
         self._write_file(out, *self._label_tags(label, token))
@@ -131,10 +148,17 @@ class _AudioHandler(Handler[AudioDoc]):
             return self._read(fh)
 
     def inspect(self, inp: Input, limits: Limits, key: bytes | None, watermark: bool = True) -> Findings:
-        samples, rate = read_excerpt(inp, self.id, DETECT_SECONDS)
         tags = {k.lower(): v for k, v in self._read_inp(inp).items()}
         tokens = [(f"{self.name} tag kzlabel", tags[TAG_LABEL.lower()])] if TAG_LABEL.lower() in tags else []
         fields = {k: tags[k.lower()] for k in (TAG_AIGC, TAG_SOURCE) if k.lower() in tags}
+        try:
+            samples, rate = read_excerpt(inp, self.id, DETECT_SECONDS)
+        except CorruptInput as exc:
+            if not tokens:
+                raise
+            # a label in audio that no longer decodes: the content was damaged after signing (tampered), which is
+            # evidence, not an unusable input
+            return Findings(tokens=tokens, fields=fields, warning_found=False, state=Undecodable(exc.message))
         wm = watermark_audio()
         start = audible.detect(samples, rate, "start") >= audible.THRESHOLD
         # the notices carry no mark: when the mark is not found from the start, retry on the content after them
@@ -158,7 +182,13 @@ class _AudioHandler(Handler[AudioDoc]):
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:
         """The notices the label records, each where it says: start/end tone, spoken notice in its languages."""
+        if isinstance(findings.state, Undecodable):
+            return LabelMatch(False, False, f"the audio no longer decodes ({findings.state.reason})")
         inp, start, head, tail, rate = findings.state
+        try:
+            content, detail = audio_matches(inp, Limits(), self.id, label.binding)
+        except CorruptInput as exc:
+            content, detail = False, f"the audio no longer decodes after its opening seconds ({exc.message})"
         warning = label.warning or {}
         checks: list[bool] = []
         if "tone" in warning.get("kind", "tone"):
@@ -174,7 +204,7 @@ class _AudioHandler(Handler[AudioDoc]):
         if isinstance(warning.get("speech"), dict):
             langs = tuple(str(x) for x in warning["speech"].get("langs", ()))
             checks.append(spoken.detect(head, rate, langs, label.source_type) >= spoken.THRESHOLD)
-        return LabelMatch(content=None, warning=bool(checks) and all(checks))
+        return LabelMatch(content=content, warning=bool(checks) and all(checks), detail=detail)
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
         return signals_from_tags(self._read_inp(inp), f"{self.name} tag")

@@ -30,6 +30,7 @@ from ...media_av import source
 from ...rights.vocab import TrainingPolicy, container_tags, signals_from_tags
 from .. import register
 from ..base import Findings, Handler, LabelMatch, MarkOptions, rewrite
+from .binding import video_binding, video_matches
 from .codec import (
     TAG_AIGC,
     TAG_LABEL,
@@ -92,7 +93,11 @@ class _VideoHandler(Handler[VideoDoc]):
         out.write_bytes(transcode(source(doc.inp), doc.ops, doc.info, soundtrack=plan))
 
     def bind(self, doc: VideoDoc, out: Path) -> Mapping[str, Any]:
-        return dict(doc.label_fields)
+        """The warning recorded, and the frames and soundtrack bound to the label (decoded from the written file as
+        verify decodes it)."""
+        written = Input(path=out)
+        binding = video_binding(written, probe(written, Limits(), self.id), doc.label_fields.get("warning"))
+        return dict(doc.label_fields) | {"binding": binding}
 
     def write_metadata(self, out: Path, label: Label, token: str) -> None:
         tags = {TAG_AIGC: label.aigc_json(token), TAG_LABEL: token, TAG_SOURCE: label.source_type}
@@ -113,7 +118,9 @@ class _VideoHandler(Handler[VideoDoc]):
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:
         inp, info = findings.state
-        return check_warning(inp, info, label)
+        seen = check_warning(inp, info, label)
+        content, detail = video_matches(inp, info, label.binding, label.warning)
+        return LabelMatch(content, seen.warning, "; ".join(filter(None, (detail, seen.detail))))
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
         return signals_from_tags(read_tags(inp))

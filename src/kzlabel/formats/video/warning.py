@@ -28,6 +28,12 @@ _RGB_TO_YUV = np.array([[0.257, 0.504, 0.098], [-0.148, -0.291, 0.439], [0.439, 
 _YUV_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float32)
 
 
+def displayed(rgb: np.ndarray, rotation: int) -> Image.Image:
+    """A decoded frame (stored orientation) as viewers see it."""
+    shown = Image.fromarray(rgb)
+    return shown.transpose(_TO_DISPLAY[rotation]) if rotation in _TO_DISPLAY else shown
+
+
 def _display_size(info: VideoInfo) -> tuple[int, int]:
     return (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
 
@@ -122,9 +128,7 @@ def check_warning(inp: Input, info: VideoInfo, label: Label) -> LabelMatch:
     frames = list(sample_frames(inp, [t for t, _ in wanted]))
     scores: dict[str, float] = {}
     for (_, part), (_, rgb) in zip(wanted, frames, strict=False):
-        shown = Image.fromarray(rgb)
-        if info.rotation in _TO_DISPLAY:
-            shown = shown.transpose(_TO_DISPLAY[info.rotation])
+        shown = displayed(rgb, info.rotation)
         entry = parts[part]
         try:
             size = [int(v) for v in entry["size"]]
