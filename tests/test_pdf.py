@@ -122,9 +122,11 @@ def test_stamp_removed_is_machine_readable_only(signer, trust):
     out = lab.mark(src, name="d.pdf").data
     original_contents = pypdf.PdfReader(io.BytesIO(src)).pages[0]["/Contents"].get_object().get_data()
     w = pypdf.PdfWriter(io.BytesIO(out), incremental=True)
-    w.pages[0].replace_contents(pypdf.generic.ContentStream(None, None))
-    w.pages[0][NameObject("/Contents")] = w._add_object(pypdf.generic.DecodedStreamObject())
-    w.pages[0]["/Contents"].get_object().set_data(original_contents)
+    # the page's own content stream put back (a new object added to an incremental writer took the number of the
+    # file's cross-reference stream: the page then showed nothing, which the page binding now reads as destroyed)
+    restored = pypdf.generic.ContentStream(None, None)
+    restored.set_data(original_contents)
+    w.pages[0].replace_contents(restored)
     buf = io.BytesIO()
     w.write(buf)
     report = lab.verify(buf.getvalue(), name="d.pdf")

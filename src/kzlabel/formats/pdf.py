@@ -467,13 +467,13 @@ def _pages_match(reader: Any, binding: Mapping[str, Any] | None) -> tuple[bool |
                 owns.append(own_d)
                 stamps.append(stamp_d)
                 continue
-            bare = [ops[1:-1], ops] if tail and ops[:1] and ops[0][1] == b"q" and ops[-1][1] == b"Q" else [ops]
+            bare = [ops[1:-1], ops] if ops[:1] and ops[0][1] == b"q" and ops[-1][1] == b"Q" else [ops]
             plain = [d for d in (_ops_digest(o, page) for o in bare) if d[:12] == per_page[index][:12]]
         except _errors() as exc:
             return False, f"page {index + 1} no longer parses ({exc or type(exc).__name__})"
-        if own_d[:12] == per_page[index][:12]:
-            return False, f"the stamp block of page {index + 1} was altered"
-        if not plain or not tail:
+        if not tail or not plain:
+            if own_d[:12] == per_page[index][:12]:
+                return False, f"the stamp block of page {index + 1} was altered"
             return False, f"page {index + 1} changed since signing"
         owns.append(plain[0])  # the stamp removed, the page's own content as signed
         removed += 1

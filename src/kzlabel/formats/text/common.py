@@ -8,14 +8,16 @@ an edit of the text (tampered) from removal of the notice alone (machine-readabl
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import json
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ...errors import CorruptInput, LimitExceeded
 from ...io import Input, Limits
-from ...label import NOTICES, Label, TrainingSignal
+from ...label import JWS_TYPE, NOTICES, Label, TrainingSignal, b64url_decode
 from ...rights.vocab import signal_from_tdmrep
 from ..base import Handler, LabelMatch, MarkOptions, rewrite
 
@@ -41,6 +43,48 @@ def looks_like_notice(line: str) -> bool:
     parts = [p.strip() for p in line[len(WARNING_SIGN) :].split("|")]
     known = known_notice_texts()
     return bool(parts) and any(p in known for p in parts)
+
+
+_COMPACT_JWS = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def stray_labels(text: str, known: Iterable[str] = ()) -> list[str]:
+    """Signed kzlabel labels (compact JWS of type ``kzlabel+json``) anywhere in ``text`` besides the ``known`` ones
+    read from the dialect's carrier: a label moved out of its carrier (a renamed key, meta name or field) is still
+    the label, and still binds the text it was signed over."""
+    seen = set(known)
+    found: list[str] = []
+    for m in _COMPACT_JWS.finditer(text):
+        token = m.group(0)
+        if token in seen:
+            continue
+        try:
+            header = json.loads(b64url_decode(token.split(".", 1)[0]))
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(header, dict) and header.get("typ") == JWS_TYPE:
+            seen.add(token)
+            found.append(token)
+    return found
+
+
+def drop_enclosing(text: str, token: str, opening: str, closing: str) -> str:
+    """``text`` without the span holding ``token`` from the last ``opening`` before it to the first ``closing`` after
+    it (inclusive), and the one line break before it: the renamed carrier of a stray label, left out of the text its
+    digests cover as the carrier itself is."""
+    at = text.find(token)
+    if at < 0:
+        return text
+    start = text.rfind(opening, 0, at)
+    end = text.find(closing, at + len(token))
+    if start < 0 or end < 0:
+        return text
+    end += len(closing)
+    if text[max(start - 2, 0) : start] == "\r\n":
+        start -= 2
+    elif text[max(start - 1, 0) : start] == "\n":
+        start -= 1
+    return text[:start] + text[end:]
 
 
 def _digest(text: str) -> str:

@@ -26,10 +26,12 @@ from .common import (
     TextDoc,
     TextHandler,
     detect_newline,
+    drop_enclosing,
     is_texty,
     known_notice_texts,
     match_text,
     policy_fields,
+    stray_labels,
     strip_bom,
     tdm_signal,
 )
@@ -225,6 +227,14 @@ class Html(TextHandler):
             else:
                 fields[m["name"]] = m.get("content", "")
         content = _remove_spans(doc.text, [(a, b) for a, b, _, ours in s.metas if ours])
+        for stray in stray_labels(content, [t for _, t in tokens]):
+            # the label in a <meta> under another name: still checked, that element left out of the text as
+            # kzlabel's own are; a token in the page's text is quoted content, not a label
+            kept = drop_enclosing(content, stray, "<", ">")
+            at = content.find(stray)
+            if content[content.rfind("<", 0, at) :].lower().startswith("<meta"):
+                tokens.append(("html meta (not kzlabel's name)", stray))
+                content = kept
         banner = doc.text[s.banner[0] : s.banner[1]] if s.banner else ""
         seen = bool(banner) and any(t in _banner_text(banner) for t in known_notice_texts())
         return Findings(tokens=tokens, fields=fields, warning_found=seen, state=content)

@@ -19,7 +19,16 @@ from ...errors import CorruptInput, UnsupportedFormat
 from ...io import Input, Limits
 from ...label import Label
 from ..base import Findings, LabelMatch, MarkOptions
-from .common import BOM, TextDoc, TextHandler, encode_text, is_texty, known_notice_texts, strip_bom
+from .common import (
+    BOM,
+    TextDoc,
+    TextHandler,
+    encode_text,
+    is_texty,
+    known_notice_texts,
+    stray_labels,
+    strip_bom,
+)
 
 JSON_FIELD = "ai_label"
 JSON_LINES_REASON = (
@@ -150,8 +159,30 @@ class Json(TextHandler):
                     fields[k] = field[k]
             notice = field.get("notice")
         body = {k: v for k, v in obj.items() if k != JSON_FIELD}
-        known = known_notice_texts()
-        seen = isinstance(notice, dict) and any(t in known for t in notice.values() if isinstance(t, str))
+        for name, value in list(body.items()):
+            # the label moved out of its place (a renamed field or name): still checked, and the object holding it
+            # left out of the body as kzlabel's own field is
+            holder = value if isinstance(value, dict) else {name: value}
+            known = [t for _, t in tokens]
+            strays = [v for v in holder.values() if isinstance(v, str) and stray_labels(v, known) == [v]]
+            if isinstance(field, dict) and isinstance(value, str):
+                strays = []  # a top-level string beside kzlabel's own field is content
+            for stray in strays:
+                tokens.append((f"JSON field {name!r} (not kzlabel's)", stray))
+            if strays:
+                del body[name]
+                if notice is None and isinstance(value, dict):
+                    notice = value.get("notice")
+        if isinstance(field, dict):
+            for name, value in field.items():
+                if (
+                    name != "kzlabel"
+                    and isinstance(value, str)
+                    and stray_labels(value, [t for _, t in tokens]) == [value]
+                ):
+                    tokens.append((f"JSON field {JSON_FIELD}.{name} (not kzlabel's)", value))
+        texts = known_notice_texts()
+        seen = isinstance(notice, dict) and any(t in texts for t in notice.values() if isinstance(t, str))
         return Findings(tokens=tokens, fields=fields, warning_found=seen, state=(body, notice))
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:

@@ -27,6 +27,7 @@ from .common import (
     match_text,
     notice_line,
     policy_fields,
+    stray_labels,
     strip_bom,
     tdm_signal,
 )
@@ -162,9 +163,18 @@ class Markdown(TextHandler):
         token = data.get("kzlabel")
         fields: dict[str, Any] = {k: data[k] for k in ("digital_source_type", "aigc") if k in data}
         content = self.covered_text(doc.text)
+        tokens = [("front matter", token)] if isinstance(token, str) else []
+        fm = _front_matter(content)
+        for stray in stray_labels(content[fm[0] : fm[1]] if fm else "", [t for _, t in tokens]):
+            # the label under another key: still checked, its line left out of the text as the kzlabel key is
+            at = content.find(stray)
+            start, end = content.rfind("\n", 0, at) + 1, content.find("\n", at)
+            name = content[start:at].split(":", 1)[0].strip()
+            tokens.append((f"front matter key {name!r} (not kzlabel's)", stray))
+            content = _drop_keys(content, _key_lines((name,))) if name else content[:start] + content[end + 1 :]
         first = content[_body_start(content) :].split("\n", 1)[0]
         return Findings(
-            tokens=[("front matter", token)] if isinstance(token, str) else [],
+            tokens=tokens,
             fields=fields,
             warning_found=looks_like_notice(first),
             state=content,

@@ -36,7 +36,8 @@ DURATION_TOL_S = 0.3  # a re-encode or remux keeps the duration within a frame o
 
 
 def _times(duration: float) -> list[float]:
-    return [round((i + 0.5) * duration / FRAMES, 3) for i in range(FRAMES)] if duration > 0 else [0.0]
+    """Sample times from the first frame on, evenly over the duration (a clip shorter than them yields fewer)."""
+    return sorted({round(i * duration / FRAMES, 3) for i in range(FRAMES)}) if duration > 0 else [0.0]
 
 
 def _boxes(record: Mapping[str, Any] | None) -> list[list[float]]:
@@ -47,7 +48,8 @@ def _boxes(record: Mapping[str, Any] | None) -> list[list[float]]:
 
 
 def _bodies(inp: Input, info: VideoInfo, times: list[float], boxes: list[list[float]]) -> list[Image.Image]:
-    """The sampled frames, upright, every warning box blanked."""
+    """The sampled frames (at or just after each of ``times`` while there are frames), upright, every warning box
+    blanked."""
     out = []
     for _, rgb in sample_frames(inp, times):
         body = displayed(rgb, info.rotation).convert("RGB")
@@ -84,6 +86,9 @@ def _soundtrack(inp: Input) -> SoundPrint | None:
 def video_binding(inp: Input, info: VideoInfo, warning: Mapping[str, Any] | None) -> dict[str, Any]:
     times = _times(info.duration)
     bodies = _bodies(inp, info, times, _boxes(warning))
+    if not bodies:
+        raise CorruptInput("the written video has no frame to bind", format="video")
+    times = times[: len(bodies)]
     out: dict[str, Any] = {
         "alg": VIDEO_ALG,
         "duration": round(info.duration, 3),
