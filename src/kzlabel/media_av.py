@@ -125,7 +125,7 @@ def read_audio(src: Any, seconds: float, *, from_end: bool = False) -> tuple[np.
             return None
         stream = container.streams.audio[0]
         ctx = stream.codec_context
-        rate = int(ctx.sample_rate or 0)
+        rate = int(ctx.sample_rate or 0) if ctx is not None else 0  # no context: an unknown or damaged codec header
         if rate <= 0:
             return None
         if from_end:
@@ -161,7 +161,7 @@ def audio_blocks(src: Any) -> Iterator[Any]:
             return
         stream = container.streams.audio[0]
         ctx = stream.codec_context
-        rate = int(ctx.sample_rate or 0)
+        rate = int(ctx.sample_rate or 0) if ctx is not None else 0
         if rate <= 0:
             return
         layout = layout_name(ctx)

@@ -73,6 +73,8 @@ def stream_blocks(inp: Input, limits: Limits, fmt_id: str, block_s: float | None
                 raise CorruptInput("no audio stream", source=inp.source, format=fmt_id)
             stream = container.streams.audio[0]
             ctx = stream.codec_context
+            if ctx is None:  # an unknown or damaged codec header
+                raise CorruptInput("the audio stream has no codec parameters", source=inp.source, format=fmt_id)
             rate = int(ctx.sample_rate or stream.rate or 0)
             if rate <= 0:
                 raise CorruptInput("audio stream has no sample rate", source=inp.source, format=fmt_id)

@@ -52,13 +52,24 @@ def _file(content: bytes | IO[bytes]) -> IO[bytes]:
     return io.BytesIO(content) if isinstance(content, (bytes, bytearray)) else content
 
 
+def _id3_alone(fh: IO[bytes]) -> Any:
+    """The leading ID3 tag of a file whose audio no longer parses (its label is still evidence), or None."""
+    from mutagen import MutagenError
+    from mutagen.id3 import ID3
+
+    try:
+        fh.seek(0)
+        return ID3(fh)
+    except (MutagenError, OSError, ValueError, EOFError):
+        return None
+
+
 def read_tags(content: bytes | IO[bytes]) -> dict[str, str]:
     """Every text tag as name → value (ID3 TXXX by description, Vorbis comments, iTunes freeform by name)."""
     try:
-        f = _mutagen_file(_file(content))
+        tags = _mutagen_file(_file(content)).tags
     except CorruptInput:
-        return {}
-    tags = f.tags
+        tags = _id3_alone(_file(content))
     out: dict[str, str] = {}
     if tags is None:
         return out
