@@ -13,11 +13,12 @@ Marking streams: samples are decoded in blocks of :data:`BLOCK_TILES` watermark 
 watermarked with the block's offset on the watermark's grid and encoded block by block to a temp file, so memory holds
 about two blocks of float32 whatever the length (docs/audio.md has the figures). The encoded
 file stays on disk, tags are edited there (mutagen in place; WAV chunks by a streamed copy) and the pipeline signs
-it file to file. Verification decodes only the opening :data:`DETECT_SECONDS` and, when the label records a tone at
-the end, the last seconds after one seek; tags are read from the file without loading it.
+it file to file. Verification decodes the opening :data:`DETECT_SECONDS` for the watermark and the notices and, when
+the label records a tone at the end, the last seconds after one seek; tags are read from the file without loading
+it. A label that binds the content (:mod:`.binding`) is checked by one more streamed decode of the whole file.
 
 Modules: :mod:`.codec` (probing, block-wise decoding and encoding, excerpts), :mod:`.tags` (container tags and WAV
-chunks); the handlers are here.
+chunks), :mod:`.binding` (the content binding); the handlers are here.
 """
 
 from __future__ import annotations

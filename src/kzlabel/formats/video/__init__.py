@@ -11,7 +11,7 @@ Matroska/WebM as global tags.
 
 Modules: :mod:`.codec` (probing, tags, frame sampling, the per-frame watermark), :mod:`.warning` (the burned-in
 warning), :mod:`.soundtrack` (tone and audio watermark in the soundtrack), :mod:`.transcode` (the frame-by-frame
-re-encode); the handlers are here.
+re-encode), :mod:`.binding` (the content binding: sampled frames and the soundtrack); the handlers are here.
 """
 
 from __future__ import annotations
