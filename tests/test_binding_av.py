@@ -184,6 +184,8 @@ def test_the_sound_fingerprint_takes_re_encodes_cuts_and_level_but_not_an_edit()
     assert changed.same is False and "changed" in changed.detail
     appended = np.concatenate([x, x[: 3 * 44100]])
     assert match_sound(printed(appended), signed, 0.0, 0.0).same is False
+    shortened = match_sound(printed(x[: 6 * 44100]), signed, 0.0, 0.0)  # the end cut off: content removed
+    assert shortened.same is False and "missing" in shortened.detail
 
 
 def test_an_audio_label_binds_its_samples_exactly(labeler: Labeler, tmp_path: Path) -> None:

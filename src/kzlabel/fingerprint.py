@@ -43,6 +43,9 @@ FRAME_TOL_DB = 3.0  # largest mean-over-bands change of one aligned frame still 
 MEAN_TOL_DB = 1.5  # largest mean change over all aligned frames still taken as the same sound
 LEVEL_TOL_DB = 10.0  # an overall level change (loudness normalisation) up to this is the same sound, louder/softer
 EXTRA_S = 1.0  # audio beyond the signed content (after an end notice) tolerated as padding, in seconds
+# signed sound missing at the end still taken as the same content (a codec's padding, a decoder's last frame): a cut
+# at the start is a removed notice, one at the end removes content (or a damaged page shortened the stream)
+END_CUT_S = 0.5
 
 
 class SoundPrint:
@@ -132,8 +135,8 @@ def match_sound(powers: np.ndarray, signed: dict[str, Any], start_s: float, end_
 
     ``start_s``: where the content began in the signed file (after a start notice); ``end_s``: how much signed audio
     followed it (an end notice). The content may have moved earlier (its notice cut) by up to ``start_s`` + 3 s or
-    later by 1 s, and be trimmed at either end; it must not differ where it is present, nor be followed by more than
-    ``end_s`` + :data:`EXTRA_S` of other audio.
+    later by 1 s, and be trimmed at its start (a cut notice); it must not differ where it is present, lose more than
+    :data:`END_CUT_S` at its end, nor be followed by more than ``end_s`` + :data:`EXTRA_S` of other audio.
     """
     try:
         hop, bands = int(signed["hop"]), int(signed["bands"])
@@ -195,6 +198,10 @@ def match_sound(powers: np.ndarray, signed: dict[str, Any], start_s: float, end_
     extra = total * SUB_S - content_end - end_s
     if extra > EXTRA_S:
         return SoundMatch(False, f"{extra:.1f} s of audio follow the signed content", data)
+    idx = np.flatnonzero(present)
+    cut_end = (count - 1 - int(idx[-1])) * hop * SUB_S
+    if cut_end > END_CUT_S:
+        return SoundMatch(False, f"the last {cut_end:.1f} s of the signed sound are missing", data)
     missing = int(count - present.sum())
     louder = f", its level changed by {-level:+.1f} dB" if abs(level) >= 1.0 else ""
     if missing:
