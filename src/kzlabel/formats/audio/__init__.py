@@ -116,7 +116,7 @@ class _AudioHandler(Handler[AudioDoc]):
             len(doc.speech) / doc.rate if doc.speech is not None else 0.0
         )
         tail_s = tone if doc.tone_at in ("end", "both") else 0.0
-        binding = audio_binding(Input(path=out), Limits(), self.id, start_s, tail_s)
+        binding = audio_binding(Input(path=out), doc.limits, self.id, start_s, tail_s)
         return dict(doc.label_fields) | {"binding": binding}
 
     def write_metadata(self, out: Path, label: Label, token: str) -> None:
@@ -178,16 +178,16 @@ class _AudioHandler(Handler[AudioDoc]):
             fields=fields,
             watermark=mark,
             warning_found=start or speech_found,
-            state=(inp, start, samples, tail, rate),
+            state=(inp, start, samples, tail, rate, limits),
         )
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:
         """The notices the label records, each where it says: start/end tone, spoken notice in its languages."""
         if isinstance(findings.state, Undecodable):
             return LabelMatch(False, False, f"the audio no longer decodes ({findings.state.reason})")
-        inp, start, head, tail, rate = findings.state
+        inp, start, head, tail, rate, limits = findings.state
         try:
-            content, detail = audio_matches(inp, Limits(), self.id, label.binding)
+            content, detail = audio_matches(inp, limits, self.id, label.binding)
         except CorruptInput as exc:
             content, detail = False, f"the audio no longer decodes after its opening seconds ({exc.message})"
         warning = label.warning or {}

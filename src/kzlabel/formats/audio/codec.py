@@ -52,6 +52,7 @@ class AudioDoc:
     key: bytes | None = None
     first: np.ndarray | None = None  # ``head`` watermarked (set by embed_watermark)
     label_fields: dict[str, Any] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)  # the mark's limits, for reading its own output back
 
     @property
     def rate(self) -> int:
@@ -154,7 +155,9 @@ def open_stream(inp: Input, limits: Limits, fmt_id: str) -> AudioDoc:
     head = next(blocks, None)
     if head is None:
         raise CorruptInput("the audio stream has no decodable samples", source=inp.source, format=fmt_id)
-    doc = AudioDoc(inp=inp, info=info, head=head, rest=blocks, block=block_samples(info.rate, BLOCK_TILES))
+    doc = AudioDoc(
+        inp=inp, info=info, head=head, rest=blocks, block=block_samples(info.rate, BLOCK_TILES), limits=limits
+    )
     doc.loudness.add(head)
     return doc
 

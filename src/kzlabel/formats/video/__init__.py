@@ -56,6 +56,7 @@ class VideoDoc:
     ops: list[FrameOp] = field(default_factory=list)
     label_fields: dict[str, Any] = field(default_factory=dict)
     soundtrack: SoundtrackPlan = field(default_factory=SoundtrackPlan)
+    limits: Limits = field(default_factory=Limits)  # the mark's limits, for reading its own output back
 
 
 class _VideoHandler(Handler[VideoDoc]):
@@ -63,7 +64,7 @@ class _VideoHandler(Handler[VideoDoc]):
     container: str = ""
 
     def load(self, inp: Input, limits: Limits) -> VideoDoc:
-        return VideoDoc(inp, probe(inp, limits, self.id))
+        return VideoDoc(inp, probe(inp, limits, self.id), limits=limits)
 
     def draw_warning(self, doc: VideoDoc, label: Label, opts: MarkOptions) -> None:
         op, record = warning_op(label, doc.info, opts)
@@ -96,7 +97,7 @@ class _VideoHandler(Handler[VideoDoc]):
         """The warning recorded, and the frames and soundtrack bound to the label (decoded from the written file as
         verify decodes it)."""
         written = Input(path=out)
-        binding = video_binding(written, probe(written, Limits(), self.id), doc.label_fields.get("warning"))
+        binding = video_binding(written, probe(written, doc.limits, self.id), doc.label_fields.get("warning"))
         return dict(doc.label_fields) | {"binding": binding}
 
     def write_metadata(self, out: Path, label: Label, token: str) -> None:
