@@ -293,6 +293,10 @@ def _residual(x16: np.ndarray, payload: bytes, key: bytes | None, offset: int) -
     share = respond / (power + 1e-3) ** _COST_EXP
     mean_share = np.bincount(gid, weights=share.ravel(), minlength=n_g) / GROUP
     share = np.minimum(share / (mean_share[gid].reshape(n_slots, BANDS) + 1e-9), _SHARE_CAP)
+    # A group cut by the end (the partial tile copy) is left alone: the detector drops it (its balanced signs no
+    # longer cancel), and pushing its few cells to a lattice point meant for six cost up to half the residual's energy
+    # (clipped gains on loud cells), which the SNR safety net then took from every other group.
+    share *= (np.bincount(gid, minlength=n_g) == GROUP)[gid].reshape(n_slots, BANDS)
     gains = np.zeros((n_slots, BANDS))  # accumulated log-power change per cell
     for it in range(_REFINE + 1):
         step = (target - p)[gid].reshape(n_slots, BANDS) * cell_sign * share  # moves the group by ~(target - p)
