@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one core, before numpy loads BLAS
@@ -28,7 +29,9 @@ from scipy import signal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 import audio_signals
+import tts
 
+from kzlabel.errors import CapacityError
 from kzlabel.watermark import detect_audio, embed_audio
 from kzlabel.watermark.audio import MAX_DETECT_SECONDS
 from kzlabel.watermark.core import P_THRESHOLD
@@ -149,6 +152,78 @@ def excerpt_lengths(kinds: list[str], trials: int, seed0: int) -> None:
         print(f"{n:6.1f}  " + "  ".join(f"{found[k, n]:>5}/{trials}" for k in kinds))
 
 
+TTS_RATES = (16000, 22050, 24000, 44100, 48000)
+TTS_ATTACKS = ("none", "mp3 128k", "aac 128k")
+TTS_BANDS = (("6–8.9 s", 8.95), ("9–12.5 s", 12.5), ("12.6–20 s", 20.0), ("20.5–30 s", 30.0))
+
+
+def tts_lengths(step: float, fine: float) -> list[float]:
+    """6–30 s every ``step``, and every ``fine`` from 9 to 12.5 s (the 10-s boundary of the first report)."""
+    coarse = np.arange(6.0, 30.0 + 1e-9, step)
+    dense = np.arange(9.0, 12.5 + 1e-9, fine)
+    return sorted({round(float(v), 2) for v in (*coarse, *dense)})
+
+
+def tts_speech(voices: list[tuple[str, int]], rates: list[int], lengths: list[float], attacks: list[str]) -> int:
+    """Real TTS speech (eSpeak NG, fixtures/tts.py): every voice × speaking rate × sample rate × length is marked
+    whole (a clip cut from its paragraph's start for every other length, from a seeded random place otherwise),
+    attacked, and detected whole; a case counts when the exact payload comes back. A clip refused by embed_audio
+    (CapacityError: the read-back of short content failed) counts as lost. Prints the rates per attack by voice,
+    sample rate and length band, every lost case, and returns the number lost."""
+    lost: list[str] = []
+    ok: dict[tuple[str, str], list[int]] = {}
+    cpu = time.process_time()
+    snrs = []
+    for lang, wpm in voices:
+        for sr in rates:
+            for i, length in enumerate(lengths):
+                rng = np.random.default_rng(zlib.crc32(f"{lang} {wpm} {sr} {length}".encode()))
+                start = 0.0 if i % 2 == 0 else float(rng.uniform(0, tts.seconds(lang, wpm) - length - 0.1))
+                x = tts.speech(length, sr, lang, wpm, start=start)
+                payload = rng.bytes(8)
+                case = f"{lang} {wpm} wpm {sr} Hz {length:5.2f} s from {start:4.1f} s"
+                try:
+                    y = embed_audio(x, sr, payload)
+                except CapacityError:
+                    y = None
+                else:
+                    e_x, e_r = np.sum(x.astype(np.float64) ** 2), np.sum((y - x).astype(np.float64) ** 2)
+                    snrs.append(10 * np.log10(e_x / e_r))
+                band = next(b for b, top in TTS_BANDS if length <= top)
+                for name in attacks:
+                    good = False
+                    if y is not None:
+                        z, zsr = ATTACKS[name](y, sr)
+                        r = detect_audio(z, zsr)
+                        good = bool(r.found and r.payload == payload)
+                    for k in (f"{lang} {wpm} wpm", f"{sr} Hz", band, "all", f"{length:g} s"):
+                        ok.setdefault((k, name), [0, 0])
+                        ok[k, name][0] += good
+                        ok[k, name][1] += 1
+                    if not good:
+                        lost.append(f"{case}: {name}" + (" (embed refused)" if y is None else ""))
+    cpu = time.process_time() - cpu
+    voice_list = ", ".join(f"{lang} {wpm} wpm" for lang, wpm in voices)
+    print(f"TTS speech (eSpeak NG; voices {voice_list}; {len(lengths)} lengths {lengths[0]:g}–{lengths[-1]:g} s;"
+          f" rates {', '.join(str(r) for r in rates)} Hz), exact payload found:")
+    print(f"SNR dB: min {min(snrs, default=np.nan):.1f}  median {np.median(snrs):.1f}   CPU {cpu:.0f} s (this process)")
+    by_length = [f"{n:g} s" for n in lengths]
+    keys = [k for k in dict.fromkeys(k for k, _ in ok) if k not in (*by_length, *(b for b, _ in TTS_BANDS), "all")]
+    keys += [b for b, _ in TTS_BANDS if (b, attacks[0]) in ok] + ["all"]
+
+    def row(k: str) -> str:
+        cells = (f"{ok[k, a][0]}/{ok[k, a][1]} {100 * ok[k, a][0] / ok[k, a][1]:5.1f}%" for a in attacks)
+        return f"{k:<16}" + "".join(f"{c:>18}" for c in cells)
+
+    print(f"{'':<16}" + "".join(f"{a:>18}" for a in attacks))
+    print("\n".join(row(k) for k in keys))
+    print(f"per length (all voices × rates):\n{'':<16}" + "".join(f"{a:>18}" for a in attacks))
+    print("\n".join(row(k) for k in by_length))
+    for line in lost:
+        print("  lost:", line)
+    return len(lost)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=6)
@@ -157,8 +232,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=100, help="first signal seed")
     ap.add_argument("--fp-seconds", type=float, default=90.0, help="wall time for the false-positive run (0: skip)")
     ap.add_argument("--excerpts", action="store_true", help="only the excerpt-length table")
+    ap.add_argument("--tts", action="store_true", help="only the TTS speech run (eSpeak NG voices, lengths, rates)")
+    ap.add_argument("--voices", default="kk:130,kk:175,ru:130,ru:175,en:130,en:175", help="TTS voices lang:wpm")
+    ap.add_argument("--rates", default=",".join(str(r) for r in TTS_RATES), help="TTS sample rates")
+    ap.add_argument("--step", type=float, default=0.5, help="TTS length step from 6 to 30 s")
+    ap.add_argument("--fine", type=float, default=0.1, help="TTS length step from 9 to 12.5 s")
     args = ap.parse_args()
     kinds = args.kinds.split(",")
+    if args.tts:
+        voices = [(v.split(":")[0], int(v.split(":")[1])) for v in args.voices.split(",")]
+        tts_attacks = [a for a in TTS_ATTACKS if not args.attacks or any(b in a for b in args.attacks.split(","))]
+        tts_speech(voices, [int(r) for r in args.rates.split(",")], tts_lengths(args.step, args.fine), tts_attacks)
+        if args.fp_seconds > 0:
+            print_false_positives(args.fp_seconds)
+        return
     if args.excerpts:
         excerpt_lengths(kinds, args.trials, args.seed)
         return
@@ -201,11 +288,15 @@ def main() -> None:
         cols = "".join(f"{ok[(k, name)]:>7}/{n}" if k in kinds else f"{'—':>10}" for k in ("music", "speech"))
         print(f"{name:<20}{cols}")
     if args.fp_seconds > 0:
-        t0 = time.perf_counter()
-        n_fp, found, n_wrong, found_wrong, p_min = false_positives(args.fp_seconds)
-        print(f"\nfalse positives ({time.perf_counter() - t0:.0f} s; 10 s excerpts of music/speech/noise, a random key each):")
-        print(f"  unmarked: {found}/{n_fp} found   marked, wrong key: {found_wrong}/{n_wrong} found   min p-value {p_min:.2g}"
-              f" (threshold {P_THRESHOLD:g})")
+        print_false_positives(args.fp_seconds)
+
+
+def print_false_positives(budget_s: float) -> None:
+    t0 = time.perf_counter()
+    n_fp, found, n_wrong, found_wrong, p_min = false_positives(budget_s)
+    print(f"\nfalse positives ({time.perf_counter() - t0:.0f} s; 10 s excerpts of music/speech/noise, a random key each):")
+    print(f"  unmarked: {found}/{n_fp} found   marked, wrong key: {found_wrong}/{n_wrong} found   min p-value {p_min:.2g}"
+          f" (threshold {P_THRESHOLD:g})")
 
 
 if __name__ == "__main__":
