@@ -19,6 +19,7 @@ from kzlabel.watermark import detect_audio, embed_audio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 import audio_signals  # noqa: E402
+import tts  # noqa: E402
 
 PAYLOAD = bytes.fromhex("0123456789abcdef")
 
@@ -174,6 +175,26 @@ def test_audio_container_end_to_end(kind: str, tmp_path: Path, signer, keydir: P
     if shutil.which("exiftool"):
         exif = subprocess.run(["exiftool", "-a", "-u", "-G1", str(dst)], capture_output=True, text=True).stdout
         assert "ContentProducer" in exif and "trainedAlgorithmicMedia" in exif
+
+
+@pytest.mark.parametrize(("ext", "notice"), [("mp3", "tone"), ("flac", "speech"), ("m4a", "both")])
+def test_espeak_clip_of_10_9_s_keeps_its_mark(ext: str, notice: str, tmp_path: Path, signer, keydir: Path) -> None:
+    """The reported clip: 10.9 s of eSpeak NG speech at 22.05 kHz. Its mark was reported skipped (it did not read
+    back) in MP3/FLAC/M4A/Ogg, with a tone or a spoken notice before it, and an MP3 128k re-encode verified
+    warning_only. Now it is applied, found by verify, and found after the re-encode."""
+    src = tmp_path / "speech.wav"
+    tts.write_wav(src, tts.speech(10.9, 22050, "en", 130), 22050)
+    dst = tmp_path / f"out.{ext}"
+    res = kzlabel.mark(src, dst, signer=signer, system="Gen", owner="ACME LLP", audio_notice=notice)
+    assert "watermark" in res.layers
+    trust = kzlabel.TrustStore.load([keydir])
+    report = kzlabel.verify(dst, trust=trust)
+    assert report.verdict == kzlabel.Verdict.COMPLIANT and report.layer("watermark").status == kzlabel.Status.FOUND
+    again = tmp_path / "again.mp3"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(dst), "-c:a", "libmp3lame", "-b:a", "128k", str(again)], check=True)
+    report = kzlabel.verify(again, trust=trust)
+    assert report.verdict == kzlabel.Verdict.COMPLIANT, str(report)
+    assert report.layer("watermark").status == kzlabel.Status.FOUND, str(report)
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from kzlabel.watermark import detect_audio, embed_audio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 import audio_signals
+import tts
 
 PAYLOAD = bytes.fromhex("fedcba9876543210")
 TILE = wa._TILE_DET * wa._DET_HOP  # tile length in samples at 16 kHz
@@ -214,3 +215,49 @@ def test_short_content_is_read_back_or_refused() -> None:
     music = audio_signals.music(6, 44100, seed=8)
     y = embed_audio(music, 44100, PAYLOAD)
     assert detect_audio(y, 44100).payload == PAYLOAD
+
+
+@pytest.mark.parametrize("seconds", [9.0, 9.5, 10.0, 10.25, 10.5, 10.9, 11.5, 12.0])
+def test_espeak_speech_keeps_its_mark_at_every_length_near_10s(seconds: float) -> None:
+    """eSpeak NG speech (22.05 kHz, from its first word): with this payload the mark was lost (refused at 9.5 s,
+    absent at 10–10.5 s) and kept at 9 and 10.9–12 s; with others at 10.9 s too. Whether it held depended on how
+    much of the 30 dB budget the last, partial tile copy took (see the next two tests)."""
+    x = tts.speech(seconds, 22050, "en", 130)
+    y = embed_audio(x, 22050, PAYLOAD)  # under 10 s embed_audio reads the mark back and refuses it if absent
+    r = detect_audio(y, 22050)
+    assert r.found and r.payload == PAYLOAD
+
+
+def test_groups_cut_by_the_end_are_not_embedded() -> None:
+    """The detector drops a group not wholly inside the excerpt, so the embedder leaves the last partial tile copy
+    alone: on 10.25 s (3 tiles + 1.03 s, where no group of the 4th copy is whole) the residual after the third tile
+    is silent; pushing those cells took half the residual's energy."""
+    x = tts.speech(10.25, 16000, "en", 130)
+    r = wa._residual(x, PAYLOAD, None, 0).astype(np.float64)
+    tail = r[3 * TILE + wa._N :]  # past the last whole tile and the STFT frame that overlaps it
+    assert np.dot(tail, tail) < 1e-4 * np.dot(r, r)
+
+
+def test_over_budget_drops_the_costliest_groups_instead_of_scaling_all(monkeypatch) -> None:
+    """eSpeak Kazakh speech costs 3 dB over the 30 dB budget with every group moved: the embedder leaves the
+    costliest groups alone (< 10 % of them) and keeps the others' whole move, so the final safety net does not
+    scale the residual (a global scale left every group off its lattice point and the phase search lost it)."""
+    x = tts.speech(12.0, 16000, "kk", 150, start=3.0)
+    snr = lambda r: 10 * np.log10(np.dot(x, x) / np.dot(r, r).astype(np.float64))  # noqa: E731
+    kept: list[tuple[int, int]] = []  # (groups embedded before, after) per call
+    drop = wa._drop_costliest
+
+    def spy(cost: np.ndarray, keep: np.ndarray, fraction: float) -> np.ndarray:
+        out = drop(cost, keep, fraction)
+        kept.append((int(keep.sum()), int((out & keep).sum())))
+        return out
+
+    monkeypatch.setattr(wa, "_drop_costliest", lambda cost, keep, fraction: np.ones(len(cost), bool))
+    assert snr(wa._residual(x, PAYLOAD, None, 0)) < wa.MIN_SNR_DB - 2  # every group moved: over budget
+    monkeypatch.setattr(wa, "_drop_costliest", spy)
+    r = wa._residual(x, PAYLOAD, None, 0)
+    assert snr(r) >= wa.MIN_SNR_DB and kept and kept[-1][1] > 0.9 * kept[0][0]
+    y = embed_audio(x, 16000, PAYLOAD)
+    np.testing.assert_allclose(y - x, r, atol=1e-6)  # not scaled by the safety net
+    found = detect_audio(y, 16000)
+    assert found.found and found.payload == PAYLOAD
