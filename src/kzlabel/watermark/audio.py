@@ -21,7 +21,17 @@ Embedding (vectorised; cost per second of audio ~independent of the sample rate)
 5. the per-cell change becomes a gain on the STFT bins, inverse-transformed; two refinement passes re-measure the
    achieved statistics (neighbouring slots blur through the window overlap) and correct them. The residual is
    resampled back and added to every channel (a mono downmix keeps it). It is multiplicative: silence stays
-   silent; the signal-to-watermark ratio stays above :data:`MIN_SNR_DB`.
+   silent; the signal-to-watermark ratio stays above :data:`MIN_SNR_DB`;
+6. the budget is kept *by group*, never by scaling: only whole groups are embedded (a group cut by the content's
+   end, i.e. nearly every group of the last, partial tile copy, is left alone: the detector drops it anyway), and
+   when the residual still exceeds the budget the costliest groups are left alone (:func:`_drop_costliest`; a few
+   per cent on eSpeak NG speech: 40 of ~900 on 12 s of Kazakh) while the others keep their whole move. Why: both
+   used to end in one global scale of the residual (the safety net in :func:`embed_audio`), and a scale leaves
+   *every* group off its lattice point — the phase search then lost the mark although it still decoded at the
+   right phase. Partial groups pushed to a lattice point meant for six cells took up to half the residual's
+   energy, so whether a clip kept its mark depended on its length modulo the tile (3.07 s): eSpeak speech lost it
+   at 7–8 s and 9.7–10.9 s (0–13 % of clips found), kept it near 9 and 12 s (bench_audio.py ``--tts``,
+   benchmarks/README.md).
 
 Detection (no knowledge of start, length or level; ~300× realtime on one core, see benchmarks/bench_audio.py):
 
@@ -374,7 +384,7 @@ def embed_audio(
     r = _resample(r16, RATE, sample_rate)[: a.shape[0]]
     if len(r) < a.shape[0]:
         r = np.concatenate([r, np.zeros(a.shape[0] - len(r), np.float32)])
-    # a safety net: the lattice bounds the distortion, but never let the mark exceed the SNR budget
+    # a safety net: _residual keeps the budget at 16 kHz with a margin (by group); never let the mark exceed it
     e_sig, e_wm = float(np.dot(mono, mono)) + 1e-20, float(np.dot(r, r)) + 1e-30
     r *= min(1.0, float(np.sqrt(e_sig / e_wm * 10 ** (-MIN_SNR_DB / 10))))
     out = a + (r if a.ndim == 1 else r[:, None])
