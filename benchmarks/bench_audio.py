@@ -168,12 +168,14 @@ def tts_speech(voices: list[tuple[str, int]], rates: list[int], lengths: list[fl
     """Real TTS speech (eSpeak NG, fixtures/tts.py): every voice × speaking rate × sample rate × length is marked
     whole (a clip cut from its paragraph's start for every other length, from a seeded random place otherwise),
     attacked, and detected whole; a case counts when the exact payload comes back. A clip refused by embed_audio
-    (CapacityError: the read-back of short content failed) counts as lost. Prints the rates per attack by voice,
-    sample rate and length band, every lost case, and returns the number lost."""
+    (CapacityError: the read-back of short content failed) counts as lost. Each clip is also detected unmarked (a
+    false positive would count). Prints the rates per attack by voice, sample rate, length band and length, every
+    lost case, and returns the number lost."""
     lost: list[str] = []
     ok: dict[tuple[str, str], list[int]] = {}
     cpu = time.process_time()
     snrs = []
+    fp, p_min = 0, 1.0  # the unmarked clips, detected with the default key
     for lang, wpm in voices:
         for sr in rates:
             for i, length in enumerate(lengths):
@@ -182,6 +184,9 @@ def tts_speech(voices: list[tuple[str, int]], rates: list[int], lengths: list[fl
                 x = tts.speech(length, sr, lang, wpm, start=start)
                 payload = rng.bytes(8)
                 case = f"{lang} {wpm} wpm {sr} Hz {length:5.2f} s from {start:4.1f} s"
+                clean = detect_audio(x, sr)
+                fp += clean.found
+                p_min = min(p_min, clean.p_value)
                 try:
                     y = embed_audio(x, sr, payload)
                 except CapacityError:
@@ -207,6 +212,8 @@ def tts_speech(voices: list[tuple[str, int]], rates: list[int], lengths: list[fl
     print(f"TTS speech (eSpeak NG; voices {voice_list}; {len(lengths)} lengths {lengths[0]:g}–{lengths[-1]:g} s;"
           f" rates {', '.join(str(r) for r in rates)} Hz), exact payload found:")
     print(f"SNR dB: min {min(snrs, default=np.nan):.1f}  median {np.median(snrs):.1f}   CPU {cpu:.0f} s (this process)")
+    n_clips = len(voices) * len(rates) * len(lengths)
+    print(f"unmarked clips found: {fp}/{n_clips} (smallest p-value {p_min:.2g}, threshold {P_THRESHOLD:g})")
     by_length = [f"{n:g} s" for n in lengths]
     keys = [k for k in dict.fromkeys(k for k, _ in ok) if k not in (*by_length, *(b for b, _ in TTS_BANDS), "all")]
     keys += [b for b, _ in TTS_BANDS if (b, attacks[0]) in ok] + ["all"]

@@ -366,7 +366,8 @@ def embed_audio(
     """Return ``samples`` (float32, (n,) or (n, channels), in [-1, 1]) carrying the 64-bit ``payload``.
 
     ``offset_s`` is where these samples start in the whole file, for block-wise embedding of long files (use a
-    multiple of 0.064 s, e.g. whole minutes, so the grid stays exact). Raises
+    multiple of 0.064 s so the grid stays exact; a multiple of :data:`TILE_SECONDS`, as the audio handler's blocks
+    are, keeps every group whole: the groups a block boundary cuts are embedded in neither block). Raises
     :class:`~kzlabel.errors.CapacityError` for content shorter than :data:`MIN_SECONDS` or sampled under 8 kHz, and
     for content shorter than :data:`CHECK_SECONDS` whose mark cannot be read back (too little of it to carry 64 bits).
     """
