@@ -28,6 +28,7 @@ from ..layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_x
 from ..rights.vocab import signal_from_plus, signal_from_tdmrep
 from . import register
 from .base import Findings, Handler, LabelMatch, MarkOptions, rewrite
+from .pdf_crypt import ENCRYPTED_PDF_C2PA, has_encrypt_entry, keep_encryption
 
 # pypdf (~70 ms to import) and reportlab are imported inside the functions that use them, so the format registry
 # loading this module costs a JPEG or a text file nothing.
@@ -38,6 +39,7 @@ _FONT_NAME = "KZLabelSans"
 _font_lock = threading.Lock()
 # The password of the PDF being marked, set by load() for the later steps of the same mark() call (per thread/task).
 _password: ContextVar[str | None] = ContextVar("kzlabel_pdf_password", default=None)
+_LOCKED = "without its password nothing in it can be read or checked (label, warning, page content)"
 
 
 # --- the stamp -----------------------------------------------------------------------------------------------------
@@ -152,10 +154,11 @@ def _open(data: bytes, source: str, password: str | None, limits: Limits) -> Any
     try:
         reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
+            # a PDF encrypted with an owner password only opens with the empty user password
             if password is None and not reader.decrypt(""):
-                raise CorruptInput("encrypted PDF: give its password", source=source, format="pdf")
+                raise CorruptInput(f"encrypted PDF: {_LOCKED}; give its password", source=source, format="pdf")
             if password is not None and not reader.decrypt(password):
-                raise CorruptInput("encrypted PDF: wrong password", source=source, format="pdf")
+                raise CorruptInput(f"encrypted PDF: wrong password; {_LOCKED}", source=source, format="pdf")
         count = len(reader.pages)
     except KzlabelError:
         raise
@@ -170,8 +173,17 @@ def _open(data: bytes, source: str, password: str | None, limits: Limits) -> Any
     return reader
 
 
+def _is_encrypted(data: bytes) -> bool:
+    """Whether pypdf reads the file as encrypted (False for a file it cannot read at all: load() reports that)."""
+    try:
+        return bool(_pypdf().PdfReader(io.BytesIO(data), strict=False).is_encrypted)
+    except _errors():
+        return False
+
+
 def _writer(data: bytes, reader: Any, source: str) -> tuple[Any, bool]:
-    """An incremental writer when the file's structure allows it, else a full copy."""
+    """An incremental writer when the file's structure allows it, else a full copy. An encrypted file is copied in
+    full (pypdf cannot append to one) and keeps its own encryption: same algorithm, permissions and passwords."""
     pypdf = _pypdf()
     if not reader.is_encrypted:
         try:
@@ -179,14 +191,16 @@ def _writer(data: bytes, reader: Any, source: str) -> tuple[Any, bool]:
         except _errors():
             pass
     try:
-        return pypdf.PdfWriter(clone_from=reader), False
+        writer = pypdf.PdfWriter(clone_from=reader)
+        if reader.is_encrypted:
+            keep_encryption(writer, reader)
+        return writer, False
     except _errors() as exc:
         raise CorruptInput(f"PDF cannot be rewritten: {exc}", source=source, format="pdf") from None
 
 
-def _write(writer: Any, password: str | None) -> bytes:
-    if password:
-        writer.encrypt(user_password=password, owner_password=password, algorithm="AES-256")
+def _write(writer: Any) -> bytes:
+    """The writer's file; an encrypted input's copy is encrypted as the input was (:func:`_writer`)."""
     out = io.BytesIO()
     try:
         writer.write(out)
@@ -209,6 +223,8 @@ class Pdf(Handler[PdfDoc]):
         # The C2PA library rewrites the whole file, which would break existing digital signatures.
         if re.search(rb"/FT\s*/Sig\b|/SigFlags\s+[1-3]\b|/ByteRange\s*\[", inp.data):
             return "the PDF carries a digital signature that an embedded manifest would invalidate"
+        if has_encrypt_entry(inp.data) and _is_encrypted(inp.data):
+            return ENCRYPTED_PDF_C2PA
         return None
 
     def load(self, inp: Input, limits: Limits) -> PdfDoc:
@@ -253,7 +269,7 @@ class Pdf(Handler[PdfDoc]):
             doc.pages.append(index)
 
     def encode(self, doc: PdfDoc, opts: MarkOptions, out: Path) -> None:
-        out.write_bytes(_write(doc.writer, doc.password) if doc.pages else doc.data)
+        out.write_bytes(_write(doc.writer) if doc.pages else doc.data)
 
     def bind(self, doc: PdfDoc, out: Path) -> Mapping[str, Any]:
         """The stamp recorded, and every page's own content bound to the label (read from the written file as verify
@@ -298,7 +314,7 @@ class Pdf(Handler[PdfDoc]):
         stream.set_data(packet)
         writer.root_object[NameObject("/Metadata")] = writer._add_object(stream)
         writer.add_metadata({k: TextStringObject(v) for k, v in info.items()})
-        return _write(writer, password)
+        return _write(writer)
 
     def inspect(self, inp: Input, limits: Limits, key: bytes | None, watermark: bool = True) -> Findings:
         reader = _open(inp.data, inp.source, inp.password, limits)
