@@ -37,7 +37,8 @@ WARNING_SIGN = "⚠"
 MAX_PAGES = 20_000
 _FONT_NAME = "KZLabelSans"
 _font_lock = threading.Lock()
-# The password of the PDF being marked, set by load() for the later steps of the same mark() call (per thread/task).
+# The password of the PDF being marked: set by load() for write_metadata() of the same mark() call (per thread/task),
+# which clears it. It is only ever handed to pypdf to open the file, never written or reported.
 _password: ContextVar[str | None] = ContextVar("kzlabel_pdf_password", default=None)
 _LOCKED = "without its password nothing in it can be read or checked (label, warning, page content)"
 
@@ -286,7 +287,9 @@ class Pdf(Handler[PdfDoc]):
 
     def write_metadata(self, out: Path, label: Label, token: str) -> None:
         info = {"/AIGC": label.aigc_json(token), "/KZLabel": token}
-        rewrite(out, lambda data: self._update(data, label_values(label, token), LABEL_PROPS, info))
+        password = _password.get()
+        _password.set(None)  # held no longer than the mark that gave it
+        rewrite(out, lambda data: self._update(data, label_values(label, token), LABEL_PROPS, info, password))
 
     def _update(
         self,
@@ -294,10 +297,10 @@ class Pdf(Handler[PdfDoc]):
         xmp: Mapping[tuple[str, str], str],
         replace: tuple[tuple[str, str], ...],
         info: Mapping[str, str],
+        password: str | None,
     ) -> bytes:
         from pypdf.generic import NameObject, StreamObject, TextStringObject  # loaded by _open below
 
-        password = _password.get()
         reader = _open(data, "<pdf>", password, Limits())
         writer, _ = _writer(data, reader, "<pdf>")
         current = writer.root_object.get("/Metadata")
@@ -383,7 +386,8 @@ class Pdf(Handler[PdfDoc]):
         return [s for s in signals if s is not None]
 
     def write_training(self, data: bytes, policy: Any, limits: Limits) -> bytes:
-        return self._update(data, training_values(policy), TRAINING_PROPS, {})
+        # no password here: a PDF that needs one is refused; one encrypted with an owner password only keeps it
+        return self._update(data, training_values(policy), TRAINING_PROPS, {}, None)
 
 
 # --- the content binding ---------------------------------------------------------------------------------------------
