@@ -189,6 +189,10 @@ def test_optout_on_owner_only_pdf_keeps_its_encryption(tmp_path):
     write_optout(path, policy=TrainingPolicy.from_lists(deny=["ai-training"]), in_place=True)
     assert encrypt_entry(path.read_bytes()) == encrypt_entry(src)
     assert training_allowed(path).status == Training.NOT_ALLOWED
+    locked = tmp_path / "locked.pdf"
+    locked.write_bytes(encrypted_pdf("AES-128", USER, OWNER))
+    with pytest.raises(CorruptInput, match="give its password"):  # no password option: refused, not decrypted
+        write_optout(locked, policy=TrainingPolicy.from_lists(deny=["ai-training"]), in_place=True)
 
 
 def test_the_c2pa_library_cannot_embed_into_an_encrypted_pdf(signer):
