@@ -76,6 +76,7 @@ def test_output_keeps_the_inputs_encryption_and_the_label_reads_back(lab, tmp_pa
     result = lab.mark(src, dst, name="e.pdf", password=given)
     out = dst.read_bytes()
 
+    assert out.startswith(src)  # an incremental update: the original revision is intact
     # the same encryption dictionary (/Filter, /V, /R, /Length, /P, /O, /U, /OE, /UE, /Perms, /CF…) and file ID
     assert encrypt_entry(out) == encrypt_entry(src)
     before, after = pypdf.PdfReader(io.BytesIO(src)), pypdf.PdfReader(io.BytesIO(out))
@@ -188,7 +189,7 @@ def test_optout_on_owner_only_pdf_keeps_its_encryption(tmp_path):
     path.write_bytes(src)
     write_optout(path, policy=TrainingPolicy.from_lists(deny=["ai-training"]), in_place=True)
     assert encrypt_entry(path.read_bytes()) == encrypt_entry(src)
-    assert training_allowed(path).status == Training.NOT_ALLOWED
+    assert training_allowed(path).status == Training.NOT_ALLOWED and path.read_bytes().startswith(src)
     locked = tmp_path / "locked.pdf"
     locked.write_bytes(encrypted_pdf("AES-128", USER, OWNER))
     with pytest.raises(CorruptInput, match="give its password"):  # no password option: refused, not decrypted
@@ -202,3 +203,21 @@ def test_the_c2pa_library_cannot_embed_into_an_encrypted_pdf(signer):
     # an owner-only PDF is signed, but written out decrypted: less protected than its input
     out = c2pa_layer.sign(encrypted_pdf("AES-256", "", OWNER), "application/pdf", signer, label_claims=None)
     assert not pypdf.PdfReader(io.BytesIO(out)).is_encrypted
+
+
+@pytest.mark.parametrize("algorithm", ["AES-256", "AES-128", "RC4-40"])
+def test_full_copy_keeps_the_encryption(algorithm):
+    """The fallback for a file that takes no incremental update: a full copy under the same dictionary, ID and key."""
+    from kzlabel.formats.pdf_crypt import keep_encryption
+
+    src = encrypted_pdf(algorithm, USER, OWNER)
+    reader = pypdf.PdfReader(io.BytesIO(src))
+    reader.decrypt(USER)
+    writer = pypdf.PdfWriter(clone_from=reader)
+    keep_encryption(writer, reader)
+    buf = io.BytesIO()
+    writer.write(buf)
+    assert encrypt_entry(buf.getvalue()) == encrypt_entry(src) and not buf.getvalue().startswith(src)
+    copy = pypdf.PdfReader(io.BytesIO(buf.getvalue()))
+    assert copy.decrypt(OWNER) == pypdf.PasswordType.OWNER_PASSWORD
+    assert "Body text of page 2" in copy.pages[1].extract_text()

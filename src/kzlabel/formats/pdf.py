@@ -28,7 +28,7 @@ from ..layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_x
 from ..rights.vocab import signal_from_plus, signal_from_tdmrep
 from . import register
 from .base import Findings, Handler, LabelMatch, MarkOptions, rewrite
-from .pdf_crypt import ENCRYPTED_PDF_C2PA, has_encrypt_entry, keep_encryption
+from .pdf_crypt import ENCRYPTED_PDF_C2PA, append_update, has_encrypt_entry, keep_encryption
 
 # pypdf (~70 ms to import) and reportlab are imported inside the functions that use them, so the format registry
 # loading this module costs a JPEG or a text file nothing.
@@ -183,14 +183,13 @@ def _is_encrypted(data: bytes) -> bool:
 
 
 def _writer(data: bytes, reader: Any, source: str) -> tuple[Any, bool]:
-    """An incremental writer when the file's structure allows it, else a full copy. An encrypted file is copied in
-    full (pypdf cannot append to one) and keeps its own encryption: same algorithm, permissions and passwords."""
+    """An incremental writer when the file's structure allows it, else a full copy. An encrypted file keeps its own
+    encryption either way (same algorithm, permissions and passwords: formats.pdf_crypt)."""
     pypdf = _pypdf()
-    if not reader.is_encrypted:
-        try:
-            return pypdf.PdfWriter(io.BytesIO(data), incremental=True), True
-        except _errors():
-            pass
+    try:  # an encrypted file's update is appended by append_update() (pypdf's own writer refuses to)
+        return pypdf.PdfWriter(reader if reader.is_encrypted else io.BytesIO(data), incremental=True), True
+    except _errors():
+        pass
     try:
         writer = pypdf.PdfWriter(clone_from=reader)
         if reader.is_encrypted:
@@ -204,7 +203,10 @@ def _write(writer: Any) -> bytes:
     """The writer's file; an encrypted input's copy is encrypted as the input was (:func:`_writer`)."""
     out = io.BytesIO()
     try:
-        writer.write(out)
+        if writer.incremental and writer._reader.is_encrypted:
+            append_update(writer, out)
+        else:
+            writer.write(out)
     except _errors() as exc:
         raise CorruptInput(f"PDF cannot be written back: {exc or type(exc).__name__}", format="pdf") from exc
     return out.getvalue()

@@ -1,7 +1,9 @@
 """An encrypted PDF's protection carried over to the marked output, unchanged.
 
 kzlabel never knows (nor asks for) the owner password of a PDF opened with its user password, and must not weaken
-or change the protection either way. So it does not encrypt the output anew: the rewritten file keeps the input's
+or change the protection either way. So it does not encrypt the output anew: the update appended to the input
+(:func:`append_update`), or the full copy of a file whose structure cannot take one (:func:`keep_encryption`), keeps
+the input's
 encryption dictionary as it was (``/Filter``, ``/V``, ``/R``, ``/Length``, ``/P`` and the password hashes ``/O``,
 ``/U``, ``/OE``, ``/UE``, ``/Perms``) and its file identifier, and its objects are encrypted with the input's own
 file key (read by opening the input with the password given). The same user and owner passwords open the output,
@@ -13,9 +15,10 @@ Used by the PDF handler (``formats.pdf``); pypdf is imported lazily, as there.
 from __future__ import annotations
 
 import re
-from typing import Any
+import struct
+from typing import IO, Any
 
-__all__ = ["ENCRYPTED_PDF_C2PA", "describe", "has_encrypt_entry", "keep_encryption"]
+__all__ = ["ENCRYPTED_PDF_C2PA", "append_update", "describe", "has_encrypt_entry", "keep_encryption"]
 
 # Why an encrypted PDF gets no embedded C2PA manifest (measured with c2pa-python 0.38.1, c2pa-rs 0.91.3): the
 # library fails with "embedding error" on a PDF that needs a user password, and on one that opens with an empty user
@@ -63,6 +66,58 @@ def keep_encryption(writer: Any, reader: Any) -> None:
     # /EncryptMetadata false means something from V 4 on only (ISO 32000-2, Table 20); before, metadata is encrypted
     clear_metadata = not encryption.EncryptMetadata and encryption.V >= 4
     writer._encryption = _ClearMetadata(encryption) if clear_metadata else encryption
+
+
+def append_update(writer: Any, out: IO[bytes]) -> None:
+    """Write the original bytes of an encrypted PDF and, after them, an incremental update with the objects that
+    ``writer`` (an incremental writer over the decrypted reader) changed or added, each encrypted with the file's own
+    key, and a cross-reference stream (never encrypted) carrying the file's ``/Encrypt`` and ``/ID``. What pypdf's
+    own incremental writing does for an unencrypted file, which it refuses for an encrypted one."""
+    from pypdf.generic import ArrayObject, NameObject, NumberObject, StreamObject  # lazy: loaded with the first PDF
+
+    reader = writer._reader
+    encryption = reader._encryption
+    if encryption is None or not encryption.is_decrypted():
+        raise ValueError("the PDF's encryption is unknown or not unlocked")
+    crypt = _ClearMetadata(encryption) if not encryption.EncryptMetadata and encryption.V >= 4 else encryption
+    writer._resolve_links()
+    reader.stream.seek(0)
+    out.write(reader.stream.read())
+    ids = sorted(ref.idnum for ref in writer.list_objects_in_increment())
+    if not ids:
+        return
+    positions = []
+    for idnum in ids:
+        positions.append(out.tell())
+        out.write(f"{idnum} 0 obj\n".encode())
+        crypt.encrypt_object(writer._objects[idnum - 1], idnum, 0).write_to_stream(out)
+        out.write(b"\nendobj\n")
+    blocks: list[list[int]] = []
+    for idnum in ids:
+        if blocks and blocks[-1][0] + blocks[-1][1] == idnum:
+            blocks[-1][1] += 1
+        else:
+            blocks.append([idnum, 1])
+    xref_at, xref_id = out.tell(), len(writer._objects) + 1
+    fields: dict[Any, Any] = {
+        NameObject("/Type"): NameObject("/XRef"),
+        NameObject("/Size"): NumberObject(xref_id + 1),
+        NameObject("/Root"): writer.root_object.indirect_reference,
+        NameObject("/Prev"): NumberObject(reader._startxref),
+        NameObject("/Encrypt"): reader.trailer.raw_get("/Encrypt"),
+        NameObject("/ID"): reader.trailer["/ID"],
+        NameObject("/Filter"): NameObject("/FlateDecode"),
+        NameObject("/Index"): ArrayObject(NumberObject(n) for block in blocks for n in block),
+        NameObject("/W"): ArrayObject([NumberObject(1), NumberObject(4), NumberObject(1)]),
+        "__streamdata__": b"",
+    }
+    if writer._info is not None:
+        fields[NameObject("/Info")] = writer._info.indirect_reference
+    xref = StreamObject.initialize_from_dictionary(fields)
+    xref.set_data(b"".join(struct.pack(">BIB", 1, at, 0) for at in positions))
+    out.write(f"{xref_id} 0 obj\n".encode())
+    xref.write_to_stream(out)
+    out.write(f"\nendobj\nstartxref\n{xref_at}\n%%EOF\n".encode())
 
 
 class _ClearMetadata:
