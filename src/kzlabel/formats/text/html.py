@@ -4,7 +4,8 @@
 tags (``kzlabel``, ``ai-generated``, ``digital-source-type``, ``aigc``, TDMRep's ``tdm-reservation``/``tdm-policy``)
 carry a ``data-kzlabel`` attribute so re-marking replaces only its own, never a rights-holder's. The banner is a
 ``<div data-kzlabel="warning">`` so it renders in any browser without CSS or script from elsewhere. Offsets come
-from the stdlib's HTMLParser, so every edit is a splice into the original text, which otherwise stays byte-identical.
+from ``htmlscan`` (the stdlib HTMLParser's tokenisation in linear time), so every edit is a splice into the original
+text, which otherwise stays byte-identical.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
-from html.parser import HTMLParser
 from typing import Any
 
 from ...errors import CorruptInput
@@ -35,82 +35,13 @@ from .common import (
     strip_bom,
     tdm_signal,
 )
+from .htmlscan import HtmlScan, scan_html
 
 _META_NAMES = ("ai-generated", "kzlabel", "digital-source-type", "aigc", *TDM_KEYS)
 
 
-class _Scanner(HTMLParser):
-    """Finds where kzlabel's pieces go and which are there, by character offsets, with the stdlib's HTML parser."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(convert_charrefs=False)
-        self.text = text
-        self._line_starts = [0]
-        for m in re.finditer("\n", text):
-            self._line_starts.append(m.end())
-        self.head_open: int | None = None  # offset just after <head ...>
-        self.head_close: int | None = None  # offset of </head>
-        self.body_open: int | None = None  # offset just after <body ...>
-        self.html_open: int | None = None
-        self.html_closed = False
-        # (start, end, attrs, written by kzlabel?) of every <meta> whose name kzlabel reads
-        self.metas: list[tuple[int, int, dict[str, str], bool]] = []
-        self.banner: tuple[int, int] | None = None
-        self._banner_start: int | None = None
-        self._div_depth = 0
-
-    def _offset(self) -> int:
-        line, col = self.getpos()
-        return self._line_starts[line - 1] + col
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        start = self._offset()
-        raw = self.get_starttag_text() or ""
-        end = start + len(raw)
-        a = {k: (v or "") for k, v in attrs}
-        if tag == "html" and self.html_open is None:
-            self.html_open = end
-        elif tag == "head" and self.head_open is None:
-            self.head_open = end
-        elif tag == "body" and self.body_open is None:
-            self.body_open = end
-        elif tag == "meta":
-            a["name"] = a.get("name", "").lower()
-            if a["name"] in _META_NAMES:
-                self.metas.append((start, end, a, "data-kzlabel" in a))
-        elif tag == "div":
-            if self._banner_start is not None:
-                self._div_depth += 1
-            elif a.get("data-kzlabel") == "warning" and self.banner is None:
-                self._banner_start, self._div_depth = start, 1
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.handle_starttag(tag, attrs)
-        if tag == "div" and self._banner_start is not None:
-            self.handle_endtag(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "head" and self.head_close is None:
-            self.head_close = self._offset()
-        elif tag == "html":
-            self.html_closed = True
-        elif tag == "div" and self._banner_start is not None:
-            self._div_depth -= 1
-            if self._div_depth == 0:
-                end = self.text.index(">", self._offset()) + 1
-                self.banner = (self._banner_start, end)
-                self._banner_start = None
-
-
-def _scan(text: str, source: str) -> _Scanner:
-    s = _Scanner(text)
-    s.feed(text)
-    if re.match(r"\s*<[A-Za-z!/?]", s.rawdata):  # the parser holds back an unfinished tag or comment
-        raise CorruptInput("HTML is truncated: it ends inside a tag or comment", source=source, format="html")
-    s.close()  # what feed() held back (e.g. text after a bare "&#" that is no character reference) is parsed now
-    if s.html_open is not None and not s.html_closed:
-        raise CorruptInput("HTML is truncated: <html> is never closed", source=source, format="html")
-    return s
+def _scan(text: str, source: str) -> HtmlScan:
+    return scan_html(text, source, _META_NAMES)
 
 
 def _remove_spans(text: str, spans: list[tuple[int, int]]) -> str:
@@ -141,12 +72,13 @@ def _banner_text(banner: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", banner))
 
 
-def _insert_metas(text: str, metas: Mapping[str, str]) -> str:
-    """kzlabel's <meta> tags, each on its own line, at the end of <head> (or wherever a head would be)."""
+def _insert_metas(text: str, metas: Mapping[str, str], s: HtmlScan | None = None) -> str:
+    """kzlabel's <meta> tags, each on its own line, at the end of <head> (or wherever a head would be); ``s`` is
+    the scan of ``text`` without its BOM when the caller has one."""
     bom = text.startswith(BOM)
     text = text[1:] if bom else text
     nl = detect_newline(text)
-    s = _scan(text, "<html>")
+    s = s or _scan(text, "<html>")
     block = "".join(
         f'{nl}<meta name="{k}" content="{html.escape(v, quote=True)}" data-kzlabel>' for k, v in metas.items()
     )
@@ -211,10 +143,11 @@ class Html(TextHandler):
             "digital-source-type": label.source_type,
             "aigc": label.aigc_json(token),
         }
-        present = {m["name"] for _, _, m, _ in _scan(text, "<html>").metas}
+        s = _scan(text[1:] if text.startswith(BOM) else text, "<html>")
+        present = {m["name"] for _, _, m, _ in s.metas}
         if label.training == Training.NOT_ALLOWED and "tdm-reservation" not in present:
             metas["tdm-reservation"] = "1"
-        return _insert_metas(text, metas).encode("utf-8")
+        return _insert_metas(text, metas, s).encode("utf-8")
 
     def inspect(self, inp: Input, limits: Limits, key: bytes | None, watermark: bool = True) -> Findings:
         doc = self.read_text(inp, limits)
