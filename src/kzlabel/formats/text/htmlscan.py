@@ -16,7 +16,10 @@ running Python's ``html.parser`` does, so a page's label binds the same text und
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from html import unescape
 
@@ -55,30 +58,36 @@ _MSMARKEDCLOSE = re.compile(r"]\s*>")
 _CDATA = ("script", "style")
 # what _scan checked after feed(): the parser held back an unfinished tag or comment
 _TRUNCATED = re.compile(r"\s*<[A-Za-z!/?]")
-# an attribute named data-kzlabel may be in a tag from here on (IGNORECASE also finds the Kelvin sign, which
-# str.lower() turns into "k")
-_KZ_ATTR = re.compile("data-kzlabel", re.IGNORECASE)
+# an attribute named data-kzlabel may be in a tag from here on: every spelling str.lower() makes "data-kzlabel" of
+# (the Kelvin sign lowers to "k")
+_KZ_ATTR = re.compile("[dD][aA][tT][aA]-[kK\u212a][zZ][lL][aA][bB][eE][lL]")
+
+
+def _ascii_nocase(word: str) -> str:
+    """``word`` in any ASCII case: exactly the names whose str.lower() is ``word`` (no other character lowers to
+    the letters of these tag names; the Kelvin sign, which lowers to "k", is in none of them)."""
+    return "".join(f"[{c.lower()}{c.upper()}]" for c in word)
 
 
 def _skipper(start_names: tuple[str, ...], end_names: tuple[str, ...]) -> re.Pattern[str]:
     """Steps over what the parser reads without calling kzlabel: text, references, comments, declarations, PIs,
     and tags not named in ``start_names``/``end_names``. It stops where the parser would break off, at an element
-    kzlabel reads, and at anything it cannot tell apart from one (IGNORECASE over-matches; those go the slow way).
+    kzlabel reads, and at comments (whose searches are remembered).
     """
-    starts = "|".join(start_names)
-    ends = "|".join(end_names)
-    parts = [
+    starts = "|".join(_ascii_nocase(n) for n in start_names)
+    ends = "|".join(_ascii_nocase(n) for n in end_names)
+    parts = [  # most frequent first: text, start tags, end tags
         r"[^<&]+",
+        # a start tag of another element, to where check_for_whole_start_tag ends it
+        rf"(?=<[a-zA-Z])(?!<(?:{starts})(?![^\t\n\r\f />\x00]))(?><{_LOCATE_BODY})(?:>|/>|(?=[^a-zA-Z=/]))",
+        # an end tag: to the first ">" whatever its form (not head/html, nor div in the banner)
+        rf"</(?!\s*(?:{ends}))[^>]*>",
         r"&(?=[a-zA-Z][-.a-zA-Z0-9]*[^a-zA-Z0-9])",  # an entity reference: the rest is text to the parser
         r"&\#(?=(?:[0-9]+|[xX][0-9a-fA-F]+)[^0-9a-fA-F])",  # a character reference
         r"&(?![a-zA-Z\#])(?=.)",  # a lone "&" (not the last character)
         r"<(?![a-zA-Z/!?])(?=.)",  # a lone "<"
         r"<![^-\[>][^>]*>|<!-(?!-)[^>]*>|<!>",  # a declaration or bogus comment (not a comment, nor <![)
         r"<\?[^>]*>",  # a processing instruction
-        # an end tag: to the first ">" whatever its form (not head/html, nor div in the banner)
-        rf"</(?!\s*(?i:{ends}))[^>]*>",
-        # a start tag of another element, to where check_for_whole_start_tag ends it
-        rf"(?=<[a-zA-Z])(?!<(?i:{starts})(?![^\t\n\r\f />\x00]))(?><{_LOCATE_BODY})(?:>|/>|(?=[^a-zA-Z=/]))",
     ]
     return re.compile("(?:" + "|".join(parts) + ")*+", re.VERBOSE | re.DOTALL)
 
@@ -356,8 +365,21 @@ class _Scanner:
                 self.banner_start = None
 
 
+# Marking scans the same text more than once (the page as loaded and as drawn on, the text covered and the bytes
+# labelled); the last few scans are kept by the text's SHA-256, so equal text is scanned once. Results are shared:
+# callers only read them.
+_CACHE: OrderedDict[tuple[bytes, tuple[str, ...]], HtmlScan] = OrderedDict()
+_CACHE_SIZE = 4
+_CACHE_LOCK = threading.Lock()
+
+
 def scan_html(text: str, source: str, meta_names: tuple[str, ...]) -> HtmlScan:
     """The page's kzlabel-relevant elements; CorruptInput when it is cut off inside a tag or comment or <html>."""
+    key = (hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest(), meta_names)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
     s = _Scanner(text, source, meta_names)
     i = s.goahead(0, end=False)
     if _TRUNCATED.match(text, i):  # the parser holds back an unfinished tag or comment
@@ -365,4 +387,8 @@ def scan_html(text: str, source: str, meta_names: tuple[str, ...]) -> HtmlScan:
     s.goahead(i, end=True)  # what feed() held back (e.g. text after a bare "&#" that is no character reference)
     if s.out.html_open is not None and not s.out.html_closed:
         raise CorruptInput("HTML is truncated: <html> is never closed", source=source, format="html")
+    with _CACHE_LOCK:
+        _CACHE[key] = s.out
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
     return s.out
