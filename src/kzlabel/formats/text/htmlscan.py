@@ -76,8 +76,10 @@ def _skipper(start_names: tuple[str, ...], end_names: tuple[str, ...]) -> re.Pat
     """
     starts = "|".join(_ascii_nocase(n) for n in start_names)
     ends = "|".join(_ascii_nocase(n) for n in end_names)
-    parts = [  # most frequent first: text, start tags, end tags
+    parts = [  # most frequent first: text, then the plainest tags (the general forms below end them alike)
         r"[^<&]+",
+        rf"</(?!(?:{ends})>)[a-zA-Z][a-zA-Z0-9]*>",
+        rf"<(?!(?:{starts})[\ >])[a-zA-Z][a-zA-Z0-9]*(?:\ [a-zA-Z_:][-a-zA-Z0-9_:.]*=\"[^\"]*\")*>",
         # a start tag of another element, to where check_for_whole_start_tag ends it
         rf"(?=<[a-zA-Z])(?!<(?:{starts})(?![^\t\n\r\f />\x00]))(?><{_LOCATE_BODY})(?:>|/>|(?=[^a-zA-Z=/]))",
         # an end tag: to the first ">" whatever its form (not head/html, nor div in the banner)
