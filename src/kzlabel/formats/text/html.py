@@ -15,7 +15,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ...errors import CorruptInput
 from ...io import Input, Limits
 from ...label import Label, Training, TrainingSignal
 from ..base import Findings, LabelMatch, MarkOptions

@@ -105,7 +105,8 @@ class _Memo:
 
     def __init__(self, text: str, pattern: re.Pattern[str]) -> None:
         self.text, self.pattern = text, pattern
-        self.since, self.found = -1, None  # searched from `since`; `found` is the first match (None: none)
+        self.since = -1
+        self.found: re.Match[str] | None = None  # searched from `since`; `found` is the first match (None: none)
         self.done = False
 
     def search(self, pos: int) -> re.Match[str] | None:
@@ -234,10 +235,7 @@ class _Scanner:
         text = self.text
         if text.startswith("<![", i):
             return self.parse_marked_section(i)
-        if text[i : i + 9].lower() == "<!doctype":
-            gt = self._find(">", i + 9)
-        else:
-            gt = self._find(">", i + 2)
+        gt = self._find(">", i + 9 if text[i : i + 9].lower() == "<!doctype" else i + 2)
         return -1 if gt < 0 else gt + 1
 
     def parse_comment(self, i: int) -> int:
@@ -310,7 +308,7 @@ class _Scanner:
                 self.endtag(tag, i)
         elif tag in _CDATA:
             self.cdata = tag
-            self.cdata_end = re.compile(r"</\s*%s\s*>" % tag, re.I)
+            self.cdata_end = re.compile(rf"</\s*{tag}\s*>", re.I)
         return endpos
 
     def parse_endtag(self, i: int) -> int:
@@ -394,3 +392,9 @@ def scan_html(text: str, source: str, meta_names: tuple[str, ...]) -> HtmlScan:
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return s.out
+
+
+def clear_cache() -> None:
+    """Forget the kept scans (benchmarks time a scan from nothing)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
