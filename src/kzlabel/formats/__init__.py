@@ -18,7 +18,7 @@ from ..errors import CorruptInput, UnsupportedFormat
 from ..io import Input
 from .base import Handler
 
-__all__ = ["candidates", "describe_content", "detect", "get", "handlers", "register"]
+__all__ = ["candidates", "describe_content", "detect", "family", "get", "handlers", "register"]
 
 
 _REGISTRY: list[Handler] = []
@@ -45,8 +45,9 @@ def register(handler: Handler) -> Handler:
     return handler
 
 
-def _family(handler: Handler) -> str:
-    """The family module a handler comes from (``kzlabel.formats.image.jpeg`` -> ``image``)."""
+def family(handler: Handler) -> str:
+    """The family module a handler comes from (``kzlabel.formats.image.jpeg`` -> ``image``): one of ``text``,
+    ``image``, ``audio``, ``video``, ``pdf``."""
     return type(handler).__module__.removeprefix(f"{__name__}.").split(".")[0]
 
 
@@ -63,8 +64,8 @@ def _load(modules: tuple[str, ...] = _MODULES) -> list[Handler]:
             if exc.name != f"{__name__}.{module}":
                 raise
     rank = {m: i for i, m in enumerate(_MODULES)}
-    mine = [h for h in _REGISTRY if _family(h) in modules]
-    return sorted(mine, key=lambda h: rank.get(_family(h), len(rank)))
+    mine = [h for h in _REGISTRY if family(h) in modules]
+    return sorted(mine, key=lambda h: rank.get(family(h), len(rank)))
 
 
 def handlers() -> list[Handler]:
