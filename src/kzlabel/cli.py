@@ -290,29 +290,76 @@ def batch(args: Args) -> int:
     return EXIT_OK if summary.ok else EXIT_NOT_COMPLIANT
 
 
+# ``kzlabel serve`` options → ServiceLimits fields (docs/serve.md has the table); None: the field's default
+_SERVE_LIMITS = (
+    "max_upload",
+    "max_pixels",
+    "spool_threshold",
+    "memory_budget",
+    "spool_budget",
+    "spool_dir",
+    "max_concurrency",
+    "express_slots",
+    "express_bytes",
+    "timeout_s",
+    "header_timeout_s",
+    "body_timeout_s",
+    "min_upload_rate",
+    "keep_alive_s",
+    "max_connections",
+)
+
+
 def serve(args: Args) -> int:
     """Run the HTTP upload-verification service (POST /verify, optional POST /mark, GET /healthz)."""
     from . import Registry, Signer, TrustStore
 
     try:
-        from .server import run
+        from .server import DEFAULT_FORMAT_MAX_BYTES, ServiceLimits, run
     except ImportError:
         _fail("the service needs its extra: pip install 'kzlabel[serve]'")
     if args.mark_key is not None and not (args.owner and args.system):
         _fail("--mark-key needs --owner and --system (they go into every label the service signs)")
     if args.registry is not None and not args.registry.exists():
         _fail(f"{args.registry}: no such registry")
+    settings: dict[str, Any] = {f: getattr(args, f) for f in _SERVE_LIMITS if getattr(args, f) is not None}
+    if args.format_limit:
+        settings["format_max_bytes"] = {**DEFAULT_FORMAT_MAX_BYTES, **dict(args.format_limit)}
+    try:
+        limits = ServiceLimits(**settings)
+    except ValueError as exc:
+        _fail(str(exc).replace("_", "-"))
     run(
         args.host,
         args.port,
+        uds=args.uds,
         trust=TrustStore.load(args.trust) if args.trust else None,
         registry=Registry(args.registry) if args.registry else None,
         signer=Signer.load(args.mark_key) if args.mark_key else None,
         owner=args.owner,
         system=args.system,
-        max_upload=args.max_upload,
+        limits=limits,
     )
     return EXIT_OK
+
+
+def _size(text: str) -> int:
+    """A byte count: a number, optionally with K, M or G (powers of 1024): 64M, 1G, 4096."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    raw = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        if raw and raw[-1] in units:
+            return int(float(raw[:-1]) * units[raw[-1]])
+        return int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4096, 64K, 16M, 1G)") from None
+
+
+def _format_limit(text: str) -> tuple[str, int]:
+    name, sep, size = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected FORMAT=SIZE (e.g. text=16M, html=4M), not {text!r}")
+    return name.strip().lower(), _size(size)
 
 
 def version(args: Args) -> int:
@@ -459,14 +506,46 @@ def _parser() -> argparse.ArgumentParser:
     p = _command(sub, serve)
     p.add_argument("--host", default="127.0.0.1", help="Address to listen on.")
     p.add_argument("--port", type=int, default=8080, help="TCP port.")
+    p.add_argument("--uds", type=Path, help="Listen on this Unix socket instead of host:port.")
     p.add_argument("--trust", type=Path, action="append", help=_TRUST_HELP)
     p.add_argument("--registry", type=Path, help="SQLite registry for watermark lookups.")
-    p.add_argument(
-        "--max-upload", type=int, default=256 * 1024**2, help="Largest accepted upload in bytes (413 above)."
-    )
     p.add_argument("--mark-key", type=Path, help="keygen folder: enables POST /mark (off by default).")
     _env(p, "--owner", "KZLABEL_OWNER", "Owner/holder for /mark.")
     _env(p, "--system", "KZLABEL_SYSTEM", "AI system for /mark.")
+    # every limit below defaults to its ServiceLimits field (docs/serve.md: "Limits"); sizes take K, M, G
+    g = p.add_argument_group("size limits")
+    g.add_argument("--max-upload", type=_size, metavar="SIZE", help="Largest upload, any format (413 above). [256M]")
+    g.add_argument(
+        "--format-limit",
+        type=_format_limit,
+        action="append",
+        metavar="FORMAT=SIZE",
+        help="Largest upload of a format family (text, image, pdf, audio, video) or id (html, png, wav...); "
+        "repeatable. [text=16M image=64M pdf=64M]",
+    )
+    g.add_argument("--max-pixels", type=int, metavar="N", help="Largest image, in pixels. [25000000]")
+    g = p.add_argument_group("memory")
+    g.add_argument("--spool-threshold", type=_size, metavar="SIZE", help="Largest body kept in memory. [1M]")
+    g.add_argument("--memory-budget", type=_size, metavar="SIZE", help="All in-memory bodies together. [32M]")
+    g.add_argument("--spool-budget", type=_size, metavar="SIZE", help="All spooled bodies together (503 over). [4G]")
+    g.add_argument("--spool-dir", type=Path, metavar="DIR", help="Where uploads spool. [system temp folder]")
+    g = p.add_argument_group("time and CPU")
+    g.add_argument("--max-concurrency", type=int, metavar="N", help="Jobs running at once. [2]")
+    g.add_argument("--express-slots", type=int, metavar="N", help="Extra job slots for small uploads only. [1]")
+    g.add_argument("--express-bytes", type=_size, metavar="SIZE", help="What counts as a small upload. [1M]")
+    g.add_argument("--timeout", dest="timeout_s", type=float, metavar="S", help="A job's time budget (504). [120]")
+    g = p.add_argument_group("connections")
+    g.add_argument(
+        "--header-timeout", dest="header_timeout_s", type=float, metavar="S", help="Time to send the headers. [10]"
+    )
+    g.add_argument(
+        "--body-timeout", dest="body_timeout_s", type=float, metavar="S", help="Longest gap in a body (408). [20]"
+    )
+    g.add_argument(
+        "--min-upload-rate", type=_size, metavar="SIZE", help="Bytes/s a body must average after --body-timeout. [32K]"
+    )
+    g.add_argument("--keep-alive", dest="keep_alive_s", type=float, metavar="S", help="Idle keep-alive. [5]")
+    g.add_argument("--max-connections", type=int, metavar="N", help="Open connections (503 over). [64]")
 
     _command(sub, version)
     return root
