@@ -20,6 +20,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kzlabel import Limits, TrustStore
 from kzlabel.batch import (
@@ -754,3 +756,133 @@ def test_sidecar_pairing_holds_or_spills_in_one_pass(tmp_path: Path, monkeypatch
     lone = seen[-1]
     assert lone.path == "lone.ogg.c2pa" and lone.spilled and lone.data is None
     assert len(list(spill.iterdir())) == 2  # the waiting owner and the orphan (the paired sidecar's copy is gone)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Issue 21: archive permissions, one report line per duplicate, a refused member in a compressed tar skipped cheaply
+_SPECIAL = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
+
+
+def _data_filter_mode(mode: int, is_dir: bool) -> int:
+    """What Python's tarfile ``data`` filter leaves of a mode (folders: theirs plus owner rwx, see safe_mode)."""
+    info = tarfile.TarInfo("d" if is_dir else "f")
+    info.type, info.mode = (tarfile.DIRTYPE if is_dir else tarfile.REGTYPE), mode
+    filtered = tarfile.data_filter(info, "/tmp").mode  # type: ignore[attr-defined]
+    return (mode & 0o755) | 0o700 if is_dir else filtered
+
+
+def _make_moded(src: Path, kind: str, dirs: dict[str, int], files: dict[str, int]) -> None:
+    """A source of ``kind`` (folder, zip, tar) with these folder and file modes; file bytes are unsupported (copied)."""
+    if kind == "folder":
+        for rel in sorted(files):
+            p = src / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(b"\x00\x01 opaque " + rel.encode())
+            os.chmod(p, files[rel])
+        for rel in sorted(dirs, key=lambda d: -d.count("/")):
+            (src / rel).mkdir(parents=True, exist_ok=True)
+            os.chmod(src / rel, dirs[rel])
+    elif kind == "zip":
+        with zipfile.ZipFile(src, "w") as zf:
+            for rel, mode in sorted(dirs.items()):
+                zi = zipfile.ZipInfo(rel + "/")
+                zi.create_system, zi.external_attr = 3, ((stat.S_IFDIR | mode) << 16) | 0x10
+                zf.writestr(zi, b"")
+            for rel, mode in sorted(files.items()):
+                zi = zipfile.ZipInfo(rel)
+                zi.create_system, zi.external_attr = 3, (stat.S_IFREG | mode) << 16
+                zf.writestr(zi, b"\x00\x01 opaque " + rel.encode())
+    else:
+        with tarfile.open(src, "w:gz") as tf:
+            for rel, mode in sorted(dirs.items()):
+                ti = tarfile.TarInfo(rel)
+                ti.type, ti.mode = tarfile.DIRTYPE, mode
+                tf.addfile(ti)
+            for rel, mode in sorted(files.items()):
+                data = b"\x00\x01 opaque " + rel.encode()
+                ti = tarfile.TarInfo(rel)
+                ti.mode, ti.size = mode, len(data)
+                tf.addfile(ti, io.BytesIO(data))
+
+
+def _output_modes(dst: Path) -> dict[str, tuple[int, bool]]:
+    """path -> (permission bits, is a folder) of every entry of a folder, zip or tar output."""
+    if dst.is_dir():
+        return {p.relative_to(dst).as_posix(): (stat.S_IMODE(p.stat().st_mode), p.is_dir()) for p in dst.rglob("*")}
+    if zipfile.is_zipfile(dst):
+        with zipfile.ZipFile(dst) as zf:
+            return {
+                i.filename.rstrip("/"): (stat.S_IMODE(i.external_attr >> 16), i.is_dir()) for i in zf.infolist()
+            }
+    with tarfile.open(dst) as tf:
+        return {m.name: (m.mode, m.isdir()) for m in tf.getmembers()}
+
+
+def test_setuid_member_and_open_folder_come_out_as_the_data_filter_leaves_them(tmp_path: Path, keydir: Path) -> None:
+    """The issue's case: a tar member 04777 was written as -rwsrwxrwx and a folder entry 0777 stayed 0777."""
+    src = tmp_path / "in.tar.gz"
+    _make_moded(src, "tar", {"d": 0o777}, {"d/run.bin": 0o4777, "d/sticky.bin": 0o1666, "d/group.bin": 0o2775})
+    for out in ("out", "out.zip", "out.tgz"):
+        s = run_batch(src, tmp_path / out, labeler_config=CFG, key_dir=keydir, workers=1)
+        assert s.counts == {"copied-unsupported": 3}, s.text()
+        modes = _output_modes(tmp_path / out)
+        assert modes["d"] == (0o755, True) and modes["d/run.bin"] == (0o755, False), (out, modes)
+        assert modes["d/sticky.bin"] == (0o644, False) and modes["d/group.bin"] == (0o755, False), (out, modes)
+
+
+_MODES = st.integers(0, 0o7777)
+
+
+@pytest.mark.parametrize("src_kind", ["folder", "zip", "tar"])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dir_modes=st.lists(_MODES, min_size=2, max_size=2), file_modes=st.lists(_MODES, min_size=3, max_size=3))
+def test_output_modes_never_grant_more_than_the_data_filter(
+    tmp_path_factory: pytest.TempPathFactory, keydir: Path, src_kind: str, dir_modes: list[int], file_modes: list[int]
+) -> None:
+    """Any source modes, setuid/setgid/sticky included, through a folder, zip or tar SRC into a folder, zip or tar
+    DST: every output entry has exactly the data filter's mode (no special bits, no group/other write)."""
+    tmp = tmp_path_factory.mktemp("modes")
+    if src_kind == "folder":  # the source folder must stay walkable (and, for the test's own clean-up, writable)
+        dir_modes = [m | 0o700 for m in dir_modes]
+    dirs = {"a": dir_modes[0], "a/b": dir_modes[1]}
+    files = {"top.bin": file_modes[0], "a/x.bin": file_modes[1], "a/b/y.bin": file_modes[2]}
+    src = tmp / ("src" if src_kind == "folder" else f"src.{'zip' if src_kind == 'zip' else 'tgz'}")
+    _make_moded(src, src_kind, dirs, files)
+    for out in ("out", "out.zip", "out.tar"):
+        s = run_batch(src, tmp / out, labeler_config=CFG, key_dir=keydir, workers=1)
+        assert s.counts == {"copied-unsupported": 3}, s.text()
+        modes = _output_modes(tmp / out)
+        for rel, (mode, is_dir) in modes.items():
+            assert not mode & (_SPECIAL | 0o022), (out, rel, oct(mode))
+        expected = {rel: (_data_filter_mode(m, True), True) for rel, m in dirs.items()}
+        expected |= {rel: (_data_filter_mode(m, False), False) for rel, m in files.items()}
+        assert modes == expected, (out, {k: oct(v[0]) for k, v in modes.items()})
+
+
+def test_every_duplicate_member_gets_its_own_report_line(tmp_path: Path, keydir: Path, trust: TrustStore) -> None:
+    """Three members of one name plus seven others: ten members, ten lines (the third once shared the second's
+    ``PATH (duplicate)`` line, so ten members gave nine); a folder entry repeating a file's name is refused too."""
+    src = tmp_path / "dup.zip"
+    with zipfile.ZipFile(src, "w") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        for i in range(3):
+            zf.writestr("a.txt", f"Member number {i} of this name, generated text.\n".encode())
+        for i in range(7):
+            zf.writestr(f"other{i}.bin", b"\x00opaque")
+    s = run_batch(src, tmp_path / "out", labeler_config=CFG, key_dir=keydir, workers=1)
+    rows = {r["path"]: r for r in _report(s.report_path)}
+    assert len(rows) == s.total == 10, sorted(rows)
+    assert rows["a.txt"]["status"] == "labelled" and "number 0" in (tmp_path / "out" / "a.txt").read_text()
+    for dup in ("a.txt (duplicate)", "a.txt (duplicate 3)"):
+        assert (rows[dup]["status"], rows[dup]["reason"]) == ("refused", "duplicate member name")
+    v = verify_batch(src, trust=trust, workers=1, report_path=tmp_path / "v.jsonl")
+    assert len(_report(v.report_path)) == v.total == 10
+
+    tgz = tmp_path / "clash.tgz"
+    with tarfile.open(tgz, "w:gz") as tf:
+        for name, kind in (("x", tarfile.REGTYPE), ("x", tarfile.DIRTYPE), ("x (duplicate)", tarfile.REGTYPE)):
+            ti = tarfile.TarInfo(name)
+            ti.type = kind
+            tf.addfile(ti, io.BytesIO(b""))
+    s = run_batch(tgz, tmp_path / "clash", labeler_config=CFG, key_dir=keydir, workers=1)
+    rows = {r["path"]: r["status"] for r in _report(s.report_path)}
+    assert s.total == 3 and rows["x (duplicate)"] == rows["x (duplicate) (duplicate)"] == "refused", rows

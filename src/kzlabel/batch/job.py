@@ -92,15 +92,26 @@ def _output_intact(row: Mapping[str, Any], dst: Path, kind: str, parts: Path) ->
 
 
 def _unique(entries: Iterable[Entry]) -> Iterator[Entry]:
-    """Entries with a repeated member path turned into refusals (the second would overwrite the first); the refusal
-    gets its own report path, so the JSONL and the journal keep one line per path."""
-    seen: set[str] = set()
+    """Entries with a repeated member path turned into refusals (the second would overwrite the first), each under a
+    report path of its own — ``PATH (duplicate)``, then ``PATH (duplicate 3)``, ``PATH (duplicate 4)``… for the
+    third, fourth… — so the JSONL and the journal, keyed by path, keep one line per member. A folder entry repeating a
+    folder is harmless and passes; one that repeats a file's path (or a file one of a folder's) is refused too."""
+    files: set[str] = set()
+    dirs: set[str] = set()
     for entry in entries:
-        if entry.path in seen and entry.kind != "dir":
-            yield Entry(f"{entry.path} (duplicate)", "refused", reason="duplicate member name")
+        if entry.kind == "dir" and entry.path not in files:
+            dirs.add(entry.path)
+            yield entry
             continue
-        seen.add(entry.path)
-        yield entry
+        if entry.path not in files and entry.path not in dirs:
+            files.add(entry.path)
+            yield entry
+            continue
+        n = 2
+        while (alias := f"{entry.path} (duplicate{'' if n == 2 else f' {n}'})") in files:
+            n += 1
+        files.add(alias)
+        yield Entry(alias, "refused", reason="duplicate member name")
 
 
 def _refusal(entry: Entry, reason: str | None = None) -> Item:

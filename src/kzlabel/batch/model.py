@@ -9,6 +9,7 @@ faults without any test switch in the production code path.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,23 @@ class Meta:
     gid: int | None = None
     uname: str | None = None
     gname: str | None = None
+
+
+def safe_mode(mode: int, *, is_dir: bool) -> int:
+    """The permissions an output gets for a source mode, as Python's tarfile ``data`` filter extracts them.
+
+    Setuid, setgid and sticky bits and group/other write are dropped (``& 0o755``); a file the owner cannot execute
+    is executable by no one, and its owner can read and write it. A folder keeps its remaining bits plus owner
+    ``rwx`` (the ``data`` filter ignores a folder's mode; the owner must be able to enter and fill it). Applied to
+    every output, whatever the source (folder, zip or tar) and the destination (folder or archive): a source mode of
+    04777 comes out as 0755, a folder's 0777 as 0755.
+    """
+    mode &= 0o755
+    if is_dir:
+        return mode | stat.S_IRWXU
+    if not mode & stat.S_IXUSR:
+        mode &= ~0o111
+    return mode | 0o600
 
 
 @dataclass

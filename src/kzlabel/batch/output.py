@@ -27,7 +27,7 @@ from typing import Any
 from ..io import sidecar_path, write_atomic
 from .archives import inside
 from .journal import Journal
-from .model import CHUNK, DIR, REFUSED, MemberResult, Meta, Refused
+from .model import CHUNK, DIR, REFUSED, MemberResult, Meta, Refused, safe_mode
 
 
 def fsync_dir(path: Path) -> None:
@@ -44,10 +44,10 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def restore_meta(path: Path, meta: Meta) -> None:
-    """Give an output the source's mode and mtime."""
+def restore_meta(path: Path, meta: Meta, *, is_dir: bool = False) -> None:
+    """Give an output the source's mode (made safe: :func:`~kzlabel.batch.model.safe_mode`) and mtime."""
     if meta.mode is not None:
-        os.chmod(path, meta.mode & 0o7777)
+        os.chmod(path, safe_mode(meta.mode, is_dir=is_dir))
     if meta.mtime_ns is not None:
         os.utime(path, ns=(meta.mtime_ns, meta.mtime_ns))
 
@@ -101,7 +101,7 @@ def restore_dirs(dst: Path, dirs: list[tuple[str, Meta]]) -> None:
         try:
             p = inside(dst, rel)
             p.mkdir(parents=True, exist_ok=True)
-            restore_meta(p, meta)
+            restore_meta(p, meta, is_dir=True)
         except (OSError, Refused):
             pass
 
@@ -124,6 +124,13 @@ def _zip_date(mtime_ns: int | None) -> tuple[int, int, int, int, int, int]:
     if t.tm_year > 2107:
         return (2107, 12, 31, 23, 59, 58)
     return (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
+
+
+def _member_mode(mode: int | None, is_dir: bool) -> int:
+    """An output archive member's mode: the source's, made safe, else 0755 for a folder and 0644 for a file."""
+    if mode is None:
+        return 0o755 if is_dir else 0o644
+    return safe_mode(mode, is_dir=is_dir)
 
 
 def _row_meta(row: dict[str, Any]) -> Meta:
@@ -166,7 +173,7 @@ def assemble(dst: Path, kind: str, journal: Journal, parts: Path) -> None:
                         is_dir = staged is None
                         zi = zipfile.ZipInfo(path + ("/" if is_dir else ""), _zip_date(r["mtime_ns"]))
                         zi.create_system = 3
-                        mode = r["mode"] if r["mode"] is not None else (0o755 if is_dir else 0o644)
+                        mode = _member_mode(r["mode"], is_dir)
                         zi.external_attr = ((stat.S_IFDIR if is_dir else stat.S_IFREG) | mode) << 16
                         if staged is None:
                             zi.external_attr |= 0x10
@@ -192,7 +199,7 @@ def assemble(dst: Path, kind: str, journal: Journal, parts: Path) -> None:
                         is_dir = staged is None
                         ti = tarfile.TarInfo(path)
                         ti.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
-                        ti.mode = r["mode"] if r["mode"] is not None else (0o755 if is_dir else 0o644)
+                        ti.mode = _member_mode(r["mode"], is_dir)
                         ti.mtime = (r["mtime_ns"] or 0) // 1_000_000_000
                         ti.uid, ti.gid = r["uid"] or 0, r["gid"] or 0
                         ti.uname, ti.gname = r["uname"] or "", r["gname"] or ""
