@@ -8,19 +8,21 @@ import io
 import json
 import os
 import pickle
+import random
 import signal
 import sqlite3
 import stat
 import subprocess
 import sys
 import tarfile
+import tempfile
 import textwrap
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kzlabel import Limits, TrustStore
@@ -38,6 +40,7 @@ from kzlabel.batch import (
 from kzlabel.batch.model import FaultHooks
 
 CFG = {"owner": "Test Owner LLP", "system": "TestGen", "system_version": "1.0"}
+MiB = 1024 * 1024
 OLD = 1_600_000_000  # a fixed past mtime (2020-09-13) so "kept" is distinguishable from "now"
 
 
@@ -886,3 +889,102 @@ def test_every_duplicate_member_gets_its_own_report_line(tmp_path: Path, keydir:
     s = run_batch(tgz, tmp_path / "clash", labeler_config=CFG, key_dir=keydir, workers=1)
     rows = {r["path"]: r["status"] for r in _report(s.report_path)}
     assert s.total == 3 and rows["x (duplicate)"] == rows["x (duplicate) (duplicate)"] == "refused", rows
+
+
+def _tgz_of(path: Path, members: list[tuple[str, bytes]]) -> None:
+    with tarfile.open(path, "w:gz", compresslevel=1) as tf:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+
+
+def test_a_refused_member_in_a_tgz_is_skipped_but_a_bomb_stops_at_the_ratio(tmp_path: Path, keydir: Path) -> None:
+    """A member over the size limit is never read into memory; skipping it in a compressed stream means inflating it,
+    and that inflation counts towards the archive's expansion: 64 MiB of zeros (a 5 GiB one cost 13.8 s of CPU to
+    skip) stops once past ``bomb_min_bytes`` and ``max_total_ratio`` times the compressed bytes, while an incompressible one is skipped and the next member read."""
+    text = b"Plain text after the big member, written by a generator.\n"
+    bomb = tmp_path / "bomb.tgz"
+    _tgz_of(bomb, [("zeros.bin", bytes(64 * MiB)), ("after.txt", text)])
+    s = run_batch(bomb, tmp_path / "out", labeler_config=CFG, key_dir=keydir, workers=1,
+                  max_member_bytes=MiB, bomb_min_bytes=MiB, max_total_ratio=20.0)
+    rows = {r["path"]: r for r in _report(s.report_path)}
+    assert rows["zeros.bin"]["status"] == "refused" and "over the 1048576-byte limit" in rows["zeros.bin"]["reason"]
+    assert s.aborted and "decompression bomb" in s.aborted, s.text()
+    inflated = int(s.aborted.split("(")[1].split(" bytes")[0])
+    assert MiB < inflated < 4 * MiB, s.aborted  # 20x the 65 KB file (gzip reads it in one go), not 64 MiB
+
+    noise = tmp_path / "noise.tgz"
+    _tgz_of(noise, [("video.bin", os.urandom(2 * MiB)), ("after.txt", text)])
+    s = run_batch(noise, tmp_path / "out2", labeler_config=CFG, key_dir=keydir, workers=1,
+                  max_member_bytes=256 * 1024, bomb_min_bytes=64 * 1024)
+    rows = {r["path"]: r["status"] for r in _report(s.report_path)}
+    assert rows == {"video.bin": "refused", "after.txt": "labelled"} and s.aborted is None, s.text()
+    plain = tmp_path / "plain.tar"  # uncompressed: the skip is a seek
+    plain.write_bytes(gzip.decompress(noise.read_bytes()))
+    s = run_batch(plain, tmp_path / "out3.tar", labeler_config=CFG, key_dir=keydir, workers=1,
+                  max_member_bytes=256 * 1024, bomb_min_bytes=64 * 1024)
+    rows = {r["path"]: r["status"] for r in _report(s.report_path)}
+    assert rows == {"video.bin": "refused", "after.txt": "labelled"} and s.aborted is None, s.text()
+    with tarfile.open(tmp_path / "out3.tar") as tf:
+        assert tf.getnames() == ["after.txt"]
+
+
+def test_a_big_incompressible_first_tar_member_is_no_bomb(tmp_path: Path, keydir: Path) -> None:
+    """The expansion is measured on the bytes inflated, not on a declared size against the little read so far (a
+    first member of 4 MiB of noise read as 4x after the first 1 MiB of the file, and the run stopped as a bomb)."""
+    src = tmp_path / "noise.tgz"
+    _tgz_of(src, [("noise.bin", os.urandom(4 * MiB)), ("after.txt", b"Generated text after the noise.\n")])
+    s = run_batch(src, tmp_path / "out", labeler_config=CFG, key_dir=keydir, workers=1,
+                  max_total_ratio=2.0, bomb_min_bytes=64 * 1024)
+    assert s.aborted is None and s.counts == {"copied-unsupported": 1, "labelled": 1}, s.text()
+    s = run_batch(src, tmp_path / "out2", labeler_config=CFG, key_dir=keydir, workers=1,
+                  max_total_ratio=0.5, bomb_min_bytes=64 * 1024)  # the guard still measures: 1x is past 0.5x
+    assert s.aborted and "decompression bomb" in s.aborted, s.text()
+
+
+def _archive_bytes(kind: str) -> bytes:
+    noise = random.Random(21).randbytes(3000)  # fixed, so the examples below hit the same bytes every time
+    members = {"a.txt": b"Generated text, a few words long.\n" * 20, "b/c.bin": noise, "d.md": b"# T\n" * 50}
+    buf = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+        return buf.getvalue()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in members.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    if kind == "tgz":
+        return gzip.compress(buf.getvalue())
+    import zstandard
+
+    return zstandard.ZstdCompressor().compress(buf.getvalue())
+
+
+@pytest.mark.parametrize("kind", ["zip", "tgz", "tzst"])
+@settings(max_examples=60, deadline=None)
+@example(cut=1.0, flips=[(0.0353, 82)])  # zip: corrupt deflate data in a member (zlib.error)
+@example(cut=1.0, flips=[(3170.5 / 3340, 255)])  # zip: "version needed" 25.5 in the central directory
+@given(cut=st.floats(0.0, 1.0), flips=st.lists(st.tuples(st.floats(0.0, 1.0, exclude_max=True), st.integers(0, 255)),
+                                               max_size=4))
+def test_a_damaged_archive_source_gives_refusals_or_a_kzlabel_error(kind: str, cut: float, flips: list) -> None:
+    """A truncated or byte-flipped zip, .tar.gz or .tar.zst is read as far as it can be; what cannot is a refusal,
+    an abort, or a kzlabel error (a truncated .tar.gz once raised EOFError, a garbage one tarfile.ReadError)."""
+    from kzlabel.batch.archives import iter_entries
+    from kzlabel.batch.model import Safety
+    from kzlabel.errors import KzlabelError
+
+    data = bytearray(_archive_bytes(kind))
+    for where, value in flips:
+        data[int(where * len(data))] = value
+    head = {"zip": b"PK\x03\x04", "tgz": b"\x1f\x8b", "tzst": b"\x28\xb5\x2f\xfd"}[kind]
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / {"zip": "x.zip", "tgz": "x.tgz", "tzst": "x.tar.zst"}[kind]
+        src.write_bytes(head + bytes(data[len(head) : max(len(head), int(cut * len(data)))]))
+        try:
+            list(iter_entries(src, Safety(), abort=[]))
+        except KzlabelError:
+            pass

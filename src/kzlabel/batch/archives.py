@@ -18,11 +18,12 @@ import tarfile
 import tempfile
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import KzlabelError, MissingDependency
+from ..errors import CorruptInput, KzlabelError, MissingDependency
 from .model import CHUNK, Entry, Meta, MiB, Refused, Safety
 
 SPILL_OVER = 64 * MiB  # archive members above this go to a temp file instead of memory / the worker pipe
@@ -89,7 +90,7 @@ def kind_of(path: str | os.PathLike, *, existing: bool = False) -> str:
 
 
 class _CountingReader(io.RawIOBase):
-    """Counts compressed bytes read, for the whole-archive expansion ratio."""
+    """Counts compressed bytes read; ``tell()`` through the BufferedReader above it is what was consumed."""
 
     def __init__(self, fh: IO[bytes]) -> None:
         self.fh = fh
@@ -104,6 +105,74 @@ class _CountingReader(io.RawIOBase):
         b[:n] = data
         self.count += n
         return n
+
+    def tell(self) -> int:
+        return self.count
+
+
+class _Bomb(Exception):
+    """A tar stream expanded past ``max_total_ratio``: reading stops there (nothing later can be reached cheaply)."""
+
+
+class _ExpansionGuard:
+    """The decompressed tar stream that tarfile reads, as a forward-only file: its expansion is checked as the bytes
+    come out, and a skip is a run of 1 MiB reads.
+
+    Every byte counts, the data of members that are read and of members tarfile skips over (refused for their size,
+    or done in an earlier run) alike: a compressed stream can only be skipped by inflating it, so a member over the
+    size limit is still inflated to reach the next one, and the ratio is what stops a bomb hiding there. Measuring
+    real bytes rather than declared sizes also keeps a big incompressible first member from looking like a bomb
+    (its declared size against the little read so far once did). tarfile is opened on it in its seeking mode
+    (``r:``), whose forward seeks land here, rather than as a stream (``r|``), which skips in 10 KiB reads through
+    three layers of Python: skipping 5 GiB took twice the CPU of inflating it (benchmarks/bench_tar_skip.py).
+    """
+
+    def __init__(
+        self, stream: IO[bytes], compressed: IO[bytes], safety: Safety, errors: tuple[type[Exception], ...]
+    ) -> None:
+        self.stream = stream
+        self.compressed = compressed  # the BufferedReader over the file: tell() is the compressed bytes consumed
+        self.safety = safety
+        self.errors = errors  # what the decompressor raises on corrupt or truncated data
+        self.out = 0
+
+    def _read(self, size: int) -> bytes:
+        try:
+            return self.stream.read(size)
+        except self.errors as exc:
+            raise tarfile.ReadError(f"corrupt compressed data: {exc}") from None
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._read(size)
+        while size >= 0 and 0 < len(data) < size:  # a decompressor may return less than asked before its end
+            more = self._read(size - len(data))
+            if not more:
+                break
+            data += more
+        self.out += len(data)
+        if self.out > self.safety.bomb_min_bytes:
+            read_in = max(self.compressed.tell(), 1)
+            if self.out > self.safety.max_total_ratio * read_in:
+                raise _Bomb(
+                    f"decompression bomb: archive expands more than {self.safety.max_total_ratio:.0f}x "
+                    f"({self.out} bytes from {read_in}); stopped"
+                )
+        return data
+
+    def tell(self) -> int:
+        return self.out
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_CUR:
+            pos += self.out
+        if whence not in (os.SEEK_SET, os.SEEK_CUR) or pos < self.out:
+            raise io.UnsupportedOperation("a tar stream is read in order: it only seeks forward")
+        if self.stream is self.compressed:  # an uncompressed tar: a real seek, nothing to inflate or read
+            self.out = self.stream.seek(pos)
+        while self.out < pos:
+            if not self.read(min(CHUNK, pos - self.out)):
+                break  # past the end: the next read says so
+        return self.out
 
 
 def _read_limited(fh: IO[bytes], limit: int, what: str) -> bytes:
@@ -181,8 +250,15 @@ def _zip_mtime_ns(dt: tuple[int, int, int, int, int, int]) -> int:
     return int(time.mktime((*dt, 0, 0, -1))) * 1_000_000_000
 
 
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError, ValueError) as exc:  # its central directory
+        raise CorruptInput(f"not a readable zip archive: {exc}", source=str(path)) from None
+
+
 def _walk_zip(path: Path, safety: Safety, skip: Callable[[str], bool], spill: Path | None) -> Iterator[Entry]:
-    with zipfile.ZipFile(path) as zf:
+    with _open_zip(path) as zf:
         total_out = 0
         total_in = 0
         for info in zf.infolist():
@@ -231,45 +307,61 @@ def _walk_zip(path: Path, safety: Safety, skip: Callable[[str], bool], spill: Pa
             except Refused as exc:
                 yield Entry(rel, "refused", meta, size, reason=f"{exc} (declared {size})")
                 continue
-            except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError, EOFError) as exc:
+            except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, OSError, EOFError) as exc:
                 yield Entry(rel, "refused", meta, size, reason=f"unreadable member: {exc}")
                 continue
             yield Entry(rel, "file", meta, size, data=data, src_file=spilled, spilled=spilled is not None)
 
 
-def _open_tar_stream(path: Path, kind: str) -> tuple[tarfile.TarFile, _CountingReader, list[Any]]:
+def _open_tar_stream(path: Path, kind: str, safety: Safety) -> tuple[tarfile.TarFile, _ExpansionGuard, list[Any]]:
     raw = open(path, "rb")  # noqa: SIM115 - closed by the caller with the decompressor and tarfile
-    counter = _CountingReader(raw)
-    buffered = io.BufferedReader(counter, CHUNK)
     closers: list[Any] = [raw]
+    # what the decompressor reads (its tell() is the compressed bytes consumed) and what it raises on bad data
+    compressed: IO[bytes] = io.BufferedReader(_CountingReader(raw), CHUNK)
+    errors: tuple[type[Exception], ...] = (OSError, EOFError)
     if kind == "tgz":
-        stream: IO[bytes] = gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
+        stream: IO[bytes] = gzip.GzipFile(fileobj=compressed, mode="rb")  # type: ignore[assignment]
         closers.insert(0, stream)
+        errors = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSError
     elif kind == "tzst":
         try:
             import zstandard  # optional (the batch extra), so only when a .tar.zst is read
         except ImportError:
             raw.close()
             raise MissingDependency("reading .tar.zst needs zstandard: pip install kzlabel[batch]") from None
-        stream = zstandard.ZstdDecompressor().stream_reader(buffered)
+        stream = zstandard.ZstdDecompressor().stream_reader(compressed)
         closers.insert(0, stream)
+        errors = (OSError, EOFError, zstandard.ZstdError)
     else:
-        stream = buffered
-    tf = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - streamed by _walk_tar, closed there
-    return tf, counter, closers
+        stream = compressed = raw  # plain tar: the file itself, so a skip is a seek
+    guard = _ExpansionGuard(stream, compressed, safety, errors)
+    try:
+        # tarfile reads members in order, so it only seeks forward; typeshed wants a whole file object
+        tf = tarfile.open(fileobj=guard, mode="r:")  # type: ignore[call-overload]  # noqa: SIM115 - closed by _walk_tar
+    except (tarfile.TarError, OSError, EOFError, _Bomb) as exc:
+        for c in closers:
+            with contextlib.suppress(Exception):
+                c.close()
+        raise CorruptInput(f"not a readable tar archive: {exc}", source=str(path)) from None
+    return tf, guard, closers
 
 
 def _walk_tar(
     path: Path, kind: str, safety: Safety, skip: Callable[[str], bool], abort: list[str], spill: Path | None
 ) -> Iterator[Entry]:
-    tf, counter, closers = _open_tar_stream(path, kind)
-    total_out = 0
+    """Members in stream order. A member over the size limit (or done in an earlier run) is never read into memory,
+    a temp file or a hash: tarfile skips its data, which for a compressed stream means inflating it, under the
+    expansion guard. A bomb (in any member's data, skipped or read) stops the run there."""
+    tf, guard, closers = _open_tar_stream(path, kind, safety)
     try:
         while True:
             try:
                 ti = tf.next()
+            except _Bomb as exc:
+                abort.append(str(exc))
+                return
             except (tarfile.TarError, OSError, EOFError) as exc:
-                abort.append(f"archive unreadable after {total_out} bytes: {exc}")
+                abort.append(f"archive unreadable after {guard.out} bytes: {exc}")
                 return
             if ti is None:
                 return
@@ -299,19 +391,18 @@ def _walk_tar(
                     reason=f"{ti.size} bytes, over the {safety.max_member_bytes}-byte limit",
                 )
                 continue
-            total_out += ti.size
-            if total_out > safety.bomb_min_bytes and total_out / max(counter.count, 1) > safety.max_total_ratio:
-                yield Entry(
-                    rel, "refused", meta, ti.size, reason=f"archive expands more than {safety.max_total_ratio:.0f}x"
-                )
-                abort.append(f"decompression bomb: archive expands more than {safety.max_total_ratio:.0f}x; stopped")
-                return
             if skip(rel):
                 yield Entry(rel, "file", meta, ti.size)
                 continue
             fh = tf.extractfile(ti)
             try:
                 data, spilled = _read_member(fh, safety.max_member_bytes, ti.size, spill) if fh else (b"", None)
+            except _Bomb as exc:
+                yield Entry(
+                    rel, "refused", meta, ti.size, reason=f"archive expands more than {safety.max_total_ratio:.0f}x"
+                )
+                abort.append(str(exc))
+                return
             except (tarfile.TarError, OSError, EOFError) as exc:
                 abort.append(f"archive unreadable in {rel}: {exc}")
                 yield Entry(rel, "refused", meta, ti.size, reason=f"unreadable member: {exc}")
@@ -362,6 +453,6 @@ def count_members(src: Path, exclude: Iterable[Path]) -> int | None:
             n += len(filenames)
         return n
     if kind == "zip":
-        with zipfile.ZipFile(src) as zf:
+        with _open_zip(src) as zf:
             return sum(1 for i in zf.infolist() if not i.is_dir())
     return None
