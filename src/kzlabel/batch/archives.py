@@ -28,8 +28,8 @@ from .model import CHUNK, Entry, Meta, MiB, Refused, Safety
 
 SPILL_OVER = 64 * MiB  # archive members above this go to a temp file instead of memory / the worker pipe
 # A skipped tar member is inflated and dropped in reads of this size: small enough to stay in the CPU cache. Skipping
-# 1 GiB in a .tar.gz cost (CPU s, zeros / noise) 0.93 / 0.94 as tarfile's 10 KiB stream reads, 0.84 / 0.83 in 16 KiB
-# reads, 0.42 / 0.75 in 256 KiB and 1.31 / 1.74 in 1 MiB (same machine, runs alternated).
+# 1 GiB in a .tar.gz cost (CPU s, zeros / noise) 0.93 / 0.93 as tarfile's 10 KiB stream reads, 0.80 / 0.82 in 16 KiB
+# reads, 0.41 / 0.73 in 256 KiB and 1.31 / 1.74 in 1 MiB (same machine, runs alternated; benchmarks/README.md).
 SKIP_READ = 256 * 1024
 
 
