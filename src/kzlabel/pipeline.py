@@ -337,8 +337,8 @@ class Labeler:
                 applied.append("visible")
             except CapacityError as exc:  # e.g. a 1×1 image: no room for a legible warning
                 skipped["visible"] = exc.message
+        payload = bytes.fromhex(label.content_id)  # the watermark's; bind() below adds fields, never a new id
         if "watermark" in layers:
-            payload = bytes.fromhex(label.content_id)
             try:
                 _guard(
                     handler, inp, "embedding the watermark", handler.embed_watermark, doc, payload, opts.watermark_key
@@ -353,7 +353,7 @@ class Labeler:
             label = label.replace(**fields)
         survival = None
         if "watermark" in applied:
-            payload, key = bytes.fromhex(label.content_id), opts.watermark_key
+            key = opts.watermark_key
             survival = _guard(handler, inp, "degrading the marked content", handler.survival, doc, out, payload, key)
         token = sign_label(label, self.signer)
         if "metadata" in layers:

@@ -74,8 +74,8 @@ def handlers() -> list[Handler]:
 
 def candidates(header: bytes) -> list[Handler]:
     """The handlers that may own content starting with ``header``: one family's for decisive magic, else all."""
-    family = next((fam for magic, fam in _ONE_FAMILY if header.startswith(magic)), None)
-    return _load((family,)) if family else handlers()
+    owner = next((fam for magic, fam in _ONE_FAMILY if header.startswith(magic)), None)
+    return _load((owner,)) if owner else handlers()
 
 
 def get(format_id: str) -> Handler:
