@@ -62,3 +62,31 @@ def test_a_run_after_kill_9_sweeps_the_temp_files_the_killed_run_left(tmp_path: 
     marked = kzlabel.mark(b"An answer.\n", signer=kzlabel.Signer.load(keydir), system="S", owner="O", name="a.txt")
     assert b"kzlabel: " in marked  # the mark itself ran
     assert not left.exists() and list(tmp_path.iterdir()) == []  # the leftover swept, its own spool removed
+
+
+def test_batch_sweeps_killed_runs_leftovers_in_dst_and_leaves_other_files(tmp_path: Path, keydir: Path) -> None:
+    """A folder DST is swept with the same rule as every other folder kzlabel writes to: a dead run's temp files go,
+    a user's file that merely ends in ``.kztmp`` stays, and outputs and the report get the umask's mode, not the
+    0600 of their temp files."""
+    from kzlabel.batch import run_batch
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "a.md").write_text("# A\n\nGenerated text.\n")
+    (src / "b.bin").write_bytes(b"\x00unsupported")
+    (dst / "sub").mkdir(parents=True)
+    dead = _dead_pid()
+    stale = dst / "sub" / f".a.md.kz{dead}.q1w2e3.kztmp"
+    user = dst / ".notes.kztmp"
+    stale.write_bytes(b"half")
+    user.write_bytes(b"mine")
+    old = os.umask(0o022)
+    try:
+        summary = run_batch(src, dst, labeler_config={"owner": "O", "system": "S"}, key_dir=keydir, workers=1)
+    finally:
+        os.umask(old)
+    assert summary.counts.get("labelled") == 1, summary.text()
+    assert not stale.exists() and user.read_bytes() == b"mine"
+    assert [p.name for p in dst.rglob("*.kztmp")] == [".notes.kztmp"]
+    for out in (dst / "b.bin", Path(summary.report_path or "")):
+        assert out.is_file() and out.stat().st_mode & 0o777 == 0o644, out

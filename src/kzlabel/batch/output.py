@@ -3,14 +3,13 @@ on them, the JSONL report, and the archive assembled from the staged parts at th
 
 A member is journalled as done only after its output has been fsynced and renamed into place and its folder entry
 fsynced, so these writers never leave a half-written file under its final name; temp files a killed run leaves
-behind (``.NAME.*.kztmp``) are swept at the end. Archive assembly is deterministic (sorted member order, metadata
-from the source, fixed compression headers), which is why a resumed run produces the archive an uninterrupted run
-would have produced from the same member outputs.
+behind are swept at the end (kzlabel's one temp-name pattern, :func:`kzlabel.io.temp_beside`). Archive assembly is
+deterministic (sorted member order, metadata from the source, fixed compression headers), which is why a resumed run
+produces the archive an uninterrupted run would have produced from the same member outputs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import json
@@ -24,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..io import sidecar_path, write_atomic
+from ..io import replace_atomic, sidecar_path, sweep_stale_temps, temp_beside, write_atomic
 from .archives import inside
 from .journal import Journal
 from .model import CHUNK, DIR, REFUSED, MemberResult, Meta, Refused, safe_mode
@@ -64,7 +63,7 @@ def write_output(out: Path, data: bytes, meta: Meta, apply_meta: bool) -> None:
 def copy_output(src_file: Path, out: Path, meta: Meta, apply_meta: bool) -> tuple[str, int]:
     """Stream-copy an unsupported file (it may be big) with the same durability as write_output."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.kztmp")
+    tmp = temp_beside(out)
     h = hashlib.sha256()
     n = 0
     try:
@@ -73,14 +72,12 @@ def copy_output(src_file: Path, out: Path, meta: Meta, apply_meta: bool) -> tupl
                 h.update(chunk)
                 n += len(chunk)
                 fo.write(chunk)
-            fo.flush()
-            os.fsync(fo.fileno())
-        if apply_meta:
-            restore_meta(tmp, meta)
-        os.replace(tmp, out)
+        replace_atomic(tmp, out, None)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if apply_meta:
+        restore_meta(out, meta)
     fsync_dir(out.parent)
     return h.hexdigest(), n
 
@@ -88,10 +85,14 @@ def copy_output(src_file: Path, out: Path, meta: Meta, apply_meta: bool) -> tupl
 def write_report(path: Path, results: Iterable[MemberResult]) -> None:
     """The JSONL report, one line per member, replaced whole (a reader never sees half of it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.kztmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(r.to_dict(), ensure_ascii=False, sort_keys=False) + "\n" for r in results)
-    os.replace(tmp, path)
+    tmp = temp_beside(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:  # streamed: a report can hold millions of lines
+            fh.writelines(json.dumps(r.to_dict(), ensure_ascii=False, sort_keys=False) + "\n" for r in results)
+        replace_atomic(tmp, path, None)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def restore_dirs(dst: Path, dirs: list[tuple[str, Meta]]) -> None:
@@ -107,12 +108,10 @@ def restore_dirs(dst: Path, dirs: list[tuple[str, Meta]]) -> None:
 
 
 def remove_stale_temps(root: Path) -> None:
-    """Temp files of writes a killed run left half-done (``.NAME.*.kztmp``) are not part of the output."""
-    for dirpath, _dirs, files in os.walk(root):
-        for f in files:
-            if f.startswith(".") and f.endswith(".kztmp"):
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(dirpath, f))
+    """Temp files of writes a killed run left half-done are not part of the output: every folder of ``root`` is
+    swept of them (only kzlabel's own pattern, only those of processes that no longer run)."""
+    for dirpath, _dirs, _files in os.walk(root):
+        sweep_stale_temps(Path(dirpath))
 
 
 def _zip_date(mtime_ns: int | None) -> tuple[int, int, int, int, int, int]:
@@ -163,7 +162,7 @@ def _archive_members(rows: list[dict[str, Any]], parts: Path) -> Iterator[tuple[
 
 def assemble(dst: Path, kind: str, journal: Journal, parts: Path) -> None:
     """Build the output archive from the journal and the staged parts, then rename it into place."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.kztmp")
+    tmp = temp_beside(dst)
     rows = [r for r in journal.rows() if r["status"] == DIR or r["part"]]
     try:
         with open(tmp, "wb") as raw:
@@ -211,9 +210,7 @@ def assemble(dst: Path, kind: str, journal: Journal, parts: Path) -> None:
                             tf.addfile(ti, fi)
                 if kind in ("tgz", "tzst"):
                     stream.close()  # writes the trailer; raw stays open (closefd=False / fileobj)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, dst)
+        replace_atomic(tmp, dst, None)
         fsync_dir(dst.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
