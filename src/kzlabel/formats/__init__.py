@@ -26,15 +26,30 @@ _LOADED: set[str] = set()
 # Format modules register themselves on import; a module whose optional dependency is missing is skipped here and
 # reported by name when content of that kind shows up.
 _MODULES = ("text", "image", "audio", "video", "pdf")
-# Magic that only one family's handlers can own: such content is scored among that family alone (see the docstring).
-_ONE_FAMILY: tuple[tuple[bytes, str], ...] = (
-    (b"\xff\xd8\xff", "image"),
-    (b"\x89PNG\r\n\x1a\n", "image"),
-    (b"GIF87a", "image"),
-    (b"GIF89a", "image"),
-    (b"II*\x00", "image"),
-    (b"MM\x00*", "image"),
-    (b"%PDF-", "pdf"),
+# Magic numbers of common types: ``what`` names the content in UnsupportedFormat messages, and a ``family`` marks magic
+# that only that family's handlers can own, so such content is scored among that family alone (see candidates()).
+_MAGIC: tuple[tuple[bytes, int, str, str | None], ...] = (
+    (b"PK\x03\x04", 0, "ZIP archive (or an Office/EPUB document)", None),
+    (b"\x1f\x8b", 0, "gzip data", None),
+    (b"7z\xbc\xaf\x27\x1c", 0, "7-Zip archive", None),
+    (b"Rar!", 0, "RAR archive", None),
+    (b"\x7fELF", 0, "ELF executable", None),
+    (b"MZ", 0, "Windows executable", None),
+    (b"%PDF-", 0, "PDF document", "pdf"),
+    (b"\x89PNG\r\n\x1a\n", 0, "PNG image", "image"),
+    (b"\xff\xd8\xff", 0, "JPEG image", "image"),
+    (b"GIF87a", 0, "GIF image", "image"),
+    (b"GIF89a", 0, "GIF image", "image"),
+    (b"GIF8", 0, "GIF image", None),
+    (b"II*\x00", 0, "TIFF image", "image"),
+    (b"MM\x00*", 0, "TIFF image", "image"),
+    (b"BM", 0, "BMP image", None),
+    (b"ID3", 0, "MP3 audio", None),
+    (b"fLaC", 0, "FLAC audio", None),
+    (b"OggS", 0, "Ogg media", None),
+    (b"\x1aE\xdf\xa3", 0, "Matroska/WebM video", None),
+    (b"ftyp", 4, "ISO media (MP4/MOV/M4A/HEIF)", None),
+    (b"SQLite format 3\x00", 0, "SQLite database", None),
 )
 
 
@@ -74,7 +89,7 @@ def handlers() -> list[Handler]:
 
 def candidates(header: bytes) -> list[Handler]:
     """The handlers that may own content starting with ``header``: one family's for decisive magic, else all."""
-    owner = next((fam for magic, fam in _ONE_FAMILY if header.startswith(magic)), None)
+    owner = next((fam for magic, at, _what, fam in _MAGIC if fam and header[at : at + len(magic)] == magic), None)
     return _load((owner,)) if owner else handlers()
 
 
@@ -85,35 +100,11 @@ def get(format_id: str) -> Handler:
     raise UnsupportedFormat(f"no handler for format {format_id!r}")
 
 
-# Magic numbers of common types kzlabel may not handle, so UnsupportedFormat can name what it saw.
-_KNOWN_MAGIC: tuple[tuple[bytes, int, str], ...] = (
-    (b"PK\x03\x04", 0, "ZIP archive (or an Office/EPUB document)"),
-    (b"\x1f\x8b", 0, "gzip data"),
-    (b"7z\xbc\xaf\x27\x1c", 0, "7-Zip archive"),
-    (b"Rar!", 0, "RAR archive"),
-    (b"\x7fELF", 0, "ELF executable"),
-    (b"MZ", 0, "Windows executable"),
-    (b"%PDF-", 0, "PDF document"),
-    (b"\x89PNG\r\n\x1a\n", 0, "PNG image"),
-    (b"\xff\xd8\xff", 0, "JPEG image"),
-    (b"GIF8", 0, "GIF image"),
-    (b"II*\x00", 0, "TIFF image"),
-    (b"MM\x00*", 0, "TIFF image"),
-    (b"BM", 0, "BMP image"),
-    (b"ID3", 0, "MP3 audio"),
-    (b"fLaC", 0, "FLAC audio"),
-    (b"OggS", 0, "Ogg media"),
-    (b"\x1aE\xdf\xa3", 0, "Matroska/WebM video"),
-    (b"ftyp", 4, "ISO media (MP4/MOV/M4A/HEIF)"),
-    (b"SQLite format 3\x00", 0, "SQLite database"),
-)
-
-
 def describe_content(header: bytes) -> str:
     """A human name for unknown content, for error messages."""
     if not header:
         return "empty file"
-    for magic, offset, what in _KNOWN_MAGIC:
+    for magic, offset, what, _family in _MAGIC:
         if header[offset : offset + len(magic)] == magic:
             return what
     if header[:4] == b"RIFF":
