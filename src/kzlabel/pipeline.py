@@ -627,7 +627,7 @@ class Labeler:
             return Evidence("c2pa", Status.ABSENT, "no C2PA manifest")
         if rep.label_token:
             tokens.insert(0, ("c2pa:kz.kzlabel.label", rep.label_token))
-        data = {"codes": rep.codes, "actions": rep.actions, "digital_source_type": rep.source_type, **side_data}
+        data = {"codes": rep.codes, **rep.summary(), **side_data}
         if rep.state == "invalid":
             return Evidence(
                 "c2pa", Status.INVALID, "manifest does not validate" + where + ": " + ", ".join(rep.codes), data

@@ -381,6 +381,25 @@ class C2paReport:
     def ok(self) -> bool:
         return self.state in ("valid", "trusted")
 
+    def summary(self) -> dict[str, Any]:
+        """What a person checking the manifest reads (verify's evidence data): the actions, the digital source type,
+        the ingredients (what the content was made from) and who signed it, as the manifest states them."""
+        sig = (self.manifest or {}).get("signature_info") or {}
+        signer = {k: str(sig[k]) for k in ("common_name", "issuer", "alg", "time") if sig.get(k)}
+        ingredients = [
+            {
+                **{k: str(i[k]) for k in ("title", "format", "relationship") if i.get(k)},
+                "has_manifest": bool(i.get("active_manifest")),
+            }
+            for i in self.ingredients
+        ]
+        return {
+            "actions": self.actions,
+            "digital_source_type": self.source_type,
+            "ingredients": ingredients,
+            "signer": signer or None,
+        }
+
 
 def _read_settings(trust: TrustStore | None) -> dict[str, Any]:
     if trust is not None and trust.anchors:
