@@ -229,7 +229,7 @@ def test_mark_disabled_without_owner(signer: Signer) -> None:
 
 
 def test_mark_enabled_round_trip(signer: Signer, trust: TrustStore) -> None:
-    app = create_app(trust=trust, signer=signer, owner="Owner LLP", system="Gen")
+    app = create_app(trust=trust, signer=signer, owner="Owner LLP", system="Gen", mark_without_token=True)
     with TestClient(app) as c:
         assert c.get("/healthz").json()["mark_enabled"] is True
         r = c.post("/mark", params={"name": "x.md"}, content=MD.encode())

@@ -307,7 +307,9 @@ def test_service_pixel_limit(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_mark_of_a_spooled_upload_streams_the_output_from_a_file(signer: Signer, trust: TrustStore) -> None:
-    app = create_app(trust=trust, signer=signer, owner="Owner LLP", system="Gen", spool_threshold=1024)
+    app = create_app(
+        trust=trust, signer=signer, owner="Owner LLP", system="Gen", spool_threshold=1024, mark_without_token=True
+    )
     with TestClient(app) as c:
         r = c.post("/mark", params={"name": "pic.png"}, content=_png())
         assert r.status_code == 200, r.text

@@ -307,19 +307,33 @@ _SERVE_LIMITS = (
     "min_upload_rate",
     "keep_alive_s",
     "max_connections",
+    "mark_rate",
+    "mark_burst",
 )
 
 
 def serve(args: Args) -> int:
-    """Run the HTTP upload-verification service (POST /verify, optional POST /mark, GET /healthz)."""
+    """Run the HTTP upload-verification service (GET / page, POST /verify, optional POST /mark, GET /healthz)."""
     from . import Registry, Signer, TrustStore
 
     try:
         from .server import DEFAULT_FORMAT_MAX_BYTES, ServiceLimits, run
+        from .server.auth import check_exposure, load_token
     except ImportError:
         _fail("the service needs its extra: pip install 'kzlabel[serve]'")
     if args.mark_key is not None and not (args.owner and args.system):
         _fail("--mark-key needs --owner and --system (they go into every label the service signs)")
+    if args.mark_key is None and (args.mark_token_file or args.mark_without_token):
+        _fail("--mark-token-file and --mark-without-token only apply with --mark-key")
+    if args.mark_token_file and args.mark_without_token:
+        _fail("give --mark-token-file or --mark-without-token, not both")
+    try:  # before anything is loaded or bound: marking never faces a network without a token
+        check_exposure(args.host, args.uds, marking=args.mark_key is not None, token=args.mark_token_file is not None)
+    except ValueError as exc:
+        _fail(str(exc))
+    if args.mark_key is not None and not (args.mark_token_file or args.mark_without_token):
+        _fail("--mark-key needs --mark-token-file (the bearer token POST /mark requires), or --mark-without-token")
+    token = load_token(args.mark_token_file) if args.mark_token_file else None
     if args.registry is not None and not args.registry.exists():
         _fail(f"{args.registry}: no such registry")
     settings: dict[str, Any] = {f: getattr(args, f) for f in _SERVE_LIMITS if getattr(args, f) is not None}
@@ -338,6 +352,8 @@ def serve(args: Args) -> int:
         signer=Signer.load(args.mark_key) if args.mark_key else None,
         owner=args.owner,
         system=args.system,
+        mark_token=token,
+        mark_without_token=args.mark_without_token,
         limits=limits,
     )
     return EXIT_OK
@@ -512,6 +528,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mark-key", type=Path, help="keygen folder: enables POST /mark (off by default).")
     _env(p, "--owner", "KZLABEL_OWNER", "Owner/holder for /mark.")
     _env(p, "--system", "KZLABEL_SYSTEM", "AI system for /mark.")
+    p.add_argument(
+        "--mark-token-file", type=Path, metavar="FILE", help="Bearer token POST /mark requires (a mode-600 file)."
+    )
+    p.add_argument(
+        "--mark-without-token", action="store_true", help="Let POST /mark go without a token (loopback host only)."
+    )
     # every limit below defaults to its ServiceLimits field (docs/serve.md: "Limits"); sizes take K, M, G
     g = p.add_argument_group("size limits")
     g.add_argument("--max-upload", type=_size, metavar="SIZE", help="Largest upload, any format (413 above). [256M]")
@@ -546,6 +568,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--keep-alive", dest="keep_alive_s", type=float, metavar="S", help="Idle keep-alive. [5]")
     g.add_argument("--max-connections", type=int, metavar="N", help="Open connections (503 over). [64]")
+    g = p.add_argument_group("marking")
+    g.add_argument("--mark-rate", type=float, metavar="R", help="POST /mark requests a second per client. [1]")
+    g.add_argument("--mark-burst", type=int, metavar="N", help="POST /mark requests a client may send at once. [10]")
 
     _command(sub, version)
     return root

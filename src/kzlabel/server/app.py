@@ -25,6 +25,7 @@ from ..io import Limits, read_input, sidecar_path
 from ..keys import Signer, TrustStore
 from ..pipeline import Labeler
 from ..registry import Registry
+from .auth import MarkGate, check_exposure
 from .http import HTTPFailure, error_response, kzlabel_failure, query_flag
 from .limits import ServiceLimits, Worker
 from .openapi import OPENAPI
@@ -75,10 +76,14 @@ def create_app(
     signer: Signer | None = None,
     owner: str | None = None,
     system: str | None = None,
+    mark_token: str | None = None,
+    mark_without_token: bool = False,
     limits: ServiceLimits | None = None,
     **settings: Any,
 ) -> Starlette:
-    """Build the ASGI app; marking is enabled only when a signer, owner and system are all given.
+    """Build the ASGI app; marking is enabled only when a signer, owner and system are all given, and then needs
+    ``mark_token`` (the bearer token ``POST /mark`` requires) or ``mark_without_token=True`` (loopback only: ``run``
+    checks the host).
 
     ``limits`` (default ``ServiceLimits()``) holds every limit; ``settings`` override single fields of it
     (``create_app(max_upload=..., timeout_s=...)``)."""
@@ -91,6 +96,7 @@ def create_app(
         if mark_enabled
         else None
     )
+    gate = MarkGate.build(marking=mark_enabled, token=mark_token, without_token=mark_without_token, limits=limits)
     worker = Worker(limits.max_concurrency, limits.timeout_s, limits.express_slots)
     uploads = Uploads(limits)
 
@@ -139,12 +145,13 @@ def create_app(
         return Response(report.to_json(allow_untrusted=allow_untrusted), media_type="application/json")
 
     async def mark(request: Request) -> Response:
-        if marker is None:
+        if marker is None or gate is None:
             raise HTTPFailure(
                 403,
                 "mark_disabled",
                 "marking is disabled: the server was started without a signing key, owner and system",
             )
+        gate.admit(request)  # 429 / 401 before any of the body is read
         upload = await uploads.receive(request)
         if upload.path is None:  # small: in memory both ways
             result = await process(upload, lambda: marker.mark(upload.source, None, name=upload.name))
@@ -206,6 +213,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.mark_enabled = mark_enabled
+    app.state.mark_gate = gate
     app.state.max_upload = limits.max_upload
     app.state.limits = limits
     app.state.uploads = uploads
@@ -214,12 +222,15 @@ def create_app(
 
 def run(host: str, port: int, *, uds: Path | None = None, **create_app_kwargs: Any) -> None:
     """Serve the app with uvicorn under the limits' connection settings; logs configuration counts and limits only,
-    never key material or upload bodies."""
+    never key material, the mark token or upload bodies. Refuses (ValueError) to serve marking without a token on
+    an address other machines can reach."""
     import uvicorn
 
     from .connections import server_config  # imports uvicorn: only serving needs it
 
     app = create_app(**create_app_kwargs)
+    gate: MarkGate | None = app.state.mark_gate
+    check_exposure(host, uds, marking=gate is not None, token=gate is not None and gate.authenticated)
     trust = create_app_kwargs.get("trust")
     limits: ServiceLimits = app.state.limits
     # Config() installs uvicorn's logging setup, so our startup line goes through the same handlers.
@@ -230,7 +241,7 @@ def run(host: str, port: int, *, uds: Path | None = None, **create_app_kwargs: A
         __version__,
         uds or f"{host}:{port}",
         len(trust) if trust is not None else 0,
-        "enabled" if app.state.mark_enabled else "disabled",
+        _marking(gate, limits),
         limits.max_upload,
         limits.max_concurrency,
         limits.express_slots,
@@ -238,3 +249,10 @@ def run(host: str, port: int, *, uds: Path | None = None, **create_app_kwargs: A
         limits.max_connections,
     )
     uvicorn.Server(config).run()
+
+
+def _marking(gate: MarkGate | None, limits: ServiceLimits) -> str:
+    if gate is None:
+        return "disabled"
+    auth = "bearer token" if gate.authenticated else "WITHOUT a token (local only)"
+    return f"enabled with {auth}, {limits.mark_rate:g}/s per client, burst {limits.mark_burst}"

@@ -17,11 +17,13 @@ def _error_schema_ref() -> dict[str, Any]:
 def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Malformed request (bad Content-Length, malformed multipart, client disconnect)",
+        401: "Marking needs a valid bearer token (Authorization: Bearer <token>)",
         403: "Marking is disabled on this server",
         408: "The upload arrived too slowly (a gap over body_timeout_s, or under min_upload_rate)",
         413: "Upload larger than the server's max_upload or its format's limit, or over a content limit",
         415: "Unsupported file format",
         422: "Empty, corrupt or unprocessable upload",
+        429: "Too many marking requests from this client; retry after the Retry-After seconds",
         500: "Unexpected server error (exception type only)",
         503: "The server holds too many uploads or connections; retry after the Retry-After seconds",
         504: "Processing exceeded the server's timeout",
@@ -94,6 +96,9 @@ OPENAPI: dict[str, Any] = {
         "/mark": {
             "post": {
                 "summary": "Label one uploaded file (only when the server has a signing key)",
+                "description": "Signs with the organisation's key, so it needs the server's bearer token and is "
+                "rate-limited per client (429 with Retry-After).",
+                "security": [{"bearer": []}],
                 "parameters": [_NAME_PARAM],
                 "requestBody": _UPLOAD_BODY,
                 "responses": {
@@ -105,7 +110,7 @@ OPENAPI: dict[str, Any] = {
                         },
                         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
                     },
-                    **_errors(400, 403, 408, 413, 415, 422, 500, 503, 504),
+                    **_errors(400, 401, 403, 408, 413, 415, 422, 429, 500, 503, 504),
                 },
             }
         },
@@ -117,6 +122,7 @@ OPENAPI: dict[str, Any] = {
         },
     },
     "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
             "Error": {
                 "type": "object",
@@ -132,6 +138,49 @@ OPENAPI: dict[str, Any] = {
                 },
                 "required": ["status", "version", "mark_enabled"],
             },
+            "Label": {
+                "type": "object",
+                "description": "The signed kzlabel label found in the file (or recovered from the registry); "
+                "docs/label-format.md has every field",
+                "properties": {
+                    "owner": {"type": "string"},
+                    "system": {"type": "string"},
+                    "system_version": {"type": "string"},
+                    "created": {"type": "string", "format": "date-time"},
+                    "content_id": {"type": "string"},
+                    "source_type": {"type": "string"},
+                    "notice": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {"lang": {"type": "string"}, "text": {"type": "string"}},
+                        },
+                    },
+                    "warning": {"$ref": "#/components/schemas/Warning"},
+                },
+                "required": ["owner", "system", "created", "content_id"],
+            },
+            "Warning": {
+                "type": "object",
+                "description": "Where the perceptible warning was drawn. Boxes are [x, y, width, height] as fractions "
+                "of the displayed picture (after EXIF or rotation metadata). Images: kind 'overlay' with one box; "
+                "video: kind 'burned-in' with parts.opening (the first opening_s seconds) and/or parts.persistent "
+                "(after them), each with a box",
+                "properties": {
+                    "kind": {"type": "string"},
+                    "box": {"$ref": "#/components/schemas/Box"},
+                    "size": {"type": "array", "items": {"type": "integer"}},
+                    "opening_s": {"type": "number"},
+                    "parts": {
+                        "type": "object",
+                        "additionalProperties": {
+                            "type": "object",
+                            "properties": {"box": {"$ref": "#/components/schemas/Box"}},
+                        },
+                    },
+                },
+            },
+            "Box": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
             "Report": {
                 "type": "object",
                 "properties": {
@@ -152,7 +201,7 @@ OPENAPI: dict[str, Any] = {
                     "trust_checked": {"type": "boolean"},
                     "accepted": {"type": "boolean"},
                     "why_not_accepted": {"type": ["string", "null"]},
-                    "label": {"type": ["object", "null"]},
+                    "label": {"oneOf": [{"$ref": "#/components/schemas/Label"}, {"type": "null"}]},
                     "label_recovered_from_registry": {"type": "boolean"},
                     "evidence": {
                         "type": "array",
@@ -169,6 +218,6 @@ OPENAPI: dict[str, Any] = {
                 },
                 "required": ["source", "format", "verdict", "accepted", "evidence"],
             },
-        }
+        },
     },
 }
