@@ -25,6 +25,7 @@ from ..io import Limits, read_input, sidecar_path
 from ..keys import Signer, TrustStore
 from ..pipeline import Labeler
 from ..registry import Registry
+from . import page
 from .auth import MarkGate, check_exposure
 from .http import HTTPFailure, error_response, kzlabel_failure, query_flag
 from .limits import ServiceLimits, Worker
@@ -189,6 +190,7 @@ def create_app(
         Route("/verify", _guarded(verify), methods=["POST"]),
         Route("/mark", _guarded(mark), methods=["POST"]),
         Route("/openapi.json", _guarded(openapi), methods=["GET"]),
+        *page.routes(),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

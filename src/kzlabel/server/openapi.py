@@ -114,6 +114,18 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/": {
+            "get": {
+                "summary": "The verification page: choose a file, read the verdict (it calls POST /verify)",
+                "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}}},
+            }
+        },
+        "/docs": {
+            "get": {
+                "summary": "A readable list of these endpoints, from this document",
+                "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}}},
+            }
+        },
         "/openapi.json": {
             "get": {
                 "summary": "This document",
