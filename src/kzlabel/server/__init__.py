@@ -1,4 +1,5 @@
-"""HTTP upload-verification service: ``POST /verify`` (and optionally ``POST /mark``) over Starlette/uvicorn.
+"""HTTP upload-verification service: ``POST /verify``, a verification page at ``/`` (and optionally ``POST /mark``,
+behind a bearer token and a per-client rate limit) over Starlette/uvicorn.
 
 Uploads are hostile by default. Connections have deadlines (headers, body, keep-alive) and a cap; a body is
 size-checked while it streams and spooled to a private temp file past a small in-memory share, so memory stays
@@ -8,7 +9,8 @@ carries a traceback. Key material is never logged.
 
 Modules: ``limits`` (every limit, byte budgets, worker lanes), ``uploads`` (receiving and spooling bodies),
 ``connections`` (uvicorn settings and the header deadline; imports uvicorn), ``http`` (the error shape),
-``openapi``, ``app`` (endpoints, ``create_app``, ``run``).
+``openapi``, ``page`` (the page, ``/docs`` and the files of ``web/``), ``auth`` (the mark token, where marking may be
+served), ``ratelimit`` (per-client token buckets), ``app`` (endpoints, ``create_app``, ``run``).
 """
 
 from __future__ import annotations
