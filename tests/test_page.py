@@ -8,6 +8,7 @@ else to a pytest temp folder; never into the repository.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -332,6 +333,22 @@ def test_language_switch_changes_the_verdict_text_and_is_remembered(
     assert browser.execute_script("return document.documentElement.lang") == "ru"
 
 
+def test_a_file_dropped_on_the_page_is_checked(browser: WebDriver, service: str, samples: dict[str, Path]) -> None:
+    _open(browser, service)
+    title = browser.find_element(By.ID, "verdict-title")
+    drop = """
+    var bytes = Uint8Array.from(atob(arguments[1]), function (c) { return c.charCodeAt(0); });
+    var data = new DataTransfer();
+    data.items.add(new File([bytes], 'dropped.png', {type: 'image/png'}));
+    arguments[0].dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+    """
+    payload = base64.b64encode(samples["marked"].read_bytes()).decode()
+    browser.execute_script(drop, browser.find_element(By.ID, "drop"), payload)
+    WebDriverWait(browser, WAIT_S).until(lambda d: title.get_attribute("data-verdict"))
+    assert title.get_attribute("data-verdict") == "compliant"
+    assert "dropped.png" in _text(browser, "file-line")
+
+
 def test_unmarked_image_is_unlabelled_without_an_outline(
     browser: WebDriver, service: str, samples: dict[str, Path], trust: TrustStore
 ) -> None:
@@ -409,6 +426,16 @@ def test_keyboard_labels_focus_and_contrast(browser: WebDriver, service: str, sa
             assert _contrast(browser, browser.find_element(By.ID, element_id)) >= 4.5, (path.name, element_id)
     for selector in ("h1", ".hint", ".foot a", "label[for=file]"):
         assert _contrast(browser, browser.find_element(By.CSS_SELECTOR, selector)) >= 4.5, selector
+
+
+def test_docs_page_lists_the_api_from_its_description(browser: WebDriver, service: str) -> None:
+    browser.get(service + "/docs")
+    table = browser.find_element(By.ID, "endpoints")
+    WebDriverWait(browser, WAIT_S).until(lambda d: table.is_displayed())
+    rows = [r.text for r in table.find_elements(By.CSS_SELECTOR, "tbody th")]
+    assert "POST /verify" in rows and "POST /mark" in rows and "GET /" in rows
+    mark_row = table.find_element(By.XPATH, "//tr[th/code='POST /mark']")
+    assert "Bearer" in mark_row.text and "429" in mark_row.text
 
 
 def test_no_script_errors_or_policy_violations(browser: WebDriver, service: str) -> None:
