@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Set up a development environment from scratch: system tools the tests use as independent readers
-# (exiftool, ffprobe), as a source of real synthetic speech (espeak-ng, for the audio watermark's speech tests) and as
+# (exiftool, ffprobe), as a source of real synthetic speech (espeak-ng, for the audio watermark's speech tests), as
 # a real browser for the verification page (chromium + chromedriver, driven by selenium; fonts with Cyrillic for its
-# screenshots), then a virtualenv with kzlabel and its test extras. Safe to run again.
+# screenshots) and as a real PostgreSQL server (the registry tests start a throwaway cluster of their own with
+# initdb/pg_ctl; Debian keeps those under /usr/lib/postgresql/VERSION/bin, off PATH), then a virtualenv with kzlabel
+# and its test extras. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,13 +15,14 @@ command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+{ command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   else
-    echo "setup: please install ${need[*]} (Debian/Ubuntu package names); tests use them (readers, TTS speech, browser)" >&2
+    echo "setup: please install ${need[*]} (Debian/Ubuntu package names); tests use them (readers, TTS speech, browser, PostgreSQL)" >&2
     exit 1
   fi
 fi

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,9 @@ from hypothesis import settings
 
 from kzlabel import Signer, TrustStore
 from kzlabel.keys import generate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+import pgcluster  # noqa: E402 - fixtures/ is put on the path just above
 
 # Property tests explore fresh random cases on a developer's machine (that is how they find bugs: a byte flip in a
 # TIFF's IFD once did) and replay a fixed sequence in CI, so a merge is never failed by a case no one has seen.
@@ -45,3 +50,16 @@ def trust(keydir: Path) -> TrustStore:
 @pytest.fixture(scope="session")
 def other_trust(other_keydir: Path) -> TrustStore:
     return TrustStore.load([other_keydir])
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[pgcluster.Cluster]:
+    """A real PostgreSQL server for the session (a throwaway cluster on a Unix socket); missing binaries fail."""
+    with pgcluster.cluster() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres: pgcluster.Cluster) -> str:
+    """The URL of a new, empty database on the session's server."""
+    return postgres.new_database()

@@ -116,7 +116,7 @@ def test_existing_xmp_is_merged_and_marking_twice_does_not_duplicate(lab, tmp_pa
 def test_exiftool_strip_leaves_watermark_and_registry_recovers(signer, trust, tmp_path):
     if shutil.which("exiftool") is None:
         pytest.fail("exiftool is required (installed by scripts/setup.sh)")
-    reg = Registry(tmp_path / "r.sqlite")
+    reg = Registry.open(tmp_path / "r.sqlite")
     lab = Labeler(signer, owner="ТОО Сурет", system="ImgGen", trust=trust, registry=reg)
     result = lab.mark(encode(natural(), "JPEG", quality=90), tmp_path / "m.jpg")
     subprocess.run(["exiftool", "-q", "-all=", "-overwrite_original", str(tmp_path / "m.jpg")], check=True)

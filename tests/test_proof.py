@@ -47,7 +47,7 @@ def test_a_watermark_that_does_not_read_back_is_skipped_and_not_claimed(
     signer, png_handler, monkeypatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(png_handler, "embed_watermark", _noop)
-    registry = Registry(tmp_path / "reg.sqlite")
+    registry = Registry.open(tmp_path / "reg.sqlite")
     result = Labeler(signer, owner="O", system="S", registry=registry).mark(_png(), tmp_path / "out.png")
     assert "watermark" not in result.layers
     assert result.skipped["watermark"].startswith("not proven on the written output: absent")

@@ -117,7 +117,7 @@ def test_watermark_survives_crf28_480p_crop_and_excerpt(signer, trust, tmp_path)
     src = tmp_path / "hd.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-t", "3", "-c:v", "libx264", "-preset", "veryfast",
            "-pix_fmt", "yuv420p", str(src))
-    registry = Registry(tmp_path / "reg.sqlite")
+    registry = Registry.open(tmp_path / "reg.sqlite")
     lab = Labeler(signer, owner="O", system="S", trust=trust, registry=registry, layers=["watermark", "metadata"])
     marked = tmp_path / "m.mp4"
     result = lab.mark(src, marked)

@@ -93,7 +93,7 @@ def keygen(args: Args) -> int:
 
 def mark(args: Args) -> int:
     """Label one file with every layer its format has."""
-    from . import IPTC_COMPOSITE, IPTC_TRAINED, Labeler, Registry, Signer
+    from . import IPTC_COMPOSITE, IPTC_TRAINED, Labeler, Signer
     from .formats.base import AudioNotice, Pages, VideoWarning, choice
     from .layers import LAYERS, Style
 
@@ -116,7 +116,7 @@ def mark(args: Args) -> int:
         pages=choice("--pages", args.pages, Pages),
         video_warning=choice("--video-warning", args.video_warning, VideoWarning),
         audio_notice=choice("--audio-notice", args.audio_notice, AudioNotice),
-        registry=Registry(args.registry) if args.registry else None,
+        registry=_registry(args.registry, existing=False),
     )
     result = labeler.mark(args.src, args.output, in_place=args.in_place, password=args.password)
     if args.json:
@@ -152,19 +152,29 @@ def _unproven(asked: list[str], skipped: Mapping[Layer, str]) -> int:
 
 def verify(args: Args) -> int:
     """Check every label layer; exit 0 when compliant (and, with --trust, trusted), 1 when not."""
-    from . import Registry, TrustStore, Verdict
+    from . import TrustStore, Verdict
     from . import verify as verify_file
 
     store = TrustStore.load(args.trust) if args.trust else None
-    if args.registry is not None and not args.registry.exists():
-        _fail(f"{args.registry}: no such registry")
-    reg = Registry(args.registry) if args.registry else None
+    reg = _registry(args.registry, existing=True)
     report = verify_file(args.file, trust=store, registry=reg, password=args.password)
     _out(report.to_json(allow_untrusted=args.allow_untrusted) if args.json else str(report))
     why = report.rejection(allow_untrusted=args.allow_untrusted)
     if why is not None and report.verdict == Verdict.COMPLIANT:  # the verdict line alone would read as a pass
         _out(f"not accepted: {why} (--allow-untrusted accepts it)", err=args.json)
     return EXIT_OK if why is None else EXIT_NOT_COMPLIANT
+
+
+def _registry(location: str | None, *, existing: bool) -> Any:
+    """The registry a --registry value names (a SQLite file, postgresql://..., or an http(s):// resolver); a file
+    that should exist (verify, serve) and does not is a usage error, not a new empty registry."""
+    from .registry import Registry
+
+    if not location:
+        return None
+    if existing and "://" not in location and location != ":memory:" and not Path(location).exists():
+        _fail(f"{location}: no such registry")
+    return Registry.open(location)
 
 
 def optout(args: Args) -> int:
@@ -314,7 +324,7 @@ _SERVE_LIMITS = (
 
 def serve(args: Args) -> int:
     """Run the HTTP upload-verification service (GET / page, POST /verify, optional POST /mark, GET /healthz)."""
-    from . import Registry, Signer, TrustStore
+    from . import Signer, TrustStore
 
     try:
         from .server import DEFAULT_FORMAT_MAX_BYTES, ServiceLimits, run
@@ -334,8 +344,7 @@ def serve(args: Args) -> int:
     if args.mark_key is not None and not (args.mark_token_file or args.mark_without_token):
         _fail("--mark-key needs --mark-token-file (the bearer token POST /mark requires), or --mark-without-token")
     token = load_token(args.mark_token_file) if args.mark_token_file else None
-    if args.registry is not None and not args.registry.exists():
-        _fail(f"{args.registry}: no such registry")
+    registry = _registry(args.registry, existing=True)
     settings: dict[str, Any] = {f: getattr(args, f) for f in _SERVE_LIMITS if getattr(args, f) is not None}
     if args.format_limit:
         settings["format_max_bytes"] = {**DEFAULT_FORMAT_MAX_BYTES, **dict(args.format_limit)}
@@ -348,7 +357,7 @@ def serve(args: Args) -> int:
         args.port,
         uds=args.uds,
         trust=TrustStore.load(args.trust) if args.trust else None,
-        registry=Registry(args.registry) if args.registry else None,
+        registry=registry,
         signer=Signer.load(args.mark_key) if args.mark_key else None,
         owner=args.owner,
         system=args.system,
@@ -389,6 +398,7 @@ def version(args: Args) -> int:
 _LAYERS_HELP = "Subset of c2pa,metadata,watermark,visible."
 _LANG_HELP = "Notice languages, e.g. kk,ru,en (default)."
 _TRUST_HELP = "Trust bundle file or keygen folder (repeatable)."
+_REGISTRY_HELP = "Registry: a SQLite file or a postgresql:// URL"
 
 
 def _command(sub: Any, run: Command, name: str | None = None) -> argparse.ArgumentParser:
@@ -435,7 +445,7 @@ def _parser() -> argparse.ArgumentParser:
         "start|end|both to tone and watermark the soundtrack (e.g. top-right,start; default: audio copied).",
     )
     p.add_argument("--style", default="plate", help="Visible style: plate, outline or icon.")
-    p.add_argument("--registry", type=Path, help="SQLite registry to record the label in.")
+    p.add_argument("--registry", help=_REGISTRY_HELP + " to record the label (and its manifest) in.")
     p.add_argument("--pages", default="all", help="Paged documents: stamp all pages or the first.")
     p.add_argument(
         "--video-warning",
@@ -454,7 +464,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, help="File to check.")
     p.add_argument("--json", action="store_true", help="Print the report as JSON.")
     p.add_argument("--trust", type=Path, action="append", help=_TRUST_HELP)
-    p.add_argument("--registry", type=Path, help="SQLite registry to look watermarks up in.")
+    p.add_argument(
+        "--registry", help=_REGISTRY_HELP + ", or an http(s):// Soft Binding Resolution API, to look watermarks up in."
+    )
     _env(p, "--password", "KZLABEL_PASSWORD", "Password of an encrypted PDF.")
     p.add_argument(
         "--allow-untrusted",
@@ -524,7 +536,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="TCP port.")
     p.add_argument("--uds", type=Path, help="Listen on this Unix socket instead of host:port.")
     p.add_argument("--trust", type=Path, action="append", help=_TRUST_HELP)
-    p.add_argument("--registry", type=Path, help="SQLite registry for watermark lookups.")
+    p.add_argument(
+        "--registry", help=_REGISTRY_HELP + ": watermark lookups, and the C2PA soft binding resolution endpoints."
+    )
     p.add_argument("--mark-key", type=Path, help="keygen folder: enables POST /mark (off by default).")
     _env(p, "--owner", "KZLABEL_OWNER", "Owner/holder for /mark.")
     _env(p, "--system", "KZLABEL_SYSTEM", "AI system for /mark.")

@@ -9,6 +9,7 @@
     │   ├── SigningError          a signature or manifest could not be produced
     │   └── CapacityError         the content is too small to carry a layer
     ├── KeyFileError              a key, certificate or trust file is unusable
+    ├── RegistryError             the label registry cannot be opened, read or written
     └── MissingDependency         an optional extra is not installed
 
 Every error carries ``source`` (the file or "<bytes>") and ``format`` (the detected format id) when known, so a
@@ -26,6 +27,7 @@ __all__ = [
     "LayerError",
     "LimitExceeded",
     "MissingDependency",
+    "RegistryError",
     "SigningError",
     "UnsupportedFormat",
     "error_kind",
@@ -75,6 +77,11 @@ class CapacityError(LayerError):
 
 class KeyFileError(KzlabelError):
     """A key, certificate chain or trust bundle is missing, malformed or unfit for signing."""
+
+
+class RegistryError(KzlabelError):
+    """The label registry cannot be opened, read or written (a bad URL, an unreachable server, a read-only
+    resolver asked to record)."""
 
 
 class MissingDependency(KzlabelError):

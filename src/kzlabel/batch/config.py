@@ -63,7 +63,7 @@ def portable_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("trust"), TrustStore):
         out["trust"] = out["trust"].pem().encode("ascii")
     if isinstance(out.get("registry"), Registry):
-        out["registry"] = out["registry"].path
+        out["registry"] = out["registry"].location
     if out.get("limits") is not None:
         out["limits"] = _limits_from(out["limits"])
     for k in ("layers", "languages"):
@@ -77,7 +77,7 @@ def build_labeler(config: Mapping[str, Any], key_dir: str | os.PathLike[str] | N
 
     Keys: any ``Labeler`` keyword (owner, system, system_version, languages, source_type, training, layers, position,
     style, thumbnail, pages, video_warning, audio_notice, depicts_real_person, producer_id), plus ``watermark_key``
-    (bytes or hex), ``trust`` (path(s) or PEM bytes), ``registry`` (path of a registry SQLite file) and ``limits``
+    (bytes or hex), ``trust`` (path(s) or PEM bytes), ``registry`` (a registry path or URL) and ``limits``
     (a Limits, or a dict of its fields).
     """
     unknown = set(config) - _CONFIG_KEYS_PASSED_AS_IS - {"watermark_key", "trust", "registry", "limits"}
@@ -93,7 +93,7 @@ def build_labeler(config: Mapping[str, Any], key_dir: str | os.PathLike[str] | N
         wk = bytes.fromhex(wk)
     limits = _limits_from(config.get("limits")) or Limits()
     reg = config.get("registry")
-    registry = Registry(os.fspath(reg)) if isinstance(reg, (str, os.PathLike)) else reg
+    registry = Registry.open(os.fspath(reg)) if isinstance(reg, (str, os.PathLike)) else reg
     signer = Signer.load(key_dir) if key_dir is not None else None
     return Labeler(
         signer,

@@ -1,0 +1,161 @@
+"""The PostgreSQL registry: one database shared by every instance of a service (``postgresql://...`` URLs).
+
+psycopg 3 over a small connection pool (psycopg_pool), so the threads of one process (the service's worker lanes)
+do not queue behind one connection. Tables carry a ``kzlabel_`` prefix so the registry can live in a database that
+holds other things. The schema is created and migrated on first use, under a transaction-scoped advisory lock, so
+several instances starting at once against a fresh database migrate it exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..errors import MissingDependency, RegistryError
+from .base import SCHEMA_VERSION, Entry, Registry, redact
+
+__all__ = ["PostgresRegistry"]
+
+_LOCK_ID = 0x6B7A6C6162656C  # "kzlabel": the advisory lock migrations take
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS kzlabel_labels (
+            content_id text PRIMARY KEY,
+            token      text NOT NULL,
+            format     text NOT NULL,
+            created    timestamptz NOT NULL DEFAULT now()
+        )""",
+    ),
+    (
+        "ALTER TABLE kzlabel_labels ADD COLUMN IF NOT EXISTS manifest_id text",
+        "ALTER TABLE kzlabel_labels ADD COLUMN IF NOT EXISTS manifest bytea",
+        "CREATE UNIQUE INDEX IF NOT EXISTS kzlabel_labels_manifest_id ON kzlabel_labels (manifest_id)",
+    ),
+)
+assert len(_MIGRATIONS) == SCHEMA_VERSION
+
+_UPSERT = """
+INSERT INTO kzlabel_labels (content_id, token, format, manifest_id, manifest) VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (content_id) DO UPDATE SET token = excluded.token, format = excluded.format,
+    manifest_id = excluded.manifest_id, manifest = excluded.manifest, created = now()
+"""
+
+
+def _psycopg() -> tuple[Any, Any]:
+    """psycopg and psycopg_pool, imported when a PostgreSQL registry is opened (the SQLite default needs neither)."""
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError:
+        raise MissingDependency("a postgresql:// registry needs psycopg: pip install 'kzlabel[postgres]'") from None
+    return psycopg, psycopg_pool
+
+
+class PostgresRegistry(Registry, schemes=("postgresql", "postgres")):
+    """Labels in a PostgreSQL database. ``pool_size``: connections this process may hold at most (the service's
+    worker lanes plus the soft-binding endpoints); ``connect_timeout``: seconds to wait for the server."""
+
+    def __init__(self, location: str | os.PathLike[str], *, pool_size: int = 4, connect_timeout: float = 10.0) -> None:
+        super().__init__(location)
+        psycopg, psycopg_pool = _psycopg()
+        self._errors: tuple[type[BaseException], ...] = (psycopg.Error,)
+        self._closed = threading.Event()
+        shown = redact(self.location)
+        try:
+            self._pool = psycopg_pool.ConnectionPool(
+                self.location,
+                min_size=1,
+                max_size=max(1, pool_size),
+                kwargs={"autocommit": True},
+                timeout=connect_timeout,
+                open=False,
+                name="kzlabel-registry",
+            )
+        except psycopg.ProgrammingError as exc:  # a malformed URL
+            raise RegistryError(f"bad registry URL: {exc}", source=shown) from None
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout)
+            self._migrate()
+        except psycopg.Error as exc:
+            self._pool.close()
+            raise RegistryError(f"cannot open registry: {_first_line(exc)}", source=shown) from None
+        except BaseException:
+            self._pool.close()
+            raise
+
+    @contextmanager
+    def _conn(self, what: str) -> Iterator[Any]:
+        """A pooled connection; psycopg's errors become RegistryError naming the (password-less) URL."""
+        if self._closed.is_set():
+            raise RegistryError("the registry is closed", source=redact(self.location))
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except self._errors as exc:
+            raise RegistryError(
+                f"cannot {what} the registry: {_first_line(exc)}", source=redact(self.location)
+            ) from None
+
+    def _migrate(self) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            conn.execute("CREATE TABLE IF NOT EXISTS kzlabel_schema (version integer NOT NULL)")
+            row = conn.execute("SELECT version FROM kzlabel_schema").fetchone()
+            version = row[0] if row else 0
+            if row is None:
+                conn.execute("INSERT INTO kzlabel_schema (version) VALUES (0)")
+            if version > SCHEMA_VERSION:
+                raise RegistryError(
+                    f"the registry's schema is version {version}, newer than this kzlabel knows ({SCHEMA_VERSION})",
+                    source=redact(self.location),
+                )
+            for step in _MIGRATIONS[version:]:
+                for statement in step:
+                    conn.execute(statement)
+            conn.execute("UPDATE kzlabel_schema SET version = %s", (SCHEMA_VERSION,))
+
+    def schema_version(self) -> int:
+        with self._conn("read") as conn:
+            return int(conn.execute("SELECT version FROM kzlabel_schema").fetchone()[0])
+
+    def record(
+        self,
+        content_id: str,
+        token: str,
+        format: str,
+        manifest: bytes | None = None,
+        manifest_id: str | None = None,
+    ) -> None:
+        with self._conn("write to") as conn:
+            conn.execute(_UPSERT, (content_id, token, format, manifest_id, manifest))
+
+    def entry(self, content_id: str) -> Entry | None:
+        with self._conn("read") as conn:
+            row = conn.execute(
+                "SELECT token, format, manifest_id, manifest FROM kzlabel_labels WHERE content_id = %s", (content_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        return Entry(content_id, row[0], row[1], row[2], bytes(row[3]) if row[3] is not None else None)
+
+    def manifest(self, manifest_id: str) -> bytes | None:
+        with self._conn("read") as conn:
+            row = conn.execute("SELECT manifest FROM kzlabel_labels WHERE manifest_id = %s", (manifest_id,)).fetchone()
+        return bytes(row[0]) if row is not None and row[0] is not None else None
+
+    def __len__(self) -> int:
+        with self._conn("read") as conn:
+            return int(conn.execute("SELECT count(*) FROM kzlabel_labels").fetchone()[0])
+
+    def close(self) -> None:
+        if not self._closed.is_set():
+            self._closed.set()
+            self._pool.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
