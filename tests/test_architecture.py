@@ -32,6 +32,7 @@ FLOORS: dict[str, int] = {
     "kzlabel.report": 2,
     "kzlabel.containers": 3,
     "kzlabel.formats": 3,
+    "kzlabel.recovery": 3,
     "kzlabel.pipeline": 4,
     "kzlabel.rights.actions": 5,
     "kzlabel.batch": 5,

@@ -345,6 +345,8 @@ def serve(args: Args) -> int:
         _fail("--mark-key needs --mark-token-file (the bearer token POST /mark requires), or --mark-without-token")
     token = load_token(args.mark_token_file) if args.mark_token_file else None
     registry = _registry(args.registry, existing=True)
+    if args.mark_key is not None and registry is not None and not registry.writable:
+        _fail("--mark-key records every label in the registry: give a SQLite file or a postgresql:// URL")
     settings: dict[str, Any] = {f: getattr(args, f) for f in _SERVE_LIMITS if getattr(args, f) is not None}
     if args.format_limit:
         settings["format_max_bytes"] = {**DEFAULT_FORMAT_MAX_BYTES, **dict(args.format_limit)}

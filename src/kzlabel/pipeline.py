@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from . import formats
-from .errors import CapacityError, KzlabelError, LimitExceeded, SigningError
+from .errors import CapacityError, KzlabelError, LimitExceeded, RegistryError, SigningError
 from .formats.base import AudioNotice, Findings, Handler, MarkOptions, Pages, Survival, VideoWarning
 from .io import (
     SIDECAR_MAX,
@@ -44,19 +44,18 @@ from .label import (
     Training,
     contradicting_fields,
     default_notices,
-    label_from_token_unverified,
     sign_label,
     verify_token,
 )
 from .layers import LAYERS, Layer, Style, parse_layers
 from .layers import c2pa as c2pa_layer
+from .recovery import record_mark, recover, soft_binding
 from .registry import Registry
 from .report import SIGNED_OK, Evidence, Report, Status
 
 __all__ = ["Labeler", "MarkResult", "is_sidecar_companion", "needs_sidecar"]
 
 T = TypeVar("T")
-WATERMARK_ALG = "kz.kzlabel.wm.1"
 
 
 def needs_sidecar(src: Path | bytes, name: str | None = None) -> bool:
@@ -123,6 +122,7 @@ class _Pass:
     soft_binding: bool = False  # the manifest claims the watermark (c2pa.watermarked + soft binding)
     existing: tuple[bool, bool] | None = None  # c2pa_layer.existing_manifest of the input, when it was asked
     survival: Survival | None = None  # the watermark after the format's standard degradation (dropped if unproven)
+    store: bytes | None = None  # the C2PA manifest store signed (embedded or the sidecar), for the registry
 
 
 def _warning_evidence(layer: str, seen: bool | None, why_absent: str) -> Evidence:
@@ -245,6 +245,8 @@ class Labeler:
         """Label one file. The original is never touched unless ``in_place=True`` (then replaced atomically)."""
         if self.signer is None:
             raise SigningError("marking needs a signer: Signer.load(KEY_DIR) (create one with `kzlabel keygen DIR`)")
+        if self.registry is not None and not self.registry.writable:
+            raise RegistryError(f"{self.registry!r} is a read-only resolver: mark records in a registry of your own")
         if in_place:
             if not isinstance(src, (str, os.PathLike)) or dst is not None:
                 raise KzlabelError("in_place=True needs a path as src and no dst")
@@ -271,8 +273,6 @@ class Labeler:
                 done = self._mark_pass(handler, inp, label.replace(content_id=earlier), spool)
                 self._prove(handler, inp, done, spool)
             label, token, applied, skipped = done.label, done.token, done.applied, done.skipped
-            if self.registry is not None and "watermark" in applied:
-                self.registry.record(label.content_id, token, handler.id)
             if done.sidecar is not None:
                 if isinstance(dst, (str, os.PathLike)):
                     write_atomic(sidecar_path(dst), done.sidecar)
@@ -283,6 +283,8 @@ class Labeler:
                         "; a sidecar manifest was made (MarkResult.c2pa_sidecar) but there is no path to write it"
                         " beside"
                     )
+            if self.registry is not None and "watermark" in applied:
+                record_mark(self.registry, label, token, handler.id, done.store if "c2pa" in applied else None)
             held: bytes | None = None
             where: str | None = None
             if isinstance(dst, (str, os.PathLike)):  # the spooled output lies beside dst: renamed onto it
@@ -359,7 +361,7 @@ class Labeler:
         if "metadata" in layers:
             _guard(handler, inp, "writing metadata", handler.write_metadata, out, label, token)
             applied.append("metadata")
-        sidecar = None
+        sidecar = store = None
         size = out.stat().st_size
         if "c2pa" in layers and size > self.limits.max_c2pa_bytes:
             skipped["c2pa"] = _c2pa_too_big(size, self.limits)
@@ -367,13 +369,15 @@ class Labeler:
         unsigned = None
         if "c2pa" in layers:
             soft = "watermark" in applied
-            signed, sidecar = self._sign(
-                handler, inp, label, token, out, spool, embed=embed, soft_binding=soft, existing=existing
+            signed, store = self._sign(
+                handler, inp, label, token, out, spool, embed=embed, claim_watermark=soft, existing=existing
             )
             if signed is not None:
                 unsigned, out = out, signed
                 applied.append("c2pa")
-            return _Pass(out, label, token, applied, skipped, sidecar, unsigned, soft, existing, survival)
+            else:
+                sidecar = store
+            return _Pass(out, label, token, applied, skipped, sidecar, unsigned, soft, existing, survival, store)
         return _Pass(out, label, token, applied, skipped, sidecar, survival=survival)
 
     def _sign(
@@ -386,14 +390,14 @@ class Labeler:
         spool: Spool,
         *,
         embed: bool,
-        soft_binding: bool,
+        claim_watermark: bool,
         existing: tuple[bool, bool] | None,
-    ) -> tuple[Path | None, bytes | None]:
-        """Sign the C2PA manifest over ``content``: (the signed file, None) when embedded, (None, the sidecar
-        manifest) when the type takes none. ``soft_binding``: the manifest claims the watermark."""
+    ) -> tuple[Path | None, bytes]:
+        """Sign the C2PA manifest over ``content``: (the signed file, its manifest store) when embedded, (None, the
+        sidecar manifest store) when the type takes none. ``claim_watermark``: the manifest claims it (soft binding)."""
         assert self.signer is not None
         signer = self.signer
-        soft = {"alg": WATERMARK_ALG, "value": label.content_id} if soft_binding else None
+        soft = soft_binding(label.content_id) if claim_watermark else None
         training = None if label.training == Training.UNSPECIFIED else label.training.value
         signed = spool.new() if embed else None
 
@@ -415,8 +419,7 @@ class Labeler:
                     existing=existing,
                 )
 
-        manifest = _guard(handler, inp, "signing the C2PA manifest", sign)
-        return (signed, None) if signed is not None else (None, manifest)
+        return signed, _guard(handler, inp, "signing the C2PA manifest", sign)
 
     def _prove(self, handler: Handler[Any], inp: Input, done: _Pass, spool: Spool) -> None:
         """Proof before claim: read the written output back with verify's own code and keep as applied only the
@@ -427,7 +430,7 @@ class Labeler:
             embedded = done.sidecar is None
             content = done.unsigned if embedded else done.output
             assert content is not None
-            signed, sidecar = self._sign(
+            signed, store = self._sign(
                 handler,
                 inp,
                 done.label,
@@ -435,13 +438,13 @@ class Labeler:
                 content,
                 spool,
                 embed=embedded,
-                soft_binding=False,
+                claim_watermark=False,
                 existing=done.existing,
             )
             if signed is not None:
                 spool.drop(done.output)
                 done.output = signed
-            done.sidecar, done.soft_binding = sidecar, False
+            done.sidecar, done.store, done.soft_binding = (None if embedded else store), store, False
             unproven = {**self._unproven(handler, inp, done), "watermark": unproven["watermark"]}
         for layer, why in unproven.items():
             if layer in done.applied:
@@ -585,12 +588,11 @@ class Labeler:
         elif label is not None:
             data["matches_label"] = True
         if label is None and self.registry is not None:
-            stored = self.registry.lookup(cid)
-            if stored:
-                check = verify_token(stored, self.trust)
-                label = check.label if check.ok else label_from_token_unverified(stored)
-                recovered = label is not None
-                detail += f"; registry: label of {label.owner if label else '?'} ({check.status})"
+            found = recover(self.registry, cid, self.trust)
+            if found is not None:
+                label, recovered = found.label, found.label is not None
+                detail += "; " + found.detail
+                data["registry"] = found.data
         return Evidence(layer, Status.FOUND, detail, data), label, recovered
 
     def _c2pa_evidence(

@@ -37,6 +37,8 @@ __all__ = [
     "C2paReport",
     "available",
     "HARD_BINDING_MISMATCH",
+    "STORE_MIME",
+    "active_manifest_only",
     "edit_source_type",
     "existing_manifest",
     "only_binding_broken",
@@ -54,6 +56,7 @@ TRAINING_ASSERTION = "cawg.training-mining"
 TRAINING_VALUES = ("allowed", "notAllowed", "constrained")
 TRAINING_KEYS = ("cawg.ai_generative_training", "cawg.ai_training", "cawg.ai_inference", "cawg.data_mining")
 _PARENT_ID = "kzlabel-parent"
+STORE_MIME = "application/c2pa"  # a bare manifest store (a sidecar, a registry's copy): readable without its asset
 
 # content: bytes, or a seekable binary file (a long file is signed and read from disk, never copied into memory here;
 # the C2PA library itself still buffers the asset, see docs/audio.md)
@@ -376,6 +379,7 @@ class C2paReport:
     training: dict | None = None
     detail: str = ""
     ingredients: list[dict] = field(default_factory=list)
+    manifest_id: str | None = None  # the active manifest's label (a URN): its id in a Soft Binding Resolution API
 
     @property
     def ok(self) -> bool:
@@ -495,7 +499,7 @@ def read(data: Content, mime: str, trust: TrustStore | None = None, *, sidecar: 
     else:  # unknown / older library: derive from codes
         hard = [c for c in failures if c not in ("signingCredential.untrusted", "signingCredential.ocsp.skipped")]
         st = "invalid" if hard or manifest is None else ("trusted" if "signingCredential.trusted" in codes else "valid")
-    report = C2paReport(present=True, state=st, codes=codes, manifest=manifest)
+    report = C2paReport(present=True, state=st, codes=codes, manifest=manifest, manifest_id=active_label)
     if manifest is None:
         report.state = "invalid"
         report.detail = "no active manifest"
@@ -505,3 +509,38 @@ def read(data: Content, mime: str, trust: TrustStore | None = None, *, sidecar: 
         bad = [c for c in failures if c != "signingCredential.untrusted"]
         report.detail = ", ".join(bad or failures)
     return report
+
+
+# --- manifest stores -------------------------------------------------------------------------------------------------
+def _boxes(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, whole box) of each ISO BMFF-style box in ``data`` (JUMBF uses the same box header)."""
+    out: list[tuple[bytes, bytes]] = []
+    at = 0
+    while at + 8 <= len(data):
+        size, kind = int.from_bytes(data[at : at + 4], "big"), data[at + 4 : at + 8]
+        head = 8
+        if size == 1 and at + 16 <= len(data):
+            size, head = int.from_bytes(data[at + 8 : at + 16], "big"), 16
+        elif size == 0:
+            size = len(data) - at
+        if size < head or at + size > len(data):
+            raise ValueError("truncated JUMBF box")
+        out.append((kind, data[at : at + size]))
+        at += size
+    if at != len(data):
+        raise ValueError("trailing bytes after the JUMBF boxes")
+    return out
+
+
+def active_manifest_only(store: bytes) -> bytes:
+    """The manifest store reduced to its active (last) manifest: what the Soft Binding Resolution API returns for
+    ``returnActiveManifest=true``. The store is a ``jumb`` superbox holding a ``jumd`` description and one ``jumb``
+    per manifest, the active one last (C2PA 2.x, "Manifest Store"). Raises ValueError for anything else."""
+    top = _boxes(store)
+    if len(top) != 1 or top[0][0] != b"jumb":
+        raise ValueError("not a C2PA manifest store")
+    inner = _boxes(top[0][1][8:])
+    if len(inner) < 2 or inner[0][0] != b"jumd" or any(kind != b"jumb" for kind, _ in inner[1:]):
+        raise ValueError("not a C2PA manifest store")
+    body = inner[0][1] + inner[-1][1]
+    return (len(body) + 8).to_bytes(4, "big") + b"jumb" + body

@@ -30,6 +30,7 @@ from .auth import MarkGate, check_exposure
 from .http import HTTPFailure, error_response, kzlabel_failure, query_flag
 from .limits import ServiceLimits, Worker
 from .openapi import OPENAPI
+from .softbinding import softbinding_routes
 from .uploads import Upload, Uploads, scrub
 
 __all__ = ["create_app", "run"]
@@ -191,6 +192,7 @@ def create_app(
         Route("/mark", _guarded(mark), methods=["POST"]),
         Route("/openapi.json", _guarded(openapi), methods=["GET"]),
         *page.routes(),
+        *softbinding_routes(registry=registry, verifier=verifier, uploads=uploads, process=process, guard=_guarded),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

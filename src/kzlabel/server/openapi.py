@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._version import __version__
+from .softbinding import OPENAPI_PATHS, OPENAPI_SCHEMAS
 from .uploads import MULTIPART
 
 __all__ = ["OPENAPI"]
@@ -132,10 +133,12 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": {"description": "OpenAPI 3.1 document", "content": {"application/json": {}}}},
             }
         },
+        **OPENAPI_PATHS,  # the C2PA Soft Binding Resolution API
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
+            **OPENAPI_SCHEMAS,
             "Error": {
                 "type": "object",
                 "properties": {"error": {"type": "string"}, "reason": {"type": "string"}},
