@@ -287,15 +287,22 @@ def batch(args: Args) -> int:
     }
     if args.layers:
         config["layers"] = _split(args.layers)
-    summary = batch_mod.run_batch(
-        args.src,
-        args.output,
-        labeler_config=config,
-        key_dir=args.key,
-        workers=args.workers,
-        journal=args.journal,
-        progress=args.progress,
-    )
+    if args.registry:
+        config["registry"] = args.registry  # each worker opens it: a postgresql:// URL on a cluster
+    if args.dask:
+        from .distributed import run_dask
+
+        summary = run_dask(args.src, args.output, config, args.key, scheduler=args.dask, journal=args.journal)
+    else:
+        summary = batch_mod.run_batch(
+            args.src,
+            args.output,
+            labeler_config=config,
+            key_dir=args.key,
+            workers=args.workers,
+            journal=args.journal,
+            progress=args.progress,
+        )
     _out(summary.text())
     return EXIT_OK if summary.ok else EXIT_NOT_COMPLIANT
 
@@ -521,6 +528,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--training", default="unspecified", choices=("allowed", "not-allowed", "unspecified"))
     p.add_argument("--layers", action="append", help=_LAYERS_HELP)
     p.add_argument("--workers", type=int, help="Processes (default: all cores).")
+    p.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="Run on a Dask cluster (tcp://HOST:PORT; SRC, DST and --key at the same paths on every worker) or a local "
+        "Dask scheduler (processes, threads, sync). SRC must be a folder.",
+    )
+    p.add_argument("--registry", help=_REGISTRY_HELP + " to record every label in.")
     p.add_argument("--journal", type=Path, help="Resume journal (default: DST.journal.sqlite).")
     p.add_argument("--verify", action="store_true", help="Verify every member instead of labelling.")
     p.add_argument("--training-check", action="store_true", help="List members that may not be used for AI training.")
