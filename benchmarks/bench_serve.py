@@ -5,6 +5,10 @@
 
 ``--burst --html --uploads 4`` is the slow-HTML case instead: big flat HTML files just under the text limit.
 
+``--bybinding [--quick]`` measures the C2PA Soft Binding Resolution API instead: ``GET /matches/byBinding`` lookups
+per second against a PostgreSQL registry (a throwaway cluster started here, as the tests do, filled with real manifest
+stores), from keep-alive connections on loopback; every answer is checked to name the manifest recorded for that id.
+
 ``--burst`` is the hostile-load case of issue 21: 16 concurrent 200 MB uploads against the service with its default
 settings (a mix of what a hostile client sends: big supported files -- noise WAVs, which verify streams from the
 spooled file -- unsupported junk, and junk behind a PNG signature that the image size limit refuses), while a small
@@ -21,8 +25,11 @@ so a fast-but-wrong server cannot look good.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
+import json
 import os
+import random
 import resource
 import socket
 import statistics
@@ -34,6 +41,7 @@ import time
 import wave
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx2 as httpx
 import numpy as np
@@ -251,6 +259,110 @@ def burst(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+BYBINDING_SERVER = """
+import sys
+from kzlabel.registry import Registry
+from kzlabel.server import run
+run("127.0.0.1", int(sys.argv[1]), registry=Registry.open(sys.argv[2]))
+"""
+BYBINDING_TARGET = 2000  # lookups/s (issue 18)
+
+
+async def _lookups(ports: list[int], queries: list[tuple[str, str]], connections: int) -> list[tuple[float, bool]]:
+    """Send each (path, expected manifest id) as a GET on one of ``connections`` keep-alive connections (spread over
+    the service instances on ``ports``); return (latency, correct) per request. Raw HTTP/1.1 so the client costs
+    little of the two cores."""
+    todo = list(enumerate(queries))
+    results: list[tuple[float, bool]] = [(0.0, False)] * len(queries)
+
+    async def conn(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while todo:
+                i, (path, want) = todo.pop()
+                t0 = time.perf_counter()
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                body = json.loads(await reader.readexactly(length))
+                ok = head.startswith(b"HTTP/1.1 200") and [m["manifestId"] for m in body["matches"]] == [want]
+                results[i] = (time.perf_counter() - t0, ok)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(conn(ports[i % len(ports)]) for i in range(connections)))
+    return results
+
+
+def bybinding(args: argparse.Namespace) -> None:
+    """byBinding lookups/s against a PostgreSQL registry (see the docstring)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+    import pgcluster
+
+    from kzlabel import Labeler
+    from kzlabel.layers import c2pa as c2pa_layer
+    from kzlabel.registry import SOFT_BINDING_ALG, Registry, binding_value
+
+    entries, n_requests = (2_000, 6_000) if args.quick else (20_000, 40_000)
+    with tempfile.TemporaryDirectory() as tmp_name, pgcluster.cluster() as pg:
+        tmp = Path(tmp_name)
+        generate(tmp / "keys")
+        url = pg.new_database()
+        reg = Registry.open(url)
+        lab = Labeler(Signer.load(tmp / "keys"), owner="O", system="S", registry=reg)
+        marked = lab.mark(png(1, 640, 480), name="p.png")
+        store = reg.entry(marked.label.content_id).manifest  # a real manifest store, ~3 KB, in every row
+        assert store is not None and c2pa_layer.read(store, c2pa_layer.STORE_MIME).manifest_id
+        rng = random.Random(7)
+        ids = [rng.randbytes(8).hex() for _ in range(entries)]
+        for cid in ids:
+            reg.record(cid, marked.token, "png", store, f"urn:c2pa:{cid}")
+        reg.close()
+        queries = []
+        for _ in range(n_requests):
+            cid = rng.choice(ids)
+            query = urlencode({"alg": SOFT_BINDING_ALG, "value": binding_value(cid)})
+            queries.append((f"/matches/byBinding?{query}", f"urn:c2pa:{cid}"))
+        ports = [free_port() for _ in range(args.instances)]
+        procs = []
+        for port in ports:  # service instances sharing the one PostgreSQL registry
+            log_path = tmp / f"server-{port}.log"
+            with open(log_path, "wb") as log:
+                procs.append(
+                    subprocess.Popen([sys.executable, "-c", BYBINDING_SERVER, str(port), url], stdout=log, stderr=log)
+                )
+        try:
+            for port, proc in zip(ports, procs, strict=True):
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+                    wait_up(client, proc, tmp / f"server-{port}.log")
+            asyncio.run(_lookups(ports, queries[:500], args.concurrency))  # warm-up: connections, prepared plans
+            load = os.getloadavg()[0]  # the machine is shared: say how busy it was
+            t0 = time.perf_counter()
+            results = asyncio.run(_lookups(ports, queries, args.concurrency))
+            wall = time.perf_counter() - t0
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(timeout=30)
+    good = sum(ok for _, ok in results)
+    lat = [dt * 1000 for dt, _ in results]
+    rate = n_requests / wall
+    print(
+        f"kzlabel {kzlabel.__version__} byBinding benchmark  (cpus: {os.cpu_count()}, python {sys.version.split()[0]})"
+    )
+    print(
+        f"PostgreSQL registry: {entries} entries (real ~{len(store) / 1024:.1f} KiB manifest stores); "
+        f"{n_requests} GET /matches/byBinding over {args.concurrency} keep-alive connections to {args.instances} "
+        f"service instance(s); load average before the run {load:.1f}"
+    )
+    print(f"correct (200, the recorded manifestId): {good}/{n_requests}")
+    ok = "ok" if rate >= BYBINDING_TARGET else "MISSED"
+    print(f"throughput: {rate:.0f} lookups/s  (wall {wall:.2f} s)    target >= {BYBINDING_TARGET}/s  {ok}")
+    print(f"latency ms: p50 {percentile(lat, 50):.2f}  p99 {percentile(lat, 99):.2f}  max {max(lat):.2f}")
+    if good != n_requests or ok == "MISSED":
+        raise SystemExit(1)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     idx = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -267,9 +379,14 @@ def main() -> None:
     ap.add_argument("--uploads", type=int, default=16, help="--burst: concurrent big uploads")
     ap.add_argument("--mib", type=int, default=200, help="--burst: size of each big upload")
     ap.add_argument("--html", action="store_true", help="--burst with 16 MiB flat HTML uploads instead")
+    ap.add_argument("--bybinding", action="store_true", help="byBinding lookups/s against PostgreSQL instead")
+    ap.add_argument("--instances", type=int, default=1, help="--bybinding: service processes sharing the registry")
     args = ap.parse_args()
     if args.burst:
         burst(args)
+        return
+    if args.bybinding:
+        bybinding(args)
         return
     n_requests = 48 if args.quick else args.requests
     n_files = 4 if args.quick else 12

@@ -180,3 +180,22 @@ def test_a_closed_registry_says_so(pg_url: str) -> None:
     reg.close()  # twice is fine
     with pytest.raises(RegistryError, match="closed"):
         reg.lookup("00" * 8)
+
+
+def test_a_select_only_role_can_resolve_but_not_record(pg_url: str, signer) -> None:
+    import psycopg
+
+    label = Label.create(owner="O", system="S")
+    with Registry.open(pg_url) as owner:  # the first open migrates, as the owner
+        owner.record(label.content_id, sign_label(label, signer), "png", b"store", "urn:c2pa:r")
+    database = pg_url.split("/")[3].split("?")[0]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS kz_reader")
+        conn.execute("CREATE ROLE kz_reader LOGIN")
+        conn.execute("GRANT SELECT ON kzlabel_labels, kzlabel_schema TO kz_reader")
+    reader_url = pg_url.replace("postgresql://postgres@", "postgresql://kz_reader@")
+    assert database in reader_url
+    with Registry.open(reader_url) as reader:  # opening at the current version only reads
+        assert reader.manifest_id(label.content_id) == "urn:c2pa:r" and reader.manifest("urn:c2pa:r") == b"store"
+        with pytest.raises(RegistryError, match="permission denied"):
+            reader.record("11" * 8, "t", "png")

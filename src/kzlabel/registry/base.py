@@ -151,6 +151,12 @@ class Registry(ABC):
     def __bool__(self) -> bool:
         return True  # an empty registry is still a registry (``if registry:`` must not count its rows)
 
+    def manifest_id(self, content_id: str) -> str | None:
+        """The id of the manifest store recorded for ``content_id`` (what a byBinding match names), or None; SQL
+        backends read that one column, not the whole entry."""
+        found = self.entry(content_id)
+        return found.manifest_id if found is not None else None
+
     def lookup(self, content_id: str) -> str | None:
         """The signed label recorded for ``content_id``, or None."""
         found = self.entry(content_id)

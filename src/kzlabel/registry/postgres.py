@@ -100,22 +100,34 @@ class PostgresRegistry(Registry, schemes=("postgresql", "postgres")):
             ) from None
 
     def _migrate(self) -> None:
+        """Bring the database to SCHEMA_VERSION. At the current version this only reads (a role with SELECT alone
+        can open the registry); otherwise the steps run in one transaction under the advisory lock, after reading
+        the version again (another instance may have migrated it while this one waited)."""
         with self._pool.connection() as conn, conn.transaction():
+            if self._version(conn) == SCHEMA_VERSION:
+                return
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             conn.execute("CREATE TABLE IF NOT EXISTS kzlabel_schema (version integer NOT NULL)")
-            row = conn.execute("SELECT version FROM kzlabel_schema").fetchone()
-            version = row[0] if row else 0
-            if row is None:
+            version = self._version(conn)
+            if conn.execute("SELECT count(*) FROM kzlabel_schema").fetchone()[0] == 0:
                 conn.execute("INSERT INTO kzlabel_schema (version) VALUES (0)")
-            if version > SCHEMA_VERSION:
-                raise RegistryError(
-                    f"the registry's schema is version {version}, newer than this kzlabel knows ({SCHEMA_VERSION})",
-                    source=redact(self.location),
-                )
             for step in _MIGRATIONS[version:]:
                 for statement in step:
                     conn.execute(statement)
             conn.execute("UPDATE kzlabel_schema SET version = %s", (SCHEMA_VERSION,))
+
+    def _version(self, conn: Any) -> int:
+        """The schema version reached (0: no kzlabel tables yet); a newer one than this kzlabel knows is refused."""
+        if conn.execute("SELECT to_regclass('kzlabel_schema')").fetchone()[0] is None:
+            return 0
+        row = conn.execute("SELECT version FROM kzlabel_schema").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise RegistryError(
+                f"the registry's schema is version {version}, newer than this kzlabel knows ({SCHEMA_VERSION})",
+                source=redact(self.location),
+            )
+        return version
 
     def schema_version(self) -> int:
         with self._conn("read") as conn:
@@ -140,6 +152,11 @@ class PostgresRegistry(Registry, schemes=("postgresql", "postgres")):
         if row is None:
             return None
         return Entry(content_id, row[0], row[1], row[2], bytes(row[3]) if row[3] is not None else None)
+
+    def manifest_id(self, content_id: str) -> str | None:
+        with self._conn("read") as conn:
+            row = conn.execute("SELECT manifest_id FROM kzlabel_labels WHERE content_id = %s", (content_id,)).fetchone()
+        return row[0] if row is not None else None
 
     def manifest(self, manifest_id: str) -> bytes | None:
         with self._conn("read") as conn:

@@ -61,21 +61,17 @@ class SQLiteRegistry(Registry, schemes=("", "sqlite")):
             raise RegistryError(f"cannot open registry: {exc}", source=path) from None
 
     def _migrate(self) -> None:
-        """Bring the file to SCHEMA_VERSION under the write lock (BEGIN IMMEDIATE), so concurrent openers migrate it
-        once."""
+        """Bring the file to SCHEMA_VERSION: at the current version only read (a read-only file opens); otherwise
+        under the write lock (BEGIN IMMEDIATE), reading the version again, so concurrent openers migrate it once."""
         db = self._db
+        if self._version() == SCHEMA_VERSION:
+            return
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("CREATE TABLE IF NOT EXISTS kzlabel_schema (version INTEGER NOT NULL)")
-            row = db.execute("SELECT version FROM kzlabel_schema").fetchone()
-            version = row[0] if row else 0
-            if row is None:
+            version = self._version()
+            if db.execute("SELECT count(*) FROM kzlabel_schema").fetchone()[0] == 0:
                 db.execute("INSERT INTO kzlabel_schema (version) VALUES (0)")
-            if version > SCHEMA_VERSION:
-                raise RegistryError(
-                    f"the registry's schema is version {version}, newer than this kzlabel knows ({SCHEMA_VERSION})",
-                    source=self.path,
-                )
             for step in _MIGRATIONS[version:]:
                 for statement in step:
                     db.execute(statement)
@@ -84,6 +80,19 @@ class SQLiteRegistry(Registry, schemes=("", "sqlite")):
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _version(self) -> int:
+        exists = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'kzlabel_schema'")
+        if exists.fetchone() is None:
+            return 0
+        row = self._db.execute("SELECT version FROM kzlabel_schema").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise RegistryError(
+                f"the registry's schema is version {version}, newer than this kzlabel knows ({SCHEMA_VERSION})",
+                source=self.path,
+            )
+        return version
 
     def record(
         self,
@@ -104,6 +113,10 @@ class SQLiteRegistry(Registry, schemes=("", "sqlite")):
         if row is None:
             return None
         return Entry(content_id, row[0], row[1], row[2], bytes(row[3]) if row[3] is not None else None)
+
+    def manifest_id(self, content_id: str) -> str | None:
+        row = self._one("SELECT manifest_id FROM labels WHERE content_id = ?", content_id)
+        return row[0] if row is not None else None
 
     def manifest(self, manifest_id: str) -> bytes | None:
         row = self._one("SELECT manifest FROM labels WHERE manifest_id = ?", manifest_id)

@@ -29,7 +29,7 @@ from ..errors import RegistryError
 from ..layers import c2pa as c2pa_layer
 from ..pipeline import Labeler
 from ..recovery import watermark_payloads
-from ..registry import SOFT_BINDING_ALG, Entry, Registry, content_id_from_binding
+from ..registry import SOFT_BINDING_ALG, Registry, content_id_from_binding
 from .http import HTTPFailure, query_flag
 from .uploads import Upload, Uploads
 
@@ -121,12 +121,12 @@ def softbinding_routes(
         found: list[dict[str, Any]] = []
         for cid in content_ids[:limit]:
 
-            def look(reg: Registry, cid: str = cid) -> Entry | None:
-                return reg.entry(cid)
+            def look(reg: Registry, cid: str = cid) -> str | None:
+                return reg.manifest_id(cid)
 
-            hit = await in_registry(look)
-            if hit is not None and hit.manifest_id:
-                found.append({"manifestId": hit.manifest_id, "similarityScore": EXACT})
+            manifest_id = await in_registry(look)
+            if manifest_id:
+                found.append({"manifestId": manifest_id, "similarityScore": EXACT})
         return JSONResponse({"matches": found})
 
     async def supported_algorithms(request: Request) -> Response:
