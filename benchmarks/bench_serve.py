@@ -89,6 +89,12 @@ def peak_rss_mib(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc), all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -337,9 +343,11 @@ def bybinding(args: argparse.Namespace) -> None:
                     wait_up(client, proc, tmp / f"server-{port}.log")
             asyncio.run(_lookups(ports, queries[:500], args.concurrency))  # warm-up: connections, prepared plans
             load = os.getloadavg()[0]  # the machine is shared: say how busy it was
+            cpu0 = sum(cpu_seconds(p.pid) for p in procs)
             t0 = time.perf_counter()
             results = asyncio.run(_lookups(ports, queries, args.concurrency))
             wall = time.perf_counter() - t0
+            server_cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
         finally:
             for proc in procs:
                 proc.terminate()
@@ -359,6 +367,11 @@ def bybinding(args: argparse.Namespace) -> None:
     ok = "ok" if rate >= BYBINDING_TARGET else "MISSED"
     print(f"throughput: {rate:.0f} lookups/s  (wall {wall:.2f} s)    target >= {BYBINDING_TARGET}/s  {ok}")
     print(f"latency ms: p50 {percentile(lat, 50):.2f}  p99 {percentile(lat, 99):.2f}  max {max(lat):.2f}")
+    per = server_cpu / n_requests
+    print(
+        f"service CPU per lookup: {per * 1e6:.0f} µs (all threads; the lookups/s one core can serve: {1 / per:.0f}; "
+        f"PostgreSQL's own CPU not included)"
+    )
     if good != n_requests or ok == "MISSED":
         raise SystemExit(1)
 
