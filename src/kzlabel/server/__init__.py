@@ -10,7 +10,8 @@ carries a traceback. Key material is never logged.
 Modules: ``limits`` (every limit, byte budgets, worker lanes), ``uploads`` (receiving and spooling bodies),
 ``connections`` (uvicorn settings and the header deadline; imports uvicorn), ``http`` (the error shape),
 ``openapi``, ``page`` (the page, ``/docs`` and the files of ``web/``), ``auth`` (the mark token, where marking may be
-served), ``ratelimit`` (per-client token buckets), ``app`` (endpoints, ``create_app``, ``run``).
+served), ``ratelimit`` (per-client token buckets), ``softbinding`` (the C2PA Soft Binding Resolution API over the
+registry), ``app`` (endpoints, ``create_app``, ``run``).
 """
 
 from __future__ import annotations
