@@ -20,6 +20,7 @@ from .registry import Registry
 from .report import Evidence, Report, Status, Verdict
 from .rights.actions import training_allowed, write_optout
 from .rights.vocab import TrainingCheck, TrainingPolicy
+from .survival import StressReport, stress
 
 __all__ = [
     "Evidence",
@@ -34,6 +35,7 @@ __all__ = [
     "Signer",
     "Source",
     "Status",
+    "StressReport",
     "Training",
     "TrainingCheck",
     "TrainingPolicy",
@@ -42,6 +44,7 @@ __all__ = [
     "__version__",
     "errors",
     "mark",
+    "stress",
     "training_allowed",
     "verify",
     "write_optout",

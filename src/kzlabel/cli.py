@@ -177,6 +177,39 @@ def _registry(location: str | None, *, existing: bool) -> Any:
     return Registry.open(location)
 
 
+def stress(args: Args) -> int:
+    """Apply what platforms do to uploads and show which layers survive; exit 0 when the watermark (text and PDF:
+    the signed label) survived every transformation, 1 when not."""
+    from . import TrustStore
+    from .io import check_destination, write_atomic
+    from .survival import stress as run_stress
+    from .survival.render import html_page, summary, table
+
+    if args.html is not None:
+        check_destination(args.html)  # before minutes of transcoding, not after
+    store = TrustStore.load(args.trust) if args.trust else None
+    reg = _registry(args.registry, existing=True)
+    only = _split(args.only) or None
+    report = run_stress(
+        args.file, trust=store, registry=reg, only=only, previews=args.html is not None, password=args.password
+    )
+    if args.json:
+        _out(report.to_json())
+    else:
+        from rich.console import Console
+
+        console = Console(highlight=False)
+        if not console.is_terminal:  # piped: no colours, and room for every column rather than 80
+            console = Console(highlight=False, width=160)
+        console.print(table(report))
+    if args.html is not None:
+        write_atomic(args.html, html_page(report).encode("utf-8"))
+        _out(f"wrote {args.html}", err=True)
+    if args.json and not report.survived:
+        _out(summary(report), err=True)
+    return EXIT_OK if report.survived else EXIT_NOT_COMPLIANT
+
+
 def optout(args: Args) -> int:
     """Write a rights-holder's training reservation (Art. 23(5)) into every carrier the file has."""
     from .keys import Signer
@@ -482,6 +515,17 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="With --trust: also accept a compliant file signed by a signer not under the anchors (exit 0).",
     )
+
+    p = _command(sub, stress)
+    p.add_argument("file", type=Path, help="A labelled file (it is only read).")
+    p.add_argument("--json", action="store_true", help="Print the report as JSON (docs/stress.md has its shape).")
+    p.add_argument("--html", type=Path, metavar="REPORT.html", help="Also write a self-contained HTML report.")
+    p.add_argument("--trust", type=Path, action="append", help=_TRUST_HELP)
+    p.add_argument(
+        "--registry", help=_REGISTRY_HELP + ", or an http(s):// Soft Binding Resolution API, to look watermarks up in."
+    )
+    p.add_argument("--only", action="append", help="Only these transformations, e.g. jpeg75,webp75.")
+    _env(p, "--password", "KZLABEL_PASSWORD", "Password of an encrypted PDF.")
 
     p = _command(sub, optout)
     p.add_argument("target", type=Path, help="File to mark (in place), or with --well-known a site folder.")
