@@ -137,7 +137,10 @@ def _preview_html(v: Version) -> str:
 def _version_html(v: Version, report: StressReport) -> str:
     head = f'<h2>{html.escape(v.name)}</h2><p class="title">{html.escape(v.title)}</p>'
     if v.report is None:
-        return f'<section class="version skipped">{head}<p>not applied: {html.escape(v.skipped or "")}</p></section>'
+        return (
+            f'<section class="version skipped" id="v-{html.escape(v.name)}">{head}'
+            f"<p>not applied: {html.escape(v.skipped or '')}</p></section>"
+        )
     items = []
     for e in v.report.evidence:
         kind = _kind(e, report.reference)

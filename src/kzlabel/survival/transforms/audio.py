@@ -25,6 +25,8 @@ __all__ = ["RECIPES", "TRANSFORMS", "AudioRecipe", "decode_file", "decoded"]
 
 # FFmpeg's default layout per channel count (audio_blocks gives the count; the resampler needs a layout to downmix)
 LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+# the container each output suffix is written as (given explicitly: temp files end in .kztmp)
+CONTAINERS = {".mp3": "mp3", ".m4a": "ipod", ".ogg": "ogg", ".wav": "wav", ".flac": "flac"}
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)  # the only rates libopus encodes at
 
 
@@ -75,8 +77,8 @@ class AudioRecipe:
             out_rate = 48000
         window = self._window(rate, total)
         # Ogg draws a random stream serial number unless bitexact is set: the same input would give other bytes
-        options = {"fflags": "+bitexact"} if self.suffix in (".ogg", ".opus") else {}
-        with av.open(str(out_path), "w", options=options) as out:
+        options = {"fflags": "+bitexact"} if self.suffix == ".ogg" else {}
+        with av.open(str(out_path), "w", format=CONTAINERS[self.suffix], options=options) as out:
             stream = out.add_stream(self.codec, rate=out_rate, layout=out_layout)
             if self.bit_rate:
                 stream.bit_rate = self.bit_rate
