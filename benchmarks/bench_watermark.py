@@ -23,7 +23,6 @@ every lattice candidate, decoding and MAC check), plus full ``detect_image`` cal
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 import warnings
@@ -36,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from image_signals import natural_like, text_page
 
+from kzlabel.survival.transforms import NotApplicable
+from kzlabel.survival.transforms.image import STEPS, jpeg, rotate, scale, webp
 from kzlabel.watermark import detect_image, embed_image
 from kzlabel.watermark import image as wimage
 
@@ -66,21 +67,9 @@ def load_images(quick: bool) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------------------------ attacks
-def _jpeg(a, q, sub=0):
-    b = io.BytesIO()
-    Image.fromarray(a).save(b, "JPEG", quality=q, subsampling=sub)
-    return np.asarray(Image.open(b).convert("RGB"))
-
-
-def _webp(a, q):
-    b = io.BytesIO()
-    Image.fromarray(a).save(b, "WEBP", quality=q)
-    return np.asarray(Image.open(b).convert("RGB"))
-
-
-def _resize(a, f):
-    im = Image.fromarray(a)
-    return np.asarray(im.resize((round(im.width * f), round(im.height * f)), Image.Resampling.BICUBIC))
+# The encoders and edits are kzlabel stress's own (kzlabel.survival.transforms.image), so the rows here and the rows
+# `kzlabel stress` prints come from one definition. This table keeps its historical parameters (JPEG 4:4:4 unless
+# named chroma420); the "stress:" rows are the stress command's transformations exactly (JPEG 4:2:0, as platforms).
 
 
 def _crop(a, f):
@@ -93,30 +82,34 @@ def _crop(a, f):
 EXTRA = {"mirror", "rot90", "crop45%", "border12%", "rot8", "webp60", "jpeg30"}
 ATTACKS = {
     "none": lambda a: a,
-    "jpeg90": lambda a: _jpeg(a, 90),
-    "jpeg75": lambda a: _jpeg(a, 75),
-    "jpeg50": lambda a: _jpeg(a, 50),
-    "resize0.5": lambda a: _resize(a, 0.5),
-    "resize0.75": lambda a: _resize(a, 0.75),
-    "resize1.5": lambda a: _resize(a, 1.5),
+    "jpeg90": lambda a: jpeg(a, 90, subsampling=0),
+    "jpeg75": lambda a: jpeg(a, 75, subsampling=0),
+    "jpeg50": lambda a: jpeg(a, 50, subsampling=0),
+    "resize0.5": lambda a: scale(a, 0.5),
+    "resize0.75": lambda a: scale(a, 0.75),
+    "resize1.5": lambda a: scale(a, 1.5),
     "crop10%": lambda a: _crop(a, 0.10),
     "crop25%": lambda a: _crop(a, 0.25),
     "noise5": lambda a: np.clip(a + np.random.default_rng(0).normal(0, 5, a.shape), 0, 255).astype(np.uint8),
     "blur1": lambda a: np.asarray(Image.fromarray(a).filter(ImageFilter.GaussianBlur(1))),
     "bright1.3": lambda a: np.asarray(ImageEnhance.Brightness(Image.fromarray(a)).enhance(1.3)),
     "contrast0.7": lambda a: np.asarray(ImageEnhance.Contrast(Image.fromarray(a)).enhance(0.7)),
-    "rot+2": lambda a: np.asarray(Image.fromarray(a).rotate(2, resample=Image.Resampling.BICUBIC)),
-    "rot-2": lambda a: np.asarray(Image.fromarray(a).rotate(-2, resample=Image.Resampling.BICUBIC)),
-    "res0.5+jpeg75": lambda a: _jpeg(_resize(a, 0.5), 75),
-    "chroma420": lambda a: _jpeg(a, 95, 2),
+    "rot+2": lambda a: rotate(a, 2),
+    "rot-2": lambda a: rotate(a, -2),
+    "res0.5+jpeg75": lambda a: jpeg(scale(a, 0.5), 75, subsampling=0),
+    "chroma420": lambda a: jpeg(a, 95, subsampling=2),
     "mirror": lambda a: np.ascontiguousarray(a[:, ::-1]),
     "rot90": lambda a: np.ascontiguousarray(np.rot90(a)),
     "crop45%": lambda a: _crop(a, 0.45),
     "border12%": lambda a: np.pad(a, ((a.shape[0] // 8,) * 2, (a.shape[1] // 8,) * 2, (0, 0)), constant_values=255),
-    "rot8": lambda a: np.asarray(Image.fromarray(a).rotate(8, resample=Image.Resampling.BICUBIC)),
-    "webp60": lambda a: _webp(a, 60),
-    "jpeg30": lambda a: _jpeg(a, 30),
+    "rot8": lambda a: rotate(a, 8),
+    "webp60": lambda a: webp(a, 60),
+    "jpeg30": lambda a: jpeg(a, 30, subsampling=0),
 }
+# kzlabel stress's image transformations (metadata-strip leaves the pixels alone: nothing to measure here); a row
+# that does not apply to an image (resize1080 of a picture not over 1080 px) is not counted for it
+STRESS = {f"stress:{name}": step.attack for name, (_, step) in STEPS.items()}
+ATTACKS.update(STRESS)
 
 
 DOC_ATTACKS = ["none", "jpeg90", "jpeg75", "jpeg50", "resize0.5", "resize0.75", "res0.5+jpeg75", "crop10%", "chroma420"]
@@ -196,7 +189,10 @@ def run_method(meth, images, payloads, attacks):
         emb_t.append((time.perf_counter() - t) * 1e3 / mp)
         ps.append(psnr(rgb, m))
         for k in attacks:
-            att = ATTACKS[k](m)
+            try:
+                att = ATTACKS[k](m)
+            except NotApplicable:  # a stress row that does not apply to this image size
+                continue
             t = time.perf_counter()
             try:
                 got = meth.detect(att)
@@ -327,19 +323,27 @@ def main() -> None:
         rec = [results[c]["rec"][k] for k in keys]
         return sum(v[0] for v in rec) / max(1, sum(v[1] for v in rec))
 
-    listed = [k for k in attacks if k not in EXTRA]
+    listed = [k for k in attacks if k not in EXTRA and k not in STRESS]
     extra = [k for k in attacks if k in EXTRA]
+    stress = [k for k in attacks if k in STRESS]
     tot = {c: rate(c, listed) for c in cols}
     print(
         "| the issue's attacks (incl. none), recovery rate | " + " | ".join(f"{100 * tot[c]:.1f}%" for c in cols) + " |"
     )
     if extra:
         print("| extra edits, recovery rate | " + " | ".join(f"{100 * rate(c, extra):.1f}%" for c in cols) + " |")
+    if stress:
+        print(
+            "| kzlabel stress transformations, recovery rate | "
+            + " | ".join(f"{100 * rate(c, stress):.1f}%" for c in cols)
+            + " |"
+        )
     k = results["kzlabel"]
     print("\nRatios (peer time / kzlabel time; >1 means kzlabel is faster):\n")
     for c in cols[1:]:
+        embed, detect = results[c]["embed"] / k["embed"], results[c]["detect"] / k["detect"]
         print(
-            f"- vs {c}: embed ×{results[c]['embed'] / k['embed']:.2f}, detect ×{results[c]['detect'] / k['detect']:.2f}, "
+            f"- vs {c}: embed ×{embed:.2f}, detect ×{detect:.2f}, "
             f"recovery {100 * tot['kzlabel']:.1f}% vs {100 * tot[c]:.1f}%"
         )
     docs = {

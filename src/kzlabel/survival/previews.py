@@ -8,7 +8,6 @@ Previews are made while the version's file still exists (stress() deletes each o
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from PIL import Image
 
 from ..errors import CorruptInput
 from ..io import Limits
+from .runner import Output, Preview
 from .transforms import Original
 from .transforms.image import decode
 
@@ -25,23 +25,6 @@ THUMB_PX = 240  # longest side of an image or frame thumbnail
 SPECTRO_W, SPECTRO_H = 320, 96
 SPECTRO_SECONDS = 15.0
 TEXT_CHARS = 400
-
-
-@dataclass(frozen=True)
-class Output:
-    """A version's file: its detected format, size and a human description of its shape."""
-
-    format: str
-    bytes: int
-    shape: str  # "960×640", "10.0 s, 16000 Hz, 1 ch", "640×360, 2.0 s", "1 page", "512 characters"
-
-
-@dataclass(frozen=True)
-class Preview:
-    """An image (``image/jpeg`` or ``image/png``) or a text excerpt (``text/plain``, UTF-8)."""
-
-    mime: str
-    data: bytes
 
 
 def describe(path: Path, family: str, format_id: str, limits: Limits = Limits()) -> Output:

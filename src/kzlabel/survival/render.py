@@ -11,7 +11,7 @@ from typing import Any
 from ..report import Evidence, Status, Verdict
 from .runner import StressReport, Version
 
-__all__ = ["cell", "html_page", "summary", "table"]
+__all__ = ["cell", "columns", "html_page", "summary", "table"]
 
 _GOOD = {Status.TRUSTED, Status.VALID, Status.FOUND}
 _WARN = {Status.UNTRUSTED, Status.UNBOUND}
@@ -62,7 +62,7 @@ def summary(report: StressReport) -> str:
     return line + (f"; {why}" if why else "")
 
 
-def _columns(report: StressReport) -> list[str]:
+def columns(report: StressReport) -> list[str]:
     layers = [e.layer for e in report.original.report.evidence] if report.original.report is not None else []
     for v in report.versions:  # a version may show a layer the original did not list
         for e in v.report.evidence if v.report is not None else []:
@@ -77,7 +77,7 @@ def table(report: StressReport) -> Any:
     from rich.text import Text
 
     styles = {"good": "green", "warn": "yellow", "bad": "red", "none": "dim"}
-    layers = _columns(report)
+    layers = columns(report)
     t = Table(
         title=f"{report.source} ({report.format})",
         caption=summary(report),

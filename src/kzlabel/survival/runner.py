@@ -24,9 +24,26 @@ from ..pipeline import Labeler
 from ..registry import Registry
 from ..report import SIGNED_OK, Report, Status
 
-__all__ = ["StressReport", "Version", "stress"]
+__all__ = ["Output", "Preview", "StressReport", "Version", "stress"]
 
 Criterion = Literal["watermark", "label"]
+
+
+@dataclass(frozen=True)
+class Output:
+    """A version's file: its detected format, size and a human description of its shape."""
+
+    format: str
+    bytes: int
+    shape: str  # "960×640", "10.0 s, 16000 Hz, 1 ch", "640×360, 2.0 s", "1 page", "512 characters"
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What the HTML report shows of a version: an image (``image/jpeg``, ``image/png``) or text (``text/plain``)."""
+
+    mime: str
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -37,9 +54,9 @@ class Version:
     title: str
     report: Report | None = None  # None: the transformation did not apply
     skipped: str | None = None  # why it did not apply
-    output: Any = None  # previews.Output: format, bytes, shape
+    output: Output | None = None
     survived: bool | None = None  # the watermark (text/PDF: the label) is still the original's; None: not applied
-    preview: Any = field(default=None, repr=False)  # previews.Preview for the HTML report
+    preview: Preview | None = field(default=None, repr=False)  # made only when asked (the HTML report)
 
     @property
     def applied(self) -> bool:
@@ -187,7 +204,10 @@ def stress(
             except NotApplicable as why:
                 versions.append(Version(t.name, t.title, skipped=str(why)))
                 continue
-            report = labeler.verify(out)
+            try:
+                report = labeler.verify(out)
+            except KzlabelError as exc:  # our own output, in a format kzlabel reads: a bug, not the input's fault
+                raise RuntimeError(f"{t.name}: its output cannot be verified: {exc}") from exc
             versions.append(version(t.name, t.title, out, report, holds(report, criterion, reference)))
             out.unlink()
     finally:
