@@ -178,35 +178,32 @@ def _registry(location: str | None, *, existing: bool) -> Any:
 
 
 def stress(args: Args) -> int:
-    """Apply what platforms do to uploads and show which layers survive; exit 0 when the watermark (text and PDF:
-    the signed label) survived every transformation, 1 when not."""
+    """Apply what platforms do to uploads, verify each version: exit 1 if the watermark (text/PDF: label) is lost."""
     from . import TrustStore
     from .io import check_destination, write_atomic
+    from .survival import render
     from .survival import stress as run_stress
-    from .survival.render import html_page, summary, table
 
     if args.html is not None:
         check_destination(args.html)  # before minutes of transcoding, not after
     store = TrustStore.load(args.trust) if args.trust else None
-    reg = _registry(args.registry, existing=True)
-    only = _split(args.only) or None
     report = run_stress(
-        args.file, trust=store, registry=reg, only=only, previews=args.html is not None, password=args.password
+        args.file,
+        trust=store,
+        registry=_registry(args.registry, existing=True),
+        only=_split(args.only) or None,
+        previews=args.html is not None,
+        password=args.password,
     )
     if args.json:
         _out(report.to_json())
     else:
-        from rich.console import Console
-
-        console = Console(highlight=False)
-        if not console.is_terminal:  # piped: no colours, and room for every column rather than 80
-            console = Console(highlight=False, width=160)
-        console.print(table(report))
+        render.print_table(report)
     if args.html is not None:
-        write_atomic(args.html, html_page(report).encode("utf-8"))
+        write_atomic(args.html, render.html_page(report).encode("utf-8"))
         _out(f"wrote {args.html}", err=True)
     if args.json and not report.survived:
-        _out(summary(report), err=True)
+        _out(render.summary(report), err=True)
     return EXIT_OK if report.survived else EXIT_NOT_COMPLIANT
 
 
@@ -521,9 +518,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="Print the report as JSON (docs/stress.md has its shape).")
     p.add_argument("--html", type=Path, metavar="REPORT.html", help="Also write a self-contained HTML report.")
     p.add_argument("--trust", type=Path, action="append", help=_TRUST_HELP)
-    p.add_argument(
-        "--registry", help=_REGISTRY_HELP + ", or an http(s):// Soft Binding Resolution API, to look watermarks up in."
-    )
+    p.add_argument("--registry", help=_REGISTRY_HELP + ", or an http(s):// resolver, to look watermarks up in.")
     p.add_argument("--only", action="append", help="Only these transformations, e.g. jpeg75,webp75.")
     _env(p, "--password", "KZLABEL_PASSWORD", "Password of an encrypted PDF.")
 

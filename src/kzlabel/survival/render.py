@@ -11,7 +11,7 @@ from typing import Any
 from ..report import Evidence, Status, Verdict
 from .runner import StressReport, Version
 
-__all__ = ["cell", "columns", "html_page", "summary", "table"]
+__all__ = ["cell", "columns", "html_page", "print_table", "summary", "table"]
 
 _GOOD = {Status.TRUSTED, Status.VALID, Status.FOUND}
 _WARN = {Status.UNTRUSTED, Status.UNBOUND}
@@ -104,6 +104,17 @@ def table(report: StressReport) -> Any:
         out = f"{v.output.format} {v.output.shape}" if v.output is not None else ""
         t.add_row(v.name, out, Text(verdict.value, style=_VERDICT_STYLE[verdict]), *cells, Text(kept, style=kept_style))
     return t
+
+
+def print_table(report: StressReport) -> None:
+    """The table on stdout: coloured on a terminal; piped, plain and 160 columns wide rather than 80, so every column
+    keeps its room."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=160)
+    console.print(table(report))
 
 
 # ------------------------------------------------------------------------------------------------------ HTML
