@@ -10,70 +10,35 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from ._version import __version__
-from .errors import KzlabelError, error_kind
-from .layers import Layer
-
-EXIT_OK, EXIT_NOT_COMPLIANT, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-
-Args = argparse.Namespace
-Command = Callable[[Args], int]
-
-
-class UsageProblem(Exception):
-    """A command line that cannot be run as given (options missing or contradicting); main() prints it."""
-
-
-def _fail(message: str) -> NoReturn:
-    raise UsageProblem(message)
-
-
-def _split(values: list[str] | None) -> list[str]:
-    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
-
-
-def _out(text: str, err: bool = False) -> None:
-    print(text, file=sys.stderr if err else sys.stdout)
-
-
-class _Formatter(argparse.HelpFormatter):
-    """argparse's help with a capitalised usage line and each option's default where it says something."""
-
-    def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None = None) -> None:
-        super().add_usage(usage, actions, groups, "Usage: " if prefix is None else prefix)
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        from_env = "[env: " in text  # never echo an environment value (it may be a password)
-        if action.default not in (None, False, True, [], "", argparse.SUPPRESS) and not from_env:
-            text += " [default: %(default)s]"
-        return text
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argparse parser whose errors are raised (main() prints them on one line), not printed and exited on."""
-
-    def error(self, message: str) -> NoReturn:
-        message = message.replace("the following arguments are required:", "missing argument:")
-        _fail(f"{message} (see '{self.prog} --help')")
-
-
-def _env(parser: argparse.ArgumentParser, flag: str, env: str, help: str = "", **kw: Any) -> None:
-    """An option that falls back to environment variable ``env``; checked by :func:`_need` when required."""
-    parser.add_argument(flag, default=os.environ.get(env, kw.pop("default", None)), help=f"{help} [env: {env}]", **kw)
-
-
-def _need(args: Args, *flags: str) -> None:
-    """Options a command cannot run without (given on the command line or through their environment variable)."""
-    missing = [f for f in flags if getattr(args, f.lstrip("-").replace("-", "_")) in (None, "")]
-    if missing:
-        _fail(f"missing option {', '.join(missing)} (see 'kzlabel {args.command} --help')")
+from .._version import __version__
+from ..errors import KzlabelError, error_kind
+from ..layers import Layer
+from .base import (
+    EXIT_INPUT,
+    EXIT_INTERNAL,
+    EXIT_NOT_COMPLIANT,
+    EXIT_OK,
+    REGISTRY_HELP,
+    TRUST_HELP,
+    Args,
+    Command,
+    UsageProblem,
+)
+from .base import Formatter as _Formatter
+from .base import Parser as _Parser
+from .base import command as _command
+from .base import env_option as _env
+from .base import fail as _fail
+from .base import need as _need
+from .base import out as _out
+from .base import registry_from as _registry
+from .base import split as _split
+from .serve import add_serve_command
 
 
 def _training(value: str) -> str:
@@ -82,7 +47,7 @@ def _training(value: str) -> str:
 
 def keygen(args: Args) -> int:
     """Create a signing key and a C2PA-valid certificate chain, plus the trust bundle verifiers need."""
-    from .keys import generate
+    from ..keys import generate
 
     paths = generate(args.directory, alg=args.alg, common_name=args.name, organization=args.org, overwrite=args.force)
     _out(f"signing key  {paths.key}  (mode 0600; keep it secret)")
@@ -93,9 +58,9 @@ def keygen(args: Args) -> int:
 
 def mark(args: Args) -> int:
     """Label one file with every layer its format has."""
-    from . import IPTC_COMPOSITE, IPTC_TRAINED, Labeler, Signer
-    from .formats.base import AudioNotice, Pages, VideoWarning, choice
-    from .layers import LAYERS, Style
+    from .. import IPTC_COMPOSITE, IPTC_TRAINED, Labeler, Signer
+    from ..formats.base import AudioNotice, Pages, VideoWarning, choice
+    from ..layers import LAYERS, Style
 
     _need(args, "--key", "--system", "--owner")
     if args.in_place == (args.output is not None):
@@ -152,8 +117,8 @@ def _unproven(asked: list[str], skipped: Mapping[Layer, str]) -> int:
 
 def verify(args: Args) -> int:
     """Check every label layer; exit 0 when compliant (and, with --trust, trusted), 1 when not."""
-    from . import TrustStore, Verdict
-    from . import verify as verify_file
+    from .. import TrustStore, Verdict
+    from .. import verify as verify_file
 
     store = TrustStore.load(args.trust) if args.trust else None
     reg = _registry(args.registry, existing=True)
@@ -165,24 +130,12 @@ def verify(args: Args) -> int:
     return EXIT_OK if why is None else EXIT_NOT_COMPLIANT
 
 
-def _registry(location: str | None, *, existing: bool) -> Any:
-    """The registry a --registry value names (a SQLite file, postgresql://..., or an http(s):// resolver); a file
-    that should exist (verify, serve) and does not is a usage error, not a new empty registry."""
-    from .registry import Registry
-
-    if not location:
-        return None
-    if existing and "://" not in location and location != ":memory:" and not Path(location).exists():
-        _fail(f"{location}: no such registry")
-    return Registry.open(location)
-
-
 def stress(args: Args) -> int:
     """Apply what platforms do to uploads, verify each version: exit 1 if the watermark (text/PDF: label) is lost."""
-    from . import TrustStore
-    from .io import check_destination, write_atomic
-    from .survival import render
-    from .survival import stress as run_stress
+    from .. import TrustStore
+    from ..io import check_destination, write_atomic
+    from ..survival import render
+    from ..survival import stress as run_stress
 
     if args.html is not None:
         check_destination(args.html)  # before minutes of transcoding, not after
@@ -209,9 +162,9 @@ def stress(args: Args) -> int:
 
 def optout(args: Args) -> int:
     """Write a rights-holder's training reservation (Art. 23(5)) into every carrier the file has."""
-    from .keys import Signer
-    from .rights.actions import write_optout, write_well_known
-    from .rights.vocab import TrainingPolicy
+    from ..keys import Signer
+    from ..rights.actions import write_optout, write_well_known
+    from ..rights.vocab import TrainingPolicy
 
     if args.well_known:
         _out(f"wrote {write_well_known(args.target)}")
@@ -226,8 +179,8 @@ def optout(args: Args) -> int:
 
 def training_check(args: Args) -> int:
     """List what may not be used for training; exit 1 when anything is reserved."""
-    from .keys import TrustStore
-    from .rights.actions import check_tree, training_allowed
+    from ..keys import TrustStore
+    from ..rights.actions import check_tree, training_allowed
 
     store = TrustStore.load(args.trust) if args.trust else None
     path, use = args.path, args.use
@@ -256,8 +209,8 @@ def training_check(args: Args) -> int:
 
 def dataset(args: Args) -> int:
     """Write (or --verify) the signed Croissant manifest of a data library."""
-    from .dataset import verify_manifest, write_manifest
-    from .keys import Signer, TrustStore
+    from ..dataset import verify_manifest, write_manifest
+    from ..keys import Signer, TrustStore
 
     if args.verify:
         result = verify_manifest(args.directory, args.output, trust=TrustStore.load(args.trust) if args.trust else None)
@@ -284,7 +237,7 @@ def dataset(args: Args) -> int:
 
 def batch(args: Args) -> int:
     """Label (or --verify, or --training-check) every file of a folder or archive; resumable."""
-    from . import batch as batch_mod
+    from .. import batch as batch_mod
 
     if args.verify or args.training_check:
         if args.verify and args.training_check:
@@ -320,7 +273,7 @@ def batch(args: Args) -> int:
     if args.registry:
         config["registry"] = args.registry  # each worker opens it: a postgresql:// URL on a cluster
     if args.dask:
-        from .distributed import run_dask
+        from ..distributed import run_dask
 
         summary = run_dask(args.src, args.output, config, args.key, scheduler=args.dask, journal=args.journal)
     else:
@@ -338,94 +291,6 @@ def batch(args: Args) -> int:
 
 
 # ``kzlabel serve`` options → ServiceLimits fields (docs/serve.md has the table); None: the field's default
-_SERVE_LIMITS = (
-    "max_upload",
-    "max_pixels",
-    "spool_threshold",
-    "memory_budget",
-    "spool_budget",
-    "spool_dir",
-    "max_concurrency",
-    "express_slots",
-    "express_bytes",
-    "timeout_s",
-    "header_timeout_s",
-    "body_timeout_s",
-    "min_upload_rate",
-    "keep_alive_s",
-    "max_connections",
-    "mark_rate",
-    "mark_burst",
-)
-
-
-def serve(args: Args) -> int:
-    """Run the HTTP upload-verification service (GET / page, POST /verify, optional POST /mark, GET /healthz)."""
-    from . import Signer, TrustStore
-
-    try:
-        from .server import DEFAULT_FORMAT_MAX_BYTES, ServiceLimits, run
-        from .server.auth import check_exposure, load_token
-    except ImportError:
-        _fail("the service needs its extra: pip install 'kzlabel[serve]'")
-    if args.mark_key is not None and not (args.owner and args.system):
-        _fail("--mark-key needs --owner and --system (they go into every label the service signs)")
-    if args.mark_key is None and (args.mark_token_file or args.mark_without_token):
-        _fail("--mark-token-file and --mark-without-token only apply with --mark-key")
-    if args.mark_token_file and args.mark_without_token:
-        _fail("give --mark-token-file or --mark-without-token, not both")
-    try:  # before anything is loaded or bound: marking never faces a network without a token
-        check_exposure(args.host, args.uds, marking=args.mark_key is not None, token=args.mark_token_file is not None)
-    except ValueError as exc:
-        _fail(str(exc))
-    if args.mark_key is not None and not (args.mark_token_file or args.mark_without_token):
-        _fail("--mark-key needs --mark-token-file (the bearer token POST /mark requires), or --mark-without-token")
-    token = load_token(args.mark_token_file) if args.mark_token_file else None
-    registry = _registry(args.registry, existing=True)
-    if args.mark_key is not None and registry is not None and not registry.writable:
-        _fail("--mark-key records every label in the registry: give a SQLite file or a postgresql:// URL")
-    settings: dict[str, Any] = {f: getattr(args, f) for f in _SERVE_LIMITS if getattr(args, f) is not None}
-    if args.format_limit:
-        settings["format_max_bytes"] = {**DEFAULT_FORMAT_MAX_BYTES, **dict(args.format_limit)}
-    try:
-        limits = ServiceLimits(**settings)
-    except ValueError as exc:
-        _fail(str(exc).replace("_", "-"))
-    run(
-        args.host,
-        args.port,
-        uds=args.uds,
-        trust=TrustStore.load(args.trust) if args.trust else None,
-        registry=registry,
-        signer=Signer.load(args.mark_key) if args.mark_key else None,
-        owner=args.owner,
-        system=args.system,
-        mark_token=token,
-        mark_without_token=args.mark_without_token,
-        limits=limits,
-    )
-    return EXIT_OK
-
-
-def _size(text: str) -> int:
-    """A byte count: a number, optionally with K, M or G (powers of 1024): 64M, 1G, 4096."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    raw = text.strip().upper().removesuffix("B").removesuffix("I")
-    try:
-        if raw and raw[-1] in units:
-            return int(float(raw[:-1]) * units[raw[-1]])
-        return int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4096, 64K, 16M, 1G)") from None
-
-
-def _format_limit(text: str) -> tuple[str, int]:
-    name, sep, size = text.partition("=")
-    if not sep or not name.strip():
-        raise argparse.ArgumentTypeError(f"expected FORMAT=SIZE (e.g. text=16M, html=4M), not {text!r}")
-    return name.strip().lower(), _size(size)
-
-
 def version(args: Args) -> int:
     """Print the kzlabel version."""
     _out(__version__)
@@ -436,17 +301,6 @@ def version(args: Args) -> int:
 
 _LAYERS_HELP = "Subset of c2pa,metadata,watermark,visible."
 _LANG_HELP = "Notice languages, e.g. kk,ru,en (default)."
-_TRUST_HELP = "Trust bundle file or keygen folder (repeatable)."
-_REGISTRY_HELP = "Registry: a SQLite file or a postgresql:// URL"
-
-
-def _command(sub: Any, run: Command, name: str | None = None) -> argparse.ArgumentParser:
-    doc = (run.__doc__ or "").strip()
-    p: argparse.ArgumentParser = sub.add_parser(
-        name or run.__name__, help=doc, description=doc, formatter_class=_Formatter
-    )
-    p.set_defaults(run=run)
-    return p
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -484,7 +338,7 @@ def _parser() -> argparse.ArgumentParser:
         "start|end|both to tone and watermark the soundtrack (e.g. top-right,start; default: audio copied).",
     )
     p.add_argument("--style", default="plate", help="Visible style: plate, outline or icon.")
-    p.add_argument("--registry", help=_REGISTRY_HELP + " to record the label (and its manifest) in.")
+    p.add_argument("--registry", help=REGISTRY_HELP + " to record the label (and its manifest) in.")
     p.add_argument("--pages", default="all", help="Paged documents: stamp all pages or the first.")
     p.add_argument(
         "--video-warning",
@@ -502,9 +356,9 @@ def _parser() -> argparse.ArgumentParser:
     p = _command(sub, verify)
     p.add_argument("file", type=Path, help="File to check.")
     p.add_argument("--json", action="store_true", help="Print the report as JSON.")
-    p.add_argument("--trust", type=Path, action="append", help=_TRUST_HELP)
+    p.add_argument("--trust", type=Path, action="append", help=TRUST_HELP)
     p.add_argument(
-        "--registry", help=_REGISTRY_HELP + ", or an http(s):// Soft Binding Resolution API, to look watermarks up in."
+        "--registry", help=REGISTRY_HELP + ", or an http(s):// Soft Binding Resolution API, to look watermarks up in."
     )
     _env(p, "--password", "KZLABEL_PASSWORD", "Password of an encrypted PDF.")
     p.add_argument(
@@ -517,8 +371,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, help="A labelled file (it is only read).")
     p.add_argument("--json", action="store_true", help="Print the report as JSON (docs/stress.md has its shape).")
     p.add_argument("--html", type=Path, metavar="REPORT.html", help="Also write a self-contained HTML report.")
-    p.add_argument("--trust", type=Path, action="append", help=_TRUST_HELP)
-    p.add_argument("--registry", help=_REGISTRY_HELP + ", or an http(s):// resolver, to look watermarks up in.")
+    p.add_argument("--trust", type=Path, action="append", help=TRUST_HELP)
+    p.add_argument("--registry", help=REGISTRY_HELP + ", or an http(s):// resolver, to look watermarks up in.")
     p.add_argument("--only", action="append", help="Only these transformations, e.g. jpeg75,webp75.")
     _env(p, "--password", "KZLABEL_PASSWORD", "Password of an encrypted PDF.")
 
@@ -573,7 +427,7 @@ def _parser() -> argparse.ArgumentParser:
         help="Run on a Dask cluster (tcp://HOST:PORT; SRC, DST and --key at the same paths on every worker) or a local "
         "Dask scheduler (processes, threads, sync). SRC must be a folder.",
     )
-    p.add_argument("--registry", help=_REGISTRY_HELP + " to record every label in.")
+    p.add_argument("--registry", help=REGISTRY_HELP + " to record every label in.")
     p.add_argument("--journal", type=Path, help="Resume journal (default: DST.journal.sqlite).")
     p.add_argument("--verify", action="store_true", help="Verify every member instead of labelling.")
     p.add_argument("--training-check", action="store_true", help="List members that may not be used for AI training.")
@@ -586,61 +440,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="JSONL report path (--verify / --training-check).")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="Show a progress bar.")
 
-    p = _command(sub, serve)
-    p.add_argument("--host", default="127.0.0.1", help="Address to listen on.")
-    p.add_argument("--port", type=int, default=8080, help="TCP port.")
-    p.add_argument("--uds", type=Path, help="Listen on this Unix socket instead of host:port.")
-    p.add_argument("--trust", type=Path, action="append", help=_TRUST_HELP)
-    p.add_argument(
-        "--registry", help=_REGISTRY_HELP + ": watermark lookups, and the C2PA soft binding resolution endpoints."
-    )
-    p.add_argument("--mark-key", type=Path, help="keygen folder: enables POST /mark (off by default).")
-    _env(p, "--owner", "KZLABEL_OWNER", "Owner/holder for /mark.")
-    _env(p, "--system", "KZLABEL_SYSTEM", "AI system for /mark.")
-    p.add_argument(
-        "--mark-token-file", type=Path, metavar="FILE", help="Bearer token POST /mark requires (a mode-600 file)."
-    )
-    p.add_argument(
-        "--mark-without-token", action="store_true", help="Let POST /mark go without a token (loopback host only)."
-    )
-    # every limit below defaults to its ServiceLimits field (docs/serve.md: "Limits"); sizes take K, M, G
-    g = p.add_argument_group("size limits")
-    g.add_argument("--max-upload", type=_size, metavar="SIZE", help="Largest upload, any format (413 above). [256M]")
-    g.add_argument(
-        "--format-limit",
-        type=_format_limit,
-        action="append",
-        metavar="FORMAT=SIZE",
-        help="Largest upload of a format family (text, image, pdf, audio, video) or id (html, png, wav...); "
-        "repeatable. [text=16M image=64M pdf=64M]",
-    )
-    g.add_argument("--max-pixels", type=int, metavar="N", help="Largest image, in pixels. [25000000]")
-    g = p.add_argument_group("memory")
-    g.add_argument("--spool-threshold", type=_size, metavar="SIZE", help="Largest body kept in memory. [1M]")
-    g.add_argument("--memory-budget", type=_size, metavar="SIZE", help="All in-memory bodies together. [32M]")
-    g.add_argument("--spool-budget", type=_size, metavar="SIZE", help="All spooled bodies together (503 over). [4G]")
-    g.add_argument("--spool-dir", type=Path, metavar="DIR", help="Where uploads spool. [system temp folder]")
-    g = p.add_argument_group("time and CPU")
-    g.add_argument("--max-concurrency", type=int, metavar="N", help="Jobs running at once. [2]")
-    g.add_argument("--express-slots", type=int, metavar="N", help="Extra job slots for small uploads only. [1]")
-    g.add_argument("--express-bytes", type=_size, metavar="SIZE", help="What counts as a small upload. [1M]")
-    g.add_argument("--timeout", dest="timeout_s", type=float, metavar="S", help="A job's time budget (504). [120]")
-    g = p.add_argument_group("connections")
-    g.add_argument(
-        "--header-timeout", dest="header_timeout_s", type=float, metavar="S", help="Time to send the headers. [10]"
-    )
-    g.add_argument(
-        "--body-timeout", dest="body_timeout_s", type=float, metavar="S", help="Longest gap in a body (408). [20]"
-    )
-    g.add_argument(
-        "--min-upload-rate", type=_size, metavar="SIZE", help="Bytes/s a body must average after --body-timeout. [32K]"
-    )
-    g.add_argument("--keep-alive", dest="keep_alive_s", type=float, metavar="S", help="Idle keep-alive. [5]")
-    g.add_argument("--max-connections", type=int, metavar="N", help="Open connections (503 over). [64]")
-    g = p.add_argument_group("marking")
-    g.add_argument("--mark-rate", type=float, metavar="R", help="POST /mark requests a second per client. [1]")
-    g.add_argument("--mark-burst", type=int, metavar="N", help="POST /mark requests a client may send at once. [10]")
-
+    add_serve_command(sub)
     _command(sub, version)
     return root
 
@@ -693,7 +493,3 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug: still one line, never a traceback
         reason = f"{type(exc).__name__}: {exc}"
         return _report_error("internal_error", reason, EXIT_INTERNAL, as_json, f"kzlabel: internal error: {reason}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
