@@ -543,15 +543,23 @@ class Labeler:
             and match is not None
             and match.content is True
             and c2pa_layer.only_binding_broken(c2pa_ev.data.get("codes", []))
-        ):  # a container edit, not a content edit: the manifest no longer binds the file, the label still does
-            c2pa_ev = Evidence(
-                "c2pa",
-                Status.UNBOUND,
-                "signature valid, but its hard binding no longer matches the file (the container was edited; the "
-                f"content matches the signed label: {match.detail})",
-                c2pa_ev.data,
-            )
-            evidence[0] = c2pa_ev
+        ):
+            if match.exact is False:
+                # the manifest is still embedded, so no re-encoder wrote this file (they drop it): its content bytes
+                # were changed in place, and close to the signed content is not the signed content
+                c2pa_ev.detail += (
+                    f"; the content is only close to the signed label's ({match.detail}), and a re-encode would "
+                    "have dropped the manifest: the content was changed in place"
+                )
+            else:  # a container edit, not a content edit: the manifest no longer binds the file, the label still does
+                c2pa_ev = Evidence(
+                    "c2pa",
+                    Status.UNBOUND,
+                    "signature valid, but its hard binding no longer matches the file (the container was edited; the "
+                    f"content matches the signed label: {match.detail})",
+                    c2pa_ev.data,
+                )
+                evidence[0] = c2pa_ev
         if "metadata" in handler.layers or meta_ev.status != Status.ABSENT:
             evidence.append(meta_ev)
 

@@ -87,12 +87,17 @@ class LabelMatch:
 
     content: True when the label's binding matches, False when the content changed after signing, None when the
     label binds nothing here (e.g. images rely on the C2PA hard binding). warning: whether the perceptible warning
-    recorded in the label is still present (None when the format cannot tell).
+    recorded in the label is still present (None when the format cannot tell). exact: for a match, False when the
+    content matched only within a perceptual tolerance (a re-encode), True when exactly as signed; None when the
+    handler does not tell the two apart. Only an exact (or undistinguished) match lets a still-embedded C2PA
+    manifest whose hard binding broke read as a container edit (``unbound``): a re-encoder drops the manifest, so
+    a manifest still there over content that is merely close to the signed one means its bytes were changed in place.
     """
 
     content: bool | None
     warning: bool | None
     detail: str = ""
+    exact: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -187,9 +187,9 @@ class _AudioHandler(Handler[AudioDoc]):
             return LabelMatch(False, False, f"the audio no longer decodes ({findings.state.reason})")
         inp, start, head, tail, rate, limits = findings.state
         try:
-            content, detail = audio_matches(inp, limits, self.id, label.binding)
+            match = audio_matches(inp, limits, self.id, label.binding)
         except CorruptInput as exc:
-            content, detail = False, f"the audio no longer decodes after its opening seconds ({exc.message})"
+            match = LabelMatch(False, None, f"the audio no longer decodes after its opening seconds ({exc.message})")
         warning = label.warning or {}
         checks: list[bool] = []
         if "tone" in warning.get("kind", "tone"):
@@ -205,7 +205,7 @@ class _AudioHandler(Handler[AudioDoc]):
         if isinstance(warning.get("speech"), dict):
             langs = tuple(str(x) for x in warning["speech"].get("langs", ()))
             checks.append(spoken.detect(head, rate, langs, label.source_type) >= spoken.THRESHOLD)
-        return LabelMatch(content=content, warning=bool(checks) and all(checks), detail=detail)
+        return LabelMatch(match.content, bool(checks) and all(checks), match.detail, match.exact)
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
         return signals_from_tags(self._read_inp(inp), f"{self.name} tag")

@@ -13,6 +13,7 @@ from typing import Any
 
 from ...fingerprint import SOUND_ALG, SoundPrint, match_sound, sound_print
 from ...io import Input, Limits
+from ..base import LabelMatch
 from .codec import stream_blocks
 
 AUDIO_ALG = "kz-audio-1"
@@ -45,18 +46,17 @@ def audio_binding(inp: Input, limits: Limits, fmt_id: str, start_s: float, tail_
     }
 
 
-def audio_matches(
-    inp: Input, limits: Limits, fmt_id: str, binding: Mapping[str, Any] | None
-) -> tuple[bool | None, str]:
-    """(True: the content the label was signed over, exactly, re-encoded or with its notice cut; False: changed;
-    None: no audio binding) and a phrase for the evidence line."""
+def audio_matches(inp: Input, limits: Limits, fmt_id: str, binding: Mapping[str, Any] | None) -> LabelMatch:
+    """How the content compares with the label's audio binding: ``content`` True (the content the label was signed
+    over, ``exact``-ly, or re-encoded or with its notice cut), False (changed) or None (no audio binding), and a
+    phrase for the evidence line; ``warning`` is left to the handler's notice checks."""
     if not binding or binding.get("alg") != AUDIO_ALG:
-        return None, ""
+        return LabelMatch(None, None)
     try:
         start_s, tail_s = float(binding["start_s"]), float(binding["tail_s"])
         sound = dict(binding["sound"])
     except (KeyError, TypeError, ValueError):
-        return False, "the signed audio binding is malformed"
+        return LabelMatch(False, None, "the signed audio binding is malformed")
     printer, rate = scan(inp, limits, fmt_id, start_s, tail_s)
     exact = (rate, printer.channels, printer.at) == (
         binding.get("rate"),
@@ -64,6 +64,6 @@ def audio_matches(
         binding.get("samples"),
     )
     if exact and printer.digest() == binding.get("sha256"):
-        return True, "samples exactly as signed"
+        return LabelMatch(True, None, "samples exactly as signed", exact=True)
     found = match_sound(printer.powers(), sound, start_s, tail_s)
-    return found.same, found.detail
+    return LabelMatch(found.same, None, found.detail, exact=False)

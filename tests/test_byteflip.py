@@ -1,0 +1,167 @@
+"""Byte flips in every format's marked sample (issue 21): verify raises a kzlabel error, or says ``tampered``, or keeps
+a verdict that claims the label binds the content only where the content, decoded independently, is as it was
+(fixtures/flips.py has the decoders and the outcomes; benchmarks/bench_byteflip.py the wide sweep and its figures).
+Never an exception outside kzlabel.errors: the CLI would show that as an internal error (exit 3)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kzlabel import Labeler, Verdict
+from kzlabel.errors import KzlabelError
+from kzlabel.formats import detect, family
+from kzlabel.io import Input
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+import flips  # noqa: E402
+
+SAMPLES = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "samples").iterdir())
+
+# Formats whose flips can still change the content under an unchanged verdict: kept out of the property until the gap
+# is closed (measured by benchmarks/bench_byteflip.py; docs/label-format.md, "What a changed byte can leave unchanged").
+# Not skipped: not run, so the list is the record of what the property does not yet hold for.
+IMAGE_GAP = (
+    "a flip in the coded picture damages pixels locally, and the label's 16x16 thumbnail check takes that for a "
+    "re-encode ('the same picture'): the image binding needs a finer check (jpeg-binding)"
+)
+VIDEO_GAP = (
+    "the label binds 8 sampled frames (a flip in any other frame is not seen) and takes a damaged sampled frame "
+    "for a re-encode within its 8x8 thumbnails: the video binding needs every frame (av-binding)"
+)
+PENDING = {
+    "jpeg": IMAGE_GAP,
+    "png": IMAGE_GAP,  # a flipped IDAT byte (Pillow skips the CRC of IDAT) that still inflates
+    "tiff": IMAGE_GAP,
+    "gif": IMAGE_GAP,
+    "avif": IMAGE_GAP,
+    "heif": IMAGE_GAP,
+    "mp4": VIDEO_GAP,
+    "mov": VIDEO_GAP,
+    "mkv": VIDEO_GAP,
+    "webm": VIDEO_GAP,
+}
+
+
+def _format(sample: Path) -> str:
+    return detect(Input(path=sample)).id
+
+
+CHECKED = [p for p in SAMPLES if _format(p) not in PENDING]
+# examples per sample (quick run, slow run): an audio sample takes 0.2-0.5 s a flip (verify decodes it whole, and so
+# does the independent check), text, PDF and WebP milliseconds to 0.1 s
+EXAMPLES = {"audio": (2, 20)}
+CHEAP = (12, 100)
+
+
+@pytest.fixture(scope="session")
+def marked(signer, trust) -> Callable[[Path], flips.Marked]:
+    """Each sample marked once per test session with the session's keys, as verify sees it."""
+    lab = Labeler(signer, owner="Test Owner LLP", system="GenModel 2", trust=trust)
+    cache: dict[str, flips.Marked] = {}
+
+    def get(sample: Path) -> flips.Marked:
+        if sample.name not in cache:
+            res = lab.mark(sample)
+            handler = detect(Input(path=sample))
+            report = lab.verify(res.data, name=sample.name, sidecar=res.c2pa_sidecar)
+            assert report.verdict == Verdict.COMPLIANT, str(report)
+            cache[sample.name] = flips.Marked.of(
+                sample.name, handler.id, family(handler), res.data, res.c2pa_sidecar, report
+            )
+        return cache[sample.name]
+
+    return get
+
+
+def _flip() -> st.SearchStrategy[tuple[float, int, int, bool]]:
+    """(where as a fraction of the file, XOR byte, length, truncate): mostly single bytes, some runs and cuts."""
+    where = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
+    xor = st.integers(1, 255)
+    single = st.tuples(where, xor, st.just(1), st.just(False))
+    run = st.tuples(where, xor, st.integers(2, 64), st.just(False))
+    cut = st.tuples(where, st.just(0), st.just(0), st.just(True))
+    return st.one_of(single, single, single, run, cut)
+
+
+def _check(lab: Labeler, m: flips.Marked, where: float, xor: int, length: int, truncate: bool) -> str:
+    at = int(where * len(m.data))
+    flip = flips.Flip(max(at, 1), truncate=True) if truncate else flips.Flip(at, xor, length)
+    kind, detail = flips.outcome(
+        m, flips.apply(m.data, flip), lambda d: lab.verify(d, name=m.name, sidecar=m.sidecar), KzlabelError, catch=False
+    )
+    assert kind != "CHANGED", f"{m.name}, {flip.describe()}: {detail}"
+    return kind
+
+
+def test_every_sample_is_checked_or_its_gap_named() -> None:
+    """A format is left out of the property only by name, with the gap that keeps it out."""
+    formats = {_format(p) for p in SAMPLES}
+    assert set(PENDING) <= formats, "PENDING names a format no sample has: drop it"
+    assert CHECKED and all(_format(p) not in PENDING for p in CHECKED)
+
+
+def _property(lab: Labeler, m: flips.Marked, examples: int) -> None:
+    @settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(change=_flip())
+    def holds(change: tuple[float, int, int, bool]) -> None:
+        _check(lab, m, *change)
+
+    holds()
+
+
+@pytest.mark.parametrize("sample", CHECKED, ids=lambda p: p.name)
+def test_a_flip_is_reported_or_leaves_the_content_as_it_was(sample, marked, trust) -> None:
+    m = marked(sample)
+    _property(Labeler(trust=trust), m, EXAMPLES.get(m.family, CHEAP)[0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sample", CHECKED, ids=lambda p: p.name)
+def test_many_flips_are_reported_or_leave_the_content_as_it_was(sample, marked, trust) -> None:
+    m = marked(sample)
+    _property(Labeler(trust=trust), m, EXAMPLES.get(m.family, CHEAP)[1])
+
+
+# --- the flips the sweep found passing as compliant, and the rule that now catches them -------------------------------
+def test_a_flipped_sample_in_a_wav_with_its_manifest_is_tampered(marked, trust) -> None:
+    """One PCM sample's high byte flipped in the body of a marked WAV: a click the band-energy fingerprint cannot
+    see ("the same sound, re-encoded"). The C2PA manifest is still there, its hash broken: no re-encoder wrote this
+    file (they drop the manifest), so close-to-signed content is content changed in place, not a container edit."""
+    from kzlabel.containers import riff
+
+    m = marked(SAMPLES[[p.name for p in SAMPLES].index("voice.wav")])
+    data_chunk = next(c for c in riff.chunks(m.data) if c.kind == b"data")
+    at = data_chunk.body + data_chunk.size // 2 // 2 * 2 + 1  # the high byte of a 16-bit sample mid-body
+    report = Labeler(trust=trust).verify(flips.apply(m.data, flips.Flip(at, 0x40)), name=m.name)
+    assert report.layer("metadata").data["content"] == "the same sound, re-encoded since signing"
+    assert report.layer("c2pa").status.value == "invalid", str(report)
+    assert "changed in place" in report.layer("c2pa").detail
+    assert report.verdict == Verdict.TAMPERED
+
+
+def test_a_cut_ogg_with_its_sidecar_manifest_is_tampered(marked, trust) -> None:
+    """The last Ogg page cut off drops under half a second at the end, which the fingerprint takes as "an excerpt";
+    the sidecar manifest's hash says the bytes changed, so the cut is reported."""
+    m = marked(SAMPLES[[p.name for p in SAMPLES].index("podcast.ogg")])
+    cut = m.data[: m.data.rfind(b"OggS")]  # everything but the last page
+    report = Labeler(trust=trust).verify(cut, name=m.name, sidecar=m.sidecar)
+    assert "an excerpt of the signed sound" in report.layer("metadata").data["content"]
+    assert report.verdict == Verdict.TAMPERED, str(report)
+
+
+def test_a_container_edit_over_exact_samples_stays_unbound(marked, trust) -> None:
+    """The other side of the rule: bytes outside the content changed (a tag value), the samples exactly as signed:
+    the manifest's hash is broken, the verdict stays (a container edit)."""
+    m = marked(SAMPLES[[p.name for p in SAMPLES].index("voice.wav")])
+    at = m.data.find(b"GenModel 2")  # the AISystemUsed tag: unsigned, outside the samples
+    assert at > 0
+    report = Labeler(trust=trust).verify(flips.apply(m.data, flips.Flip(at, 0x01)), name=m.name)
+    assert report.layer("metadata").data["content"] == "samples exactly as signed"
+    assert report.layer("c2pa").status.value == "unbound", str(report)
+    assert report.verdict == Verdict.COMPLIANT
