@@ -128,6 +128,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--only", default="")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--errors", action="store_true", help="also list the typed errors' messages per sample")
     args = ap.parse_args()
     if args.quick:
         args.flips, args.runs, args.cuts = 10, 2, 2
@@ -141,6 +142,7 @@ def main() -> None:
     print("|" + "---|" * (header.count("|") - 1))
     notes: list[str] = []
     wheres: dict[str, str] = {}
+    raised: dict[str, str] = {}
     totals: Counter[str] = Counter()
     for sample in SAMPLES:
         if only and sample.name not in only:
@@ -149,6 +151,7 @@ def main() -> None:
         counts: Counter[str] = Counter()
         weaker: Counter[str] = Counter()
         kept: Counter[str] = Counter()  # where the flips that kept the verdict landed
+        errors: Counter[str] = Counter()
         spent = 0.0
 
         def verify(data: bytes, marked: flips.Marked = marked) -> object:
@@ -163,6 +166,8 @@ def main() -> None:
                 weaker[detail] += 1
             if kind in ("same_content", "same_body") and not flip.truncate:
                 kept[f"{region(marked, flip.at)}{' (warning)' if kind == 'same_body' else ''}"] += 1
+            if kind == "typed_error":
+                errors[detail.split(":", 2)[0] + ": " + detail.split(": ", 1)[-1].split(" (")[0][:90]] += 1
             if kind in ("CHANGED", "foreign_exception"):
                 notes.append(f"{sample.name} {flip.describe()} [{region(marked, flip.at)}]: {kind}: {detail}")
         n = sum(counts.values())
@@ -172,10 +177,16 @@ def main() -> None:
         print(f"| {sample.name} | {n} | {row} | {weak} | {1000 * spent / n:.0f} |", flush=True)
         if kept:
             wheres[sample.name] = ", ".join(f"{k} {v}" for k, v in kept.most_common())
+        if args.errors and errors:
+            raised[sample.name] = "; ".join(f"{v}× {k}" for k, v in errors.most_common(4))
     print(f"| all | {sum(totals.values())} | " + " | ".join(str(totals[k]) for k in flips.OUTCOMES) + " | | |")
     print("\nWhere the flips that kept the verdict landed:")
     for name, where in wheres.items():
         print(f"- {name}: {where}")
+    if raised:
+        print("\nThe most frequent typed errors:")
+    for name, what in raised.items():
+        print(f"- {name}: {what}")
     if notes:
         print("\nViolations and foreign exceptions:")
     for line in notes:
