@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -28,6 +28,7 @@ from .._version import __version__
 from ..errors import MissingDependency, SigningError, UnsupportedFormat
 from ..keys import Signer, TrustStore
 from ..label import IPTC_COMPOSITE, IPTC_TRAINED
+from . import c2pa_native
 
 __all__ = [
     "COMPOSITE_URI",
@@ -44,6 +45,7 @@ __all__ = [
     "only_binding_broken",
     "read",
     "sign",
+    "sign_data_hashed",
     "supported_mime_types",
 ]
 
@@ -363,6 +365,45 @@ def _build_and_sign(
             builder.close()
 
 
+def sign_data_hashed(
+    signer: Signer,
+    binding: Callable[[int], c2pa_native.DataHash],
+    *,
+    label_claims: dict | None,
+    title: str | None = None,
+    source_type: str | None = TRAINED_ALGORITHMIC_MEDIA_URI,
+    soft_binding: dict | None = None,
+    training: str | Mapping[str, Any] | None = None,
+    mime: str = "text/plain",
+) -> bytes:
+    """A bare manifest store (``application/c2pa``) bound by a ``c2pa.hash.data`` the caller computes, for content the
+    C2PA library cannot embed into itself (text). ``binding(size)`` is told the store's final size before signing
+    (the exclusion that will hold it depends on it) and returns the hash; the store returned has exactly that size."""
+    c2pa = _need()
+    definition = _definition(
+        has_parent=False,
+        label_claims=label_claims,
+        title=title,
+        source_type=source_type,
+        soft_binding=soft_binding,
+        training=training,
+    )
+    c2pa_signer = signer.c2pa_signer()
+    try:
+        with _context({"builder": {"thumbnail": {"enabled": False}}}) as ctx:
+            builder = c2pa.Builder(definition, context=ctx)
+            try:
+                size = len(c2pa_native.placeholder(builder, c2pa_signer.reserve_size()))
+                store = c2pa_native.sign_data_hashed(builder, c2pa_signer, binding(size))
+            finally:
+                builder.close()
+    except (c2pa.C2paError, c2pa_native.NativeError) as exc:
+        raise SigningError(f"C2PA signing failed: {_msg(exc)}", format=mime) from exc
+    if len(store) != size:  # the library broke its promise: the exclusion would not cover the store
+        raise RuntimeError(f"signed manifest store is {len(store)} bytes, its placeholder {size}")
+    return store
+
+
 # --- read ----------------------------------------------------------------------------------------------------------
 @dataclass
 class C2paReport:
@@ -380,6 +421,7 @@ class C2paReport:
     detail: str = ""
     ingredients: list[dict] = field(default_factory=list)
     manifest_id: str | None = None  # the active manifest's label (a URN): its id in a Soft Binding Resolution API
+    data_hash: dict | None = None  # a bare store's c2pa.hash.data (its asset is elsewhere: the caller checks it)
 
     @property
     def ok(self) -> bool:
@@ -458,6 +500,14 @@ def _fill(report: C2paReport, manifest: dict) -> None:
     report.ingredients = [i for i in manifest.get("ingredients") or [] if isinstance(i, dict)]
 
 
+def _data_hash(reader: Any) -> dict | None:
+    """The active manifest's ``c2pa.hash.data`` assertion (only the detailed report lists hard bindings)."""
+    detailed = json.loads(reader.detailed_json())
+    manifest = (detailed.get("manifests") or {}).get(detailed.get("active_manifest") or "") or {}
+    found = (manifest.get("assertion_store") or {}).get("c2pa.hash.data")
+    return found if isinstance(found, dict) else None
+
+
 def read(data: Content, mime: str, trust: TrustStore | None = None, *, sidecar: bytes | None = None) -> C2paReport:
     """Read and validate the C2PA manifest in ``data`` (bytes or a seekable binary file; or the ``sidecar`` manifest
     bound to ``data``); never raises for a missing or broken manifest.
@@ -477,6 +527,7 @@ def read(data: Content, mime: str, trust: TrustStore | None = None, *, sidecar: 
                 store = json.loads(reader.json())
                 state = (reader.get_validation_state() or "").lower()
                 results = reader.get_validation_results()
+                data_hash = _data_hash(reader) if mime == STORE_MIME else None
             finally:
                 reader.close()
     except c2pa.C2paError as exc:  # JUMBF present but unreadable, or the container itself unparsable
@@ -499,7 +550,9 @@ def read(data: Content, mime: str, trust: TrustStore | None = None, *, sidecar: 
     else:  # unknown / older library: derive from codes
         hard = [c for c in failures if c not in ("signingCredential.untrusted", "signingCredential.ocsp.skipped")]
         st = "invalid" if hard or manifest is None else ("trusted" if "signingCredential.trusted" in codes else "valid")
-    report = C2paReport(present=True, state=st, codes=codes, manifest=manifest, manifest_id=active_label)
+    report = C2paReport(
+        present=True, state=st, codes=codes, manifest=manifest, manifest_id=active_label, data_hash=data_hash
+    )
     if manifest is None:
         report.state = "invalid"
         report.detail = "no active manifest"
