@@ -422,6 +422,7 @@ class C2paReport:
     ingredients: list[dict] = field(default_factory=list)
     manifest_id: str | None = None  # the active manifest's label (a URN): its id in a Soft Binding Resolution API
     data_hash: dict | None = None  # a bare store's c2pa.hash.data (its asset is elsewhere: the caller checks it)
+    carrier: dict | None = None  # where a text carried the store (c2pa_text): its form, a pasted span
 
     @property
     def ok(self) -> bool:
@@ -439,12 +440,13 @@ class C2paReport:
             }
             for i in self.ingredients
         ]
-        return {
+        summary = {
             "actions": self.actions,
             "digital_source_type": self.source_type,
             "ingredients": ingredients,
             "signer": signer or None,
         }
+        return summary | ({"text_carrier": self.carrier} if self.carrier else {})
 
 
 def _read_settings(trust: TrustStore | None) -> dict[str, Any]:

@@ -1,0 +1,283 @@
+"""C2PA manifests in text, in the three forms of C2PA 2.4 (appendices A.7-A.9).
+
+* ``unstructured`` (A.8, plain text): ``U+FEFF`` then one variation selector per byte (0-15 → U+FE00-FE0F,
+  16-255 → U+E0100-E01EF) of a ``C2PATextManifestWrapper``: magic ``C2PATXT\\0``, version 1, the store's length
+  (uint32, big-endian), the store, then padding to a length fixed before signing. Invisible, and it survives
+  copy-paste. Hard binding: ``c2pa.hash.data`` over the UTF-8 bytes of the NFC-normalised text, the wrapper excluded.
+* ``structured`` (A.9, Markdown): ``<!-- -----BEGIN C2PA MANIFEST----- data:application/c2pa;base64,...
+  -----END C2PA MANIFEST----- -->`` on a last line; the binding covers the raw bytes with that line (and the line
+  break before it) excluded.
+* ``html`` (A.7): ``<script type="application/c2pa">BASE64</script>`` just before ``</head>``; the element is
+  excluded from the binding over the raw bytes.
+
+The store is signed data-hashed (c2pa.sign_data_hashed): the size is known before signing, so the exclusion is
+written into the manifest it excludes. Reading validates the store with the C2PA library (signature, trust,
+assertions) and the hard binding here, since the library has no text handler. A wrapper found inside a larger text
+(pasted) still validates for the span it was signed over: the report says which bytes that is.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import struct
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import SigningError, UnsupportedFormat
+from ..keys import Signer, TrustStore
+from . import c2pa as c2pa_layer
+from .c2pa_native import DataHash
+
+__all__ = [
+    "FORMS",
+    "MIMES",
+    "TextCarrier",
+    "decode_wrapper",
+    "encode_wrapper",
+    "find",
+    "read",
+    "sign",
+    "strip",
+]
+
+FORMS = {"text/plain": "unstructured", "text/markdown": "structured", "text/html": "html"}
+MIMES = frozenset(FORMS)
+
+MAGIC = b"C2PATXT\0"
+VERSION = 1
+_HEADER = struct.Struct(">8sBI")
+_PREFIX = "\ufeff"
+_VS = "[\ufe00-\ufe0f\U000e0100-\U000e01ef]"
+_WRAPPER = re.compile(_PREFIX + f"{_VS}{{{_HEADER.size},}}")
+BEGIN, END = "-----BEGIN C2PA MANIFEST-----", "-----END C2PA MANIFEST-----"
+DATA_URI = "data:application/c2pa;base64,"
+_BLOCK = re.compile(
+    r"(?:\r?\n)?<!--[ \t]*" + re.escape(BEGIN) + r"\s*(\S+)\s*" + re.escape(END) + r"[ \t]*-->[ \t]*(?:\r?\n)?"
+)
+_SCRIPT = re.compile(r'<script\s+type\s*=\s*["\']application/c2pa["\']\s*>\s*([A-Za-z0-9+/=\s]*?)\s*</script\s*>', re.I)
+_HEAD_CLOSE = re.compile(r"</head\s*>", re.I)
+
+_HASH_CODES = ("assertion.dataHash.match", "assertion.dataHash.mismatch")
+
+
+# --- the A.8 wrapper ------------------------------------------------------------------------------------------------
+def _vs(byte: int) -> str:
+    return chr(0xFE00 + byte) if byte < 16 else chr(0xE0100 + byte - 16)
+
+
+def _byte(ch: str) -> int:
+    cp = ord(ch)
+    return cp - 0xFE00 if cp <= 0xFE0F else cp - 0xE0100 + 16
+
+
+def wrapper_size(store_size: int) -> int:
+    """UTF-8 bytes of the padded wrapper for a store of ``store_size`` bytes: fixed before signing, whatever the
+    store's bytes (each is 3 or 4 UTF-8 bytes); 6 spare bytes so that any shortfall is a sum of 3s and 4s."""
+    return 3 + (_HEADER.size + store_size) * 4 + 6
+
+
+def encode_wrapper(store: bytes, size: int | None = None) -> str:
+    """The wrapper for ``store``, padded (after the store, which its length field delimits) to ``size`` bytes."""
+    text = _PREFIX + "".join(_vs(b) for b in _HEADER.pack(MAGIC, VERSION, len(store)) + store)
+    gap = (wrapper_size(len(store)) if size is None else size) - len(text.encode("utf-8"))
+    fours = next(b for b in range(gap // 4, -1, -1) if (gap - 4 * b) % 3 == 0)  # gap is never 1, 2 or 5
+    return text + _vs(0) * ((gap - 4 * fours) // 3) + _vs(255) * fours
+
+
+def decode_wrapper(wrapper: str) -> bytes | None:
+    """The store inside a wrapper (``U+FEFF`` + selectors), or None when it is not a version-1 C2PA wrapper."""
+    raw = bytes(_byte(ch) for ch in wrapper[1:])
+    if len(raw) < _HEADER.size:
+        return None
+    magic, version, length = _HEADER.unpack_from(raw)
+    if magic != MAGIC or version != VERSION or len(raw) < _HEADER.size + length:
+        return None
+    return raw[_HEADER.size : _HEADER.size + length]
+
+
+# --- finding a carrier ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TextCarrier:
+    """A manifest store found in a text: its form, the store (None when undecodable) and the carrier's byte span
+    in the bytes the binding covers (the NFC-normalised text for ``unstructured``, the raw text otherwise)."""
+
+    form: str
+    store: bytes | None
+    start: int
+    length: int
+
+
+def _b64(data: str) -> bytes | None:
+    try:
+        return base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _span(text: str, m: re.Match[str]) -> tuple[int, int]:
+    start = len(text[: m.start()].encode("utf-8"))
+    return start, len(m.group(0).encode("utf-8"))
+
+
+def find(text: str) -> list[TextCarrier]:
+    """Every C2PA carrier in ``text``, in all three forms (a valid asset has exactly one)."""
+    found: list[TextCarrier] = []
+    nfc = unicodedata.normalize("NFC", text)
+    for m in _WRAPPER.finditer(nfc):
+        found.append(TextCarrier("unstructured", decode_wrapper(m.group(0)), *_span(nfc, m)))
+    for m in _BLOCK.finditer(text):
+        ref = m.group(1)
+        store = _b64(ref[len(DATA_URI) :]) if ref.startswith(DATA_URI) else None
+        found.append(TextCarrier("structured", store, *_block_span(text, m)))
+    for m in _SCRIPT.finditer(text):
+        found.append(TextCarrier("html", _b64(m.group(1)), *_span(text, m)))
+    return found
+
+
+def _block_span(text: str, m: re.Match[str]) -> tuple[int, int]:
+    """An A.9 comment line's exclusion: the line break before it and the line, not the break after (ours ends the
+    text; one in the middle keeps its own line break in the hash)."""
+    whole = m.group(0)
+    tail = len(whole) - len(whole.rstrip("\r\n")) if m.start() > 0 and whole[:1] in "\r\n" else 0
+    start = len(text[: m.start()].encode("utf-8"))
+    return start, len(whole.encode("utf-8")) - tail
+
+
+def strip(text: str) -> str:
+    """``text`` without any C2PA carrier (what the kzlabel label's digests were computed over before signing)."""
+    text = _WRAPPER.sub("", text)
+    text = _BLOCK.sub(lambda m: "" if m.end() == len(m.string) else m.group(0)[len(m.group(0).rstrip("\r\n")) :], text)
+    return _SCRIPT.sub("", text)
+
+
+# --- sign -----------------------------------------------------------------------------------------------------------
+def _hash(data: bytes, start: int, length: int) -> bytes:
+    return hashlib.sha256(data[:start] + data[start + length :]).digest()
+
+
+def sign(
+    text: str,
+    mime: str,
+    signer: Signer,
+    *,
+    label_claims: dict | None,
+    title: str | None = None,
+    source_type: str = c2pa_layer.TRAINED_ALGORITHMIC_MEDIA_URI,
+    soft_binding: dict | None = None,
+    training: str | Mapping[str, Any] | None = None,
+) -> tuple[str, bytes]:
+    """``text`` with a signed manifest in the form for ``mime`` (an old carrier replaced), and the store.
+
+    Raises ``UnsupportedFormat`` for a type with no text form, ``SigningError`` when signing fails (an HTML document
+    without ``</head>`` included)."""
+    form = FORMS.get(mime.lower())
+    if form is None:
+        raise UnsupportedFormat(f"C2PA 2.4 defines no text embedding for {mime}", format=mime)
+    text = strip(text)
+    if form == "unstructured":
+        text = unicodedata.normalize("NFC", text)
+    nl = "\r\n" if "\r\n" in text else "\n"
+    data = text.encode("utf-8")
+    at = len(data)
+    head = None
+    if form == "html":
+        head = _HEAD_CLOSE.search(text)
+        if head is None:
+            raise SigningError("the HTML has no </head> to hold the C2PA manifest element (A.7)", format=mime)
+        at = len(text[: head.start()].encode("utf-8"))
+
+    def carrier_size(store_size: int) -> int:
+        b64 = 4 * ((store_size + 2) // 3)
+        if form == "unstructured":
+            return wrapper_size(store_size)
+        if form == "structured":
+            return len(f"{nl}<!-- {BEGIN} {DATA_URI} {END} -->".encode()) + b64
+        return len('<script type="application/c2pa"></script>') + b64
+
+    store = c2pa_layer.sign_data_hashed(
+        signer,
+        lambda size: DataHash(hashlib.sha256(data).digest(), [(at, carrier_size(size))]),
+        label_claims=label_claims,
+        title=title,
+        source_type=source_type,
+        soft_binding=soft_binding,
+        training=training,
+        mime=mime,
+    )
+    b64 = base64.b64encode(store).decode("ascii")
+    if form == "unstructured":
+        out = text + encode_wrapper(store, carrier_size(len(store)))
+    elif form == "structured":
+        out = text + f"{nl}<!-- {BEGIN} {DATA_URI}{b64} {END} -->"
+    else:
+        assert head is not None
+        out = text[: head.start()] + f'<script type="application/c2pa">{b64}</script>' + text[head.start() :]
+    return out, store
+
+
+# --- read -----------------------------------------------------------------------------------------------------------
+def _binding_state(carrier: TextCarrier, covered: bytes, data_hash: dict | None) -> tuple[bool, str, dict]:
+    """(matches?, why, extra evidence): the exclusion must be the carrier and the rest must hash to the signed value.
+    A wrapper pasted into a longer text is checked over the span before it that has the signed length."""
+    if not data_hash:
+        return False, "the manifest has no c2pa.hash.data hard binding", {}
+    excl = [(int(e.get("start", -1)), int(e.get("length", -1))) for e in data_hash.get("exclusions") or []]
+    try:
+        want = base64.b64decode(data_hash.get("hash") or "")
+    except (binascii.Error, ValueError):
+        return False, "unreadable hash in c2pa.hash.data", {}
+    if (data_hash.get("alg") or "sha256") != "sha256" or len(excl) != 1 or excl[0][1] != carrier.length:
+        return False, "the hard binding's exclusion is not the manifest's carrier", {}
+    signed_at = excl[0][0]
+    if signed_at == carrier.start and _hash(covered, carrier.start, carrier.length) == want:
+        return True, "", {}
+    if carrier.form == "unstructured" and signed_at < carrier.start:
+        lo = carrier.start - signed_at  # pasted: the signed text is the ``signed_at`` bytes just before the wrapper
+        if hashlib.sha256(covered[lo : carrier.start]).digest() == want:
+            span = {"signed_span": [lo, carrier.start], "text_bytes": len(covered) - carrier.length}
+            return True, f"covers bytes {lo}-{carrier.start} only: the labelled text was pasted into a longer one", span
+    return False, "the text differs from the signed hash", {}
+
+
+def read(text: str, trust: TrustStore | None = None) -> c2pa_layer.C2paReport:
+    """Find and validate the C2PA manifest in ``text`` (any of the three forms); never raises for a missing or
+    broken one. The report is the media layer's, with the hard binding checked here."""
+    carriers = find(text)
+    if not carriers:
+        return c2pa_layer.C2paReport(present=False, state="absent")
+    if len(carriers) > 1:
+        return c2pa_layer.C2paReport(
+            present=True, state="invalid", codes=["manifest.text.multipleManifests"], detail="more than one carrier"
+        )
+    carrier = carriers[0]
+    if carrier.store is None:
+        return c2pa_layer.C2paReport(
+            present=True, state="invalid", codes=["manifest.unreadable"], detail=f"undecodable {carrier.form} carrier"
+        )
+    rep = c2pa_layer.read(carrier.store, c2pa_layer.STORE_MIME, trust)
+    if rep.manifest is None:
+        return rep
+    covered = (unicodedata.normalize("NFC", text) if carrier.form == "unstructured" else text).encode("utf-8")
+    ok, why, extra = _binding_state(carrier, covered, rep.data_hash)
+    rep.codes = [c for c in rep.codes if c not in _HASH_CODES] + [_HASH_CODES[0] if ok else _HASH_CODES[1]]
+    failures = [
+        c
+        for c in rep.codes
+        if c not in _HASH_CODES
+        and c not in ("signingCredential.untrusted", "signingCredential.ocsp.skipped")
+        and not c.startswith("ingredient:")
+        and c not in ("signingCredential.trusted", "claimSignature.validated")
+    ]
+    if not ok or failures or "claimSignature.validated" not in rep.codes:
+        rep.state = "invalid"
+        rep.detail = why or ", ".join(failures) or "claim signature not validated"
+    else:
+        rep.state = "trusted" if "signingCredential.trusted" in rep.codes else "valid"
+        rep.detail = why
+    rep.carrier = {"form": carrier.form, **extra}
+    return rep
