@@ -37,6 +37,7 @@ FLOORS: dict[str, int] = {
     "kzlabel.rights.actions": 5,
     "kzlabel.batch": 5,
     "kzlabel.dataset": 5,
+    "kzlabel.chat": 5,
     "kzlabel.survival": 5,
     "kzlabel.cli": 6,
     "kzlabel.server": 6,

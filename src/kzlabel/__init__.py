@@ -12,6 +12,7 @@ from typing import IO, overload
 
 from . import errors
 from ._version import __version__
+from .chat import TextStream, mark_text, verify_text
 from .io import Limits, Source
 from .keys import Signer, TrustStore
 from .label import IPTC_COMPOSITE, IPTC_TRAINED, Label, Training
@@ -36,6 +37,7 @@ __all__ = [
     "Source",
     "Status",
     "StressReport",
+    "TextStream",
     "Training",
     "TrainingCheck",
     "TrainingPolicy",
@@ -44,9 +46,11 @@ __all__ = [
     "__version__",
     "errors",
     "mark",
+    "mark_text",
     "stress",
     "training_allowed",
     "verify",
+    "verify_text",
     "write_optout",
 ]
 

@@ -3,10 +3,8 @@
 mark: sniff → load → visible → watermark → encode → bind → sign label → metadata → c2pa → registry → atomic write.
 verify: every layer is read independently and reported as Evidence; the Report derives the verdict.
 
-From the encoder on, the output is a file: encoded into a temp file beside the destination (or in the temp folder),
-tags edited there, signed into the next one, and the last one renamed onto ``dst``; so memory does not grow with the
-file (the C2PA library itself still buffers the asset while signing: see docs/audio.md) and no reader ever sees a
-half-written output.
+From the encoder on, the output is a file (a temp file beside ``dst``, tagged, signed into the next, the last renamed):
+memory does not grow with the file (the C2PA library buffers it to sign) and no reader sees a half-written output.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from typing import IO, Any, TypeVar
 
 from . import formats
 from .errors import CapacityError, KzlabelError, LimitExceeded, RegistryError, SigningError
-from .formats.base import AudioNotice, Findings, Handler, MarkOptions, Pages, Survival, VideoWarning
+from .formats.base import AudioNotice, Findings, Handler, MarkOptions, Pages, Survival, TextCarrier, VideoWarning
 from .io import (
     SIDECAR_MAX,
     Input,
@@ -47,7 +45,7 @@ from .label import (
     sign_label,
     verify_token,
 )
-from .layers import LAYERS, Layer, Style, parse_layers
+from .layers import LAYERS, Layer, Style, c2pa_text, parse_layers
 from .layers import c2pa as c2pa_layer
 from .recovery import record_mark, recover, soft_binding
 from .registry import Registry
@@ -67,7 +65,7 @@ def needs_sidecar(src: Path | bytes, name: str | None = None) -> bool:
         handler = formats.detect(inp)
     except (KzlabelError, ImportError, OSError):
         return False
-    return "c2pa" in handler.layers and handler.mime not in c2pa_layer.supported_mime_types()
+    return "c2pa" in handler.layers and handler.mime not in c2pa_layer.supported_mime_types() | c2pa_text.MIMES
 
 
 def is_sidecar_companion(path: str | os.PathLike) -> bool:
@@ -190,6 +188,7 @@ class Labeler:
         pages: Pages = "all",
         video_warning: VideoWarning = "both",
         audio_notice: AudioNotice = "tone",
+        text_carrier: TextCarrier = "kzlabel",
         trust: TrustStore | None = None,
         registry: Registry | None = None,
         limits: Limits = Limits(),
@@ -212,6 +211,7 @@ class Labeler:
             pages=pages,
             video_warning=video_warning,
             audio_notice=audio_notice,
+            text_carrier=text_carrier,
         )
         self.trust = trust
         self.registry = registry
@@ -314,10 +314,12 @@ class Labeler:
             layer: f"{handler.name} has no {layer} layer" for layer in sorted(wanted - handler.layers)
         }
         layers = wanted & handler.layers
+        for layer, why in handler.left_out(opts).items():
+            skipped[layer], layers = why, layers - {layer}
         embed = False
         existing: tuple[bool, bool] | None = None  # asked once, handed to the signing (also when signing again)
         if "c2pa" in layers:
-            embed = handler.mime in c2pa_layer.supported_mime_types()
+            embed = handler.mime in c2pa_layer.supported_mime_types() | c2pa_text.MIMES  # text: c2pa_text's forms
             if not embed:  # no embedding for this type: a sidecar manifest instead (mark() writes it beside dst)
                 skipped["c2pa"] = f"the C2PA library cannot embed a manifest in {handler.mime}"
             else:
@@ -327,7 +329,7 @@ class Labeler:
                 if reason:
                     skipped["c2pa"] = reason
                     layers = layers - {"c2pa"}
-                elif inp.size <= self.limits.max_c2pa_bytes:  # larger inputs get no manifest (checked below)
+                elif inp.size <= self.limits.max_c2pa_bytes and handler.mime not in c2pa_text.MIMES:  # larger: none
                     with inp.open() as content:
                         existing = c2pa_layer.existing_manifest(content, handler.mime)
                     label = _as_edit(label) if existing[0] else label
@@ -402,6 +404,8 @@ class Labeler:
         signed = spool.new() if embed else None
 
         def sign() -> bytes:
+            if handler.mime in c2pa_text.MIMES:  # text: signed into its C2PA 2.4 form (always embedded)
+                return c2pa_text.sign_file(content, signed, handler.mime, signer, label, token, training)
             with contextlib.ExitStack() as files:
                 return c2pa_layer.sign(
                     files.enter_context(open(content, "rb")),
@@ -513,7 +517,11 @@ class Labeler:
         inp = read_input(src, self.limits, name, password)
         if sidecar is not None and len(sidecar) > SIDECAR_MAX:
             sidecar = None  # as for a file beside it: a sidecar manifest is a few KB, an absurd one is not read
-        return self._report(formats.detect(inp), inp, sidecar=sidecar, sidecar_name=sidecar_name or "(given)")
+        handler = formats.detect(inp)
+        part = c2pa_text.pasted(inp.data, inp.name) if handler.mime in c2pa_text.MIMES else None
+        name = sidecar_name or "(given)"
+        report = self._report(handler, part.input if part else inp, sidecar=sidecar, sidecar_name=name)
+        return part.annotate(report) if part else report  # a labelled text pasted into a longer one: its span only
 
     def _report(
         self,
@@ -619,7 +627,9 @@ class Labeler:
             return Evidence("c2pa", Status.UNAVAILABLE, "not checked: " + _c2pa_too_big(inp.size, self.limits))
         side_data: dict[str, str] = {}
         with inp.open() as content:  # a file is read from disk, not copied into memory first
-            if handler.mime in c2pa_layer.supported_mime_types():
+            if handler.mime in c2pa_text.MIMES:
+                rep = c2pa_text.read(content.read().decode("utf-8", "replace"), self.trust)
+            elif handler.mime in c2pa_layer.supported_mime_types():
                 rep = c2pa_layer.read(content, handler.mime, self.trust)
             elif sidecar is not None:  # given, not beside it: mark's read-back, or an archive member's sidecar
                 rep = c2pa_layer.read(content, handler.mime, self.trust, sidecar=sidecar)
@@ -633,22 +643,20 @@ class Labeler:
                 rep = c2pa_layer.read(content, handler.mime, self.trust, sidecar=side.read_bytes())
                 side_data = {"sidecar": side.name}
         where = f" (sidecar {side_data['sidecar']})" if side_data else ""
-        if not rep.present:
-            return Evidence("c2pa", Status.ABSENT, "no C2PA manifest")
+        if not rep.present:  # text without a C2PA text manifest: no line (the label has its own carrier there)
+            return None if handler.mime in c2pa_text.MIMES else Evidence("c2pa", Status.ABSENT, "no C2PA manifest")
         if rep.label_token:
             tokens.insert(0, ("c2pa:kz.kzlabel.label", rep.label_token))
         data = {"codes": rep.codes, **rep.summary(), **side_data}
         if rep.state == "invalid":
-            return Evidence(
-                "c2pa", Status.INVALID, "manifest does not validate" + where + ": " + ", ".join(rep.codes), data
-            )
-        if rep.state == "trusted":
-            return Evidence("c2pa", Status.TRUSTED, "manifest valid" + where + ", signer trusted", data)
-        if self.trust is not None and self.trust.anchors:
-            return Evidence(
-                "c2pa", Status.UNTRUSTED, "manifest valid" + where + ", signer not under the given trust anchors", data
-            )
-        return Evidence("c2pa", Status.VALID, "manifest valid" + where + " (no trust anchors given)", data)
+            status, detail = Status.INVALID, "manifest does not validate" + where + ": " + ", ".join(rep.codes)
+        elif rep.state == "trusted":
+            status, detail = Status.TRUSTED, "manifest valid" + where + ", signer trusted"
+        elif self.trust is not None and self.trust.anchors:
+            status, detail = Status.UNTRUSTED, "manifest valid" + where + ", signer not under the given trust anchors"
+        else:
+            status, detail = Status.VALID, "manifest valid" + where + " (no trust anchors given)"
+        return Evidence("c2pa", status, detail, data)
 
     def _metadata_evidence(
         self, handler: Handler, findings: Findings, tokens: list[tuple[str, str]]
@@ -660,13 +668,8 @@ class Labeler:
         bad = [(c, chk) for c, chk in checks if not chk.ok]
         if not checks:
             if fields:
-                return (
-                    None,
-                    Evidence(
-                        "metadata", Status.FOUND, "unsigned AI-content fields: " + ", ".join(fields), {"fields": fields}
-                    ),
-                    None,
-                )
+                detail = "unsigned AI-content fields: " + ", ".join(fields)
+                return None, Evidence("metadata", Status.FOUND, detail, {"fields": fields}), None
             return None, Evidence("metadata", Status.ABSENT, "no machine-readable label"), None
         if bad and not good:
             carrier, chk = bad[0]

@@ -59,7 +59,7 @@ def keygen(args: Args) -> int:
 def mark(args: Args) -> int:
     """Label one file with every layer its format has."""
     from .. import IPTC_COMPOSITE, IPTC_TRAINED, Labeler, Signer
-    from ..formats.base import AudioNotice, Pages, VideoWarning, choice
+    from ..formats.base import AudioNotice, Pages, TextCarrier, VideoWarning, choice
     from ..layers import LAYERS, Style
 
     _need(args, "--key", "--system", "--owner")
@@ -81,6 +81,7 @@ def mark(args: Args) -> int:
         pages=choice("--pages", args.pages, Pages),
         video_warning=choice("--video-warning", args.video_warning, VideoWarning),
         audio_notice=choice("--audio-notice", args.audio_notice, AudioNotice),
+        text_carrier=choice("--text-carrier", args.text_carrier, TextCarrier),
         registry=_registry(args.registry, existing=False),
     )
     result = labeler.mark(args.src, args.output, in_place=args.in_place, password=args.password)
@@ -340,16 +341,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--style", default="plate", help="Visible style: plate, outline or icon.")
     p.add_argument("--registry", help=REGISTRY_HELP + " to record the label (and its manifest) in.")
     p.add_argument("--pages", default="all", help="Paged documents: stamp all pages or the first.")
-    p.add_argument(
-        "--video-warning",
-        default="both",
-        help="Video: opening (full-size, first 2 s), persistent (small corner label) or both.",
-    )
-    p.add_argument(
-        "--audio-notice",
-        default="tone",
-        help="Audio: tone (the · − · · rhythm), speech (the notice read aloud in --lang) or both.",
-    )
+    video = "Video: opening (full-size, first 2 s), persistent (small corner label) or both."
+    p.add_argument("--video-warning", default="both", help=video)
+    audio = "Audio: tone (the · − · · rhythm), speech (the notice read aloud in --lang) or both."
+    p.add_argument("--audio-notice", default="tone", help=audio)
+    text = "Text: the signed label in kzlabel's own carrier (kzlabel), a C2PA 2.4 text manifest (c2pa) or both."
+    p.add_argument("--text-carrier", default="kzlabel", help=text)
     _env(p, "--password", "KZLABEL_PASSWORD", "Password of an encrypted PDF.")
     p.add_argument("--json", action="store_true", help="Print the result as JSON.")
 

@@ -35,6 +35,9 @@ __all__ = [
 Pages = Literal["all", "first"]
 VideoWarning = Literal["opening", "persistent", "both"]
 AudioNotice = Literal["tone", "speech", "both"]
+# where text carries the signed label: kzlabel's own carrier (trailer, front matter, meta, field), a C2PA 2.4 text
+# manifest (docs/text.md), or both
+TextCarrier = Literal["kzlabel", "c2pa", "both"]
 
 
 def choice(option: str, value: str, allowed: Any) -> Any:
@@ -59,12 +62,14 @@ class MarkOptions:
     pages: Pages = "all"  # paged documents
     video_warning: VideoWarning = "both"  # "opening" (full size, first seconds), "persistent" (small, throughout)
     audio_notice: AudioNotice = "tone"  # "tone" (the · − · · rhythm), "speech" (the notice read aloud), or both
+    text_carrier: TextCarrier = "kzlabel"
 
     def __post_init__(self) -> None:
         choice("style", self.style, Style)
         choice("pages", self.pages, Pages)
         choice("video_warning", self.video_warning, VideoWarning)
         choice("audio_notice", self.audio_notice, AudioNotice)
+        choice("text_carrier", self.text_carrier, TextCarrier)
 
 
 @dataclass
@@ -171,6 +176,10 @@ class Handler(Generic[DocT]):
         """The watermark after this format's standard degradation, tried on the content as written to ``out`` (after
         ``bind``); None where the format has none that is cheap enough to try on every mark."""
         return None
+
+    def left_out(self, opts: MarkOptions) -> dict[Layer, str]:
+        """Layers this format has but leaves out under ``opts``, with why (text: the carrier chosen for the label)."""
+        return {}
 
     def c2pa_skip_reason(self, inp: Input) -> str | None:
         """Why an embedded manifest must not be written into this particular file (None: go ahead)."""

@@ -26,10 +26,14 @@ import struct
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import SigningError, UnsupportedFormat
+from ..io import Input
 from ..keys import Signer, TrustStore
+from ..label import Label
+from ..report import Evidence, Report, Status
 from . import c2pa as c2pa_layer
 from .c2pa_native import DataHash
 
@@ -39,9 +43,12 @@ __all__ = [
     "TextCarrier",
     "decode_wrapper",
     "encode_wrapper",
+    "Pasted",
     "find",
+    "pasted",
     "read",
     "sign",
+    "sign_file",
     "strip",
 ]
 
@@ -220,6 +227,21 @@ def sign(
     return out, store
 
 
+def sign_file(
+    src: Path, dst: Path | None, mime: str, signer: Signer, label: Label, token: str, training: str | None
+) -> bytes:
+    """:func:`sign` from file to file for a signed kzlabel ``label`` (``token``), carried as ``kz.kzlabel.label``;
+    the text is under the text limit, so it is read whole. Returns the store."""
+    if dst is None:
+        raise ValueError("a C2PA text manifest is always embedded: dst is needed")
+    text = src.read_bytes().decode("utf-8")
+    out, store = sign(
+        text, mime, signer, label_claims={"token": token}, source_type=label.source_type, training=training
+    )
+    dst.write_bytes(out.encode("utf-8"))
+    return store
+
+
 # --- read -----------------------------------------------------------------------------------------------------------
 def _binding_state(carrier: TextCarrier, covered: bytes, data_hash: dict | None) -> tuple[bool, str, dict]:
     """(matches?, why, extra evidence): the exclusion must be the carrier and the rest must hash to the signed value.
@@ -281,3 +303,35 @@ def read(text: str, trust: TrustStore | None = None) -> c2pa_layer.C2paReport:
         rep.detail = why
     rep.carrier = {"form": carrier.form, **extra}
     return rep
+
+
+@dataclass(frozen=True)
+class Pasted:
+    """A labelled text found inside a longer one: ``input`` is the labelled part (the signed span and its wrapper)."""
+
+    input: Input
+    detail: str
+    data: dict
+
+    def annotate(self, report: Report) -> Report:
+        """``report`` (on the labelled part) with a ``c2pa:span`` line saying which span of the text it speaks for."""
+        report.evidence.append(Evidence("c2pa:span", Status.FOUND, self.detail, self.data))
+        return report
+
+
+def pasted(data: bytes, name: str | None = None) -> Pasted | None:
+    """The labelled part when ``data`` holds an A.8 wrapper whose signed text is a span of it, not all of it (a chat
+    answer pasted into a document); None otherwise. Verify then reports on that span and says so."""
+    text = data.decode("utf-8", "replace")
+    carriers = find(text)
+    carrier = carriers[0] if len(carriers) == 1 else None
+    if carrier is None or carrier.form != "unstructured" or carrier.store is None:
+        return None
+    covered = unicodedata.normalize("NFC", text).encode("utf-8")
+    ok, _, extra = _binding_state(carrier, covered, c2pa_layer.read(carrier.store, c2pa_layer.STORE_MIME).data_hash)
+    if not ok or "signed_span" not in extra:
+        return None
+    lo, hi = extra["signed_span"]
+    detail = f"the labelled text is bytes {lo}-{hi} of {extra['text_bytes']}: the label covers that span only"
+    part = covered[lo : hi + carrier.length]
+    return Pasted(Input(data=part, name=name), detail, {"span": [lo, hi], "text_bytes": extra["text_bytes"]})

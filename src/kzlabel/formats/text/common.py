@@ -18,6 +18,7 @@ from typing import Any
 from ...errors import CorruptInput, LimitExceeded
 from ...io import Input, Limits
 from ...label import JWS_TYPE, NOTICES, Label, TrainingSignal, b64url_decode
+from ...layers import Layer, c2pa_text
 from ...rights.vocab import signal_from_tdmrep
 from ..base import Handler, LabelMatch, MarkOptions, rewrite
 
@@ -177,7 +178,17 @@ class TextHandler(Handler[TextDoc]):
     """
 
     is_text = True
-    layers = frozenset({"visible", "metadata"})
+    # c2pa: a C2PA 2.4 text manifest (layers/c2pa_text.py) in the dialect's form, signed last over everything
+    layers = frozenset({"visible", "metadata", "c2pa"})
+
+    def left_out(self, opts: MarkOptions) -> dict[Layer, str]:
+        if "c2pa" not in self.layers:  # JSON: its own field is the only carrier
+            return {}
+        if opts.text_carrier == "kzlabel":
+            return {"c2pa": "text carrier is kzlabel (text_carrier 'c2pa' or 'both' adds a C2PA 2.4 text manifest)"}
+        if opts.text_carrier == "c2pa":
+            return {"metadata": "text carrier is c2pa: the signed label travels in the C2PA manifest"}
+        return {}
 
     def read_text(self, inp: Input, limits: Limits) -> TextDoc:
         if inp.size > limits.max_text_bytes:
@@ -192,6 +203,7 @@ class TextHandler(Handler[TextDoc]):
                 source=inp.source,
                 format=self.id,
             ) from None
+        text = c2pa_text.strip(text)  # the C2PA carrier is read by the c2pa layer; the dialect sees the text under it
         bom = text.startswith(BOM)
         return TextDoc(text[1:] if bom else text, detect_newline(text), bom)
 

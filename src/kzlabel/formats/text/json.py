@@ -73,6 +73,8 @@ class Json(TextHandler):
     name = "JSON"
     mime = "application/json"
     extensions = (".json",)
+    # no c2pa: C2PA 2.4 defines no JSON embedding, and any carrier outside a string value breaks the JSON
+    layers = frozenset({"visible", "metadata"})
 
     def score(self, header: bytes, name: str | None) -> int:
         """An object, or an array (one-line, pretty-printed, or JSON Lines of arrays): claimed here so that ``load``

@@ -8,6 +8,7 @@ addition least, and the digests exclude the trailer, so an opt-out added to a la
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -70,7 +71,9 @@ class PlainText(TextHandler):
 
     def load(self, inp: Input, limits: Limits) -> TextDoc:
         doc = self.read_text(inp, limits)
-        text, fields = _split(doc.text)  # re-marking replaces the old label, never stacks a second one
+        # re-marking replaces the old label, never stacks a second one; NFC: the C2PA manifest's hard binding covers
+        # the NFC form (C2PA 2.4 A.8), so the label's digests do too
+        text, fields = _split(unicodedata.normalize("NFC", doc.text))
         lines = text.splitlines(keepends=True)
         if lines and looks_like_notice(lines[0]):
             lines = lines[1:]
