@@ -156,3 +156,12 @@ def test_c2pa_text_extracts_our_store(marked: dict[str, str], mime: str) -> None
     else:
         extracted = c2pa_text.extract_html(out)
         assert extracted is not None and extracted.manifest == store
+
+
+def test_wrapper_round_trips_every_byte_and_matches_c2pa_text() -> None:
+    store = bytes(range(256)) * 3
+    ours = ct.encode_wrapper(store)
+    assert len(ours.encode()) == ct.wrapper_size(len(store)) == c2pa_text.worst_case_wrapper_byte_length(len(store))
+    assert ct.decode_wrapper(ours) == store
+    assert ours.startswith(c2pa_text.encode_wrapper(store))  # the same encoding, then padding
+    assert c2pa_text.extract_manifest("x" + ours)[0] == store
