@@ -75,19 +75,29 @@ def test_stamp_on_every_page_incl_rotated_with_kazakh_text(signer):
     assert "ЖИ" in pages[0].extract_text() and "ЖИ" not in pages[1].extract_text()
 
 
+def stamp_glyphs(page, needle="ЖИ") -> list[list[float]]:
+    """Where the stamp's text lands on the page: glyph positions inside the shared form, taken through the ``cm``
+    that draws the form on this page (pypdf reports a form's text in the form's own space)."""
+    placed, found = [], []
+
+    def before(operator, operands, cm, tm):
+        if operator == b"Do":
+            placed.append(cm)
+
+    def visitor(text, cm, tm, font, size):
+        if needle in text and placed:
+            found.append(pypdf.mult(pypdf.mult(tm, cm), placed[-1]))
+
+    page.extract_text(visitor_operand_before=before, visitor_text=visitor)
+    return found
+
+
 def test_rotated_page_stamp_lands_inside_the_page(signer):
     out = Labeler(signer, owner="O", system="S", layers=["visible"]).mark(make_pdf(2), name="d.pdf").data
     page = pypdf.PdfReader(io.BytesIO(out)).pages[1]
     assert int(page.get("/Rotate", 0)) == 90
-    xs, ys = [], []
-
-    def visitor(text, cm, tm, font, size):
-        if "ЖИ" in text:
-            m = pypdf.mult(tm, cm)
-            xs.append(m[4])
-            ys.append(m[5])
-
-    page.extract_text(visitor_text=visitor)
+    glyphs = stamp_glyphs(page)
+    xs, ys = [m[4] for m in glyphs], [m[5] for m in glyphs]
     width, height = float(page.mediabox.width), float(page.mediabox.height)
     assert xs and all(0 <= x <= width for x in xs) and all(0 <= y <= height for y in ys)
     # shown rotated 90° clockwise: the displayed bottom-left corner is the physical bottom-right one
@@ -122,22 +132,39 @@ def test_stamp_removed_is_machine_readable_only(signer, trust):
     out = lab.mark(src, name="d.pdf").data
     original_contents = pypdf.PdfReader(io.BytesIO(src)).pages[0]["/Contents"].get_object().get_data()
     w = pypdf.PdfWriter(io.BytesIO(out), incremental=True)
-    # the page's own content stream put back (a new object added to an incremental writer took the number of the
-    # file's cross-reference stream: the page then showed nothing, which the page binding now reads as destroyed)
-    restored = pypdf.generic.ContentStream(None, None)
-    restored.set_data(original_contents)
-    w.pages[0].replace_contents(restored)
+    # [q, the page's own stream (referenced where it was, not rewritten), the stamp block]: the stamp taken out
+    streams = w.pages[0].raw_get("/Contents")
+    assert len(streams) == 3 and streams[1].get_object().get_data() == original_contents
+    w.pages[0][NameObject("/Contents")] = streams[1]
     buf = io.BytesIO()
     w.write(buf)
     report = lab.verify(buf.getvalue(), name="d.pdf")
     assert report.verdict == Verdict.MACHINE_READABLE_ONLY, str(report)
 
 
+def edit_page_text(data: bytes, old: bytes, new: bytes) -> bytes:
+    """An incremental update that changes ``old`` into ``new`` in the page content stream holding it."""
+    w = pypdf.PdfWriter(io.BytesIO(data), incremental=True)
+    edited = 0
+    for page in w.pages:
+        for ref in page.raw_get("/Contents"):
+            stream = ref.get_object()
+            data = stream.get_data()
+            if old in data:
+                stream[NameObject("/Filter")] = NameObject("/FlateDecode")  # re-encoded as an editor would
+                stream.set_data(data.replace(old, new))
+                edited += 1
+    assert edited
+    buf = io.BytesIO()
+    w.write(buf)
+    return buf.getvalue()
+
+
 def test_edit_after_signing_is_tampered(lab):
-    out = lab.mark(make_pdf(1), name="d.pdf").data
-    edited = out.replace(b"Body text of page 1", b"Body text of page 9")
-    assert edited != out
-    assert lab.verify(edited, name="d.pdf").verdict == Verdict.TAMPERED
+    out = lab.mark(make_pdf(2), name="d.pdf").data
+    report = lab.verify(edit_page_text(out, b"Body text of page 2", b"Body text of page 9"), name="d.pdf")
+    assert report.verdict == Verdict.TAMPERED, str(report)
+    assert "page 2 changed since signing" in report.layer("metadata").detail
 
 
 def test_encrypted_pdf_needs_password(signer, trust):

@@ -12,7 +12,6 @@ import hashlib
 import io
 import logging
 import re
-import threading
 import warnings
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -29,74 +28,20 @@ from ..rights.vocab import signal_from_plus, signal_from_tdmrep
 from . import register
 from .base import Findings, Handler, LabelMatch, MarkOptions, rewrite
 from .pdf_crypt import ENCRYPTED_PDF_C2PA, append_update, has_encrypt_entry, keep_encryption
+from .pdf_stamp import CORNERS, stamp_pages
 
 # pypdf (~70 ms to import) and reportlab are imported inside the functions that use them, so the format registry
 # loading this module costs a JPEG or a text file nothing.
 
 WARNING_SIGN = "⚠"
 MAX_PAGES = 20_000
-_FONT_NAME = "KZLabelSans"
-_font_lock = threading.Lock()
 # The password of the PDF being marked: set by load() for write_metadata() of the same mark() call (per thread/task),
 # which clears it. It is only ever handed to pypdf to open the file, never written or reported.
 _password: ContextVar[str | None] = ContextVar("kzlabel_pdf_password", default=None)
 _LOCKED = "without its password nothing in it can be read or checked (label, warning, page content)"
 
 
-# --- the stamp -----------------------------------------------------------------------------------------------------
-def _font_path() -> Path:
-    """A font covering Kazakh Cyrillic: the one shipped with kzlabel, else DejaVu Sans from the system."""
-    assets = Path(__file__).resolve().parent.parent / "assets"
-    for candidate in sorted(assets.glob("*.ttf")) + [Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")]:
-        if candidate.is_file():
-            return candidate
-    raise MissingDependency("no font with Kazakh glyphs found for the PDF stamp (kzlabel's assets are missing)")
-
-
-def _register_font() -> None:
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.ttfonts import TTFont
-
-    with _font_lock:
-        if _FONT_NAME not in pdfmetrics.getRegisteredFontNames():
-            pdfmetrics.registerFont(TTFont(_FONT_NAME, str(_font_path())))
-
-
-@lru_cache(maxsize=32)
-def _stamp(width: float, height: float, lines: tuple[str, ...], corner: str) -> bytes:
-    """A one-page PDF the size of the displayed page with the warning plate in a corner."""
-    try:
-        from reportlab.pdfbase.pdfmetrics import stringWidth
-        from reportlab.pdfgen import canvas
-    except ImportError:
-        raise MissingDependency("the PDF stamp needs reportlab: pip install reportlab") from None
-    _register_font()
-    size = max(6.0, min(width, height) * 0.022)
-    widest = max(stringWidth(line, _FONT_NAME, size) for line in lines)
-    room = width * 0.94 - size
-    if widest > room:
-        size = max(4.0, size * room / widest)
-        widest = max(stringWidth(line, _FONT_NAME, size) for line in lines)
-    pad, lead = size * 0.5, size * 1.3
-    box_w, box_h = widest + 2 * pad, lead * len(lines) + pad
-    margin = size
-    x = margin if "left" in corner else width - margin - box_w
-    y = margin if "bottom" in corner else height - margin - box_h
-    buf = io.BytesIO()
-    c = canvas.Canvas(buf, pagesize=(width, height), pageCompression=1)
-    c.setFillColorRGB(1, 0.97, 0.85, alpha=0.9)
-    c.setStrokeColorRGB(0.7, 0.5, 0)
-    c.setLineWidth(max(0.5, size * 0.08))
-    c.roundRect(x, y, box_w, box_h, size * 0.3, stroke=1, fill=1)
-    c.setFillColorRGB(0.1, 0.1, 0.1, alpha=1)
-    c.setFont(_FONT_NAME, size)
-    for i, line in enumerate(lines):
-        c.drawString(x + pad, y + box_h - pad * 0.6 - (i + 1) * lead + size * 0.35, line)
-    c.showPage()
-    c.save()
-    return buf.getvalue()
-
-
+# --- the stamp (drawn by formats.pdf_stamp) ------------------------------------------------------------------------
 def _stamp_lines(label: Label) -> tuple[str, ...]:
     texts = [text for _, text in label.notices]
     return tuple([f"{WARNING_SIGN} {texts[0]}"] + texts[1:])
@@ -238,38 +183,18 @@ class Pdf(Handler[PdfDoc]):
 
     def draw_warning(self, doc: PdfDoc, label: Label, opts: MarkOptions) -> None:
         corner = opts.position or "bottom-left"
-        if corner not in ("bottom-left", "bottom-right", "top-left", "top-right"):
+        if corner not in CORNERS:
             raise KzlabelError(f"unknown corner {corner!r} for the PDF stamp")
-
+        targets = range(len(doc.writer.pages)) if opts.pages == "all" else range(1)
         try:
-            self._stamp_pages(doc, _stamp_lines(label), corner, opts.pages)
+            for index in targets:  # the page's own operations, bound apart from the stamp block
+                doc.own_ops[index] = len(_operations(doc.writer.pages[index], doc.writer))
+            stamp_pages(doc.writer, targets, _stamp_lines(label), corner)
         except _pypdf().errors.LimitReachedError as exc:
             raise LimitExceeded(f"a page is over pypdf's decompression limits: {exc}", format="pdf") from None
         except _errors() as exc:
             raise CorruptInput(f"a page cannot be stamped: {exc or type(exc).__name__}", format="pdf") from exc
-
-    def _stamp_pages(self, doc: PdfDoc, lines: tuple[str, ...], corner: str, pages: str) -> None:
-        from pypdf import PdfReader, Transformation  # lazy: pypdf loads with the first PDF
-
-        targets = range(len(doc.writer.pages)) if pages == "all" else range(1)
-        for index in targets:
-            page = doc.writer.pages[index]
-            box = page.cropbox
-            x0, y0, w, h = float(box.left), float(box.bottom), float(box.width), float(box.height)
-            rot = int(page.get("/Rotate", 0) or 0) % 360
-            shown = (h, w) if rot in (90, 270) else (w, h)
-            doc.own_ops[index] = len(_operations(page, doc.writer))
-            stamp = PdfReader(io.BytesIO(_stamp(round(shown[0], 2), round(shown[1], 2), lines, corner))).pages[0]
-            move = {
-                0: Transformation(),
-                90: Transformation().rotate(90).translate(w, 0),
-                180: Transformation().rotate(180).translate(w, h),
-                270: Transformation().rotate(270).translate(0, h),
-            }[rot if rot in (0, 90, 180, 270) else 0]
-            page.merge_transformed_page(stamp, move.translate(x0, y0), over=True, expand=False)
-            # one materialised content stream: pypdf otherwise drops the merged operators when it re-encrypts
-            page.replace_contents(page.get_contents())
-            doc.pages.append(index)
+        doc.pages.extend(targets)
 
     def encode(self, doc: PdfDoc, opts: MarkOptions, out: Path) -> None:
         out.write_bytes(_write(doc.writer) if doc.pages else doc.data)
@@ -395,8 +320,9 @@ class Pdf(Handler[PdfDoc]):
 # --- the content binding ---------------------------------------------------------------------------------------------
 # A PDF label binds every page's own content (``alg: "kz-pdf-1"``): the parsed content-stream operations (operands
 # serialised as PDF tokens, so a tool that recompresses or renumbers objects keeps them) and the decoded data of every
-# XObject they draw. kzlabel's stamp is merged as ``q <page's own operations> Q`` then the stamp's own ``q … Q``
-# block, whose length is recorded per page: the page's own operations are bound apart from the stamp, so removing the
+# XObject they draw. kzlabel's stamp is drawn as ``q <page's own operations> Q`` then the stamp's own ``q … Q``
+# block (``q <cm> /KZStamp Do Q``: formats.pdf_stamp; files marked before it carry the plate's operations inline),
+# whose length is recorded per page: the page's own operations are bound apart from the stamp, so removing the
 # stamp reads as the warning gone, not as the page changed. Not bound: fonts (a font swapped under unchanged text
 # operations), annotations and form fields.
 PDF_ALG = "kz-pdf-1"
