@@ -32,7 +32,9 @@ def make_pdf(pages=2, rotate_second=True, outline=False, javascript=False) -> by
     if outline:
         w.add_outline_item(title="Chapter 1", page_number=0)
     if javascript:
-        js = DictionaryObject({NameObject("/S"): NameObject("/JavaScript"), NameObject("/JS"): TextStringObject("app.alert(1);")})
+        js = DictionaryObject(
+            {NameObject("/S"): NameObject("/JavaScript"), NameObject("/JS"): TextStringObject("app.alert(1);")}
+        )
         w._root_object[NameObject("/OpenAction")] = w._add_object(js)
     out = io.BytesIO()
     w.write(out)
@@ -55,7 +57,11 @@ def test_round_trip_all_layers_and_exiftool(lab, tmp_path):
     assert set(result.layers) == {"visible", "metadata", "c2pa"}
     report = lab.verify(dst)
     assert report.verdict == Verdict.COMPLIANT, str(report)
-    assert {e.layer: e.status.value for e in report.evidence} == {"c2pa": "trusted", "metadata": "trusted", "visible": "found"}
+    assert {e.layer: e.status.value for e in report.evidence} == {
+        "c2pa": "trusted",
+        "metadata": "trusted",
+        "visible": "found",
+    }
     tags = exif(dst)
     assert tags["XMP-iptcExt:DigitalSourceType"].endswith("/trainedAlgorithmicMedia")
     assert tags["XMP-iptcExt:AISystemUsed"] == "DocGen"
@@ -70,7 +76,9 @@ def test_stamp_on_every_page_incl_rotated_with_kazakh_text(signer):
     for page in reader.pages:
         text = page.extract_text()
         assert "Бұл мазмұнды жасанды интеллект (ЖИ) жасаған" in text and "artificial intelligence (AI)" in text
-    first = Labeler(signer, owner="O", system="S", layers=["visible"], pages="first").mark(make_pdf(3), name="d.pdf").data
+    first = (
+        Labeler(signer, owner="O", system="S", layers=["visible"], pages="first").mark(make_pdf(3), name="d.pdf").data
+    )
     pages = pypdf.PdfReader(io.BytesIO(first)).pages
     assert "ЖИ" in pages[0].extract_text() and "ЖИ" not in pages[1].extract_text()
 
@@ -189,7 +197,8 @@ def test_hostile_pdfs_give_typed_errors_or_valid_output(lab, damage):
         "truncate": src[: len(src) // 2],
         "xref": src.replace(b"xref", b"xrfe"),
         "garbage": b"%PDF-1.7\n" + bytes(range(256)) * 40,
-        "nopages": b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n",
+        "nopages": b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
+        b"2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n",
     }[damage]
     try:
         out = lab.mark(bad, name="bad.pdf").data

@@ -35,6 +35,7 @@ from .pdf_stamp import CORNERS, stamp_pages
 
 WARNING_SIGN = "⚠"
 MAX_PAGES = 20_000
+_MAX_OBJECT_ID = 1_000_000  # pypdf's own cap on an incremental writer's object numbers
 # The password of the PDF being marked: set by load() for write_metadata() of the same mark() call (per thread/task),
 # which clears it. It is only ever handed to pypdf to open the file, never written or reported.
 _password: ContextVar[str | None] = ContextVar("kzlabel_pdf_password", default=None)
@@ -49,6 +50,11 @@ def _stamp_lines(label: Label) -> tuple[str, ...]:
 
 def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
+
+
+def _has_all(text: str, wanted: list[str]) -> bool:
+    """Whether a page's text (extracted once: pypdf takes ~50 ms a page) holds every line of the warning."""
+    return all(w in text for w in wanted)
 
 
 # --- the handler ---------------------------------------------------------------------------------------------------
@@ -132,7 +138,9 @@ def _writer(data: bytes, reader: Any, source: str) -> tuple[Any, bool]:
     encryption either way (same algorithm, permissions and passwords: formats.pdf_crypt)."""
     pypdf = _pypdf()
     try:  # an encrypted file's update is appended by append_update() (pypdf's own writer refuses to)
-        return pypdf.PdfWriter(reader if reader.is_encrypted else io.BytesIO(data), incremental=True), True
+        writer = pypdf.PdfWriter(reader if reader.is_encrypted else io.BytesIO(data), incremental=True)
+        _number_from_size(writer, reader)
+        return writer, True
     except _errors():
         pass
     try:
@@ -142,6 +150,22 @@ def _writer(data: bytes, reader: Any, source: str) -> tuple[Any, bool]:
         return writer, False
     except _errors() as exc:
         raise CorruptInput(f"PDF cannot be rewritten: {exc}", source=source, format="pdf") from None
+
+
+def _number_from_size(writer: Any, reader: Any) -> None:
+    """Number an update's new objects from the file's ``/Size`` on. pypdf numbers them after the highest object its
+    cross-reference sections list, which leaves out a cross-reference *stream*'s own number: the first new object
+    took the number of the previous update's xref stream, and pypdf (which keeps the xref streams it has read) then
+    read that object as the xref stream — the XMP packet of every file kzlabel had updated before (the stamp's
+    update, then the metadata's), the stamp's font of a file marked twice."""
+    try:
+        size = int(reader.trailer.get("/Size", 0))
+    except (TypeError, ValueError):
+        return
+    missing = size - 1 - len(writer._objects)
+    if missing > 0 and size <= _MAX_OBJECT_ID:
+        writer._objects.extend([None] * missing)
+        writer._original_hash.extend([0] * missing)
 
 
 def _write(writer: Any) -> bytes:
@@ -290,9 +314,7 @@ class Pdf(Handler[PdfDoc]):
             return LabelMatch(content, findings.warning_found, "; ".join(filter(None, (detail, "no stamp recorded"))))
         wanted = [_norm(line) for line in _stamp_lines(label)]
         missing = [
-            p + 1
-            for p in pages[:50]
-            if p >= len(reader.pages) or not all(w in self._page_text(reader, p) for w in wanted)
+            p + 1 for p in pages[:50] if p >= len(reader.pages) or not _has_all(self._page_text(reader, p), wanted)
         ]
         if missing:
             seen = f"warning missing on page(s) {', '.join(map(str, missing[:10]))}"

@@ -145,8 +145,10 @@ def _form(writer: Any, layout: Plate) -> Any:
     from pypdf.generic import ArrayObject, DecodedStreamObject, FloatObject, NameObject, NumberObject
 
     page = PdfReader(io.BytesIO(layout.pdf)).pages[0]
+    contents = page.get_contents()
+    assert contents is not None, "reportlab wrote the plate's page without content"
     form = DecodedStreamObject()
-    form.set_data(page.get_contents().get_data())
+    form.set_data(contents.get_data())
     edge = layout.line_width
     form[NameObject("/Type")] = NameObject("/XObject")
     form[NameObject("/Subtype")] = NameObject("/Form")
