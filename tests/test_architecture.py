@@ -26,6 +26,7 @@ FLOORS: dict[str, int] = {
     "kzlabel.media_av": 1,
     "kzlabel.watermark": 1,
     "kzlabel.fingerprint": 1,
+    "kzlabel.picture": 1,
     "kzlabel.layers": 2,
     "kzlabel.rights": 2,
     "kzlabel.rights.vocab": 2,

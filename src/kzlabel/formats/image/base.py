@@ -12,7 +12,6 @@ to re-encode alike, its encoder parameters, its watermark strength and any extra
 
 from __future__ import annotations
 
-import hashlib
 import io
 import struct
 import zlib
@@ -31,6 +30,7 @@ from ...layers import LAYERS, visible
 from ...layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_xmp, training_values, xmp_values
 from ...rights.vocab import TrainingPolicy, signal_from_plus, signal_from_tdmrep
 from ..base import Findings, Handler, LabelMatch, MarkOptions, Survival, rewrite
+from .binding import picture_binding, picture_matches
 
 __all__ = ["ImageDoc", "ImageHandler"]
 
@@ -56,63 +56,6 @@ _HEADER_ERRORS: tuple[type[Exception], ...] = (
     zlib.error,
 )
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
-
-
-# The content binding of an image label. "sha256": the displayed 8-bit RGB(A) pixels exactly as written; "thumb": a
-# 16×16 colour thumbnail (BOX filter, 768 bytes) of the whole picture, which survives re-encoding and resizing but
-# not an edit a person would see: re-encodes (JPEG q75, WebP) and halving move a cell by a few levels, a patch
-# painted over one cell moves it by tens (colour, not only grey: an edit can keep the luminance).
-BINDING_ALG = "kz-picture-1"
-_THUMB = 16
-THUMB_MAX_DIFF = 24  # largest change of any thumbnail cell still taken as the same picture
-THUMB_MEAN_DIFF = 4.0  # mean change over the thumbnail still taken as the same picture
-
-
-def _body(image: Image.Image, box: list[float] | None) -> Image.Image:
-    """The picture without the drawn warning (its box blanked), as text bindings have a body without the notice:
-    covering the warning then reads as the warning gone, not as the picture changed."""
-    body = image.convert("RGB")
-    if box:
-        fx, fy, fw, fh = box
-        w, h = body.size
-        body = body.copy()
-        body.paste((0, 0, 0), (int(fx * w) - 1, int(fy * h) - 1, int((fx + fw) * w) + 2, int((fy + fh) * h) + 2))
-    return body
-
-
-def _thumbnail(body: Image.Image) -> np.ndarray:
-    return np.asarray(body.resize((_THUMB, _THUMB), Image.Resampling.BOX), dtype=np.int16)
-
-
-def _digest(body: Image.Image) -> str:
-    return hashlib.sha256(f"{body.width}x{body.height}:".encode() + body.tobytes()).hexdigest()
-
-
-def picture_binding(image: Image.Image, box: list[float] | None = None) -> dict[str, Any]:
-    """The signed label's binding to a picture (displayed orientation) outside the warning's ``box`` (fractions):
-    exact digest plus perceptual thumbnail."""
-    body = _body(image, box)
-    return {"alg": BINDING_ALG, "sha256": _digest(body), "thumb": _thumbnail(body).astype(np.uint8).tobytes().hex()}
-
-
-def picture_matches(
-    image: Image.Image | None, binding: Mapping[str, Any] | None, box: list[float] | None = None
-) -> tuple[bool | None, str]:
-    """(True: the picture the label was signed over, exactly or re-encoded; False: changed; None: no binding, or
-    nothing to compare) and a phrase for the evidence line."""
-    if image is None or not binding or binding.get("alg") != BINDING_ALG:
-        return None, ""
-    body = _body(image, box)
-    if _digest(body) == binding.get("sha256"):
-        return True, "pixels exactly as signed"
-    try:
-        expected = np.frombuffer(bytes.fromhex(str(binding["thumb"])), dtype=np.uint8).astype(np.int16)
-    except (KeyError, ValueError):
-        return False, "the signed picture binding is malformed"
-    diff = np.abs(_thumbnail(body).reshape(-1) - expected) if expected.size == _THUMB * _THUMB * 3 else None
-    if diff is not None and int(diff.max()) <= THUMB_MAX_DIFF and float(diff.mean()) <= THUMB_MEAN_DIFF:
-        return True, f"re-encoded or resized since signing, the same picture (thumbnail within {int(diff.max())})"
-    return False, "the picture changed since signing"
 
 
 @dataclass(frozen=True)
