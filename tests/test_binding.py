@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from kzlabel import Labeler, TrustStore, Verdict
+from kzlabel import Labeler, TrustStore, Verdict, formats
 from kzlabel.containers import jpeg as jpeg_container
 from kzlabel.containers import png as png_container
-from kzlabel.containers import riff
 from kzlabel.formats.image import base as image_base
 from kzlabel.formats.image.binding import picture_binding, picture_matches
+from kzlabel.io import Input
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from picture_v1 import picture_binding_v1
@@ -282,18 +282,17 @@ def test_a_local_edit_is_tampered_in_every_format(labeler: Labeler, fmt: str) ->
     draw = ImageDraw.Draw(edited)
     draw.text((300, 150), "FAKE", fill=(255, 255, 255), font=ImageFont.load_default(size=48))
     out = _encode(edited, fmt, **({"quality": 90} if fmt != "PNG" else {}))
-    out = _with_metadata_of(marked, out, fmt)
+    out = _with_metadata_of(marked, out)
     report = labeler.verify(out, name=name)
     assert report.verdict == Verdict.TAMPERED, str(report)
     assert "picture changed since signing" in report.layer("metadata").detail
 
 
-def _with_metadata_of(marked: bytes, edited: bytes, fmt: str) -> bytes:
-    if fmt == "JPEG":
-        return jpeg_container.put_xmp(edited, jpeg_container.get_xmp(marked) or b"")
-    if fmt == "PNG":
-        return png_container.put_xmp(edited, png_container.get_xmp(marked) or b"")
-    return riff.put_xmp(edited, riff.get_xmp(marked) or b"")
+def _with_metadata_of(marked: bytes, edited: bytes) -> bytes:
+    """``edited`` carrying the marked file's XMP packet (its label), as an editor or a platform that keeps it would."""
+    packet = formats.detect(Input(marked)).get_xmp(marked)
+    assert packet is not None
+    return formats.detect(Input(edited)).put_xmp(edited, packet)
 
 
 def test_a_kz_picture_1_label_still_verifies(labeler: Labeler, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -319,3 +318,18 @@ def test_a_malformed_grid_is_a_changed_picture_not_a_crash() -> None:
     moved = _decoded(_encode(photo, "JPEG", quality=90))
     for broken in ({**binding, "cells": "!!"}, {**binding, "grid": [3, 3]}, {**binding, "size": "x"}):
         assert picture_matches(moved, broken) == (False, "the signed picture binding is malformed")
+
+
+def test_a_small_picture_halved_is_compliant_and_its_warning_painted_over_is_not(labeler: Labeler) -> None:
+    """A 0.1-MP screenshot halved (its warning then 60 px wide, under the 96 px its thumbnail needs to line up):
+    kz-picture-1 called it tampered (a thumbnail cell moved 42 levels) and the warning "changed"; now the picture is
+    the same and the warning is found by its layout — and still missed once painted over."""
+    marked = labeler.mark(_encode(_text_page(), "PNG"), name="x.png")
+    halved = _decoded(marked.data).resize((200, 130), Image.Resampling.LANCZOS)
+    report = labeler.verify(_with_metadata_of(marked.data, _encode(halved, "JPEG", quality=85)), name="x.jpg")
+    assert report.verdict == Verdict.COMPLIANT, str(report)
+    assert "resized since signing" in report.layer("metadata").data["content"]
+    fx, fy, fw, fh = (marked.label.warning or {})["box"]
+    halved.paste((255, 255, 255), (int(fx * 200), int(fy * 130), int((fx + fw) * 200) + 1, int((fy + fh) * 130) + 1))
+    covered = labeler.verify(_with_metadata_of(marked.data, _encode(halved, "JPEG", quality=85)), name="x.jpg")
+    assert covered.verdict == Verdict.MACHINE_READABLE_ONLY, str(covered)

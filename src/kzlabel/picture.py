@@ -109,17 +109,24 @@ class PictureGrid:
         try:
             width, height = (int(v) for v in signed["size"])
             cols, rows = (int(v) for v in signed["grid"])
-            raw = zlib.decompress(base64.b64decode(str(signed["cells"]), validate=True))
-        except (KeyError, TypeError, ValueError, binascii.Error, zlib.error) as exc:
+            packed = base64.b64decode(str(signed["cells"]), validate=True)
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise ValueError(f"malformed picture grid: {exc}") from None
-        if min(width, height, cols, rows) < 1 or (cols, rows) != grid_dims(width, height):
+        if min(width, height) < 1 or (cols, rows) != grid_dims(width, height):
             raise ValueError("the picture grid does not fit the signed size")
         crows, ccols = -(-rows // 2), -(-cols // 2)
-        counts = (rows * cols, crows * ccols, crows * ccols, crows * ccols)
-        if len(raw) != sum(counts):
+        shapes = ((rows, cols), (crows, ccols), (crows, ccols), (crows, ccols))
+        length = sum(r * c for r, c in shapes)
+        inflate = zlib.decompressobj()
+        try:
+            raw = inflate.decompress(packed, length + 1)  # never more than the grid needs, whatever the data says
+        except zlib.error as exc:
+            raise ValueError(f"malformed picture grid: {exc}") from None
+        if len(raw) != length or not inflate.eof:
             raise ValueError("the picture grid has the wrong length")
         buf, at, planes = np.frombuffer(raw, np.uint8), 0, []
-        for n, shape in zip(counts, ((rows, cols), (crows, ccols), (crows, ccols), (crows, ccols)), strict=True):
+        for shape in shapes:
+            n = shape[0] * shape[1]
             planes.append(_undifference(buf[at : at + n].reshape(shape)))
             at += n
         luma = planes[0] * np.float32(LUMA_STEP)
