@@ -333,3 +333,13 @@ def test_a_small_picture_halved_is_compliant_and_its_warning_painted_over_is_not
     halved.paste((255, 255, 255), (int(fx * 200), int(fy * 130), int((fx + fw) * 200) + 1, int((fy + fh) * 130) + 1))
     covered = labeler.verify(_with_metadata_of(marked.data, _encode(halved, "JPEG", quality=85)), name="x.jpg")
     assert covered.verdict == Verdict.MACHINE_READABLE_ONLY, str(covered)
+
+
+def test_a_resize_that_rounds_the_sides_keeps_the_warning(labeler: Labeler) -> None:
+    """photo.jpg (960×640) to 512 px on its long side is 512×341: the warning region's aspect moves, and its
+    thumbnail was compared at another height (23 rows, not 24), so the warning read as gone."""
+    marked = labeler.mark(SAMPLES / "photo.jpg", name="photo.jpg").data
+    small = _decoded(marked).resize((512, 341), Image.Resampling.LANCZOS)
+    report = labeler.verify(_with_metadata_of(marked, _encode(small, "JPEG", quality=85)), name="x.jpg")
+    assert report.verdict == Verdict.COMPLIANT, str(report)
+    assert report.layer("visible").status.value == "found"

@@ -6,8 +6,8 @@ with a font shipped in kzlabel (DejaVu Sans Bold) that covers every Kazakh lette
 at that height, short forms are used ("ЖИ жасаған / Создано ИИ / AI-generated"), then word wrapping.
 
 Verification keeps a fingerprint of the drawn region (a small grey thumbnail) in the label; ``region_matches``
-compares the same region of the content later, tolerant of re-encoding and resizing (a region downscaled below twice
-the thumbnail's width by its layout at 16 px wide) but not of the warning being painted over, faded or cropped away.
+compares the same region of the content later, tolerant of re-encoding and resizing (a region resized under 144 px
+wide by its layout at 16 px) but not of the warning being painted over, faded or cropped away.
 """
 
 from __future__ import annotations
@@ -44,12 +44,14 @@ MIN_TEXT_FRACTION = 0.05  # text height ≥ 5% of the shorter side (GB 45438)
 MIN_SIDE = 16
 WARNING_SIGN = "⚠"
 _THUMB_W = 48
-# A region resampled to under twice the thumbnail's width no longer lines up with it pixel for pixel (a 118-px
-# warning at half size differed by 15-26 levels on the bundled samples); it is then compared at LAYOUT_W pixels wide.
-# Measured on 33 marked pictures (photos, posters, screenshots, the samples) downscaled to 0.4-0.75 with Lanczos,
-# bicubic or bilinear filters and saved as JPEG q75, the 147 whose region fell under 96 px: correlation ≥ 0.835,
-# contrast ratio 0.82-1.21, mean within 6.1 levels; the warning half painted over: correlation ≤ 0.669 where its
-# contrast stayed in range; painted over entirely: no contrast; faded to 40 %: contrast ≤ 0.46.
+# A region resized to under three times the thumbnail's width no longer lines up with it pixel for pixel (a 118-px
+# warning at half size differed by 15-26 levels on the bundled samples, a 135-px one at 0.75 by 16): it is then
+# compared at LAYOUT_W pixels wide. Measured on 33 marked pictures (photos, posters, screenshots, the samples)
+# downscaled to 0.4-0.75 with Lanczos, bicubic or bilinear filters and saved as JPEG q75, the 213 whose region fell
+# under 144 px: correlation ≥ 0.835, contrast ratio 0.82-1.21, mean within 6.1 levels; the warning half painted over:
+# correlation ≤ 0.681 where its contrast stayed in range; painted over entirely: no contrast; faded to 40 %: contrast
+# ≤ 0.46. Wider regions keep the thumbnail comparison (at 192 px a half-covered warning reached 0.777).
+LAYOUT_BELOW_PX = 3 * _THUMB_W
 LAYOUT_W = 16
 LAYOUT_CORRELATION = 0.75
 LAYOUT_CONTRAST = (0.7, 1.4)
@@ -222,29 +224,32 @@ def _crop(image: Image.Image, box_fraction: list[float]) -> Image.Image:
     return image.convert("L").crop((round(fx * w), round(fy * h), round((fx + fw) * w), round((fy + fh) * h)))
 
 
-def _thumb(image: Image.Image, box_fraction: list[float]) -> np.ndarray:
+def _thumb(image: Image.Image, box_fraction: list[float], rows: int | None = None) -> np.ndarray:
+    """The region's grey thumbnail, _THUMB_W wide and ``rows`` high (default: the region's aspect, 4-24 rows)."""
     fx, fy, fw, fh = box_fraction
     w, h = image.size
-    crop = _crop(image, box_fraction)
-    th = max(4, min(24, round(_THUMB_W * fh * h / max(fw * w, 1))))
-    return np.asarray(crop.resize((_THUMB_W, th), Image.Resampling.BOX), dtype=np.uint8)
+    th = rows or max(4, min(24, round(_THUMB_W * fh * h / max(fw * w, 1))))
+    return np.asarray(_crop(image, box_fraction).resize((_THUMB_W, th), Image.Resampling.BOX), dtype=np.uint8)
 
 
 def region_matches(image: Image.Image, record: Mapping[str, Any], tolerance: float = 14.0) -> bool:
     """Is the recorded warning still where it was drawn? Mean absolute thumbnail difference within ``tolerance``; in a
-    picture downscaled until the region is under twice the thumbnail's width, its layout (:func:`_layout_matches`)."""
+    picture resized until the region is under LAYOUT_BELOW_PX wide, failing that, its layout (``_layout_matches``)."""
     try:
         expected = np.frombuffer(bytes.fromhex(str(record["thumb"])), dtype=np.uint8)
-        box = list(record["box"])
-        got = _thumb(image, box).reshape(-1)
+        box = [float(v) for v in record["box"]]
+        if not expected.size or expected.size % _THUMB_W:
+            return False
+        # as many rows as the recorded thumbnail: a resize that rounds the picture's sides moves the region's aspect
+        got = _thumb(image, box, expected.size // _THUMB_W).reshape(-1)
     except (KeyError, ValueError, TypeError):
-        return False
-    if got.size != expected.size:
         return False
     if float(np.abs(got.astype(np.int16) - expected.astype(np.int16)).mean()) <= tolerance:
         return True
+    if list(image.size) == list(record.get("size") or image.size):
+        return False
     crop = _crop(image, box)
-    return crop.width < 2 * _THUMB_W and _layout_matches(expected.reshape(-1, _THUMB_W), crop)
+    return crop.width < LAYOUT_BELOW_PX and _layout_matches(expected.reshape(-1, _THUMB_W), crop)
 
 
 def _layout_matches(expected: np.ndarray, crop: Image.Image, tolerance: float = 14.0) -> bool:
