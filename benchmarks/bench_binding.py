@@ -45,11 +45,12 @@ from image_signals import flat_poster, natural_like, text_page, ui_screenshot  #
 from picture_v1 import picture_binding_v1  # noqa: E402
 
 import kzlabel  # noqa: E402
-from kzlabel import formats  # noqa: E402
+from kzlabel import formats, picture  # noqa: E402
 from kzlabel.formats.base import LabelMatch  # noqa: E402
 from kzlabel.formats.image import base as image_base  # noqa: E402
-from kzlabel.formats.image.binding import picture_binding, picture_matches  # noqa: E402
+from kzlabel.formats.image.binding import picture_binding, picture_body, picture_matches  # noqa: E402
 from kzlabel.keys import Signer, generate  # noqa: E402
+from kzlabel.picture import PictureGrid, match_picture  # noqa: E402
 
 
 def ffmpeg(*args: object, data: bytes | None = None) -> None:
@@ -339,16 +340,27 @@ def image_costs(lab: kzlabel.Labeler, tmp: Path, reps: int) -> None:
 
 
 def transformations(lab: kzlabel.Labeler, tmp: Path, sources: dict[str, bytes]) -> None:
+    """Verdicts, the label's size, and the largest change the grid saw on these benign transformations (as a share of
+    its tolerance: 1.0 would be called tampered)."""
     exiftool = shutil.which("exiftool")
     header = None
     bad = []
-    print("\nVerdict per sample and transformation (C compliant, T tampered, M machine-readable only, S stripped):\n")
+    worst: dict[str, tuple[float, str]] = {}
+    print("\nVerdict per sample and transformation (C compliant, T tampered, M machine-readable only, S stripped),")
+    print("the size of the grid (base64 characters in the payload) and of the whole label (JWS characters):\n")
     for name, data in sources.items():
         res = lab.mark(data, name=name)
         marked = res.data
+        signed = PictureGrid.unpack(res.label.binding)
+        box = box_of(res.label)
         cells = {}
         for what, (out, fmt) in platform(decode(marked)).items():
             cells[what] = verdict(lab, carried(out, fmt, marked), fmt)
+            found = match_picture(signed, picture_body(decode(out), box), box).data
+            for key, (stat, tol) in grid_tolerances(decode(out).size == signed.size).items():
+                share = found[stat] / tol
+                if share > worst.get(key, (-1.0, ""))[0]:
+                    worst[key] = (share, f"{found[stat]} levels, {name} {what}")
         if exiftool:
             path = tmp / f"strip.{name.rsplit('.', 1)[1]}"
             path.write_bytes(marked)
@@ -356,9 +368,10 @@ def transformations(lab: kzlabel.Labeler, tmp: Path, sources: dict[str, bytes]) 
             cells["exiftool -all="] = lab.verify(path)
         if header is None:
             header = list(cells)
-            print("| sample | " + " | ".join(header) + " |")
-            print("|---|" + "---|" * len(header))
-        print(f"| {name} | " + " | ".join(VERDICT[cells[k].verdict.value] for k in header) + " |")
+            print("| sample | " + " | ".join(header) + " | grid b64 | label |")
+            print("|---|" + "---|" * (len(header) + 2))
+        verdicts = " | ".join(VERDICT[cells[k].verdict.value] for k in header)
+        print(f"| {name} | {verdicts} | {len(res.label.binding['cells'])} | {len(res.token)} |")
         bad += [
             (name, k, str(r.layer("metadata").data.get("content", r.layer("metadata").detail)))
             for k, r in cells.items()
@@ -367,6 +380,24 @@ def transformations(lab: kzlabel.Labeler, tmp: Path, sources: dict[str, bytes]) 
     print(f"\nbenign transformations reported tampered: {len(bad)}")
     for item in bad:
         print("  -", *item)
+    print("largest change seen, as a share of its tolerance:")
+    for key, (share, where) in worst.items():
+        print(f"  - {key}: {share:.2f} ({where})")
+
+
+def grid_tolerances(same_size: bool) -> dict[str, tuple[str, float]]:
+    """Per statistic the comparison a picture gets (kzlabel.picture): its key in PictureMatch.data and its tolerance.
+    Resized blocks also get a contrast allowance on top, so their share here is an upper bound."""
+    if same_size:
+        return {
+            "same size, cell luma": ("luma", picture.LUMA_TOL),
+            "same size, cell chroma": ("chroma", picture.CHROMA_TOL),
+            "same size, cell detail": ("detail", picture.DETAIL_TOL),
+        }
+    return {
+        "resized, block luma": ("luma", picture.RESIZED_TOL),
+        "resized, block chroma": ("chroma", picture.RESIZED_TOL),
+    }
 
 
 def entropy_flips(data: bytes, count: int, seed: int) -> Iterator[bytes]:
@@ -377,7 +408,7 @@ def entropy_flips(data: bytes, count: int, seed: int) -> Iterator[bytes]:
     end = data.rindex(b"\xff\xd9")
     made = 0
     while made < count:
-        at = int(rng.integers(start, end))
+        at = start + int(rng.integers(0, end - start))
         if 0xFF in (data[at], data[at - 1]):  # a marker or stuffing: not entropy-coded data
             continue
         copy = bytearray(data)
@@ -400,8 +431,8 @@ def flip_sweep(lab: kzlabel.Labeler, sources: dict[str, bytes], count: int) -> N
         if not name.endswith(".jpg"):
             continue
         for binding, ctx in (("kz-picture-2", nullcontext), ("kz-picture-1", legacy)):
-            with ctx():
-                res = lab.mark(data, name=name)
+            with ctx():  # a fixed content id: the same watermark, so the same entropy-coded data from run to run
+                res = lab.mark(data, name=name, label=lab.new_label().replace(content_id="0123456789abcdef"))
             base = np.asarray(decode(res.data), np.int16)
             keep = body_mask((base.shape[1], base.shape[0]), box_of(res.label))
             broken = changed = damaged = tampered = missed = 0

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ...picture import PictureGrid, match_picture, picture_grid
 
-__all__ = ["BINDING_ALG", "LEGACY_ALG", "picture_binding", "picture_matches"]
+__all__ = ["BINDING_ALG", "LEGACY_ALG", "picture_binding", "picture_body", "picture_matches"]
 
 BINDING_ALG = "kz-picture-2"
 LEGACY_ALG = "kz-picture-1"
@@ -31,7 +31,7 @@ THUMB_MAX_DIFF = 24
 THUMB_MEAN_DIFF = 4.0
 
 
-def _body(image: Image.Image, box: Sequence[float] | None) -> Image.Image:
+def picture_body(image: Image.Image, box: Sequence[float] | None) -> Image.Image:
     """The picture without the drawn warning (its box blanked), as text bindings have a body without the notice:
     covering the warning then reads as the warning gone, not as the picture changed."""
     body = image.convert("RGB")
@@ -49,7 +49,7 @@ def _digest(body: Image.Image) -> str:
 
 def picture_binding(image: Image.Image, box: Sequence[float] | None = None) -> dict[str, Any]:
     """The signed label's binding to a picture (displayed orientation) outside the warning's ``box`` (fractions)."""
-    body = _body(image, box)
+    body = picture_body(image, box)
     return {"alg": BINDING_ALG, "sha256": _digest(body), **picture_grid(body).pack()}
 
 
@@ -61,7 +61,7 @@ def picture_matches(
     alg = binding.get("alg") if binding else None
     if image is None or binding is None or alg not in (BINDING_ALG, LEGACY_ALG):
         return None, ""
-    body = _body(image, box)
+    body = picture_body(image, box)
     if _digest(body) == binding.get("sha256"):
         return True, "pixels exactly as signed"
     if alg == LEGACY_ALG:
