@@ -219,10 +219,11 @@ def _same_size(signed: PictureGrid, got: PictureGrid, leave_out: Sequence[float]
     detail = np.where(cmask, 0, np.abs(got.detail - signed.detail))
     # every statistic on the luma grid, as a share of its tolerance (a chroma/detail cell covers 2×2 luma cells)
     score = np.maximum(luma / LUMA_TOL, _upsample(np.maximum(chroma / CHROMA_TOL, detail / DETAIL_TOL), cols, rows))
-    data = {
+    data = {  # the largest changes, and the largest as a share of its tolerance (over 1: changed)
         "luma": round(float(luma.max()), 1),
         "chroma": round(float(chroma.max()), 1),
         "detail": round(float(detail.max()), 1),
+        "share": round(float(score.max()), 2),
     }
     if float(score.max()) <= 1.0:
         return PictureMatch(
@@ -270,8 +271,13 @@ def _resized(signed: PictureGrid, image: Image.Image, leave_out: Sequence[float]
         _local_range(signed.chroma).max(axis=-1) * ckeep, kc, np.maximum
     )
     luma_score, chroma_score = np.abs(luma_diff) / luma_tol, chroma_diff / chroma_tol
-    data = {"luma": round(float(np.abs(luma_diff).max()), 1), "chroma": round(float(chroma_diff.max()), 1)}
-    if max(float(luma_score.max()), float(chroma_score.max())) <= 1.0:
+    share = max(float(luma_score.max()), float(chroma_score.max()))
+    data = {
+        "luma": round(float(np.abs(luma_diff).max()), 1),
+        "chroma": round(float(chroma_diff.max()), 1),
+        "share": round(share, 2),
+    }
+    if share <= 1.0:
         return PictureMatch(
             True, f"resized since signing, the same picture (blocks within {data['luma']} levels)", data
         )
