@@ -125,12 +125,12 @@ def test_a_benign_re_encode_is_not_tampering(labeler: Labeler, marked_png: bytes
 def test_the_perceptual_check_takes_resizing_and_rejects_a_patch() -> None:
     photo = _photo()
     binding = picture_binding(photo)
-    assert picture_matches(photo, binding) == (True, "pixels exactly as signed")
+    assert picture_matches(photo, binding) == (True, "pixels exactly as signed", True)
     assert picture_matches(photo.resize((320, 240), Image.Resampling.LANCZOS), binding)[0] is True
     edited = photo.copy()
     edited.paste(Image.new("RGB", (64, 64), (250, 20, 200)), (300, 120))
     assert picture_matches(edited, binding)[0] is False
-    assert picture_matches(photo, None) == (None, "")
+    assert picture_matches(photo, None) == (None, "", None)
 
 
 def test_a_labelled_picture_that_no_longer_decodes_is_tampered_not_an_input_error(
@@ -197,7 +197,8 @@ def test_benign_re_encodes_and_resizes_are_the_same_picture(make) -> None:
     image = make()
     binding = picture_binding(image)
     for name, processed in _benign(image).items():
-        same, detail = picture_matches(processed, binding)
+        same, detail, exact = picture_matches(processed, binding)
+        assert exact is False
         assert same is True, f"{name}: {detail}"
         assert ("resized" if processed.size != image.size else "re-encoded") in detail
 
@@ -214,14 +215,15 @@ def test_a_patch_of_one_percent_is_a_changed_picture(make) -> None:
     edited.paste(image.getpixel((w - 3, h - 3)), (w // 3, h // 3, w // 3 + side, h // 3 + side))
     if edited.tobytes() == image.tobytes():
         edited.paste(image.getpixel((2, 2)), (w // 3, h // 3, w // 3 + side, h // 3 + side))
-    same, detail = picture_matches(_decoded(_encode(edited, "JPEG", quality=95)), binding)
+    same, detail, _ = picture_matches(_decoded(_encode(edited, "JPEG", quality=95)), binding)
     assert same is False and "picture changed since signing" in detail
 
 
-def _flip_damage(marked: bytes, box: list[float], count: int, seed: int) -> list[tuple[bytes, float]]:
+def _flip_damage(marked: bytes, box: list[float], count: int, seed: int) -> list[tuple[bytes, float, bool]]:
     """``count`` copies of a JPEG with one random byte of its entropy-coded data changed (seeded), each with the share
     of the picture's pixels outside the warning ``box`` that moved by more than 16 levels in some channel (copies that
-    no longer decode: 1.0). Damage inside the box is the warning's check, not the picture's."""
+    no longer decode: 1.0), and whether any pixel changed. Damage inside the box is the warning's check, not the
+    picture's."""
     rng = np.random.default_rng(seed)
     start = marked.index(b"\xff\xda")
     start += 2 + int.from_bytes(marked[start + 2 : start + 4], "big")
@@ -231,7 +233,7 @@ def _flip_damage(marked: bytes, box: list[float], count: int, seed: int) -> list
     body = np.ones((h, w), bool)
     fx, fy, fw, fh = box
     body[int(fy * h) - 1 : int((fy + fh) * h) + 2, int(fx * w) - 1 : int((fx + fw) * w) + 2] = False
-    out: list[tuple[bytes, float]] = []
+    out: list[tuple[bytes, float, bool]] = []
     while len(out) < count:
         at = start + int(rng.integers(0, end - start))
         if 0xFF in (marked[at], marked[at - 1]):  # a marker or a stuffed byte: not entropy-coded data
@@ -241,10 +243,13 @@ def _flip_damage(marked: bytes, box: list[float], count: int, seed: int) -> list
         try:
             got = np.asarray(_decoded(bytes(damaged)), np.int16)
         except OSError:
-            out.append((bytes(damaged), 1.0))
+            out.append((bytes(damaged), 1.0, True))
             continue
-        share = float((np.abs(got - base).max(axis=-1) > 16)[body].mean()) if got.shape == base.shape else 1.0
-        out.append((bytes(damaged), share))
+        if got.shape != base.shape:
+            out.append((bytes(damaged), 1.0, True))
+            continue
+        moved = np.abs(got - base).max(axis=-1)
+        out.append((bytes(damaged), float((moved > 16)[body].mean()), bool(moved.any())))
     return out
 
 
@@ -252,24 +257,29 @@ def _flip_damage(marked: bytes, box: list[float], count: int, seed: int) -> list
 def test_byte_flips_that_visibly_damage_a_jpeg_are_tampered(labeler: Labeler) -> None:
     """The gap kz-picture-1 left (22 of 40 flips in photo.jpg's entropy data kept `compliant`, three of them damaging
     1.8–15% of the pixels): every flip that moves ≥ 0.5% of the pixels by more than 16 levels is now a changed
-    picture, judged by the damage measured on each copy, not by positions."""
+    picture, judged by the damage measured on each copy, not by positions. A smaller change reads as a re-encode to
+    the grid, but not with the C2PA manifest still embedded (a re-encoder drops it): tampered too."""
     fixed = labeler.new_label().replace(content_id="0123456789abcdef")  # the same watermark, the same flips each run
     marked = labeler.mark(SAMPLES / "photo.jpg", name="photo.jpg", label=fixed)
     assert marked.label.binding["alg"] == "kz-picture-2"
     record = marked.label.warning or {}
     box = list(record["box"])
     flips = _flip_damage(marked.data, box, 40, seed=16)
-    damaging = [data for data, share in flips if share >= 0.005]
+    damaging = [data for data, share, _ in flips if share >= 0.005]
     assert len(damaging) >= 10, "the seeded flips should include damaging ones"
     for data in damaging:
         try:
             picture = _decoded(data)
         except OSError:
             continue  # no longer decodes: verify says so (test_a_labelled_picture_that_no_longer_decodes…)
-        same, detail = picture_matches(picture, marked.label.binding, box)
+        same, detail, _ = picture_matches(picture, marked.label.binding, box)
         assert same is False, detail
     report = labeler.verify(damaging[0], name="photo.jpg")
     assert report.verdict == Verdict.TAMPERED, str(report)
+    slight = next(data for data, share, changed in flips if changed and share < 0.005)
+    assert picture_matches(_decoded(slight), marked.label.binding, box)[:1] == (True,)
+    report = labeler.verify(slight, name="photo.jpg")
+    assert report.verdict == Verdict.TAMPERED and "changed in place" in report.layer("c2pa").detail, str(report)
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
@@ -318,7 +328,7 @@ def test_a_malformed_grid_is_a_changed_picture_not_a_crash() -> None:
     binding = picture_binding(photo)
     moved = _decoded(_encode(photo, "JPEG", quality=90))
     for broken in ({**binding, "cells": "!!"}, {**binding, "grid": [3, 3]}, {**binding, "size": "x"}):
-        assert picture_matches(moved, broken) == (False, "the signed picture binding is malformed")
+        assert picture_matches(moved, broken)[:2] == (False, "the signed picture binding is malformed")
 
 
 def test_a_small_picture_halved_is_compliant_and_its_warning_painted_over_is_not(labeler: Labeler) -> None:

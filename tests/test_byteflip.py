@@ -27,21 +27,11 @@ SAMPLES = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "samples").
 # Formats whose flips can still change the content under an unchanged verdict: kept out of the property until the gap
 # is closed (measured by benchmarks/bench_byteflip.py; docs/label-format.md, "What a changed byte can leave unchanged").
 # Not skipped: not run, so the list is the record of what the property does not yet hold for.
-IMAGE_GAP = (
-    "a flip in the coded picture damages pixels locally, and the label's 16x16 thumbnail check takes that for a "
-    "re-encode ('the same picture'): the image binding needs a finer check (jpeg-binding)"
-)
 VIDEO_GAP = (
     "the label binds 8 sampled frames (a flip in any other frame is not seen) and takes a damaged sampled frame "
     "for a re-encode within its 8x8 thumbnails: the video binding needs every frame (av-binding)"
 )
 PENDING = {
-    "jpeg": IMAGE_GAP,
-    "png": IMAGE_GAP,  # a flipped IDAT byte (Pillow skips the CRC of IDAT) that still inflates
-    "tiff": IMAGE_GAP,
-    "gif": IMAGE_GAP,
-    "avif": IMAGE_GAP,
-    "heif": IMAGE_GAP,
     "mp4": VIDEO_GAP,
     "mov": VIDEO_GAP,
     "mkv": VIDEO_GAP,

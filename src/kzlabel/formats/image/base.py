@@ -305,13 +305,12 @@ class ImageHandler(Handler[ImageDoc]):
             return LabelMatch(False, False, f"the picture no longer decodes ({findings.state.reason})")
         record = label.warning or {}
         box = list(record["box"]) if record.get("kind") == "overlay" and "box" in record else None
-        content, detail = picture_matches(findings.state, label.binding, box)
+        content, detail, exact = picture_matches(findings.state, label.binding, box)
         if record.get("kind") != "overlay":
-            return LabelMatch(content, None, "; ".join(filter(None, (detail, "no warning recorded"))))
+            return LabelMatch(content, None, "; ".join(filter(None, (detail, "no warning recorded"))), exact)
         ok = visible.region_matches(findings.state, record)
-        return LabelMatch(
-            content, ok, "; ".join(filter(None, (detail, "warning region matches" if ok else "warning region changed")))
-        )
+        seen = "warning region matches" if ok else "warning region changed"
+        return LabelMatch(content, ok, "; ".join(filter(None, (detail, seen))), exact)
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
         values = xmp_values(self.source_xmp(inp.data))

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
 
 from ...picture import PictureGrid, match_picture, picture_grid
 
-__all__ = ["BINDING_ALG", "LEGACY_ALG", "picture_binding", "picture_body", "picture_matches"]
+__all__ = ["BINDING_ALG", "LEGACY_ALG", "PictureCheck", "picture_binding", "picture_body", "picture_matches"]
 
 BINDING_ALG = "kz-picture-2"
 LEGACY_ALG = "kz-picture-1"
@@ -47,6 +47,16 @@ def _digest(body: Image.Image) -> str:
     return hashlib.sha256(f"{body.width}x{body.height}:".encode() + body.tobytes()).hexdigest()
 
 
+class PictureCheck(NamedTuple):
+    """same: True (the signed picture, exactly or re-encoded/resized), False (changed), None (no binding or nothing to
+    compare); detail: a phrase for the evidence line; exact: True when the pixels are exactly as signed, False when the
+    picture matched only within the perceptual tolerance (LabelMatch.exact)."""
+
+    same: bool | None
+    detail: str
+    exact: bool | None = None
+
+
 def picture_binding(image: Image.Image, box: Sequence[float] | None = None) -> dict[str, Any]:
     """The signed label's binding to a picture (displayed orientation) outside the warning's ``box`` (fractions)."""
     body = picture_body(image, box)
@@ -55,32 +65,33 @@ def picture_binding(image: Image.Image, box: Sequence[float] | None = None) -> d
 
 def picture_matches(
     image: Image.Image | None, binding: Mapping[str, Any] | None, box: Sequence[float] | None = None
-) -> tuple[bool | None, str]:
-    """(True: the picture the label was signed over, exactly, re-encoded or resized; False: changed; None: no
-    binding, or nothing to compare) and a phrase for the evidence line."""
+) -> PictureCheck:
+    """How ``image`` (displayed orientation) compares with the picture the label was signed over, the warning's
+    ``box`` (fractions) left out."""
     alg = binding.get("alg") if binding else None
     if image is None or binding is None or alg not in (BINDING_ALG, LEGACY_ALG):
-        return None, ""
+        return PictureCheck(None, "")
     body = picture_body(image, box)
     if _digest(body) == binding.get("sha256"):
-        return True, "pixels exactly as signed"
+        return PictureCheck(True, "pixels exactly as signed", True)
     if alg == LEGACY_ALG:
         return _thumbnail_matches(body, binding)
     try:
         signed = PictureGrid.unpack(binding)
     except ValueError:
-        return False, "the signed picture binding is malformed"
+        return PictureCheck(False, "the signed picture binding is malformed")
     found = match_picture(signed, body, box)
-    return found.same, found.detail
+    return PictureCheck(found.same, found.detail, False)
 
 
-def _thumbnail_matches(body: Image.Image, binding: Mapping[str, Any]) -> tuple[bool, str]:
+def _thumbnail_matches(body: Image.Image, binding: Mapping[str, Any]) -> PictureCheck:
     try:
         expected = np.frombuffer(bytes.fromhex(str(binding["thumb"])), dtype=np.uint8).astype(np.int16)
     except (KeyError, ValueError):
-        return False, "the signed picture binding is malformed"
+        return PictureCheck(False, "the signed picture binding is malformed")
     thumb = np.asarray(body.resize((_THUMB, _THUMB), Image.Resampling.BOX), dtype=np.int16).reshape(-1)
     diff = np.abs(thumb - expected) if expected.size == thumb.size else None
     if diff is not None and int(diff.max()) <= THUMB_MAX_DIFF and float(diff.mean()) <= THUMB_MEAN_DIFF:
-        return True, f"re-encoded or resized since signing, the same picture (thumbnail within {int(diff.max())})"
-    return False, "the picture changed since signing"
+        detail = f"re-encoded or resized since signing, the same picture (thumbnail within {int(diff.max())})"
+        return PictureCheck(True, detail, False)
+    return PictureCheck(False, "the picture changed since signing")
