@@ -474,10 +474,11 @@ def flip_sweep(lab: kzlabel.Labeler, sources: dict[str, bytes], count: int) -> N
         " decodes.\n"
     )
     print(
-        "| file | binding | pixels changed | damaged | embedded: damaged, not tampered | changed, not tampered "
-        "| hidden: damaged, not tampered | changed, not tampered | hidden, changed and undamaged: verdicts |"
+        "| file | binding | only the warning changed | picture changed | damaged | embedded: damaged, not tampered "
+        "| changed, not tampered | hidden: damaged, not tampered | changed, not tampered "
+        "| hidden, changed and undamaged: verdicts |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, data in sources.items():
         if not name.endswith((".jpg", ".webp")):
             continue
@@ -494,7 +495,8 @@ def flip_sweep(lab: kzlabel.Labeler, sources: dict[str, bytes], count: int) -> N
                     moved = np.abs(got - base).max(axis=-1) if got.shape == base.shape else None
                 except (OSError, ValueError, SyntaxError):
                     moved = None
-                if moved is not None and not moved.any():
+                if moved is not None and not moved[keep].any():
+                    tally["warning only"] += bool(moved.any())  # the warning's check, not the picture's
                     continue
                 damaged = moved is None or float((moved > 16)[keep].mean()) >= 0.005
                 tally["changed"] += 1
@@ -507,7 +509,8 @@ def flip_sweep(lab: kzlabel.Labeler, sources: dict[str, bytes], count: int) -> N
                     if how == "hidden" and not damaged:
                         small[VERDICT[verdict_.value]] += 1
             print(
-                f"| {name} | {binding} | {tally['changed']} | {tally['damaged']} | {tally['embedded damaged missed']} "
+                f"| {name} | {binding} | {tally['warning only']} | {tally['changed']} | {tally['damaged']} "
+                f"| {tally['embedded damaged missed']} "
                 f"| {tally['embedded changed missed']} | {tally['hidden damaged missed']} "
                 f"| {tally['hidden changed missed']} | {dict(small) or '-'} |"
             )
