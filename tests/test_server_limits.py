@@ -156,6 +156,32 @@ def test_headers_trickled_one_byte_at_a_time_are_cut_off(hostile: int) -> None:
     assert cut is not None and cut < 2.0, cut
 
 
+def test_oversized_headers_are_refused_before_they_are_held(hostile: int) -> None:
+    """llhttp has no limit of its own: the guard refuses a head over MAX_HEAD_BYTES (400, closed), sent at once or
+    as endless header lines, while a head just under it is served."""
+    from kzlabel.server.connections import MAX_HEAD_BYTES
+
+    def ask(head: bytes) -> bytes:
+        sock = _connect(hostile)
+        try:
+            with contextlib.suppress(OSError):
+                sock.sendall(head)
+            with contextlib.suppress(OSError):
+                return _response(sock)
+            return b""
+        finally:
+            sock.close()
+
+    under = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (MAX_HEAD_BYTES - 200) + b"\r\n\r\n"
+    assert ask(under).startswith(b"HTTP/1.1 200")
+    one_big = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n"
+    assert ask(one_big).startswith(b"HTTP/1.1 400")
+    many = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaa\r\n" * 2000 + b"\r\n"
+    assert ask(many).startswith(b"HTTP/1.1 400")
+    long_url = b"GET /healthz?" + b"a" * MAX_HEAD_BYTES + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert ask(long_url).startswith(b"HTTP/1.1 400")
+
+
 def test_body_with_a_silent_gap_is_408(hostile: int) -> None:
     """1 byte/s: each gap is longer than the body timeout."""
     sock = _connect(hostile)
