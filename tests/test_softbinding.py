@@ -237,11 +237,19 @@ def test_the_api_over_a_postgresql_registry(pg_url: str, signer: Signer, trust: 
     reg = Registry.open(pg_url)
     result = Labeler(signer, owner=OWNER, system="ImgGen", trust=trust, registry=reg).mark(_photo(3), name="p.jpg")
     mid = c2pa_layer.read(result.data, "image/jpeg").manifest_id
+    store = reg.manifest(mid)
+
+    def blocking_read(*_: object) -> None:
+        raise AssertionError("the service read the registry through a worker thread")
+
     with TestClient(create_app(trust=trust, registry=reg)) as c:
+        # on the service's loop the lookups go through the asyncio pool its lifespan opened, not the thread pool
+        reg.manifest_id = reg.manifest = blocking_read  # type: ignore[method-assign]
         value = binding_value(result.label.content_id)
         got = c.get("/matches/byBinding", params={"alg": SOFT_BINDING_ALG, "value": value})
         assert _query_result(got.json()) == [{"manifestId": mid, "similarityScore": 100}]
-        assert c.get(f"/manifests/{mid}").content == reg.manifest(mid)
+        assert c.get(f"/manifests/{mid}").content == store
+        assert c.get("/manifests/urn:c2pa:nothing-here").status_code == 404
     reg.close()
 
 

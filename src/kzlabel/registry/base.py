@@ -12,6 +12,7 @@ remote Soft Binding Resolution API (read-only). Each backend registers its URL s
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import os
@@ -156,6 +157,25 @@ class Registry(ABC):
         backends read that one column, not the whole entry."""
         found = self.entry(content_id)
         return found.manifest_id if found is not None else None
+
+    # --- reads from an event loop (the service's resolution API) ---------------------------------------------------
+    async def start_async(self) -> None:
+        """Open what the ``*_async`` reads need on the running loop (the service's lifespan calls it); backends
+        without their own async driver need nothing."""
+        return None
+
+    async def stop_async(self) -> None:
+        """Close what :meth:`start_async` opened, on the same loop."""
+        return None
+
+    async def manifest_id_async(self, content_id: str) -> str | None:
+        """:meth:`manifest_id` for a coroutine: the blocking call on a worker thread unless the backend reads on the
+        loop itself (PostgreSQL: the thread hop cost ~40% of a byBinding lookup's CPU)."""
+        return await asyncio.to_thread(self.manifest_id, content_id)
+
+    async def manifest_async(self, manifest_id: str) -> bytes | None:
+        """:meth:`manifest` for a coroutine (as :meth:`manifest_id_async`)."""
+        return await asyncio.to_thread(self.manifest, manifest_id)
 
     def lookup(self, content_id: str) -> str | None:
         """The signed label recorded for ``content_id``, or None."""

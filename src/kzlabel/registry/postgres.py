@@ -1,17 +1,20 @@
 """The PostgreSQL registry: one database shared by every instance of a service (``postgresql://...`` URLs).
 
 psycopg 3 over a small connection pool (psycopg_pool), so the threads of one process (the service's worker lanes)
-do not queue behind one connection. Tables carry a ``kzlabel_`` prefix so the registry can live in a database that
-holds other things. The schema is created and migrated on first use, under a transaction-scoped advisory lock, so
-several instances starting at once against a fresh database migrate it exactly once.
+do not queue behind one connection; the service's resolution API reads through a second, asyncio pool opened on its
+event loop (``start_async``), with no thread hop per lookup. Tables carry a ``kzlabel_`` prefix so the registry can
+live in a database that holds other things. The schema is created and migrated on first use, under a
+transaction-scoped advisory lock, so several instances starting at once against a fresh database migrate it exactly
+once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from ..errors import MissingDependency, RegistryError
@@ -42,6 +45,8 @@ INSERT INTO kzlabel_labels (content_id, token, format, manifest_id, manifest) VA
 ON CONFLICT (content_id) DO UPDATE SET token = excluded.token, format = excluded.format,
     manifest_id = excluded.manifest_id, manifest = excluded.manifest, created = now()
 """
+_BY_CONTENT_ID = "SELECT manifest_id FROM kzlabel_labels WHERE content_id = %s"
+_MANIFEST = "SELECT manifest FROM kzlabel_labels WHERE manifest_id = %s"
 
 
 def _psycopg() -> tuple[Any, Any]:
@@ -60,6 +65,9 @@ class PostgresRegistry(Registry, schemes=("postgresql", "postgres")):
 
     def __init__(self, location: str | os.PathLike[str], *, pool_size: int = 4, connect_timeout: float = 10.0) -> None:
         super().__init__(location)
+        self._pool_size, self._connect_timeout = max(1, pool_size), connect_timeout
+        self._apool: Any = None  # the asyncio pool, and the loop it belongs to (start_async)
+        self._aloop: asyncio.AbstractEventLoop | None = None
         psycopg, psycopg_pool = _psycopg()
         self._errors: tuple[type[BaseException], ...] = (psycopg.Error,)
         self._closed = threading.Event()
@@ -68,7 +76,7 @@ class PostgresRegistry(Registry, schemes=("postgresql", "postgres")):
             self._pool = psycopg_pool.ConnectionPool(
                 self.location,
                 min_size=1,
-                max_size=max(1, pool_size),
+                max_size=self._pool_size,
                 kwargs={"autocommit": True},
                 timeout=connect_timeout,
                 open=False,
@@ -98,6 +106,64 @@ class PostgresRegistry(Registry, schemes=("postgresql", "postgres")):
             raise RegistryError(
                 f"cannot {what} the registry: {_first_line(exc)}", source=redact(self.location)
             ) from None
+
+    async def start_async(self) -> None:
+        if self._apool is not None:
+            return
+        psycopg, psycopg_pool = _psycopg()
+        pool = psycopg_pool.AsyncConnectionPool(
+            self.location,
+            min_size=1,
+            max_size=self._pool_size,
+            kwargs={"autocommit": True},
+            timeout=self._connect_timeout,
+            open=False,
+            name="kzlabel-registry-async",
+        )
+        try:
+            await pool.open(wait=True, timeout=self._connect_timeout)
+        except psycopg.Error as exc:
+            await pool.close()
+            raise RegistryError(f"cannot open registry: {_first_line(exc)}", source=redact(self.location)) from None
+        self._apool, self._aloop = pool, asyncio.get_running_loop()
+
+    async def stop_async(self) -> None:
+        pool, self._apool, self._aloop = self._apool, None, None
+        if pool is not None:
+            await pool.close()
+
+    @asynccontextmanager
+    async def _aconn(self, what: str) -> AsyncIterator[Any]:
+        """A connection of the asyncio pool (as :meth:`_conn`)."""
+        if self._closed.is_set():
+            raise RegistryError("the registry is closed", source=redact(self.location))
+        try:
+            async with self._apool.connection() as conn:
+                yield conn
+        except self._errors as exc:
+            raise RegistryError(
+                f"cannot {what} the registry: {_first_line(exc)}", source=redact(self.location)
+            ) from None
+
+    def _on_loop(self) -> bool:
+        """The asyncio pool serves this loop (a test client may run requests on loops of its own)."""
+        return self._apool is not None and self._aloop is asyncio.get_running_loop()
+
+    async def manifest_id_async(self, content_id: str) -> str | None:
+        if not self._on_loop():
+            return await super().manifest_id_async(content_id)
+        async with self._aconn("read") as conn:
+            cur = await conn.execute(_BY_CONTENT_ID, (content_id,))
+            row = await cur.fetchone()
+        return row[0] if row is not None else None
+
+    async def manifest_async(self, manifest_id: str) -> bytes | None:
+        if not self._on_loop():
+            return await super().manifest_async(manifest_id)
+        async with self._aconn("read") as conn:
+            cur = await conn.execute(_MANIFEST, (manifest_id,))
+            row = await cur.fetchone()
+        return bytes(row[0]) if row is not None and row[0] is not None else None
 
     def _migrate(self) -> None:
         """Bring the database to SCHEMA_VERSION. At the current version this only reads (a role with SELECT alone
@@ -155,12 +221,12 @@ class PostgresRegistry(Registry, schemes=("postgresql", "postgres")):
 
     def manifest_id(self, content_id: str) -> str | None:
         with self._conn("read") as conn:
-            row = conn.execute("SELECT manifest_id FROM kzlabel_labels WHERE content_id = %s", (content_id,)).fetchone()
+            row = conn.execute(_BY_CONTENT_ID, (content_id,)).fetchone()
         return row[0] if row is not None else None
 
     def manifest(self, manifest_id: str) -> bytes | None:
         with self._conn("read") as conn:
-            row = conn.execute("SELECT manifest FROM kzlabel_labels WHERE manifest_id = %s", (manifest_id,)).fetchone()
+            row = conn.execute(_MANIFEST, (manifest_id,)).fetchone()
         return bytes(row[0]) if row is not None and row[0] is not None else None
 
     def __len__(self) -> int:
@@ -168,6 +234,8 @@ class PostgresRegistry(Registry, schemes=("postgresql", "postgres")):
             return int(conn.execute("SELECT count(*) FROM kzlabel_labels").fetchone()[0])
 
     def close(self) -> None:
+        """Close the thread pool; the asyncio pool is closed by :meth:`stop_async` on its loop (reads through it
+        fail from now on all the same)."""
         if not self._closed.is_set():
             self._closed.set()
             self._pool.close()

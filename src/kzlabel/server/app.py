@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from .. import formats
 from .._version import __version__
-from ..errors import KzlabelError
+from ..errors import KzlabelError, RegistryError
 from ..io import Limits, read_input, sidecar_path
 from ..keys import Signer, TrustStore
 from ..pipeline import Labeler
@@ -206,10 +206,17 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if registry is not None:
+            try:
+                await registry.start_async()  # the resolution API's reads on this loop
+            except RegistryError as exc:  # its reads go through worker threads instead, and say so when they fail
+                log.warning("registry: no reads on the event loop (%s)", exc)
         try:
             yield
         finally:
             uploads.close()  # the private spool folder, with anything an abandoned job left in it
+            if registry is not None:
+                await registry.stop_async()
 
     app = Starlette(
         routes=routes,

@@ -20,7 +20,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -107,12 +106,12 @@ def softbinding_routes(
     """The API's routes; ``process`` runs a job on an upload in the service's worker lanes (the format's size limit
     and the job deadline included), ``guard`` renders failures in the service's JSON error shape."""
 
-    async def in_registry(call: Callable[[Registry], Any]) -> Any:
-        """``call(registry)`` off the event loop; no registry or an unreachable one is a 503."""
+    async def in_registry(call: Callable[[Registry], Awaitable[Any]]) -> Any:
+        """``await call(registry)`` (its ``*_async`` reads); no registry or an unreachable one is a 503."""
         if registry is None:
             raise HTTPFailure(503, "no_registry", "this service has no registry to resolve against (--registry)")
         try:
-            return await anyio.to_thread.run_sync(call, registry)
+            return await call(registry)
         except RegistryError as exc:
             log.error("registry unavailable: %s", exc)
             raise HTTPFailure(503, "registry_unavailable", "the registry is unavailable; retry later") from None
@@ -121,8 +120,8 @@ def softbinding_routes(
         found: list[dict[str, Any]] = []
         for cid in content_ids[:limit]:
 
-            def look(reg: Registry, cid: str = cid) -> str | None:
-                return reg.manifest_id(cid)
+            def look(reg: Registry, cid: str = cid) -> Awaitable[str | None]:
+                return reg.manifest_id_async(cid)
 
             manifest_id = await in_registry(look)
             if manifest_id:
@@ -159,7 +158,7 @@ def softbinding_routes(
         if not manifest_id or len(manifest_id) > MAX_MANIFEST_ID or not manifest_id.isprintable():
             raise HTTPFailure(400, "bad_request", "not a manifest identifier")
         active_only = query_flag(request, "returnActiveManifest")
-        store = await in_registry(lambda reg: reg.manifest(manifest_id))
+        store = await in_registry(lambda reg: reg.manifest_async(manifest_id))
         if store is None:
             raise HTTPFailure(404, "not_found", f"no manifest {manifest_id[:MAX_MANIFEST_ID]!r} in this registry")
         if active_only:
