@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-__all__ = ["PictureGrid", "PictureMatch", "grid_dims", "match_picture", "picture_grid"]
+__all__ = ["PictureGrid", "PictureMatch", "grid_dims", "match_picture", "pack_grids", "picture_grid", "unpack_grids"]
 
 GRID_CELLS = 4096  # cells of the luma grid (fewer for small pictures: MIN_CELL_PX)
 MIN_CELL_PX = 12  # smallest cell side: below it a re-encode's ringing moves a cell mean by ~8 levels
@@ -63,9 +63,9 @@ _TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0
 _OFFSET = np.array([0.0, 128.0, 128.0], np.float32)
 
 
-def grid_dims(width: int, height: int) -> tuple[int, int]:
-    """The luma grid's (columns, rows) for a picture: about GRID_CELLS square cells, none under MIN_CELL_PX."""
-    cell = max(float(MIN_CELL_PX), (width * height / GRID_CELLS) ** 0.5)
+def grid_dims(width: int, height: int, cells: int = GRID_CELLS) -> tuple[int, int]:
+    """The luma grid's (columns, rows) for a picture: about ``cells`` square cells, none under MIN_CELL_PX."""
+    cell = max(float(MIN_CELL_PX), (width * height / cells) ** 0.5)
     return max(1, round(width / cell)), max(1, round(height / cell))
 
 
@@ -90,15 +90,18 @@ class PictureGrid:
     def dims(self) -> tuple[int, int]:
         return self.luma.shape[1], self.luma.shape[0]
 
+    def planes(self) -> tuple[np.ndarray, ...]:
+        """The quantised planes as stored (int16): luma and chroma in steps, detail in whole levels."""
+        return (
+            np.rint(self.luma / LUMA_STEP).astype(np.int16),
+            np.rint(self.chroma[..., 0] / CHROMA_STEP).astype(np.int16),
+            np.rint(self.chroma[..., 1] / CHROMA_STEP).astype(np.int16),
+            np.rint(np.minimum(self.detail, 255)).astype(np.int16),
+        )
+
     def pack(self) -> dict[str, Any]:
         """The signed form: size, grid dims and the quantised planes (left-differenced, zlib, base64)."""
-        planes = (
-            np.rint(self.luma / LUMA_STEP),
-            np.rint(self.chroma[..., 0] / CHROMA_STEP),
-            np.rint(self.chroma[..., 1] / CHROMA_STEP),
-            np.rint(np.minimum(self.detail, 255)),
-        )
-        raw = b"".join(_difference(p.astype(np.int16)).tobytes() for p in planes)
+        raw = b"".join(_difference(p).tobytes() for p in self.planes())
         return {
             "size": list(self.size),
             "grid": list(self.dims),
@@ -108,32 +111,67 @@ class PictureGrid:
     @classmethod
     def unpack(cls, signed: Mapping[str, Any]) -> PictureGrid:
         """The grid a label carries (ValueError when it is malformed)."""
-        try:
-            width, height = (int(v) for v in signed["size"])
-            cols, rows = (int(v) for v in signed["grid"])
-            packed = base64.b64decode(str(signed["cells"]), validate=True)
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-            raise ValueError(f"malformed picture grid: {exc}") from None
-        if min(width, height) < 1 or (cols, rows) != grid_dims(width, height):
-            raise ValueError("the picture grid does not fit the signed size")
-        crows, ccols = -(-rows // 2), -(-cols // 2)
-        shapes = ((rows, cols), (crows, ccols), (crows, ccols), (crows, ccols))
-        length = sum(r * c for r, c in shapes)
-        inflate = zlib.decompressobj()
-        try:
-            raw = inflate.decompress(packed, length + 1)  # never more than the grid needs, whatever the data says
-        except zlib.error as exc:
-            raise ValueError(f"malformed picture grid: {exc}") from None
-        if len(raw) != length or not inflate.eof:
-            raise ValueError("the picture grid has the wrong length")
-        buf, at, planes = np.frombuffer(raw, np.uint8), 0, []
-        for shape in shapes:
+        return unpack_grids(signed, 1)[0]
+
+
+def _signed_dims(signed: Mapping[str, Any], cells: int) -> tuple[tuple[int, int], tuple[int, int], bytes]:
+    try:
+        width, height = (int(v) for v in signed["size"])
+        cols, rows = (int(v) for v in signed["grid"])
+        packed = base64.b64decode(str(signed["cells"]), validate=True)
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise ValueError(f"malformed picture grid: {exc}") from None
+    if min(width, height) < 1 or (cols, rows) != grid_dims(width, height, cells):
+        raise ValueError("the picture grid does not fit the signed size")
+    return (width, height), (cols, rows), packed
+
+
+def pack_grids(grids: Sequence[PictureGrid]) -> dict[str, Any]:
+    """Several grids of one size (an animation's frames) in one signed form: each frame's planes minus the previous
+    frame's (modulo 256), then left-differenced as :meth:`PictureGrid.pack` does, in one zlib stream. What stays
+    still between frames packs to zeros, so the form grows with the motion, not with the frame count."""
+    first = grids[0]
+    raw, before = [], [np.zeros_like(p) for p in first.planes()]
+    for grid in grids:
+        if grid.size != first.size:
+            raise ValueError("grids of one sequence must have one size")
+        now = grid.planes()
+        raw += [_difference(p - q).tobytes() for p, q in zip(now, before, strict=True)]
+        before = list(now)
+    return {
+        "size": list(first.size),
+        "grid": list(first.dims),
+        "cells": base64.b64encode(zlib.compress(b"".join(raw), 9)).decode("ascii"),
+    }
+
+
+def unpack_grids(signed: Mapping[str, Any], count: int, cells: int = GRID_CELLS) -> list[PictureGrid]:
+    """The ``count`` grids of about ``cells`` cells a label carries (:func:`pack_grids`; one grid:
+    :meth:`PictureGrid.pack`); ValueError when it is malformed."""
+    size, (cols, rows), packed = _signed_dims(signed, cells)
+    crows, ccols = -(-rows // 2), -(-cols // 2)
+    shapes = ((rows, cols), (crows, ccols), (crows, ccols), (crows, ccols))
+    length = sum(r * c for r, c in shapes) * count
+    inflate = zlib.decompressobj()
+    try:
+        raw = inflate.decompress(packed, length + 1)  # never more than the grids need, whatever the data says
+    except zlib.error as exc:
+        raise ValueError(f"malformed picture grid: {exc}") from None
+    if len(raw) != length or not inflate.eof:
+        raise ValueError("the picture grid has the wrong length")
+    buf, at, out = np.frombuffer(raw, np.uint8), 0, []
+    before = [np.zeros(shape, np.float32) for shape in shapes]
+    for _ in range(count):
+        planes = []
+        for shape, prev in zip(shapes, before, strict=True):
             n = shape[0] * shape[1]
-            planes.append(_undifference(buf[at : at + n].reshape(shape)))
+            planes.append((_undifference(buf[at : at + n].reshape(shape)) + prev) % 256)
             at += n
+        before = planes
         luma = planes[0] * np.float32(LUMA_STEP)
         chroma = np.stack(planes[1:3], axis=-1) * np.float32(CHROMA_STEP)
-        return cls((width, height), luma, chroma, planes[3])
+        out.append(PictureGrid(size, luma, chroma, planes[3]))
+    return out
 
 
 def _difference(q: np.ndarray) -> np.ndarray:

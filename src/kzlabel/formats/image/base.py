@@ -30,6 +30,17 @@ from ...layers import LAYERS, visible
 from ...layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_xmp, training_values, xmp_values
 from ...rights.vocab import TrainingPolicy, signal_from_plus, signal_from_tdmrep
 from ..base import Findings, Handler, LabelMatch, MarkOptions, Survival, rewrite
+from .animated import (
+    ANIMATION_ALG,
+    Animation,
+    animation_binding,
+    animation_matches,
+    detection_planes,
+    frame_count,
+    read_animation,
+    warning_matches,
+    warning_record,
+)
 from .binding import picture_binding, picture_matches
 
 __all__ = ["ImageDoc", "ImageHandler"]
@@ -74,6 +85,7 @@ class ImageDoc:
     info: dict[str, Any] = field(default_factory=dict)
     placement: visible.Placement | None = None
     written: Image.Image | None = None  # the picture as encoded and decoded again (set by bind)
+    animation: Animation | None = None  # an animated image's frames (work is then its first frame)
 
 
 def _working(im: Image.Image) -> Image.Image:
@@ -121,6 +133,7 @@ class ImageHandler(Handler[ImageDoc]):
     pil: ClassVar[str] = ""  # Pillow's format name, to save with
     save_errors: ClassVar[tuple[type[Exception], ...]] = (OSError, ValueError)  # what the encoder raises on bad input
     decode_errors: ClassVar[tuple[type[Exception], ...]] = _DECODE_ERRORS  # what the decoder raises on damaged data
+    animated: ClassVar[bool] = False  # the format's animations are marked frame by frame (else refused)
 
     # --- what each format supplies ------------------------------------------------------------------------------
     def image_file(self, fp: IO[bytes]) -> ImageFile.ImageFile:
@@ -166,6 +179,42 @@ class ImageHandler(Handler[ImageDoc]):
         """Label carriers besides XMP (none by default)."""
         return data
 
+    def animation_params(self, doc: ImageDoc, frames: list[Image.Image]) -> tuple[list[Image.Image], dict[str, Any]]:
+        """An animated format's frames as its encoder takes them, and the encoder's parameters beyond the timing."""
+        raise NotImplementedError
+
+    def size_matched(
+        self, doc: ImageDoc, frames: list[Image.Image], params: dict[str, Any], qualities: tuple[int, int]
+    ) -> dict[str, Any]:
+        """``params`` with the highest ``quality`` in ``qualities`` whose encoding is no larger than the source (a
+        lossy animation records no quality; four encodes at most): an animation stays within ±15 % of its size."""
+        low, high = qualities
+        target, best = len(doc.inp.data), low
+        for _ in range(4):  # a 45-step range to about 3 steps: a few percent of size
+            if low > high:
+                break
+            mid = (low + high) // 2
+            if len(self.encode_frames(doc, frames, params | {"quality": mid})) <= target:
+                best, low = mid, mid + 1
+            else:
+                high = mid - 1
+        return params | {"quality": best}
+
+    def encode_frames(self, doc: ImageDoc, frames: list[Image.Image], params: dict[str, Any]) -> bytes:
+        """The frames encoded as an animation with the source's durations and loop count."""
+        anim = doc.animation
+        assert anim is not None
+        if anim.loop is not None:
+            params.setdefault("loop", anim.loop)
+        buf = io.BytesIO()
+        try:
+            frames[0].save(
+                buf, format=self.pil, save_all=True, append_images=frames[1:], duration=anim.durations, **params
+            )
+        except self.save_errors as exc:
+            raise KzlabelError(f"could not encode animated {self.name}: {exc}", format=self.id) from None
+        return buf.getvalue()
+
     # --- decoding -------------------------------------------------------------------------------------------------
     def open_image(self, inp: Input, limits: Limits) -> ImageFile.ImageFile:
         """Decode with the pixel limit checked from the header first, and every failure translated.
@@ -189,7 +238,7 @@ class ImageHandler(Handler[ImageDoc]):
         if w < 1 or h < 1:
             raise CorruptInput("image has no pixels", source=src, format=fmt)
         try:
-            if getattr(im, "n_frames", 1) > 1:
+            if frame_count(im) > 1 and not self.animated:
                 raise UnsupportedFormat(
                     f"animated {im.format} ({getattr(im, 'n_frames', 1)} frames) is not supported yet",
                     source=src,
@@ -209,9 +258,29 @@ class ImageHandler(Handler[ImageDoc]):
         info = cast(dict[str, Any], dict(im.info))
         info.update(self.source_info(im, inp.data))
         info["xmp_packet"] = self.source_xmp(inp.data)  # unreadable XMP is not carried over
+        if frame_count(im) > 1:
+            anim = self.decode_animation(im, limits, inp.source)
+            return ImageDoc(inp, im, anim.frames[0], 1, info, animation=anim)
         return ImageDoc(inp, im, _working(im), orientation, info)
 
+    def decode_animation(self, im: Image.Image, limits: Limits, source: str | None) -> Animation:
+        try:
+            return read_animation(im, limits.max_pixels, palettes=self.id == "gif")
+        except LimitExceeded as exc:
+            exc.source, exc.format = source, self.id
+            raise
+        except Image.DecompressionBombError as exc:
+            raise LimitExceeded(f"decompression bomb refused: {exc}", source=source, format=self.id) from None
+        except _HEADER_ERRORS + self.decode_errors as exc:
+            raise CorruptInput(f"unreadable frame: {exc}", source=source, format=self.id) from exc
+
     def draw_warning(self, doc: ImageDoc, label: Label, opts: MarkOptions) -> None:
+        if doc.animation is not None:  # every frame, the same corner (frames have no EXIF orientation of their own)
+            corner = opts.position or "bottom-left"
+            for frame in doc.animation.frames:
+                doc.placement = visible.draw(frame, label, corner=corner, style=opts.style)
+            doc.work = doc.animation.frames[0]
+            return
         shown = _displayed(doc.work, doc.orientation)
         doc.placement = visible.draw(shown, label, corner=opts.position or "bottom-left", style=opts.style)
         back = _INVERSE_TRANSPOSE.get(doc.orientation)
@@ -220,8 +289,15 @@ class ImageHandler(Handler[ImageDoc]):
     def embed_watermark(self, doc: ImageDoc, payload: bytes, key: bytes | None) -> None:
         from ...watermark import embed_image  # heavy (cv2): loaded only when pixels are marked
 
-        mode = doc.work.mode
         strength = self.watermark_strength(doc)
+        doc.info["watermark"] = (payload, key)  # what an encoder that must keep the mark checks it against
+        if doc.animation is not None:  # every frame carries the whole mark: one frame taken out still has it
+            frames = doc.animation.frames
+            for i, frame in enumerate(frames):
+                frames[i] = Image.fromarray(embed_image(np.asarray(frame), payload, key=key, strength=strength))
+            doc.work = frames[0]
+            return
+        mode = doc.work.mode
         doc.work = Image.fromarray(embed_image(np.asarray(doc.work), payload, key=key, strength=strength), mode=mode)
 
     def encode(self, doc: ImageDoc, opts: MarkOptions, out: Path) -> None:
@@ -229,20 +305,34 @@ class ImageHandler(Handler[ImageDoc]):
 
     def encoded(self, doc: ImageDoc) -> bytes:
         """The marked image re-encoded like the source, its XMP packet carried over."""
-        im = self.output_image(doc)
         params: dict[str, Any] = {key: doc.info[key] for key in ("icc_profile", "exif") if doc.info.get(key)}
-        params.update(self.save_params(doc, im))
-        buf = io.BytesIO()
-        try:
-            im.save(buf, format=self.pil, **params)
-        except self.save_errors as exc:
-            raise KzlabelError(f"could not encode {self.name}: {exc}", format=self.id) from None
+        if doc.animation is not None:
+            frames, extra = self.animation_params(doc, doc.animation.frames)
+            data = self.encode_frames(doc, frames, params | extra)
+        else:
+            im = self.output_image(doc)
+            params.update(self.save_params(doc, im))
+            buf = io.BytesIO()
+            try:
+                im.save(buf, format=self.pil, **params)
+            except self.save_errors as exc:
+                raise KzlabelError(f"could not encode {self.name}: {exc}", format=self.id) from None
+            data = buf.getvalue()
         packet = doc.info.get("xmp_packet")
-        return self.put_xmp(buf.getvalue(), packet) if packet else buf.getvalue()
+        return self.put_xmp(data, packet) if packet else data
 
     def bind(self, doc: ImageDoc, out: Path) -> Mapping[str, Any]:
         """The picture as written, decoded the way verify decodes it: the content binding, and where the warning is."""
         with self.image_file(io.BytesIO(out.read_bytes())) as im:
+            if doc.animation is not None:
+                written = read_animation(im, frame_count(im) * im.width * im.height)
+                doc.written = written.frames[0]
+                found: dict[str, Any] = {}
+                if doc.placement is not None:
+                    found["warning"] = warning_record(written.frames, doc.placement)
+                box = found["warning"]["box"] if doc.placement is not None else None
+                found["binding"] = animation_binding(written.frames, written.durations, box)
+                return found
             doc.written = _working(im)
             shown = _displayed(doc.written, doc.orientation)
             fields: dict[str, Any] = {}
@@ -291,6 +381,8 @@ class ImageHandler(Handler[ImageDoc]):
             # a signed label in a picture that no longer decodes: the content was damaged after signing (tampered),
             # which is evidence, not an unusable input
             return Findings(tokens=tokens, fields=dict(values), state=Undecodable(exc.message))
+        if frame_count(im) > 1:
+            return self.inspect_animation(im, limits, inp, key, watermark, tokens, dict(values))
         work = _working(im)
         mark = None
         if watermark:
@@ -300,16 +392,59 @@ class ImageHandler(Handler[ImageDoc]):
         orientation = int(im.getexif().get(0x0112, 1) or 1)
         return Findings(tokens=tokens, fields=dict(values), watermark=mark, state=_displayed(work, orientation))
 
+    def inspect_animation(
+        self,
+        im: Image.Image,
+        limits: Limits,
+        inp: Input,
+        key: bytes | None,
+        watermark: bool,
+        tokens: list[tuple[str, str]],
+        values: dict[str, Any],
+    ) -> Findings:
+        """An animation's findings: every frame decoded; the watermark searched in the first frame, then in the mean
+        of frames spread over the animation."""
+        try:
+            anim = self.decode_animation(im, limits, inp.source)
+        except CorruptInput as exc:
+            if not tokens:
+                raise
+            return Findings(tokens=tokens, fields=values, state=Undecodable(exc.message))
+        mark = None
+        if watermark:
+            from ...watermark import detect_image  # heavy (cv2): loaded only when pixels are checked
+
+            for plane in detection_planes(anim):
+                mark = detect_image(plane, key=key)
+                if mark.found:
+                    break
+        return Findings(tokens=tokens, fields=values, watermark=mark, state=anim)
+
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:
         if isinstance(findings.state, Undecodable):
             return LabelMatch(False, False, f"the picture no longer decodes ({findings.state.reason})")
         record = label.warning or {}
         box = list(record["box"]) if record.get("kind") == "overlay" and "box" in record else None
+        if isinstance(findings.state, Animation):
+            return self.check_animation(findings.state, label, record, box)
         content, detail, exact = picture_matches(findings.state, label.binding, box)
         if record.get("kind") != "overlay":
             return LabelMatch(content, None, "; ".join(filter(None, (detail, "no warning recorded"))), exact)
         ok = visible.region_matches(findings.state, record)
         seen = "warning region matches" if ok else "warning region changed"
+        return LabelMatch(content, ok, "; ".join(filter(None, (detail, seen))), exact)
+
+    def check_animation(
+        self, anim: Animation, label: Label, record: Mapping[str, Any], box: list[float] | None
+    ) -> LabelMatch:
+        binding = label.binding
+        if binding is not None and binding.get("alg") != ANIMATION_ALG:  # a still's label on an animation
+            return LabelMatch(False, False, "the label was signed over a still picture, this is an animation")
+        content, detail, exact = animation_matches(anim, binding, box)
+        if record.get("kind") != "overlay":
+            return LabelMatch(content, None, "; ".join(filter(None, (detail, "no warning recorded"))), exact)
+        ok = warning_matches(anim, record, label)
+        seen = "warning on every frame" if ok else "warning missing or altered on a frame"
         return LabelMatch(content, ok, "; ".join(filter(None, (detail, seen))), exact)
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:

@@ -81,8 +81,12 @@ class _HeifFamily(ImageHandler):
 
 
 class Avif(_HeifFamily):
+    """AVIF; image sequences (``avis``) are animations: every frame marked, durations kept, the quality matched to
+    the source's size (Pillow's AVIF writer takes no loop count: sequences repeat for ever, libavif's default)."""
+
     id, name, mime, extensions, pil = "avif", "AVIF", "image/avif", (".avif",), "AVIF"
     brands = (b"avif", b"avis")
+    animated = True
 
     def image_file(self, fp: IO[bytes]) -> ImageFile.ImageFile:
         try:
@@ -93,6 +97,10 @@ class Avif(_HeifFamily):
 
     def save_params(self, doc: ImageDoc, im: Image.Image) -> dict[str, Any]:
         return {"quality": HEIF_FAMILY_QUALITY, "subsampling": bmff.av1_subsampling(doc.inp.data)}
+
+    def animation_params(self, doc: ImageDoc, frames: list[Image.Image]) -> tuple[list[Image.Image], dict[str, Any]]:
+        params = {"subsampling": bmff.av1_subsampling(doc.inp.data)}
+        return frames, self.size_matched(doc, frames, params, (50, HEIF_FAMILY_QUALITY))
 
 
 class Heif(_HeifFamily):

@@ -1,4 +1,8 @@
-"""PNG: lossless re-encode keeping text chunks, dpi and transparency; XMP in an ``iTXt`` chunk."""
+"""PNG: lossless re-encode keeping text chunks, dpi and transparency; XMP in an ``iTXt`` chunk.
+
+APNG (animated PNG) keeps each frame's duration, disposal and blend operation and the loop count; the frames are
+written whole (composited), so a blend over the previous frame gives the same picture.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ __all__ = ["Png"]
 
 class Png(ImageHandler):
     id, name, mime, extensions, pil = "png", "PNG", "image/png", (".png",), "PNG"
+    animated = True
 
     def score(self, header: bytes, name: str | None) -> int:
         return 100 if header.startswith(png.SIGNATURE) else 0
@@ -39,3 +44,10 @@ class Png(ImageHandler):
         if "transparency" in info and im.mode in ("P", "L", "RGB"):
             params["transparency"] = info["transparency"]
         return params
+
+    def animation_params(self, doc: ImageDoc, frames: list[Image.Image]) -> tuple[list[Image.Image], dict[str, Any]]:
+        anim = doc.animation
+        assert anim is not None
+        params = self.save_params(doc, frames[0])
+        params.pop("transparency", None)  # frames are RGB(A): transparency is their alpha
+        return frames, params | {"disposal": anim.disposal, "blend": anim.blend}

@@ -1,4 +1,8 @@
-"""WebP: lossless output when the source was lossless (VP8L), else lossy at 95; XMP in the RIFF ``XMP `` chunk."""
+"""WebP: lossless output when the source was lossless (VP8L), else lossy at 95; XMP in the RIFF ``XMP `` chunk.
+
+Animated WebP keeps each frame's duration and the loop count; a lossy one is encoded at the highest quality that
+keeps it no larger than the source (ANIMATED_QUALITY), since a still's quality 95 would double an animation's size.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,14 @@ from PIL import Image, ImageFile, WebPImagePlugin
 from ...containers import riff
 from .base import ImageDoc, ImageHandler
 
-__all__ = ["WebP"]
+__all__ = ["ANIMATED_QUALITY", "WebP"]
+
+ANIMATED_QUALITY = (50, 95)  # the qualities a lossy animation's size is matched over
 
 
 class WebP(ImageHandler):
     id, name, mime, extensions, pil = "webp", "WebP", "image/webp", (".webp",), "WEBP"
+    animated = True
 
     def score(self, header: bytes, name: str | None) -> int:
         return 100 if header[:4] == b"RIFF" and header[8:12] == b"WEBP" else 0
@@ -34,3 +41,10 @@ class WebP(ImageHandler):
         # WebP does not record its quality: lossy sources are re-encoded high (95) to avoid generation loss
         lossless = doc.info.get("lossless", False)
         return {"lossless": lossless, "quality": 100 if lossless else 95, "method": 4}
+
+    def animation_params(self, doc: ImageDoc, frames: list[Image.Image]) -> tuple[list[Image.Image], dict[str, Any]]:
+        lossless = doc.info.get("lossless", False)
+        params: dict[str, Any] = {"lossless": lossless, "method": 4}
+        if lossless:
+            return frames, params | {"quality": 100}
+        return frames, self.size_matched(doc, frames, params, ANIMATED_QUALITY)
