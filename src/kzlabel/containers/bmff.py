@@ -218,15 +218,18 @@ def put_xmp(data: bytes, packet: bytes) -> bytes:
 
     The coded image is not touched: top-level boxes keep their order, ``meta`` is rebuilt with a new item table, and
     every file-stored item (image, Exif, XMP) is copied into one ``mdat`` at the end with its offsets rewritten.
-    Image sequences (tracks) are UnsupportedFormat; an empty packet is ValueError (an iloc extent of length 0 means
-    "to the end of the file", so it could not be read back).
+    Image sequences (a ``moov`` with tracks) keep their media data in place instead (:func:`_put_xmp_sequence`);
+    fragmented ones (``moof``) are UnsupportedFormat. An empty packet is ValueError (an iloc extent of length 0
+    means "to the end of the file", so it could not be read back).
     """
     if not packet:
         raise ValueError("an empty XMP packet cannot be stored as a HEIF item")
     top = boxes(data, 0, len(data))
     meta = read_meta(data)
-    if any(b.kind in (b"moov", b"moof") for b in top):
-        raise UnsupportedFormat("HEIF/AVIF image sequences (tracks) are not supported")
+    if any(b.kind == b"moof" for b in top):
+        raise UnsupportedFormat("fragmented HEIF/AVIF image sequences are not supported")
+    if any(b.kind == b"moov" for b in top):
+        return _put_xmp_sequence(data, packet, top, meta)
     xmp_id = meta.xmp_item()
     # every extent is read (and so bounds-checked) here, idat ones too, before any offset is rewritten
     payloads = {loc.item: item_bytes(data, meta, loc) for loc in meta.locations}
@@ -265,6 +268,73 @@ def put_xmp(data: bytes, packet: bytes) -> bytes:
     head = b"".join(rebuilt_meta(offsets) if kind == b"meta" else b for kind, b in kept)
     mdat = struct.pack(">I4sQ", 1, b"mdat", 16 + len(blob)) if wide else struct.pack(">I4s", 8 + len(blob), b"mdat")
     return head + mdat + blob
+
+
+def _put_xmp_sequence(data: bytes, packet: bytes, top: list[Box], meta: HeifMeta) -> bytes:
+    """An image sequence with its XMP item replaced or added: every byte after ``meta`` moves by what ``meta`` grows,
+    so the item offsets and the tracks' chunk offsets (``stco``/``co64``) past it move with them; the packet goes in
+    an ``mdat`` of its own at the end (a replaced packet's old bytes stay unreferenced in their mdat)."""
+    xmp_id = meta.xmp_item()
+    children = [(b.kind, data[b.start : b.end]) for b in meta.children]
+    if xmp_id is None:
+        xmp_id = max([*meta.items, *(loc.item for loc in meta.locations), 0]) + 1
+        if xmp_id > 0xFFFF:
+            raise UnsupportedFormat("HEIF item ids above 65535 are not supported")
+        children = _add_xmp_item(children, xmp_id, meta.primary)
+    for loc in meta.locations:  # every extent bounds-checked before anything is moved
+        item_bytes(data, meta, loc)
+    kept = [loc for loc in meta.locations if loc.item != xmp_id]
+    version = max(meta.iloc_version, 1 if any(loc.method for loc in kept) else 0, 2 if len(kept) >= 0xFFFF else 0)
+    size = 8 if len(data) + len(packet) + 4096 > 0xFFFFFFFF else 4
+    full_box_head = data[meta.meta.body : meta.meta.body + 4]
+
+    def rebuilt(delta: int, at: int) -> bytes:
+        moved = [
+            Location(loc.item, loc.method, [(o + delta if o >= meta.meta.end else o, n) for o, n in loc.extents])
+            if loc.method == 0
+            else loc
+            for loc in kept
+        ]
+        iloc = _iloc_extents(version, [*moved, Location(xmp_id, 0, [(at, len(packet))])], size)
+        return box(b"meta", full_box_head + b"".join(iloc if kind == b"iloc" else b for kind, b in children))
+
+    delta = len(rebuilt(0, 0)) - (meta.meta.end - meta.meta.start)  # field sizes are fixed: values do not change it
+    parts = []
+    for b in top:
+        if b.kind == b"meta":
+            parts.append(b"")  # placed below, once the end offset is known
+        elif b.kind == b"moov":
+            parts.append(_moved_chunks(data, b, delta, meta.meta.end))
+        else:
+            parts.append(data[b.start : b.end])
+    total = sum(map(len, parts)) + len(rebuilt(0, 0))
+    mdat = box(b"mdat", packet)
+    new_meta = rebuilt(delta, total + 8)
+    return b"".join(new_meta if b.kind == b"meta" else part for b, part in zip(top, parts, strict=True)) + mdat
+
+
+def _moved_chunks(data: bytes, moov: Box, delta: int, after: int) -> bytes:
+    """``moov`` with every chunk offset at or past ``after`` moved by ``delta`` (its size unchanged)."""
+    out = bytearray(data[moov.start : moov.end])
+
+    def walk(start: int, end: int) -> None:
+        for b in boxes(data, start, end):
+            if b.kind in (b"trak", b"mdia", b"minf", b"stbl"):
+                walk(b.body, b.end)
+            elif b.kind in (b"stco", b"co64"):
+                width = 4 if b.kind == b"stco" else 8
+                r = _Reader(data, b.body + 4, b.end)
+                for _ in range(r.uint(4)):
+                    pos = r.pos
+                    offset = r.uint(width)
+                    if offset >= after:
+                        offset += delta
+                        if offset >= 1 << (8 * width):
+                            raise UnsupportedFormat("a chunk offset no longer fits its stco box")
+                        out[pos - moov.start : pos - moov.start + width] = offset.to_bytes(width, "big")
+
+    walk(moov.body, moov.end)
+    return bytes(out)
 
 
 def _add_xmp_item(children: list[tuple[bytes, bytes]], item: int, primary: int | None) -> list[tuple[bytes, bytes]]:
@@ -306,6 +376,20 @@ def _iloc(
         extents = [(offsets[loc.item], len(payloads[loc.item]))] if loc.method == 0 else loc.extents
         out += struct.pack(">HH", 0, len(extents))
         for offset, length in extents:
+            out += offset.to_bytes(size, "big") + length.to_bytes(size, "big")
+    return box(b"iloc", bytes(out))
+
+
+def _iloc_extents(version: int, locations: list[Location], size: int) -> bytes:
+    """An iloc box writing each location's extents as they are (file offsets already final)."""
+    id_fmt = ">H" if version < 2 else ">I"
+    out = bytearray([version, 0, 0, 0, (size << 4) | size, 0]) + struct.pack(id_fmt, len(locations))
+    for loc in locations:
+        out += struct.pack(id_fmt, loc.item)
+        if version >= 1:
+            out += struct.pack(">H", loc.method)
+        out += struct.pack(">HH", 0, len(loc.extents))
+        for offset, length in loc.extents:
             out += offset.to_bytes(size, "big") + length.to_bytes(size, "big")
     return box(b"iloc", bytes(out))
 

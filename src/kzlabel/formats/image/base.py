@@ -66,6 +66,10 @@ _HEADER_ERRORS: tuple[type[Exception], ...] = (
     EOFError,
     zlib.error,
 )
+# a lossy animation's quality is raised by QUALITY_STEP until its first frame's mark reads with p under MARK_MARGIN
+# (the detection threshold is 1e-6: two orders of magnitude to spare)
+QUALITY_STEP = 5
+MARK_MARGIN = 1e-8
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 
 
@@ -184,10 +188,17 @@ class ImageHandler(Handler[ImageDoc]):
         raise NotImplementedError
 
     def size_matched(
-        self, doc: ImageDoc, frames: list[Image.Image], params: dict[str, Any], qualities: tuple[int, int]
+        self,
+        doc: ImageDoc,
+        frames: list[Image.Image],
+        params: dict[str, Any],
+        qualities: tuple[int, int],
+        checked: tuple[int, ...] = (0,),
     ) -> dict[str, Any]:
         """``params`` with the highest ``quality`` in ``qualities`` whose encoding is no larger than the source (a
-        lossy animation records no quality; four encodes at most): an animation stays within ±15 % of its size."""
+        lossy animation records no quality; four encodes), raised by QUALITY_STEP while the watermark does not read
+        back from the ``checked`` frames (indexes; -1: the middle one) with MARK_MARGIN to spare: at a source's low rate the mark is kept and the size
+        grows (docs/images.md)."""
         low, high = qualities
         target, best = len(doc.inp.data), low
         for _ in range(4):  # a 45-step range to about 3 steps: a few percent of size
@@ -198,6 +209,20 @@ class ImageHandler(Handler[ImageDoc]):
                 best, low = mid, mid + 1
             else:
                 high = mid - 1
+        mark = doc.info.get("watermark")
+        while mark is not None:
+            from ...watermark import detect_image
+
+            data = self.encode_frames(doc, frames, params | {"quality": best})
+            with self.image_file(io.BytesIO(data)) as im:
+                kept = True
+                for index in checked:
+                    im.seek(len(frames) // 2 if index < 0 else index)
+                    found = detect_image(np.asarray(im.convert("RGB")), key=mark[1])
+                    kept = kept and found.payload == mark[0] and found.p_value < MARK_MARGIN
+            if kept or best >= qualities[1]:
+                break
+            best = min(best + QUALITY_STEP, qualities[1])
         return params | {"quality": best}
 
     def encode_frames(self, doc: ImageDoc, frames: list[Image.Image], params: dict[str, Any]) -> bytes:

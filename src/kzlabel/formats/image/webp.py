@@ -47,4 +47,4 @@ class WebP(ImageHandler):
         params: dict[str, Any] = {"lossless": lossless, "method": 4}
         if lossless:
             return frames, params | {"quality": 100}
-        return frames, self.size_matched(doc, frames, params, ANIMATED_QUALITY)
+        return frames, self.size_matched(doc, frames, params, ANIMATED_QUALITY, (0, -1))
