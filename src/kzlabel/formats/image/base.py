@@ -197,8 +197,8 @@ class ImageHandler(Handler[ImageDoc]):
     ) -> dict[str, Any]:
         """``params`` with the highest ``quality`` in ``qualities`` whose encoding is no larger than the source (a
         lossy animation records no quality; four encodes), raised by QUALITY_STEP while the watermark does not read
-        back from the ``checked`` frames (indexes; -1: the middle one) with MARK_MARGIN to spare: at a source's low rate the mark is kept and the size
-        grows (docs/images.md)."""
+        back from the ``checked`` frames (-1: the middle one) with MARK_MARGIN to spare: at a source's low rate the
+        mark is kept and the size grows (docs/images.md)."""
         low, high = qualities
         target, best = len(doc.inp.data), low
         for _ in range(4):  # a 45-step range to about 3 steps: a few percent of size
