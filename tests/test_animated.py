@@ -205,3 +205,46 @@ def test_marking_a_marked_animation_again_keeps_one_label(outdir, signer, trust)
     assert report.verdict == Verdict.COMPLIANT, report.evidence
     assert report.label is not None and report.label.owner == "Other LLP"
     assert Image.open(io.BytesIO(again.data)).n_frames == len(DURATIONS)
+
+
+def _sticker(size: tuple[int, int], frames: int = 4) -> bytes:
+    """A flat transparent sticker (a ball rolling over a bar), disposal 2 (restore to background), as chat apps use."""
+    out = []
+    for i in range(frames):
+        im = Image.new("RGBA", size, (0, 0, 0, 0))
+        d = ImageDraw.Draw(im)
+        w, h = size
+        d.ellipse(
+            (w // 5 + 12 * i, h // 5, w // 2 + 12 * i, h // 2 + h // 5),
+            fill=(230, 120, 40, 255),
+            width=4,
+            outline=(40, 40, 40, 255),
+        )
+        d.rectangle((w // 10, 3 * h // 4, 9 * w // 10, 19 * h // 20), fill=(60, 160, 90, 255))
+        out.append(im)
+    buf = io.BytesIO()
+    out[0].save(buf, "GIF", save_all=True, append_images=out[1:], duration=100, loop=0, disposal=2)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "size", [pytest.param((512, 400), id="flat", marks=pytest.mark.slow), pytest.param((200, 160), id="below-floor")]
+)
+def test_flat_or_small_transparent_sticker_gets_every_layer_it_can_carry(size, signer, trust):
+    """A flat sticker keeps no mark through its palette, and a small one is under the watermark's floor: the layer is
+    skipped with the reason (never claimed), the others applied; transparency and disposal are kept."""
+    src = _sticker(size)
+    res = Labeler(signer, owner="O", system="S", trust=trust).mark(src, name="sticker.gif")
+    assert set(res.layers) == {"visible", "metadata", "c2pa"} and "watermark" in res.skipped, res.skipped
+    out, before = Image.open(io.BytesIO(res.data)), Image.open(io.BytesIO(src))
+    assert out.n_frames == before.n_frames == 4
+    for i in range(4):
+        out.seek(i)
+        before.seek(i)
+        assert out.disposal_method == 2
+        clear_out = np.asarray(out.convert("RGBA"))[..., 3] < 128
+        clear_src = np.asarray(before.convert("RGBA"))[..., 3] < 128
+        assert (clear_out <= clear_src).all()  # transparent only where the source was (the warning covers some)
+        assert clear_out.mean() > clear_src.mean() - 0.1
+    report = Labeler(trust=trust).verify(res.data, name="sticker.gif")
+    assert report.verdict == Verdict.COMPLIANT, report.evidence

@@ -154,6 +154,7 @@ class ImageHandler(Handler[ImageDoc]):
     save_errors: ClassVar[tuple[type[Exception], ...]] = (OSError, ValueError)  # what the encoder raises on bad input
     decode_errors: ClassVar[tuple[type[Exception], ...]] = _DECODE_ERRORS  # what the decoder raises on damaged data
     animated: ClassVar[bool] = False  # the format's animations are marked frame by frame (else refused)
+    palette_frames: ClassVar[bool] = False  # an animation's frames go back onto their own palettes (GIF)
     animation_psnr: ClassVar[float] = 43.0  # a lossy animation's mark, in dB PSNR (the still mark's aim on photos)
 
     # --- what each format supplies ------------------------------------------------------------------------------
@@ -314,7 +315,7 @@ class ImageHandler(Handler[ImageDoc]):
 
     def decode_animation(self, im: Image.Image, limits: Limits, source: str | None) -> Animation:
         try:
-            return read_animation(im, limits.max_pixels, palettes=self.id == "gif")
+            return read_animation(im, limits.max_pixels, palettes=self.palette_frames)
         except LimitExceeded as exc:
             exc.source, exc.format = source, self.id
             raise
@@ -342,6 +343,7 @@ class ImageHandler(Handler[ImageDoc]):
         doc.info["watermark"] = (payload, key)  # what an encoder that must keep the mark checks it against
         if doc.animation is not None:  # every frame carries the whole mark: one frame taken out still has it
             frames = doc.animation.frames
+            doc.info["unmarked"] = list(frames)  # an encoder that cannot keep the mark writes these (GIF)
             if self.lossy_animation(doc):
                 strength = _psnr_strength(embed_image, frames[0], payload, key, self.animation_psnr)
             for i, frame in enumerate(frames):

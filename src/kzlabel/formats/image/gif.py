@@ -21,6 +21,7 @@ __all__ = ["Gif"]
 class Gif(ImageHandler):
     id, name, mime, extensions, pil = "gif", "GIF", "image/gif", (".gif",), "GIF"
     animated = True
+    palette_frames = True
 
     def score(self, header: bytes, name: str | None) -> int:
         return 100 if header[:6] in (b"GIF87a", b"GIF89a") else 0
@@ -44,9 +45,18 @@ class Gif(ImageHandler):
         if mark is not None:  # nearest colours keep the mark on dithered sources; flat ones need it dithered in
             from ...watermark import detect_image
 
-            first = _paletted(frames[0], anim.colours[0], clear, box, dither)
-            if detect_image(np.asarray(first.convert("RGB")), key=mark[1]).payload != mark[0]:
-                dither = Image.Dither.FLOYDSTEINBERG
+            def keeps(how: Image.Dither) -> bool:
+                first = _paletted(frames[0], anim.colours[0], clear, box, how)
+                return bool(detect_image(np.asarray(first.convert("RGB")), key=mark[1]).payload == mark[0])
+
+            # dithering costs size (LZW): only when it is what keeps the mark. A flat sticker keeps it neither way:
+            # its frames are then written unmarked (the mark would only add noise), and mark's read-back reports the
+            # layer skipped
+            if not keeps(dither):
+                if keeps(Image.Dither.FLOYDSTEINBERG):
+                    dither = Image.Dither.FLOYDSTEINBERG
+                else:
+                    frames = doc.info.get("unmarked", frames)
         out = [_paletted(f, c, clear, box, dither) for f, c in zip(frames, anim.colours, strict=True)]
         params: dict[str, Any] = {"disposal": anim.disposal, "optimize": True}
         if clear:
