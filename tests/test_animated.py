@@ -122,6 +122,16 @@ def test_any_single_frame_carries_the_watermark(name, outdir, signer, trust):
     for i in range(len(frames)):
         found = detect_image(np.asarray(frames[i].convert("RGB")))
         assert found.found and found.payload.hex() == res.label.content_id, (i, found.p_value)
+    # the frame saved as a still: without metadata the mark is what is left; with the label put back, the label does
+    # not vouch for one frame of the animation it was signed over
+    buf = io.BytesIO()
+    frames[3].convert("RGB").save(buf, "PNG")
+    lab = Labeler(trust=trust)
+    assert lab.verify(buf.getvalue(), name="frame.png").verdict == Verdict.STRIPPED
+    packet = detect(Input(dst.read_bytes())).get_xmp(dst.read_bytes())
+    with_label = detect(Input(buf.getvalue())).put_xmp(buf.getvalue(), packet)
+    report = lab.verify(with_label, name="frame.png")
+    assert report.verdict == Verdict.TAMPERED and "signed over an animation of 6 frames" in str(report.evidence)
 
 
 @pytest.mark.parametrize("name", SAMPLES)

@@ -480,6 +480,11 @@ class ImageHandler(Handler[ImageDoc]):
         box = list(record["box"]) if record.get("kind") == "overlay" and "box" in record else None
         if isinstance(findings.state, Animation):
             return self.check_animation(findings.state, label, record, box)
+        if label.binding is not None and label.binding.get("alg") == ANIMATION_ALG:  # one frame kept of an animation
+            frames = label.binding.get("frames")
+            return LabelMatch(
+                False, False, f"the label was signed over an animation of {frames} frames, this is a still"
+            )
         content, detail, exact = picture_matches(findings.state, label.binding, box)
         if record.get("kind") != "overlay":
             return LabelMatch(content, None, "; ".join(filter(None, (detail, "no warning recorded"))), exact)
