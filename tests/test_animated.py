@@ -258,3 +258,23 @@ def test_flat_or_small_transparent_sticker_gets_every_layer_it_can_carry(size, s
         assert clear_out.mean() > clear_src.mean() - 0.1
     report = Labeler(trust=trust).verify(res.data, name="sticker.gif")
     assert report.verdict == Verdict.COMPLIANT, report.evidence
+
+
+def test_ffmpeg_conversion_is_the_same_animation_and_a_retimed_one_is_not(outdir, signer, trust, tmp_path):
+    """ffmpeg (a platform's converter) does not keep the last frame's duration: that is not a change; slowing a frame
+    down is."""
+    ffmpeg = shutil.which("ffmpeg")
+    assert ffmpeg, "ffmpeg is not installed (scripts/setup.sh installs it)"
+    dst, _ = _mark("anim.gif", outdir, signer, trust)
+    marked = dst.read_bytes()
+    packet = detect(Input(marked)).get_xmp(marked)
+    lab = Labeler(trust=trust)
+    for out, codec in (("ff.webp", ["-c:v", "libwebp", "-quality", "80", "-loop", "0"]), ("ff.gif", [])):
+        subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(dst), *codec, str(tmp_path / out)], check=True)
+        data = (tmp_path / out).read_bytes()
+        report = lab.verify(detect(Input(data)).put_xmp(data, packet), name=out)
+        assert report.verdict == Verdict.COMPLIANT, (out, report.evidence)
+    frames, durations, _ = _frames(marked)
+    slower = [d * (3 if i == 1 else 1) for i, d in enumerate(durations)]
+    report = lab.verify(_resave("anim.gif", frames, slower, marked), name="slow.gif")
+    assert report.verdict == Verdict.TAMPERED and "timing changed" in str(report.evidence), report.evidence
