@@ -4,7 +4,8 @@ mark: sniff → load → visible → watermark → encode → bind → sign labe
 verify: every layer is read independently and reported as Evidence; the Report derives the verdict.
 
 From the encoder on, the output is a file (a temp file beside ``dst``, tagged, signed into the next, the last renamed):
-memory does not grow with the file (the C2PA library buffers it to sign) and no reader sees a half-written output.
+memory does not grow with the file and no reader sees a half-written output (formats with a C2PA slot are signed in
+a stream, layers/c2pa_embed; for the others the C2PA library buffers the file, up to Limits.max_c2pa_bytes).
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ from .label import (
     sign_label,
     verify_token,
 )
-from .layers import LAYERS, Layer, Style, c2pa_text, parse_layers
+from .layers import LAYERS, Layer, Style, c2pa_embed, c2pa_text, parse_layers
 from .layers import c2pa as c2pa_layer
-from .recovery import record_mark, recover, soft_binding
+from .recovery import record_mark, soft_binding, watermark_evidence
 from .registry import Registry
 from .report import SIGNED_OK, Evidence, Report, Status
 
@@ -130,6 +131,12 @@ def _warning_evidence(layer: str, seen: bool | None, why_absent: str) -> Evidenc
     if seen is None:
         return Evidence(layer, Status.UNAVAILABLE, "cannot tell whether a warning is shown")
     return Evidence(layer, Status.ABSENT, why_absent)
+
+
+def _streamed(handler: Handler, existing: tuple[bool, bool] | None) -> bool:
+    """Whether kzlabel signs the manifest itself, data-hashed in a stream (layers/c2pa_embed): the format has a slot
+    and the input no manifest (keeping one as the new manifest's ingredient takes the C2PA library, which loads it)."""
+    return handler.c2pa_streamed and existing == (False, True)
 
 
 def _c2pa_too_big(size: int, limits: Limits) -> str:
@@ -329,10 +336,12 @@ class Labeler:
                 if reason:
                     skipped["c2pa"] = reason
                     layers = layers - {"c2pa"}
-                elif inp.size <= self.limits.max_c2pa_bytes and handler.mime not in c2pa_text.MIMES:  # larger: none
-                    with inp.open() as content:
-                        existing = c2pa_layer.existing_manifest(content, handler.mime)
-                    label = _as_edit(label) if existing[0] else label
+                elif handler.mime not in c2pa_text.MIMES:
+                    with inp.open() as content:  # a slot is found by the container's structure; else the library
+                        none = handler.c2pa_streamed and not _guard(handler, inp, "reading", handler.c2pa_slot, content)
+                        if none or inp.size <= self.limits.max_c2pa_bytes:  # larger, with a manifest: none
+                            existing = (False, True) if none else c2pa_layer.existing_manifest(content, handler.mime)
+                    label = _as_edit(label) if existing and existing[0] else label
         applied: list[Layer] = []
         doc = _guard(handler, inp, "decoding", handler.load, inp, self.limits)
         if "visible" in layers:
@@ -365,7 +374,7 @@ class Labeler:
             applied.append("metadata")
         sidecar = store = None
         size = out.stat().st_size
-        if "c2pa" in layers and size > self.limits.max_c2pa_bytes:
+        if "c2pa" in layers and size > self.limits.max_c2pa_bytes and not _streamed(handler, existing):
             skipped["c2pa"] = _c2pa_too_big(size, self.limits)
             layers = layers - {"c2pa"}
         unsigned = None
@@ -402,25 +411,25 @@ class Labeler:
         soft = soft_binding(label.content_id) if claim_watermark else None
         training = None if label.training == Training.UNSPECIFIED else label.training.value
         signed = spool.new() if embed else None
+        claims: dict[str, Any] = dict(label_claims={"token": token}, title=inp.name, source_type=label.source_type)
+        claims |= dict(soft_binding=soft, training=training)
 
         def sign() -> bytes:
             if handler.mime in c2pa_text.MIMES:  # text: signed into its C2PA 2.4 form (always embedded)
                 return c2pa_text.sign_file(content, signed, handler.mime, signer, label, token, training)
+            if signed is not None and _streamed(handler, existing):  # placed by kzlabel, hashed in a stream
+                return c2pa_embed.sign(content, signed, handler.c2pa_reserve, signer, mime=handler.mime, **claims)
             with contextlib.ExitStack() as files:
                 return c2pa_layer.sign(
                     files.enter_context(open(content, "rb")),
                     handler.mime,
                     signer,
-                    label_claims={"token": token},
-                    title=inp.name,
-                    source_type=label.source_type,
-                    soft_binding=soft,
-                    training=training,
                     thumbnail=self.options.thumbnail,
                     parent=files.enter_context(inp.open()),
                     embed=embed,
                     dest=files.enter_context(open(signed, "w+b")) if signed is not None else None,
                     existing=existing,
+                    **claims,
                 )
 
         return signed, _guard(handler, inp, "signing the C2PA manifest", sign)
@@ -573,7 +582,9 @@ class Labeler:
 
         recovered = False
         if "watermark" in handler.layers:
-            line, label, recovered = self._watermark_evidence("watermark", findings.watermark, label)
+            line, label, recovered = watermark_evidence(
+                "watermark", findings.watermark, label, self.registry, self.trust
+            )
             evidence.append(line)
 
         if "visible" in handler.layers:
@@ -581,35 +592,14 @@ class Labeler:
             why = "the recorded warning is missing or altered" if match is not None else "no warning found"
             evidence.append(_warning_evidence("visible", seen, why))
         for part_name, part in findings.parts.items():  # e.g. a video's soundtrack: its own watermark and tone
-            line, label, found_in_registry = self._watermark_evidence(f"watermark:{part_name}", part.watermark, label)
+            line, label, found_in_registry = watermark_evidence(
+                f"watermark:{part_name}", part.watermark, label, self.registry, self.trust
+            )
             evidence.append(line)
             recovered = recovered or found_in_registry
             evidence.append(_warning_evidence(f"visible:{part_name}", part.warning_found, "no warning found"))
         anchored = self.trust is not None and bool(self.trust.anchors)
         return Report(inp.source, handler.id, evidence, label, recovered, trust_checked=anchored)
-
-    def _watermark_evidence(self, layer: str, wm: Any, label: Label | None) -> tuple[Evidence, Label | None, bool]:
-        """One watermark's evidence line; with no label yet, the registry may recover it from the payload."""
-        if wm is None:
-            return Evidence(layer, Status.UNAVAILABLE, "watermark could not be checked"), label, False
-        if not wm.found:
-            return Evidence(layer, Status.ABSENT, "no watermark found", {"p_value": wm.p_value}), label, False
-        recovered = False
-        cid = wm.payload.hex()
-        data: dict[str, Any] = {"payload": cid, "p_value": wm.p_value}
-        detail = f"payload {cid} (p = {wm.p_value:.1e})"
-        if label is not None and label.content_id != cid:
-            detail += f"; does not match the label's content id {label.content_id}"
-            data["matches_label"] = False
-        elif label is not None:
-            data["matches_label"] = True
-        if label is None and self.registry is not None:
-            found = recover(self.registry, cid, self.trust)
-            if found is not None:
-                label, recovered = found.label, found.label is not None
-                detail += "; " + found.detail
-                data["registry"] = found.data
-        return Evidence(layer, Status.FOUND, detail, data), label, recovered
 
     def _c2pa_evidence(
         self,
@@ -623,12 +613,15 @@ class Labeler:
             return None
         if not c2pa_layer.available():
             return Evidence("c2pa", Status.UNAVAILABLE, "c2pa-python is not installed")
-        if inp.size > self.limits.max_c2pa_bytes:
+        if inp.size > self.limits.max_c2pa_bytes and not handler.c2pa_streamed:
             return Evidence("c2pa", Status.UNAVAILABLE, "not checked: " + _c2pa_too_big(inp.size, self.limits))
         side_data: dict[str, str] = {}
         with inp.open() as content:  # a file is read from disk, not copied into memory first
             if handler.mime in c2pa_text.MIMES:
                 rep = c2pa_text.read(content.read().decode("utf-8", "replace"), self.trust)
+            elif handler.c2pa_streamed:  # the store read from its slot, the hash checked in a stream
+                slot = _guard(handler, inp, "reading", handler.c2pa_slot, content)
+                rep = c2pa_embed.read(content, slot, self.trust) if slot else c2pa_layer.C2paReport(False, "absent")
             elif handler.mime in c2pa_layer.supported_mime_types():
                 rep = c2pa_layer.read(content, handler.mime, self.trust)
             elif sidecar is not None:  # given, not beside it: mark's read-back, or an archive member's sidecar

@@ -19,8 +19,9 @@ from .keys import TrustStore
 from .label import Label, label_from_token_unverified, verify_token
 from .layers import c2pa as c2pa_layer
 from .registry import SOFT_BINDING_ALG, Registry, binding_value
+from .report import Evidence, Status
 
-__all__ = ["Recovery", "record_mark", "recover", "soft_binding", "watermark_payloads"]
+__all__ = ["Recovery", "record_mark", "recover", "soft_binding", "watermark_evidence", "watermark_payloads"]
 
 
 def soft_binding(content_id: str) -> dict[str, str]:
@@ -100,3 +101,30 @@ def watermark_payloads(src: Source, limits: Limits, key: bytes | None = None, na
     findings = formats.detect(inp).inspect(inp, limits, key)
     marks = [findings.watermark, *(part.watermark for part in findings.parts.values())]
     return list(dict.fromkeys(m.payload.hex() for m in marks if m is not None and m.found and m.payload))
+
+
+def watermark_evidence(
+    layer: str, wm: Any, label: Label | None, registry: Registry | None, trust: TrustStore | None
+) -> tuple[Evidence, Label | None, bool]:
+    """One watermark's evidence line (``wm``: a WatermarkResult or None); with no label yet, the registry may recover
+    it from the payload. Returns (line, the label, whether it was recovered)."""
+    if wm is None:
+        return Evidence(layer, Status.UNAVAILABLE, "watermark could not be checked"), label, False
+    if not wm.found:
+        return Evidence(layer, Status.ABSENT, "no watermark found", {"p_value": wm.p_value}), label, False
+    recovered = False
+    cid = wm.payload.hex()
+    data: dict[str, Any] = {"payload": cid, "p_value": wm.p_value}
+    detail = f"payload {cid} (p = {wm.p_value:.1e})"
+    if label is not None and label.content_id != cid:
+        detail += f"; does not match the label's content id {label.content_id}"
+        data["matches_label"] = False
+    elif label is not None:
+        data["matches_label"] = True
+    if label is None and registry is not None:
+        found = recover(registry, cid, trust)
+        if found is not None:
+            label, recovered = found.label, found.label is not None
+            detail += "; " + found.detail
+            data["registry"] = found.data
+    return Evidence(layer, Status.FOUND, detail, data), label, recovered

@@ -12,7 +12,7 @@ from typing import IO
 
 from ..errors import CorruptInput
 
-__all__ = ["Chunk", "chunk", "chunks", "form", "get_xmp", "put_xmp", "webp_canvas"]
+__all__ = ["Chunk", "chunk", "chunks", "form", "get_xmp", "put_xmp", "reserve", "webp_canvas"]
 
 _VP8X_XMP = 0x04  # VP8X flag bits (WebP container spec): ICC 0x20, alpha 0x10, EXIF 0x08, XMP 0x04, animation 0x02
 _VP8X_ALPHA = 0x10
@@ -68,6 +68,36 @@ def chunks(source: bytes | IO[bytes]) -> list[Chunk]:
 def chunk(kind: bytes, body: bytes) -> bytes:
     """A serialised chunk, padded to an even length."""
     return kind + len(body).to_bytes(4, "little") + body + (b"\x00" if len(body) & 1 else b"")
+
+
+def reserve(src: IO[bytes], dst: IO[bytes], kind: bytes, size: int) -> Chunk:
+    """Copy the RIFF file ``src`` to ``dst`` (at its start) without its ``kind`` chunks and with a zero-filled
+    ``kind`` chunk of ``size`` bytes last, the RIFF size field set for it; returns that chunk. Chunks are copied in
+    1 MiB reads (a WAV of gigabytes is never held), each with its pad byte (a missing final one added)."""
+    kept = [c for c in chunks(src) if c.kind != kind]
+    dst.write(_read(src, 0, 12))
+    for c in kept:
+        src.seek(c.start)
+        left = 8 + c.size
+        while left:
+            piece = src.read(min(left, 1 << 20))
+            if not piece:
+                raise CorruptInput(f"truncated RIFF chunk {c.kind!r}")
+            dst.write(piece)
+            left -= len(piece)
+        if c.size & 1:
+            dst.write(b"\x00")
+    slot = Chunk(kind, dst.tell(), size)
+    dst.write(kind + size.to_bytes(4, "little"))
+    for at in range(0, size, 1 << 20):
+        dst.write(bytes(min(1 << 20, size - at)))
+    if size & 1:
+        dst.write(b"\x00")
+    end = dst.tell()
+    dst.seek(4)
+    dst.write((end - 8).to_bytes(4, "little"))
+    dst.seek(end)
+    return slot
 
 
 def _read(source: bytes | IO[bytes], offset: int, size: int) -> bytes:

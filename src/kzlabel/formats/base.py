@@ -9,13 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, get_args
 
 from ..errors import KzlabelError
 from ..io import Input, Limits
 from ..label import Label, TrainingSignal
 from ..layers import LAYERS, Layer, Style
 from ..rights.vocab import TrainingPolicy
+
+if TYPE_CHECKING:
+    from ..layers.c2pa_embed import Slot
 
 __all__ = [
     "AudioNotice",
@@ -145,6 +148,9 @@ class Handler(Generic[DocT]):
     extensions: ClassVar[tuple[str, ...]] = ()
     layers: ClassVar[frozenset[Layer]] = frozenset()
     is_text: ClassVar[bool] = False
+    # kzlabel places the C2PA manifest itself, data-hashed and streamed (layers/c2pa_embed): the format has a slot
+    # (c2pa_slot / c2pa_reserve) and the C2PA library never loads the whole file
+    c2pa_streamed: ClassVar[bool] = False
 
     def score(self, header: bytes, name: str | None) -> int:
         """0: not this format; higher: surer. Magic bytes should score ≥ 100, content heuristics less."""
@@ -180,6 +186,15 @@ class Handler(Generic[DocT]):
     def left_out(self, opts: MarkOptions) -> dict[Layer, str]:
         """Layers this format has but leaves out under ``opts``, with why (text: the carrier chosen for the label)."""
         return {}
+
+    def c2pa_reserve(self, src: IO[bytes], dst: IO[bytes], size: int) -> Slot:
+        """Write ``src`` to ``dst`` with a zero-filled manifest slot of ``size`` bytes (any old one dropped), in a
+        stream; where it is. Formats with ``c2pa_streamed`` only."""
+        raise NotImplementedError(f"{self.name} leaves the C2PA manifest to the C2PA library")
+
+    def c2pa_slot(self, content: IO[bytes]) -> Slot | None:
+        """Where the file's manifest store is (None: it has none), from the container's structure alone."""
+        raise NotImplementedError(f"{self.name} leaves the C2PA manifest to the C2PA library")
 
     def c2pa_skip_reason(self, inp: Input) -> str | None:
         """Why an embedded manifest must not be written into this particular file (None: go ahead)."""

@@ -35,6 +35,7 @@ from ..keys import Signer, TrustStore
 from ..label import Label
 from ..report import Evidence, Report, Status
 from . import c2pa as c2pa_layer
+from . import c2pa_embed
 from .c2pa_native import DataHash
 
 __all__ = [
@@ -68,8 +69,6 @@ _BLOCK = re.compile(
 )
 _SCRIPT = re.compile(r'<script\s+type\s*=\s*["\']application/c2pa["\']\s*>\s*([A-Za-z0-9+/=\s]*?)\s*</script\s*>', re.I)
 _HEAD_CLOSE = re.compile(r"</head\s*>", re.I)
-
-_HASH_CODES = ("assertion.dataHash.match", "assertion.dataHash.mismatch")
 
 
 # --- the A.8 wrapper ------------------------------------------------------------------------------------------------
@@ -246,24 +245,22 @@ def sign_file(
 def _binding_state(carrier: TextCarrier, covered: bytes, data_hash: dict | None) -> tuple[bool, str, dict]:
     """(matches?, why, extra evidence): the exclusion must be the carrier and the rest must hash to the signed value.
     A wrapper pasted into a longer text is checked over the span before it that has the signed length."""
-    if not data_hash:
-        return False, "the manifest has no c2pa.hash.data hard binding", {}
-    excl = [(int(e.get("start", -1)), int(e.get("length", -1))) for e in data_hash.get("exclusions") or []]
-    try:
-        want = base64.b64decode(data_hash.get("hash") or "")
-    except (binascii.Error, ValueError):
-        return False, "unreadable hash in c2pa.hash.data", {}
-    if (data_hash.get("alg") or "sha256") != "sha256" or len(excl) != 1 or excl[0][1] != carrier.length:
-        return False, "the hard binding's exclusion is not the manifest's carrier", {}
-    signed_at = excl[0][0]
-    if signed_at == carrier.start and _hash(covered, carrier.start, carrier.length) == want:
-        return True, "", {}
-    if carrier.form == "unstructured" and signed_at < carrier.start:
+    exclusions = (data_hash or {}).get("exclusions")
+    first = exclusions[0] if isinstance(exclusions, list) and len(exclusions) == 1 else None
+    signed_at = first.get("start") if isinstance(first, dict) else None
+    if carrier.form == "unstructured" and isinstance(signed_at, int) and 0 <= signed_at < carrier.start:
         lo = carrier.start - signed_at  # pasted: the signed text is the ``signed_at`` bytes just before the wrapper
-        if hashlib.sha256(covered[lo : carrier.start]).digest() == want:
-            span = {"signed_span": [lo, carrier.start], "text_bytes": len(covered) - carrier.length}
-            return True, f"covers bytes {lo}-{carrier.start} only: the labelled text was pasted into a longer one", span
-    return False, "the text differs from the signed hash", {}
+        excl = (signed_at, carrier.length)
+        ok, why = c2pa_embed.check_hash(
+            data_hash, excl, lambda: hashlib.sha256(covered[lo : carrier.start]).digest(), "text"
+        )
+        if not ok:
+            return False, why, {}
+        span = {"signed_span": [lo, carrier.start], "text_bytes": len(covered) - carrier.length}
+        return True, f"covers bytes {lo}-{carrier.start} only: the labelled text was pasted into a longer one", span
+    excl = (carrier.start, carrier.length)
+    ok, why = c2pa_embed.check_hash(data_hash, excl, lambda: _hash(covered, carrier.start, carrier.length), "text")
+    return ok, why, {}
 
 
 def read(text: str, trust: TrustStore | None = None) -> c2pa_layer.C2paReport:
@@ -286,21 +283,7 @@ def read(text: str, trust: TrustStore | None = None) -> c2pa_layer.C2paReport:
         return rep
     covered = (unicodedata.normalize("NFC", text) if carrier.form == "unstructured" else text).encode("utf-8")
     ok, why, extra = _binding_state(carrier, covered, rep.data_hash)
-    rep.codes = [c for c in rep.codes if c not in _HASH_CODES] + [_HASH_CODES[0] if ok else _HASH_CODES[1]]
-    failures = [
-        c
-        for c in rep.codes
-        if c not in _HASH_CODES
-        and c not in ("signingCredential.untrusted", "signingCredential.ocsp.skipped")
-        and not c.startswith("ingredient:")
-        and c not in ("signingCredential.trusted", "claimSignature.validated")
-    ]
-    if not ok or failures or "claimSignature.validated" not in rep.codes:
-        rep.state = "invalid"
-        rep.detail = why or ", ".join(failures) or "claim signature not validated"
-    else:
-        rep.state = "trusted" if "signingCredential.trusted" in rep.codes else "valid"
-        rep.detail = why
+    c2pa_embed.settle(rep, ok, why)
     rep.carrier = {"form": carrier.form, **extra}
     return rep
 

@@ -29,10 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from ...containers import riff
 from ...errors import CapacityError, CorruptInput
 from ...io import Input, Limits, id3_end, temp_beside
 from ...label import DEFAULT_LANGUAGES, IPTC_COMPOSITE, IPTC_TRAINED, Label, Training, TrainingSignal
 from ...layers import audible, spoken
+from ...layers.c2pa_embed import Slot
 from ...layers.metadata import label_values, training_values
 from ...rights.vocab import TrainingPolicy, container_tags, signals_from_tags
 from .. import register
@@ -246,6 +248,18 @@ class Wav(_AudioHandler):
 
     def _read(self, content: bytes | IO[bytes]) -> dict[str, str]:
         return read_wav_values(content) | read_tags(content)
+
+    # the manifest in a top-level RIFF ``C2PA`` chunk, last (C2PA 2.x, "Embedding manifests into RIFF-based assets");
+    # its exclusion is the chunk's header and body, as c2pa-rs writes it (the pad byte of an odd size is hashed)
+    c2pa_streamed = True
+
+    def c2pa_reserve(self, src: IO[bytes], dst: IO[bytes], size: int) -> Slot:
+        c = riff.reserve(src, dst, b"C2PA", size)
+        return Slot(c.body, c.size, (c.start, 8 + c.size))
+
+    def c2pa_slot(self, content: IO[bytes]) -> Slot | None:
+        found = [c for c in riff.chunks(content) if c.kind == b"C2PA"]
+        return Slot(found[-1].body, found[-1].size, (found[-1].start, 8 + found[-1].size)) if found else None
 
 
 class Mp3(_AudioHandler):

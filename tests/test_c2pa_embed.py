@@ -1,0 +1,175 @@
+"""Data-hashed C2PA manifests kzlabel places itself (layers/c2pa_embed): a WAV is signed and read in a stream, its
+manifest validates in the c2pa Reader and in encypher-c2pa, exiftool and ffprobe read the file without a warning, and
+the process's peak resident memory does not grow with the file (the C2PA library held it whole: +2.9x its size)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import wave
+from pathlib import Path
+
+import encypher_c2pa
+import numpy as np
+import pytest
+
+import kzlabel
+from kzlabel import formats
+from kzlabel.containers import riff
+from kzlabel.io import Input
+from kzlabel.keys import Signer, TrustStore
+from kzlabel.layers import c2pa as c2pa_layer
+from kzlabel.layers import c2pa_embed
+
+TOKEN = "eyJhbGciOiJFZERTQSJ9.eyJ4IjoxfQ.c2ln"
+WAV = formats.detect(Input(data=b"RIFF\0\0\0\0WAVEfmt ", name="x.wav"))
+
+
+def _wav(path: Path, seconds: float, rate: int = 44100) -> Path:
+    """A 16-bit stereo WAV of noise, written a second at a time (never held whole)."""
+    rng = np.random.default_rng(5)
+    second = rng.integers(-3000, 3000, (rate, 2), dtype=np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        for i in range(int(seconds)):
+            w.writeframes(np.roll(second, i, axis=0).tobytes())
+    return path
+
+
+def _peak_rss_growth(fn) -> tuple[int, object]:
+    """(bytes the process's peak RSS grew while ``fn`` ran, its result): VmHWM reset first (Linux clear_refs 5),
+    so native allocations (the C2PA library's) count too, unlike tracemalloc."""
+
+    def hwm() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmHWM")
+
+    def rss() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    Path("/proc/self/clear_refs").write_text("5")
+    before = rss()
+    result = fn()
+    return hwm() - before, result
+
+
+def _sign(src: Path, dst: Path, signer: Signer) -> bytes:
+    return c2pa_embed.sign(src, dst, WAV.c2pa_reserve, signer, label_claims={"token": TOKEN}, title=src.name)
+
+
+def _encypher(path: Path, trust: TrustStore) -> dict:
+    rep = encypher_c2pa.verify(
+        path.read_bytes(), "audio/wav", trust_pem=trust.pem(), no_default_trust=True, telemetry=False
+    )
+    return dict(rep)
+
+
+def test_wav_signed_and_read_in_a_stream_validates_everywhere(
+    tmp_path: Path, signer: Signer, trust: TrustStore
+) -> None:
+    small, big = _wav(tmp_path / "small.wav", 2), _wav(tmp_path / "big.wav", 300)  # 0.35 MB and 53 MB
+    _sign(small, tmp_path / "warm.wav", signer)  # the library loaded and the signer made outside the measurement
+    grown, store = _peak_rss_growth(lambda: _sign(big, tmp_path / "out.wav", signer))
+    out = tmp_path / "out.wav"
+    size = out.stat().st_size
+    assert size > 50e6 and grown < 0.1 * size, (grown, size)  # the library's own embedding grew ~2.9x the size
+
+    with open(out, "rb") as fh:
+        slot = WAV.c2pa_slot(fh)
+        assert slot is not None and slot.exclusion[0] + slot.exclusion[1] + (slot.size & 1) == size  # the last chunk
+        grown, rep = _peak_rss_growth(lambda: c2pa_embed.read(fh, slot, trust))
+    assert grown < 0.1 * size, (grown, size)
+    assert rep.state == "trusted" and "assertion.dataHash.match" in rep.codes
+    assert rep.label_token == TOKEN and rep.actions == ["c2pa.created"]
+    fh_bytes = out.read_bytes()
+    assert fh_bytes[slot.at : slot.at + slot.size] == store
+
+    # independent readers (these load the whole file, so after the measurement)
+    lib = c2pa_layer.read(io.BytesIO(fh_bytes), "audio/wav", trust)
+    assert lib.state == "trusted" and "assertion.dataHash.match" in lib.codes and lib.label_token == TOKEN
+    enc = _encypher(out, trust)
+    assert (enc["integrity"], enc["signature"], enc["hard_binding"], enc["validation_state"]) == (
+        "valid",
+        "valid",
+        "match",
+        "Trusted",
+    )
+    assert not enc["validation_results"]["failure"]
+    exif = subprocess.run(
+        ["exiftool", "-j", "-a", "-G1", "-warning", "-error", str(out)], capture_output=True, text=True, check=True
+    )
+    assert json.loads(exif.stdout)[0].keys() <= {"SourceFile", "ExifTool:ExifToolVersion"}, exif.stdout
+    probe = subprocess.run(
+        ["ffprobe", "-v", "warning", "-show_format", "-of", "json", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stderr == "" and float(json.loads(probe.stdout)["format"]["duration"]) == pytest.approx(300, abs=0.01)
+
+
+def test_one_changed_sample_breaks_the_streamed_hash_as_the_library_sees_it(
+    tmp_path: Path, signer: Signer, trust: TrustStore
+) -> None:
+    out = tmp_path / "out.wav"
+    _sign(_wav(tmp_path / "in.wav", 3), out, signer)
+    data = bytearray(out.read_bytes())
+    data[5000] ^= 1  # one sample bit, outside the manifest's chunk
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(data)
+    with open(bad, "rb") as fh:
+        slot = WAV.c2pa_slot(fh)
+        assert slot is not None
+        ours = c2pa_embed.read(fh, slot, trust)
+    lib = c2pa_layer.read(bytes(data), "audio/wav", trust)
+    assert "assertion.dataHash.mismatch" in ours.codes and ours.state == "invalid"
+    assert "assertion.dataHash.mismatch" in lib.codes and lib.state == "invalid"
+    assert c2pa_layer.only_binding_broken(ours.codes)  # the signature itself still validates
+
+
+def test_re_signing_replaces_the_chunk_and_a_wav_without_one_has_no_slot(tmp_path: Path, signer: Signer) -> None:
+    src = _wav(tmp_path / "in.wav", 1)
+    with open(src, "rb") as fh:
+        assert WAV.c2pa_slot(fh) is None
+    once, twice = tmp_path / "once.wav", tmp_path / "twice.wav"
+    _sign(src, once, signer)
+    _sign(once, twice, signer)  # a placeholder replaces the old chunk: one C2PA chunk, the file grows by nothing
+    assert [c.kind for c in riff.chunks(twice.read_bytes())] == [c.kind for c in riff.chunks(once.read_bytes())]
+    assert [c.kind for c in riff.chunks(twice.read_bytes())].count(b"C2PA") == 1
+    assert abs(twice.stat().st_size - once.stat().st_size) < 64  # only the store's own size may differ a little
+    assert c2pa_layer.read(twice.read_bytes(), "audio/wav").ok
+
+
+def test_file_hash_skips_exactly_the_exclusions(tmp_path: Path) -> None:
+    import hashlib
+
+    data = os.urandom(3 * (1 << 20) + 17)
+    excl = [(10, 5), (1 << 20, (1 << 20) + 3)]
+    want = hashlib.sha256(data[:10] + data[15 : 1 << 20] + data[(2 << 20) + 3 :]).digest()
+    assert c2pa_embed.file_hash(io.BytesIO(data), excl) == want
+    assert c2pa_embed.file_hash(io.BytesIO(data), []) == hashlib.sha256(data).digest()
+
+
+def test_labeler_signs_a_wav_over_the_c2pa_limit_in_a_stream(tmp_path: Path, signer: Signer, trust: TrustStore) -> None:
+    """The library's size limit no longer applies to WAV: signed and verified (read back) data-hashed."""
+    src = _wav(tmp_path / "in.wav", 2)
+    lab = kzlabel.Labeler(
+        signer,
+        owner="ACME LLP",
+        system="Gen",
+        trust=trust,
+        limits=kzlabel.Limits(max_c2pa_bytes=1000),
+        layers=["metadata", "c2pa"],
+    )
+    res = lab.mark(src, tmp_path / "out.wav")
+    assert "c2pa" in res.layers and "c2pa" not in res.skipped
+    report = lab.verify(tmp_path / "out.wav")
+    line = report.layer("c2pa")
+    assert line is not None and line.status == kzlabel.Status.TRUSTED
+    assert c2pa_layer.read((tmp_path / "out.wav").read_bytes(), "audio/wav", trust).state == "trusted"
