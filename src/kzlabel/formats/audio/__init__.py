@@ -39,6 +39,7 @@ from ...layers.metadata import label_values, training_values
 from ...rights.vocab import TrainingPolicy, container_tags, signals_from_tags
 from .. import register
 from ..base import Findings, Handler, LabelMatch, MarkOptions
+from . import id3slot
 from .binding import audio_binding, audio_matches
 from .codec import (
     DETECT_SECONDS,
@@ -262,7 +263,20 @@ class Wav(_AudioHandler):
         return Slot(found[-1].body, found[-1].size, (found[-1].start, 8 + found[-1].size)) if found else None
 
 
-class Mp3(_AudioHandler):
+class _Id3Slot(_AudioHandler):
+    """The manifest in a GEOB frame of the leading ID3 tag (C2PA: MP3; FLAC as c2pa-rs writes it), signed and read
+    in a stream (formats/audio/id3slot)."""
+
+    c2pa_streamed = True
+
+    def c2pa_reserve(self, src: IO[bytes], dst: IO[bytes], size: int) -> Slot:
+        return id3slot.reserve(src, dst, size)
+
+    def c2pa_slot(self, content: IO[bytes]) -> Slot | None:
+        return id3slot.find(content)
+
+
+class Mp3(_Id3Slot):
     id = "mp3"
     name = "MP3 audio"
     mime = "audio/mpeg"
@@ -284,7 +298,7 @@ class Mp3(_AudioHandler):
         return 0
 
 
-class Flac(_AudioHandler):
+class Flac(_Id3Slot):
     id = "flac"
     name = "FLAC audio"
     mime = "audio/flac"
