@@ -125,3 +125,30 @@ def test_cli_text_carrier(tmp_path, keydir, capsys) -> None:  # type: ignore[no-
     err = capsys.readouterr().err
     assert code not in (0, 3) and "text-carrier" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad.txt").exists()
+
+
+@pytest.mark.parametrize("carrier", ["c2pa", "both"])
+def test_markdown_front_matter_holds_the_c2pa_block(signer: Signer, trust: TrustStore, carrier: str) -> None:
+    """A Markdown answer with front matter (or the one kzlabel's carrier adds) carries the A.9 block in it."""
+    doc = "---\ntitle: Answer\n---\n" + ANSWERS["markdown"]
+    out = kzlabel.mark_text(
+        doc, format="markdown", signer=signer, system="Chat 1", owner="ACME LLP", text_carrier=carrier
+    )  # type: ignore[arg-type]
+    assert out.startswith("---\n# " + c2pa_text.BEGIN) and out.count(c2pa_text.BEGIN) == 1
+    rep = kzlabel.verify_text(out, format="markdown", trust=trust)
+    assert rep.verdict.value == "compliant" and rep.layer("c2pa").status.value == "trusted"
+    ext = encypher_c2pa.verify(
+        out.encode(), "text/markdown", trust_pem=trust.pem(), no_default_trust=True, telemetry=False
+    )
+    assert (ext["integrity"], ext["signature"], ext["hard_binding"]) == ("valid", "valid", "match")
+
+
+def test_html_link_reference_is_reported_found_not_verified(trust: TrustStore) -> None:
+    link = '<link rel="c2pa-manifest" href="https://example.org/m.c2pa">'
+    html = ANSWERS["html"].replace("</head>", link + "</head>")
+    rep = kzlabel.verify_text(html, format="html", trust=trust)
+    line = rep.layer("c2pa")
+    assert (
+        line.status.value == "found" and "https://example.org/m.c2pa" in line.detail and "not verified" in line.detail
+    )
+    assert rep.verdict.value == "unlabelled"  # a reference nobody checked earns nothing

@@ -165,3 +165,56 @@ def test_wrapper_round_trips_every_byte_and_matches_c2pa_text() -> None:
     assert ct.decode_wrapper(ours) == store
     assert ours.startswith(c2pa_text.encode_wrapper(store))  # the same encoding, then padding
     assert c2pa_text.extract_manifest("x" + ours)[0] == store
+
+
+FRONT = "---\ntitle: Answer\ntags: [ai]\n---\n# Heading\n\nBody text.\n"
+
+
+@pytest.mark.parametrize("doc", [FRONT, FRONT.replace("\n", "\r\n"), "+++\ntitle = 'x'\n+++\nBody\n"])
+def test_markdown_with_front_matter_gets_the_block_in_it(signer: Signer, trust: TrustStore, doc: str) -> None:
+    """A.9: with front matter the block goes in it (a comment line right after the opening fence, so the front matter
+    stays valid YAML/TOML); it validates in encypher-c2pa, c2pa-text finds it and stripping it gives the text back."""
+    import yaml
+
+    out, store = ct.sign(doc, "text/markdown", signer, label_claims={"token": TOKEN})
+    fence, rest = out.split("\n", 1)
+    assert rest.startswith("# " + ct.BEGIN) and fence.rstrip("\r") in ("---", "+++")
+    assert ct.strip(out) == doc
+    if doc.startswith("---"):
+        lines = out.splitlines()
+        assert yaml.safe_load("\n".join(lines[1 : lines.index("---", 1)])) == {"title": "Answer", "tags": ["ai"]}
+    rep = _encypher(out, "text/markdown", trust)
+    assert (rep["integrity"], rep["signature"], rep["hard_binding"]) == ("valid", "valid", "match")
+    assert rep["validation_state"] == "Trusted" and not rep["validation_results"]["failure"]
+    assert ct.read(out, trust).state == "trusted"
+    assert c2pa_text.extract_structured(out).manifest == store
+    assert ct.read(out.replace("Body", "body"), trust).state == "invalid"  # the text under the block is bound
+    assert ct.read(out.replace("title", "Title"), trust).state == "invalid"  # and the rest of the front matter
+
+
+def test_we_read_the_multi_line_front_matter_block_of_other_writers(signer: Signer, trust: TrustStore) -> None:
+    """The spec's multi-line block (BEGIN, the reference, END on their own lines) inside front matter, as c2pa-text
+    builds it, excluded as its line(s) plus the line break after them."""
+    size = _size(signer)
+    block = c2pa_text.build_manifest_block_multiline(c2pa_text.encode_data_uri(b"\0" * size))
+    fence = "---\n"
+    start = len(fence)
+    store = _store_for(signer, FRONT.encode(), (start, len(block) + 1))
+    done = fence + c2pa_text.build_manifest_block_multiline(c2pa_text.encode_data_uri(store)) + "\n" + FRONT[start:]
+    rep = ct.read(done, trust)
+    assert rep.state == "trusted" and rep.label_token == TOKEN
+    assert ct.strip(done) == FRONT
+
+
+def test_a_manifest_referenced_by_url_is_found_not_fetched(trust: TrustStore) -> None:
+    """A.7 <link rel="c2pa-manifest"> and an A.9 block with a URL: reported as found at that URL, not verified (kzlabel
+    does not fetch it), and never as a broken manifest."""
+    url = "https://example.org/manifests/answer.c2pa"
+    html = "<html><head><title>x</title>" + c2pa_text.build_html_link(url) + "</head><body>hi</body></html>"
+    md = "Body\n<!-- " + ct.BEGIN + " " + url + " " + ct.END + " -->"
+    for text, form in ((html, "html"), (md, "structured")):
+        rep = ct.read(text, trust)
+        assert (rep.present, rep.state, rep.ok) == (True, "referenced", False)
+        assert rep.carrier == {"form": form, "reference": url} and url in rep.detail and "not verified" in rep.detail
+    assert ct.strip(html) == "<html><head><title>x</title></head><body>hi</body></html>"
+    assert ct.find('<link rel="stylesheet" href="a.css">') == []

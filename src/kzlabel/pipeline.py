@@ -641,6 +641,8 @@ class Labeler:
         if rep.label_token:
             tokens.insert(0, ("c2pa:kz.kzlabel.label", rep.label_token))
         data = {"codes": rep.codes, **rep.summary(), **side_data}
+        if rep.state == "referenced":  # found, but nothing is verified: it earns nothing in the verdict
+            return Evidence("c2pa", Status.FOUND, rep.detail, {"codes": rep.codes, **rep.summary()})
         if rep.state == "invalid":
             status, detail = Status.INVALID, "manifest does not validate" + where + ": " + ", ".join(rep.codes)
         elif rep.state == "trusted":

@@ -407,7 +407,8 @@ def sign_data_hashed(
 # --- read ----------------------------------------------------------------------------------------------------------
 @dataclass
 class C2paReport:
-    """What the C2PA reader found. ``state``: absent | invalid | valid (signature fine, signer untrusted) | trusted."""
+    """What the C2PA reader found. ``state``: absent | invalid | valid (signature fine, signer untrusted) | trusted;
+    or referenced (a text points to a manifest by URL, which kzlabel does not fetch: found, not verified)."""
 
     present: bool
     state: str

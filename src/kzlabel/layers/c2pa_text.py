@@ -64,9 +64,16 @@ _VS = "[\ufe00-\ufe0f\U000e0100-\U000e01ef]"
 _WRAPPER = re.compile(_PREFIX + f"{_VS}{{{_HEADER.size},}}")
 BEGIN, END = "-----BEGIN C2PA MANIFEST-----", "-----END C2PA MANIFEST-----"
 DATA_URI = "data:application/c2pa;base64,"
+# an A.9 block, line-bounded: a comment line (``<!-- … -->`` in Markdown, ``# …`` in YAML/TOML front matter), or the
+# multi-line form (BEGIN, the reference, END on lines of their own); the reference is a data: URI or a URL
 _BLOCK = re.compile(
-    r"(?:\r?\n)?<!--[ \t]*" + re.escape(BEGIN) + r"\s*(\S+)\s*" + re.escape(END) + r"[ \t]*-->[ \t]*(?:\r?\n)?"
+    r"^[ \t]*(?:<!--|#)?[ \t]*" + re.escape(BEGIN) + r"\s+(\S+)\s+" + re.escape(END) + r"[ \t]*(?:-->)?[ \t]*(?=\r?$)",
+    re.M,
 )
+# YAML (---) or TOML (+++) front matter at the start: its opening fence line, and a closing fence line after it
+_FRONT = re.compile(r"\A\ufeff?(---|\+\+\+)[ \t]*\r?\n(?:.*?\r?\n)??\1[ \t]*(?:\r?\n|\Z)", re.S)
+_LINK = re.compile(r"<link\b[^>]*>", re.I)
+_ATTR = re.compile(r"""([a-zA-Z-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""")
 _SCRIPT = re.compile(r'<script\s+type\s*=\s*["\']application/c2pa["\']\s*>\s*([A-Za-z0-9+/=\s]*?)\s*</script\s*>', re.I)
 _HEAD_CLOSE = re.compile(r"</head\s*>", re.I)
 
@@ -109,13 +116,16 @@ def decode_wrapper(wrapper: str) -> bytes | None:
 # --- finding a carrier ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TextCarrier:
-    """A manifest store found in a text: its form, the store (None when undecodable) and the carrier's byte span
-    in the bytes the binding covers (the NFC-normalised text for ``unstructured``, the raw text otherwise)."""
+    """A manifest store found in a text: its form, the store (None when undecodable or only referenced) and the
+    carrier's byte span in the bytes the binding covers (the NFC-normalised text for ``unstructured``, the raw text
+    otherwise; an A.9 block's line(s) without their line breaks). ``reference``: the URL of a manifest the text only
+    points to (an A.9 block's URL, an A.7 ``<link rel="c2pa-manifest">``), which kzlabel does not fetch."""
 
     form: str
     store: bytes | None
     start: int
     length: int
+    reference: str | None = None
 
 
 def _b64(data: str) -> bytes | None:
@@ -130,35 +140,52 @@ def _span(text: str, m: re.Match[str]) -> tuple[int, int]:
     return start, len(m.group(0).encode("utf-8"))
 
 
+def _link_href(tag: str) -> str | None:
+    """The ``href`` of a ``<link rel="c2pa-manifest">`` tag (None for any other link)."""
+    attrs = {m.group(1).lower(): next(g for g in m.groups()[1:] if g is not None) for m in _ATTR.finditer(tag)}
+    return attrs.get("href") if "c2pa-manifest" in attrs.get("rel", "").lower().split() else None
+
+
 def find(text: str) -> list[TextCarrier]:
     """Every C2PA carrier in ``text``, in all three forms (a valid asset has exactly one)."""
     found: list[TextCarrier] = []
-    nfc = unicodedata.normalize("NFC", text)
+    nfc = unicodedata.normalize("NFC", text) if _PREFIX in text else text
     for m in _WRAPPER.finditer(nfc):
         found.append(TextCarrier("unstructured", decode_wrapper(m.group(0)), *_span(nfc, m)))
-    for m in _BLOCK.finditer(text):
-        ref = m.group(1)
-        store = _b64(ref[len(DATA_URI) :]) if ref.startswith(DATA_URI) else None
-        found.append(TextCarrier("structured", store, *_block_span(text, m)))
+    if BEGIN in text:
+        for m in _BLOCK.finditer(text):
+            ref = m.group(1)
+            inline = ref.startswith(DATA_URI)
+            store = _b64(ref[len(DATA_URI) :]) if inline else None
+            found.append(TextCarrier("structured", store, *_span(text, m), reference=None if inline else ref))
     for m in _SCRIPT.finditer(text):
         found.append(TextCarrier("html", _b64(m.group(1)), *_span(text, m)))
+    for m in _LINK.finditer(text):
+        href = _link_href(m.group(0))
+        if href is not None:
+            found.append(TextCarrier("html", None, *_span(text, m), reference=href))
     return found
 
 
-def _block_span(text: str, m: re.Match[str]) -> tuple[int, int]:
-    """An A.9 comment line's exclusion: the line break before it and the line, not the break after (ours ends the
-    text; one in the middle keeps its own line break in the hash)."""
-    whole = m.group(0)
-    tail = len(whole) - len(whole.rstrip("\r\n")) if m.start() > 0 and whole[:1] in "\r\n" else 0
-    start = len(text[: m.start()].encode("utf-8"))
-    return start, len(whole.encode("utf-8")) - tail
+def _unblock(m: re.Match[str]) -> tuple[int, int]:
+    """The characters an A.9 block takes out of the text: its line(s) and one line break, the one before it when
+    there is one, else the one after it (a first line). Either way ``a⏎BLOCK⏎b`` leaves ``a⏎b``."""
+    text, start, end = m.string, m.start(), m.end()
+    if start:
+        return start - (2 if text[start - 2 : start] == "\r\n" else 1), end
+    return start, end + (2 if text[end : end + 2] == "\r\n" else 1 if text[end : end + 1] == "\n" else 0)
 
 
 def strip(text: str) -> str:
     """``text`` without any C2PA carrier (what the kzlabel label's digests were computed over before signing)."""
-    text = _WRAPPER.sub("", text)
-    text = _BLOCK.sub(lambda m: "" if m.end() == len(m.string) else m.group(0)[len(m.group(0).rstrip("\r\n")) :], text)
-    return _SCRIPT.sub("", text)
+    if _PREFIX in text:
+        text = _WRAPPER.sub("", text)
+    if BEGIN in text:
+        for m in reversed(list(_BLOCK.finditer(text))):
+            lo, hi = _unblock(m)
+            text = text[:lo] + text[hi:]
+    text = _SCRIPT.sub("", text)
+    return _LINK.sub(lambda m: "" if _link_href(m.group(0)) is not None else m.group(0), text)
 
 
 # --- sign -----------------------------------------------------------------------------------------------------------
@@ -191,6 +218,11 @@ def sign(
     data = text.encode("utf-8")
     at = len(data)
     head = None
+    front = _FRONT.match(text) if form == "structured" else None
+    if front:  # A.9: the block goes in the front matter, a YAML/TOML comment line right after the opening fence
+        fence = text.index("\n") + 1
+        nl = "\r\n" if text[fence - 2 : fence] == "\r\n" else "\n"
+        at = len(text[:fence].encode("utf-8"))
     if form == "html":
         head = _HEAD_CLOSE.search(text)
         if head is None:
@@ -201,6 +233,8 @@ def sign(
         b64 = 4 * ((store_size + 2) // 3)
         if form == "unstructured":
             return wrapper_size(store_size)
+        if form == "structured" and front:
+            return len(f"# {BEGIN} {DATA_URI} {END}{nl}".encode()) + b64
         if form == "structured":
             return len(f"{nl}<!-- {BEGIN} {DATA_URI} {END} -->".encode()) + b64
         return len('<script type="application/c2pa"></script>') + b64
@@ -218,6 +252,8 @@ def sign(
     b64 = base64.b64encode(store).decode("ascii")
     if form == "unstructured":
         out = text + encode_wrapper(store, carrier_size(len(store)))
+    elif front:
+        out = text[:fence] + f"# {BEGIN} {DATA_URI}{b64} {END}{nl}" + text[fence:]
     elif form == "structured":
         out = text + f"{nl}<!-- {BEGIN} {DATA_URI}{b64} {END} -->"
     else:
@@ -259,8 +295,22 @@ def _binding_state(carrier: TextCarrier, covered: bytes, data_hash: dict | None)
         span = {"signed_span": [lo, carrier.start], "text_bytes": len(covered) - carrier.length}
         return True, f"covers bytes {lo}-{carrier.start} only: the labelled text was pasted into a longer one", span
     excl = (carrier.start, carrier.length)
-    ok, why = c2pa_embed.check_hash(data_hash, excl, lambda: _hash(covered, carrier.start, carrier.length), "text")
+    if carrier.form == "structured" and isinstance(signed_at, int) and isinstance(first, dict):
+        excl = _block_exclusion(covered, carrier, signed_at, first.get("length"))
+    ok, why = c2pa_embed.check_hash(data_hash, excl, lambda: _hash(covered, *excl), "text")
     return ok, why, {}
+
+
+def _block_exclusion(covered: bytes, carrier: TextCarrier, start: int, length: Any) -> tuple[int, int]:
+    """The signed exclusion when it is the A.9 block's line(s) with at most one line break on either side (writers
+    differ: the line and the break before it when last, the break after it when first or inside front matter);
+    else the block alone, which the signed exclusion then fails to match."""
+    end = carrier.start + carrier.length
+    if isinstance(length, int) and start <= carrier.start and start + length >= end:
+        before, after = covered[start : carrier.start], covered[end : start + length]
+        if before in (b"", b"\n", b"\r\n") and after in (b"", b"\n", b"\r\n"):
+            return start, length
+    return carrier.start, carrier.length
 
 
 def read(text: str, trust: TrustStore | None = None) -> c2pa_layer.C2paReport:
@@ -274,6 +324,14 @@ def read(text: str, trust: TrustStore | None = None) -> c2pa_layer.C2paReport:
             present=True, state="invalid", codes=["manifest.text.multipleManifests"], detail="more than one carrier"
         )
     carrier = carriers[0]
+    if carrier.store is None and carrier.reference is not None:  # a URL: not fetched (no network, no tracking pixel)
+        detail = f"a manifest referenced at {carrier.reference}: not fetched, so not verified"
+        return c2pa_layer.C2paReport(
+            present=True,
+            state="referenced",
+            detail=detail,
+            carrier={"form": carrier.form, "reference": carrier.reference},
+        )
     if carrier.store is None:
         return c2pa_layer.C2paReport(
             present=True, state="invalid", codes=["manifest.unreadable"], detail=f"undecodable {carrier.form} carrier"
