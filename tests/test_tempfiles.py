@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import kzlabel
+from kzlabel import io as kio
 from kzlabel.io import sweep_stale_temps, temp_beside, temp_dir
 
 
@@ -59,6 +60,7 @@ def test_a_run_after_kill_9_sweeps_the_temp_files_the_killed_run_left(tmp_path: 
     left = Path(proc.stdout.strip())
     assert left.parent == tmp_path and left.exists()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(kio, "_RAM_FOLDER", tmp_path / "no-such-ram-folder")  # a small output spools on disk too
     marked = kzlabel.mark(b"An answer.\n", signer=kzlabel.Signer.load(keydir), system="S", owner="O", name="a.txt")
     assert b"kzlabel: " in marked  # the mark itself ran
     assert not left.exists() and list(tmp_path.iterdir()) == []  # the leftover swept, its own spool removed
@@ -90,3 +92,22 @@ def test_batch_sweeps_killed_runs_leftovers_in_dst_and_leaves_other_files(tmp_pa
     assert [p.name for p in dst.rglob("*.kztmp")] == [".notes.kztmp"]
     for out in (dst / "b.bin", Path(summary.report_path or "")):
         assert out.is_file() and out.stat().st_mode & 0o777 == 0o644, out
+
+
+def test_a_small_output_returned_as_bytes_spools_in_ram(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small outputs returned as bytes (a chat answer) pass through RAM (/dev/shm) instead of the disk; outputs
+    with a destination path still spool beside it, and without a RAM folder everything spools on disk."""
+    ram = tmp_path / "shm"
+    ram.mkdir()
+    monkeypatch.setattr(kio, "_RAM_FOLDER", ram)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    small = kio.Spool(None, small=True)
+    path = small.new()
+    assert path.parent == ram
+    assert kio.Spool(None).new().parent == tmp_path / "tmp"  # not small: a 2 GB output stays off RAM
+    assert kio.Spool(tmp_path / "out.txt", small=True).new().parent == tmp_path  # beside its destination
+    small.close()
+    assert not path.exists()
+    monkeypatch.setattr(kio, "_RAM_FOLDER", tmp_path / "missing")
+    assert kio.Spool(None, small=True).new().parent == tmp_path / "tmp"

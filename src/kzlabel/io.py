@@ -24,6 +24,7 @@ __all__ = [
     "HEADER_SIZE",
     "ID3_SNIFF_MAX",
     "SIDECAR_MAX",
+    "SPOOL_IN_RAM_MAX",
     "Input",
     "Limits",
     "Source",
@@ -329,12 +330,23 @@ def sidecar_owner(path: str | os.PathLike) -> Path | None:
     return owner if owner.is_file() else None
 
 
-class Spool:
-    """The temp files an output passes through, beside the destination (or in the temp folder when there is no
-    destination path); every one still here at ``close()`` is removed."""
+# an output returned as bytes (no destination) of at most this many input bytes is spooled in RAM (/dev/shm, where
+# there is one): a 2 KB chat answer passed through two or three temp files on disk, which cost more than the signing
+# (0.48 ms per file on disk against 0.05 ms in /dev/shm, and tens of ms when another job loads the disk)
+SPOOL_IN_RAM_MAX = 16 << 20
+_RAM_FOLDER = Path("/dev/shm")
 
-    def __init__(self, dst: str | os.PathLike | IO[bytes] | None) -> None:
-        self.beside = Path(dst) if isinstance(dst, (str, os.PathLike)) else Path(tempfile.gettempdir()) / "kzlabel"
+
+class Spool:
+    """The temp files an output passes through, beside the destination (or, when there is no destination path, in
+    the temp folder; in RAM for a ``small`` one); every one still here at ``close()`` is removed."""
+
+    def __init__(self, dst: str | os.PathLike | IO[bytes] | None, *, small: bool = False) -> None:
+        if isinstance(dst, (str, os.PathLike)):
+            self.beside = Path(dst)
+        else:
+            ram = small and dst is None and _RAM_FOLDER.is_dir() and os.access(_RAM_FOLDER, os.W_OK | os.X_OK)
+            self.beside = (_RAM_FOLDER if ram else Path(tempfile.gettempdir())) / "kzlabel"
         self.paths: list[Path] = []
 
     def new(self) -> Path:

@@ -23,6 +23,7 @@ from .errors import CapacityError, KzlabelError, LimitExceeded, RegistryError, S
 from .formats.base import AudioNotice, Findings, Handler, MarkOptions, Pages, Survival, TextCarrier, VideoWarning
 from .io import (
     SIDECAR_MAX,
+    SPOOL_IN_RAM_MAX,
     Input,
     Limits,
     Source,
@@ -270,7 +271,7 @@ class Labeler:
             check_destination(dst)  # a missing or read-only output folder fails now, not after the work
         handler = formats.detect(inp)
         label = label or self.new_label()
-        spool = Spool(dst)
+        spool = Spool(dst, small=inp.size <= SPOOL_IN_RAM_MAX)
         try:
             done = self._mark_pass(handler, inp, label, spool)
             self._prove(handler, inp, done, spool)

@@ -66,6 +66,9 @@ def family(handler: Handler) -> str:
     return type(handler).__module__.removeprefix(f"{__name__}.").split(".")[0]
 
 
+_ORDERED: dict[tuple[tuple[str, ...], int], list[Handler]] = {}
+
+
 def _load(modules: tuple[str, ...] = _MODULES) -> list[Handler]:
     """Import the given family modules (once each); their handlers in the order of :data:`_MODULES`, then of
     registration, whatever order the families were loaded in (ties in detection go to the first)."""
@@ -78,9 +81,12 @@ def _load(modules: tuple[str, ...] = _MODULES) -> list[Handler]:
         except ModuleNotFoundError as exc:
             if exc.name != f"{__name__}.{module}":
                 raise
-    rank = {m: i for i, m in enumerate(_MODULES)}
-    mine = [h for h in _REGISTRY if family(h) in modules]
-    return sorted(mine, key=lambda h: rank.get(family(h), len(rank)))
+    key = (modules, len(_REGISTRY))  # the registry only grows: a new handler changes the key
+    if key not in _ORDERED:  # sorted once per family set (detection runs this for every file and every string)
+        rank = {m: i for i, m in enumerate(_MODULES)}
+        mine = [h for h in _REGISTRY if family(h) in modules]
+        _ORDERED[key] = sorted(mine, key=lambda h: rank.get(family(h), len(rank)))
+    return list(_ORDERED[key])
 
 
 def handlers() -> list[Handler]:

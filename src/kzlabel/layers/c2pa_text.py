@@ -369,7 +369,7 @@ def pasted(data: bytes, name: str | None = None) -> Pasted | None:
     if carrier is None or carrier.form != "unstructured" or carrier.store is None:
         return None
     covered = unicodedata.normalize("NFC", text).encode("utf-8")
-    ok, _, extra = _binding_state(carrier, covered, c2pa_layer.read(carrier.store, c2pa_layer.STORE_MIME).data_hash)
+    ok, _, extra = _binding_state(carrier, covered, c2pa_layer.store_data_hash(carrier.store))
     if not ok or "signed_span" not in extra:
         return None
     lo, hi = extra["signed_span"]
