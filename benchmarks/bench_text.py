@@ -23,13 +23,16 @@ SENTENCE = "The capital of Kazakhstan is Astana; the largest city is Almaty, in 
 ANSWER = (SENTENCE * 25)[:2048] + "\n"
 
 
-def _median_ms(fn, n: int) -> float:  # type: ignore[no-untyped-def]
-    times = []
+def _median_ms(fn, n: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Median wall and CPU milliseconds per call: on a loaded machine a call preempted mid-way adds a scheduler slice
+    (~4 ms) to the wall time, not to the CPU time."""
+    walls, cpus = [], []
     for _ in range(n):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+        walls.append((time.perf_counter() - t0) * 1000)
+        cpus.append((time.process_time() - c0) * 1000)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def main() -> None:
@@ -38,7 +41,7 @@ def main() -> None:
         generate(Path(d), organization="Bench LLP")
         signer, trust = kzlabel.Signer.load(Path(d)), kzlabel.TrustStore.load([Path(d)])
         print(f"answer: {len(ANSWER.encode())} bytes, {n} warm calls each, median")
-        print("| format | carrier | mark_text ms | verify_text ms | bytes added | verdict |")
+        print("| format | carrier | mark_text ms (CPU ms) | verify_text ms (CPU ms) | bytes added | verdict |")
         print("|---|---|---|---|---|---|")
         for fmt, text in (("plain", ANSWER), ("markdown", "# Answer\n\n" + ANSWER)):
             for carrier in ("kzlabel", "c2pa", "both"):
@@ -53,7 +56,8 @@ def main() -> None:
                 mark_ms = _median_ms(mark, n)
                 verify_ms = _median_ms(lambda o=out, f=fmt: kzlabel.verify_text(o, format=f, trust=trust), n)
                 added = len(out.encode()) - len(text.encode())
-                print(f"| {fmt} | {carrier} | {mark_ms:.1f} | {verify_ms:.1f} | {added} | {verdict} |")
+                times = f"{mark_ms[0]:.1f} ({mark_ms[1]:.1f}) | {verify_ms[0]:.1f} ({verify_ms[1]:.1f})"
+                print(f"| {fmt} | {carrier} | {times} | {added} | {verdict} |")
         if "--profile" in sys.argv:
             out = kzlabel.mark_text(ANSWER, signer=signer, system="Chat 1", owner="ACME LLP")
             calls = {
