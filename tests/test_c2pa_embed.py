@@ -224,3 +224,46 @@ def test_labeler_signs_a_wav_over_the_c2pa_limit_in_a_stream(tmp_path: Path, sig
     line = report.layer("c2pa")
     assert line is not None and line.status == kzlabel.Status.TRUSTED
     assert c2pa_layer.read((tmp_path / "out.wav").read_bytes(), "audio/wav", trust).state == "trusted"
+
+
+def test_a_manifest_the_slot_walker_cannot_see_is_still_read_by_the_library(
+    tmp_path: Path, signer: Signer, trust: TrustStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within the library's size limit a file whose slot kzlabel does not find (a tag layout its walker does not
+    walk) is read by the C2PA library as before; above the limit the container's structure is taken at its word."""
+    out = tmp_path / "lib.mp3"
+    out.write_bytes(
+        c2pa_layer.sign((SAMPLES / "song.mp3").read_bytes(), "audio/mpeg", signer, label_claims={"token": TOKEN})
+    )
+    monkeypatch.setattr(type(MP3), "c2pa_slot", lambda self, content: None)
+    line = kzlabel.Labeler(trust=trust).verify(out).layer("c2pa")
+    assert line is not None and line.status == kzlabel.Status.TRUSTED
+    small = kzlabel.Labeler(trust=trust, limits=kzlabel.Limits(max_c2pa_bytes=1000))
+    line = small.verify(out).layer("c2pa")
+    assert line is not None and line.status == kzlabel.Status.ABSENT and "slot" in line.detail
+
+
+@pytest.mark.slow
+def test_re_marking_a_signed_wav_keeps_its_manifest_as_ingredient(
+    tmp_path: Path, signer: Signer, trust: TrustStore
+) -> None:
+    """An input that carries a manifest goes through the library (its manifest becomes the parentOf ingredient), so
+    within the limit it is kept, and above the limit the C2PA layer is skipped rather than the old manifest dropped."""
+    first = tmp_path / "first.wav"
+    lab = kzlabel.Labeler(signer, owner="ACME LLP", system="Gen", trust=trust, layers=["metadata", "c2pa"])
+    lab.mark(_wav(tmp_path / "in.wav", 2), first)
+    again = lab.mark(first, tmp_path / "again.wav")
+    assert "c2pa" in again.layers
+    line = lab.verify(tmp_path / "again.wav").layer("c2pa")
+    assert line is not None and line.status == kzlabel.Status.TRUSTED
+    assert line.data["actions"][0] == "c2pa.opened" and line.data["ingredients"][0]["has_manifest"]
+    small = kzlabel.Labeler(
+        signer,
+        owner="ACME LLP",
+        system="Gen",
+        trust=trust,
+        layers=["metadata", "c2pa"],
+        limits=kzlabel.Limits(max_c2pa_bytes=1000),
+    )
+    skipped = small.mark(first, tmp_path / "skipped.wav")
+    assert "c2pa" not in skipped.layers and "over the C2PA limit" in skipped.skipped["c2pa"]

@@ -338,10 +338,11 @@ class Labeler:
                     skipped["c2pa"] = reason
                     layers = layers - {"c2pa"}
                 elif handler.mime not in c2pa_text.MIMES:
-                    with inp.open() as content:  # a slot is found by the container's structure; else the library
-                        none = handler.c2pa_streamed and not _guard(handler, inp, "reading", handler.c2pa_slot, content)
-                        if none or inp.size <= self.limits.max_c2pa_bytes:  # larger, with a manifest: none
-                            existing = (False, True) if none else c2pa_layer.existing_manifest(content, handler.mime)
+                    with inp.open() as content:  # the library looks within its limit; above it a slot's structure
+                        if inp.size <= self.limits.max_c2pa_bytes:
+                            existing = c2pa_layer.existing_manifest(content, handler.mime)
+                        elif handler.c2pa_streamed and not _guard(handler, inp, "reading", handler.find_c2pa_slot, inp):
+                            existing = (False, True)  # larger with a manifest: none (keeping it needs the library)
                     label = _as_edit(label) if existing and existing[0] else label
         applied: list[Layer] = []
         doc = _guard(handler, inp, "decoding", handler.load, inp, self.limits)
@@ -614,16 +615,18 @@ class Labeler:
             return None
         if not c2pa_layer.available():
             return Evidence("c2pa", Status.UNAVAILABLE, "c2pa-python is not installed")
-        if inp.size > self.limits.max_c2pa_bytes and not handler.c2pa_streamed:
+        slot = _guard(handler, inp, "reading", handler.find_c2pa_slot, inp)  # read in a stream, at any size
+        if inp.size > self.limits.max_c2pa_bytes and slot is None:
+            if handler.c2pa_streamed:
+                return Evidence("c2pa", Status.ABSENT, "no C2PA manifest (none in the container's manifest slot)")
             return Evidence("c2pa", Status.UNAVAILABLE, "not checked: " + _c2pa_too_big(inp.size, self.limits))
         side_data: dict[str, str] = {}
         with inp.open() as content:  # a file is read from disk, not copied into memory first
             if handler.mime in c2pa_text.MIMES:
                 rep = c2pa_text.read(content.read().decode("utf-8", "replace"), self.trust)
-            elif handler.c2pa_streamed:  # the store read from its slot, the hash checked in a stream
-                slot = _guard(handler, inp, "reading", handler.c2pa_slot, content)
-                rep = c2pa_embed.read(content, slot, self.trust) if slot else c2pa_layer.C2paReport(False, "absent")
-            elif handler.mime in c2pa_layer.supported_mime_types():
+            elif slot is not None:  # the store read from its slot, the hash checked in a stream
+                rep = c2pa_embed.read(content, slot, self.trust)
+            elif handler.mime in c2pa_layer.supported_mime_types():  # also a slot this format cannot walk
                 rep = c2pa_layer.read(content, handler.mime, self.trust)
             elif sidecar is not None:  # given, not beside it: mark's read-back, or an archive member's sidecar
                 rep = c2pa_layer.read(content, handler.mime, self.trust, sidecar=sidecar)

@@ -196,6 +196,13 @@ class Handler(Generic[DocT]):
         """Where the file's manifest store is (None: it has none), from the container's structure alone."""
         raise NotImplementedError(f"{self.name} leaves the C2PA manifest to the C2PA library")
 
+    def find_c2pa_slot(self, inp: Input) -> Slot | None:
+        """The manifest slot of ``inp`` (None: it has none, or the format has no ``c2pa_streamed`` slot)."""
+        if not self.c2pa_streamed:
+            return None
+        with inp.open() as content:
+            return self.c2pa_slot(content)
+
     def c2pa_skip_reason(self, inp: Input) -> str | None:
         """Why an embedded manifest must not be written into this particular file (None: go ahead)."""
         return None
