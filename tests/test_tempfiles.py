@@ -109,5 +109,7 @@ def test_a_small_output_returned_as_bytes_spools_in_ram(tmp_path: Path, monkeypa
     assert kio.Spool(tmp_path / "out.txt", small=True).new().parent == tmp_path  # beside its destination
     small.close()
     assert not path.exists()
+    monkeypatch.setattr(kio, "_RAM_FREE_MIN", 1 << 62)  # a RAM folder nearly full (a container's small /dev/shm)
+    assert kio.Spool(None, small=True).new().parent == tmp_path / "tmp"
     monkeypatch.setattr(kio, "_RAM_FOLDER", tmp_path / "missing")
     assert kio.Spool(None, small=True).new().parent == tmp_path / "tmp"

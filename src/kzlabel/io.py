@@ -333,10 +333,20 @@ def sidecar_owner(path: str | os.PathLike) -> Path | None:
 
 
 # an output returned as bytes (no destination) of at most this many input bytes is spooled in RAM (/dev/shm, where
-# there is one): a 2 KB chat answer passed through two or three temp files on disk, which cost more than the signing
-# (0.48 ms per file on disk against 0.05 ms in /dev/shm, and tens of ms when another job loads the disk)
-SPOOL_IN_RAM_MAX = 16 << 20
+# there is one with _RAM_FREE_MIN bytes free: a container's is often 64 MB, shared by concurrent requests): a 2 KB chat
+# answer passed through two or three temp files on disk, which cost more than the signing (0.48 ms per file on disk
+# against 0.05 ms in /dev/shm, and tens of ms when another job loads the disk)
+SPOOL_IN_RAM_MAX = 1 << 20
 _RAM_FOLDER = Path("/dev/shm")
+_RAM_FREE_MIN = 32 << 20
+
+
+def _ram_folder_usable() -> bool:
+    try:
+        stat = os.statvfs(_RAM_FOLDER)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize >= _RAM_FREE_MIN and os.access(_RAM_FOLDER, os.W_OK | os.X_OK)
 
 
 class Spool:
@@ -347,7 +357,7 @@ class Spool:
         if isinstance(dst, (str, os.PathLike)):
             self.beside = Path(dst)
         else:
-            ram = small and dst is None and _RAM_FOLDER.is_dir() and os.access(_RAM_FOLDER, os.W_OK | os.X_OK)
+            ram = small and dst is None and _ram_folder_usable()
             self.beside = (_RAM_FOLDER if ram else Path(tempfile.gettempdir())) / "kzlabel"
         self.paths: list[Path] = []
 
