@@ -267,3 +267,16 @@ def test_re_marking_a_signed_wav_keeps_its_manifest_as_ingredient(
     )
     skipped = small.mark(first, tmp_path / "skipped.wav")
     assert "c2pa" not in skipped.layers and "over the C2PA limit" in skipped.skipped["c2pa"]
+
+
+def test_a_truncated_manifest_chunk_is_reported_not_raised(tmp_path: Path, signer: Signer, trust: TrustStore) -> None:
+    """A WAV cut inside its C2PA chunk has no slot to walk to: verify reports it (no manifest validates) rather
+    than refusing the file."""
+    out = tmp_path / "out.wav"
+    _sign(_wav(tmp_path / "in.wav", 1), out, signer)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(out.read_bytes()[:-100])
+    with open(cut, "rb") as fh, pytest.raises(kzlabel.errors.CorruptInput):
+        WAV.c2pa_slot(fh)
+    line = kzlabel.Labeler(trust=trust, layers=["c2pa"]).verify(cut).layer("c2pa")
+    assert line is not None and line.status not in (kzlabel.Status.TRUSTED, kzlabel.Status.VALID)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, get_args
 
-from ..errors import KzlabelError
+from ..errors import CorruptInput, KzlabelError
 from ..io import Input, Limits
 from ..label import Label, TrainingSignal
 from ..layers import LAYERS, Layer, Style
@@ -197,11 +197,15 @@ class Handler(Generic[DocT]):
         raise NotImplementedError(f"{self.name} leaves the C2PA manifest to the C2PA library")
 
     def find_c2pa_slot(self, inp: Input) -> Slot | None:
-        """The manifest slot of ``inp`` (None: it has none, or the format has no ``c2pa_streamed`` slot)."""
+        """The manifest slot of ``inp`` (None: none found, or the format has no ``c2pa_streamed`` slot). A container
+        too damaged to walk has none to find: verify reports what the other readers make of it, it does not raise."""
         if not self.c2pa_streamed:
             return None
         with inp.open() as content:
-            return self.c2pa_slot(content)
+            try:
+                return self.c2pa_slot(content)
+            except CorruptInput:
+                return None
 
     def c2pa_skip_reason(self, inp: Input) -> str | None:
         """Why an embedded manifest must not be written into this particular file (None: go ahead)."""
