@@ -396,22 +396,23 @@ def test_audio_long_wav_marked_and_verified_in_bounded_memory(tmp_path: Path, si
 def test_c2pa_skipped_over_the_size_limit_and_not_read_in_verify(tmp_path: Path, signer, keydir: Path) -> None:
     """Where the C2PA library embeds the manifest it holds the whole file in memory: over Limits.max_c2pa_bytes the
     manifest is skipped with the reason (the other layers still label the file) and verify reports it unchecked
-    instead of loading the file. A WAV is signed and read in a stream by kzlabel (layers/c2pa_embed): no limit."""
+    instead of loading the file (M4A here). A WAV, MP3 or FLAC is signed and read in a stream by kzlabel
+    (layers/c2pa_embed): no limit."""
     trust = kzlabel.TrustStore.load([keydir])
     small = kzlabel.Limits(max_c2pa_bytes=100_000)  # the 12-s stereo files are ~0.3-2 MB
     lab = kzlabel.Labeler(signer, owner="ACME LLP", system="Gen", trust=trust, limits=small)
-    src = _make(tmp_path, "flac")
-    res = lab.mark(src, tmp_path / "big.flac")
+    src = _make(tmp_path, "m4a")
+    res = lab.mark(src, tmp_path / "big.m4a")
     assert set(res.layers) == {"visible", "watermark", "metadata"}
     assert "over the C2PA limit" in res.skipped["c2pa"]
-    report = lab.verify(tmp_path / "big.flac")
+    report = lab.verify(tmp_path / "big.m4a")
     c2pa = next(e for e in report.evidence if e.layer == "c2pa")
     assert c2pa.status == kzlabel.Status.UNAVAILABLE and "not checked" in c2pa.detail
     assert report.verdict == kzlabel.Verdict.COMPLIANT, str(report)
     # a file signed under the default limit: trusted by default, unchecked under the small one
-    kzlabel.mark(src, tmp_path / "signed.flac", signer=signer, system="Gen", owner="ACME LLP")
-    assert next(e for e in kzlabel.verify(tmp_path / "signed.flac", trust=trust).evidence if e.layer == "c2pa").status == kzlabel.Status.TRUSTED
-    assert next(e for e in lab.verify(tmp_path / "signed.flac").evidence if e.layer == "c2pa").status == kzlabel.Status.UNAVAILABLE
+    kzlabel.mark(src, tmp_path / "signed.m4a", signer=signer, system="Gen", owner="ACME LLP")
+    assert next(e for e in kzlabel.verify(tmp_path / "signed.m4a", trust=trust).evidence if e.layer == "c2pa").status == kzlabel.Status.TRUSTED
+    assert next(e for e in lab.verify(tmp_path / "signed.m4a").evidence if e.layer == "c2pa").status == kzlabel.Status.UNAVAILABLE
     wav = lab.mark(_make(tmp_path, "wav16"), tmp_path / "big.wav")  # ~2 MB, 20x the limit: signed all the same
     assert set(wav.layers) == {"visible", "watermark", "metadata", "c2pa"}
     assert lab.verify(tmp_path / "big.wav").layer("c2pa").status == kzlabel.Status.TRUSTED
