@@ -378,6 +378,23 @@ def test_a_label_under_a_renamed_key_still_binds_the_text(labeler, name, source,
     assert edited.verdict == Verdict.TAMPERED
 
 
+def test_a_token_in_an_element_that_is_not_a_meta_is_not_a_label(labeler) -> None:
+    """One flipped byte turns ``<meta name=`` into ``<meta!name=`` (an element named ``meta!name="kzlabel"`` to any
+    HTML parser, not a <meta>), or eats a quote (the token becomes an attribute's name, not the content): the token
+    is not read as a label (a byte-flip sweep found it was)."""
+    marked = labeler.mark(HTML, name="x.html").data.decode("utf-8")
+    assert labeler.verify(marked.encode(), name="x.html").label is not None
+    for old, broken in [
+        ('<meta name="kzlabel"', '<meta!name="kzlabel"'),
+        ('<meta name="kzlabel"', '<metax name="kzlabel"'),
+        ('name="kzlabel" content="', 'name="kzlabel# content="'),  # the token is now an attribute's name
+    ]:
+        moved = marked.replace(old, broken, 1)
+        assert moved != marked
+        report = labeler.verify(moved.replace("generated words", "edited words").encode(), name="x.html")
+        assert report.label is None and report.layer("metadata").status.value == "found", str(report)
+
+
 def test_a_quoted_token_in_the_text_is_content_not_a_label(labeler) -> None:
     other = labeler.mark(MD, name="x.md").data.decode("utf-8")
     token = re.search(r"^kzlabel: (\S+)$", other, re.M).group(1)

@@ -34,7 +34,7 @@ from .common import (
     strip_bom,
     tdm_signal,
 )
-from .htmlscan import HtmlScan, scan_html
+from .htmlscan import HtmlScan, meta_content, scan_html
 
 _META_NAMES = ("ai-generated", "kzlabel", "digital-source-type", "aigc", *TDM_KEYS)
 
@@ -164,7 +164,7 @@ class Html(TextHandler):
             # kzlabel's own are; a token in the page's text is quoted content, not a label
             kept = drop_enclosing(content, stray, "<", ">")
             at = content.find(stray)
-            if content[content.rfind("<", 0, at) :].lower().startswith("<meta"):
+            if meta_content(content, content.rfind("<", 0, at)) == stray:
                 tokens.append(("html meta (not kzlabel's name)", stray))
                 content = kept
         banner = doc.text[s.banner[0] : s.banner[1]] if s.banner else ""

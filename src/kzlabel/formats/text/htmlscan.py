@@ -100,6 +100,35 @@ _SKIP_SEEK = _skipper((*_BASE_STARTS, "div"), ("head", "html"))  # a banner may 
 _SKIP_BANNER = _skipper((*_BASE_STARTS, "div"), ("head", "html", "div"))  # inside the banner: count its divs
 
 
+def _attributes(text: str, k: int, endpos: int) -> tuple[dict[str, str], int]:
+    """A start tag's attributes from offset ``k`` (after its name) to ``endpos``, and where they stop."""
+    attrs: dict[str, str] = {}
+    while k < endpos:
+        m = _ATTRFIND.match(text, k)
+        if not m:
+            break
+        attrname, rest, value = m.group(1, 2, 3)
+        if not rest:
+            value = None
+        elif value[:1] == "'" == value[-1:] or value[:1] == '"' == value[-1:]:
+            value = value[1:-1]
+        if value:
+            value = unescape(value)
+        attrs[attrname.lower()] = value or ""  # the last of a repeated name wins, as it did in a dict
+        k = m.end()
+    return attrs, k
+
+
+def meta_content(text: str, start: int) -> str | None:
+    """The ``content`` attribute of the start tag at ``start`` when it is a <meta> as an HTML parser reads it (not
+    ``<meta!name=...>``, another element, nor a value that a lost quote turned into an attribute name), else None."""
+    end = text.find(">", start)
+    name = _TAGFIND.match(text, start + 1) if text.startswith("<", start) and end > 0 else None
+    if name is None or name.group(1).lower() != "meta":
+        return None
+    return _attributes(text, name.end(), end)[0].get("content")
+
+
 class _Memo:
     """A search that only moves forward: the last answer stands for every later start before it."""
 
@@ -284,21 +313,7 @@ class _Scanner:
         tag = name.group(1).lower()
         if tag == "div" and self.banner_start is None and not _KZ_ATTR.search(text, i, endpos):
             return endpos  # no banner here, and no banner open to count it in
-        attrs: dict[str, str] = {}
-        k = name.end()
-        while k < endpos:
-            m = _ATTRFIND.match(text, k)
-            if not m:
-                break
-            attrname, rest, value = m.group(1, 2, 3)
-            if not rest:
-                value = None
-            elif value[:1] == "'" == value[-1:] or value[:1] == '"' == value[-1:]:
-                value = value[1:-1]
-            if value:
-                value = unescape(value)
-            attrs[attrname.lower()] = value or ""  # the last of a repeated name wins, as it did in a dict
-            k = m.end()
+        attrs, k = _attributes(text, name.end(), endpos)
         close = text[k:endpos].strip()
         if close not in (">", "/>"):
             return endpos
