@@ -127,22 +127,36 @@ class Kzlabel:
         return None if not r.found else np.unpackbits(np.frombuffer(r.payload, np.uint8))
 
 
+def _imwatermark():
+    """invisible-watermark's package imports torch at import time for its RivaGAN method only; the DCT methods
+    measured here never touch it, so without torch installed (it is a multi-GB wheel) a placeholder module stands in."""
+    import importlib.util
+    import types
+
+    if "imwatermark" in sys.modules or importlib.util.find_spec("torch") is not None:
+        import imwatermark
+
+        return imwatermark
+    sys.modules["torch"] = types.ModuleType("torch")
+    try:
+        import imwatermark
+    finally:
+        del sys.modules["torch"]  # only imwatermark's unused RivaGAN module keeps the placeholder
+    return imwatermark
+
+
 class ImWatermark:
     def __init__(self, method):
         self.method = method
         self.name = f"imwatermark {method}"
 
     def embed(self, rgb, bits):
-        from imwatermark import WatermarkEncoder
-
-        enc = WatermarkEncoder()
+        enc = _imwatermark().WatermarkEncoder()
         enc.set_watermark("bits", [int(b) for b in bits])
         return np.ascontiguousarray(enc.encode(np.ascontiguousarray(rgb[..., ::-1]), self.method)[..., ::-1])
 
     def detect(self, rgb):
-        from imwatermark import WatermarkDecoder
-
-        dec = WatermarkDecoder("bits", 64)
+        dec = _imwatermark().WatermarkDecoder("bits", 64)
         return np.array(dec.decode(np.ascontiguousarray(rgb[..., ::-1]), self.method), np.uint8)
 
 
