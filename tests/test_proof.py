@@ -4,6 +4,7 @@ code; anything else is skipped with what the read-back saw, and the C2PA manifes
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from kzlabel.cli import main
 from kzlabel.layers import c2pa as c2pa_layer
 
 
-def _picture(width: int = 320, height: int = 256) -> Image.Image:
+def _picture(width: int = 560, height: int = 400) -> Image.Image:  # above the watermark's 0.2 Mpx floor
     rng = np.random.default_rng(7)
     y, x = np.mgrid[0:height, 0:width]
     rgb = np.dstack([x % 256, y % 256, (x * 3 + y) % 256]) + rng.integers(0, 24, (height, width, 3))
@@ -128,17 +129,35 @@ def _after_colour_jpeg75(data: bytes) -> str | None:
     return found.payload.hex() if found.found and found.payload is not None else None
 
 
-@pytest.mark.parametrize(
-    "name,survives",
-    [("photo.jpg", True), ("picture.avif", True), ("scan.tiff", False), ("sticker.gif", False)],
-)
+def _text_page() -> bytes:
+    """A 640×400 screenshot-like page of text on white: marked (one-sided, on the white), but not robust to JPEG 75."""
+    sys.path.insert(0, str(SAMPLES.parent))
+    from image_signals import text_page
+
+    buf = io.BytesIO()
+    Image.fromarray(text_page(640, 400, 1)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name,survives", [("photo.jpg", True), ("picture.avif", True), ("page.png", False)])
 def test_the_jpeg75_robustness_claim_is_what_a_real_colour_jpeg_shows(signer, name: str, survives: bool) -> None:
     """mark tries JPEG 75 on the written picture (a greyscale round trip of the luma, the plane the detector reads) and
     says what it found; a full colour JPEG of the output, made independently here, must agree either way."""
-    result = Labeler(signer, owner="O", system="S").mark(SAMPLES / name)
+    src = SAMPLES / name if name != "page.png" else _text_page()
+    result = Labeler(signer, owner="O", system="S").mark(src, name=name)
     line = result.robustness["watermark"]
     assert line.startswith("survives JPEG quality 75" if survives else "not found after JPEG quality 75"), line
     assert (_after_colour_jpeg75(result.data) == result.label.content_id) is survives
+
+
+@pytest.mark.parametrize("name", ["scan.tiff", "sticker.gif"])
+def test_pictures_under_the_floor_skip_the_watermark_and_claim_no_robustness(signer, name: str) -> None:
+    """384×256 and 320×256 are under the 0.2 Mpx still-image floor: no mark is claimed (it would not survive JPEG 75),
+    the other layers still label the file."""
+    result = Labeler(signer, owner="O", system="S").mark(SAMPLES / name)
+    assert "watermark" not in result.layers and result.robustness == {}
+    assert "too small to carry the 64-bit watermark reliably" in result.skipped["watermark"]
+    assert {"visible", "metadata"} <= set(result.layers)
 
 
 def test_no_robustness_claim_without_a_proven_watermark(signer, png_handler, monkeypatch) -> None:

@@ -260,3 +260,66 @@ def test_banded_embedding_matches_whole_image(images, monkeypatch):
     diff = np.abs(banded.astype(int) - whole.astype(int))
     assert diff.max() <= 1 and np.mean(diff) < 0.01
     assert detect_image(banded).payload == b"bandband"
+
+
+# --- small pictures (issue 17): the still-image floor, and geometric edits on thumbnails --------------------------
+
+
+def _corner(a: np.ndarray, f: float, where: str) -> np.ndarray:
+    """Keep one corner: ``f`` of each dimension cut from the two opposite sides."""
+    h, w = a.shape[:2]
+    ch, cw = round(h * (1 - f)), round(w * (1 - f))
+    y, x = (0 if where[0] == "t" else h - ch), (0 if where[1] == "l" else w - cw)
+    return a[y : y + ch, x : x + cw]
+
+
+def _rotate(a: np.ndarray, deg: float) -> np.ndarray:
+    return np.asarray(Image.fromarray(a).rotate(deg, resample=Image.Resampling.BICUBIC))
+
+
+@pytest.fixture(scope="module")
+def tenth_mpx() -> tuple[np.ndarray, bytes]:
+    """A 0.1 Mpx picture (a thumbnail or a video frame), marked below the still-image floor on purpose: video frames
+    are marked without it, and the detector's geometric search must hold at this size."""
+    im = natural_like(280, 360, 6)
+    return embed_image(im, b"thumbnl!", min_pixels=0), b"thumbnl!"
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda a: _corner(a, 0.25, "br"), id="corner25%-br"),
+        pytest.param(lambda a: _corner(a, 0.25, "tl"), id="corner25%-tl"),
+        pytest.param(lambda a: a[round(a.shape[0] * 0.25) :], id="top25%-cut"),
+        pytest.param(lambda a: _rotate(a, 5), id="rot+5"),
+        pytest.param(lambda a: _rotate(a, -5), id="rot-5"),
+    ],
+)
+def test_tenth_mpx_survives_corner_crops_and_5_degree_rotation(tenth_mpx, edit):
+    """Crops from a corner or one side change the tile period on the canvas (and leave the lattice axis-aligned);
+    ±5° shears it: the lattice search finds both at 0.1 Mpx."""
+    marked, payload = tenth_mpx
+    r = detect_image(edit(marked))
+    assert r.found and r.payload == payload, r.p_value
+
+
+@pytest.mark.slow
+def test_resize_half_then_jpeg75_needs_a_picture_of_a_megapixel(images):
+    """Halving then JPEG 75 leaves chips of ~2 px on a 1 Mpx picture, enough; a 0.1 Mpx picture's ~1.2 px chips end
+    at 0.6 px, which no detector can read (docs/watermark.md, Limits: measured by size in bench_watermark.py)."""
+    im = images[0]
+    r = detect_image(_jpeg(_resize(embed_image(im, b"resjpeg!"), 0.5), 75))
+    assert r.found and r.payload == b"resjpeg!"
+    small = embed_image(natural_like(280, 360, 6), b"resjpeg!", min_pixels=0)
+    assert not detect_image(_jpeg(_resize(small, 0.5), 75)).found
+
+
+def test_still_image_floor_is_refused_with_the_reason():
+    """Under MIN_PIXELS a 64-bit mark does not reliably survive JPEG 75: embedding refuses (mark then skips the layer,
+    see tests/test_image.py); video frames pass min_pixels=0."""
+    under = natural_like(380, 500, 2)  # 0.19 Mpx
+    assert under.shape[0] * under.shape[1] < wimage.MIN_PIXELS <= 400 * 500
+    with pytest.raises(CapacityError, match="too small to carry the 64-bit watermark reliably"):
+        embed_image(under, b"12345678")
+    assert detect_image(embed_image(under, b"12345678", min_pixels=0)).payload == b"12345678"
+    assert detect_image(embed_image(natural_like(400, 500, 2), b"12345678")).payload == b"12345678"

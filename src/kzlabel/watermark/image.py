@@ -43,6 +43,7 @@ from .core import WatermarkResult
 __all__ = [
     "CANVAS",
     "MAX_PIXELS",
+    "MIN_PIXELS",
     "MIN_SIDE",
     "SURVIVAL_JPEG_QUALITY",
     "TILE",
@@ -59,6 +60,9 @@ REPEAT = 4  # chips per coded bit per tile
 N_DATA = core.CODED_BITS * REPEAT  # 752
 N_PILOT = CHIPS - N_DATA  # 272
 MIN_SIDE = 256  # 32×32-chip tiles need >= 1 pixel per canvas chip (smaller images cannot carry the mark)
+# the still-image floor: under it a 64-bit mark does not reliably survive a JPEG re-encode at quality 75, a halving
+# or a crop of a JPEG (measured: docs/watermark.md, Limits)
+MIN_PIXELS = 200_000
 MAX_PIXELS = 250_000_000  # refuse larger arrays (memory for a float32 luma plane: 1 GB)
 P_THRESHOLD = core.P_THRESHOLD
 SURVIVAL_JPEG_QUALITY = 75  # the standard degradation mark() proves the image mark survives (docs/watermark.md)
@@ -235,12 +239,20 @@ def _headroom_shift(c: np.ndarray, m: np.ndarray, cap: float) -> np.ndarray:
     return np.clip(np.minimum(0, (255 - c) - m) + np.maximum(0, m - c), -cap, cap)
 
 
-def embed_image(pixels: np.ndarray, payload: bytes, *, key: bytes | None = None, strength: float = 1.0) -> np.ndarray:
+def embed_image(
+    pixels: np.ndarray,
+    payload: bytes,
+    *,
+    key: bytes | None = None,
+    strength: float = 1.0,
+    min_pixels: int = MIN_PIXELS,
+) -> np.ndarray:
     """Return a copy of ``pixels`` carrying the 64-bit ``payload`` as an invisible, keyed watermark.
 
     ``pixels``: H×W (grey), H×W×3 (RGB) or H×W×4 (RGBA, alpha untouched) uint8. ``key=None`` uses
-    :data:`DEFAULT_KEY` (publicly detectable). ``strength`` scales the amplitude (1.0 ≈ 43-45 dB PSNR on natural
-    images). Raises :class:`~kzlabel.errors.CapacityError` for images under 256 px on a side and
+    :data:`DEFAULT_KEY` (publicly detectable). ``strength`` scales the amplitude (1.0 ≈ 43 dB PSNR on photos, more on
+    smooth images). Raises :class:`~kzlabel.errors.CapacityError` for images under 256 px on a side or under
+    ``min_pixels`` (the still-image floor; video frames, read back averaged over many frames, pass their own) and
     :class:`~kzlabel.errors.LimitExceeded` above 250 Mpx.
     """
     a = _check(pixels)
@@ -251,6 +263,11 @@ def embed_image(pixels: np.ndarray, payload: bytes, *, key: bytes | None = None,
     h, w = a.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise CapacityError(f"{w}×{h} image is too small for the watermark (needs >= {MIN_SIDE} px on each side)")
+    if h * w < min_pixels:
+        raise CapacityError(
+            f"{w}×{h} image is too small to carry the 64-bit watermark reliably (needs >= {min_pixels:,} pixels: "
+            "on smaller pictures a JPEG re-encode at quality 75 or a halving loses it)"
+        )
     c = _canvas(a).astype(np.float32)  # float32 halves the filtering work; the map only scales a ±1 chip pattern
     m = _strength_map(c, (h, w))
     m *= np.float32(strength)
