@@ -39,6 +39,7 @@ import numpy as np
 from ..errors import CapacityError, CorruptInput, LimitExceeded
 from . import core
 from .core import WatermarkResult
+from .lattice import CANVAS, TILE, corners, lattice_candidates, peak_refine
 
 __all__ = [
     "CANVAS",
@@ -53,8 +54,6 @@ __all__ = [
     "embed_image",
 ]
 
-CANVAS = 256  # canonical canvas side (canvas pixels = chips)
-TILE = 32  # tile period in chips
 CHIPS = TILE * TILE
 REPEAT = 4  # chips per coded bit per tile
 N_DATA = core.CODED_BITS * REPEAT  # 752
@@ -73,12 +72,7 @@ _PSNR_AIM, _GAIN_MAX, _ACT_FLAT, _ROUNDING_MSE = 43.0, 3.0, 4.0, 1 / 12
 _LUMA_MIN = 0.6  # luma masking floor: near black/white the amplitude falls to 60% (see _headroom_shift)
 
 # search space of the synchronisation (drives the Bonferroni correction of the p-value)
-_MIN_PERIOD = TILE * 0.56  # content shrunk on the canvas: padding/borders, or a 90° turn of a wide image
-_MAX_PERIOD = TILE / 0.44  # up to ~55% of each dimension cropped away (or a 90° turn of a wide image)
-_SNAP_SKEW = 1.5  # |off-axis lag| (canvas px) under which a lattice candidate is also tried axis-aligned
-_MAX_SKEW = 6  # |off-axis lag| in canvas px (rotation up to ~10°)
-_N_AC = 384  # zero-padded autocorrelation size (lags < 128 are wrap-free)
-_N_LATTICE = 12  # lattice candidates whose pilot is measured (identity + autocorrelation peaks)
+_N_LATTICE = 17  # lattice candidates whose pilot is measured (identity, 5 from _families, autocorrelation peaks)
 _N_FINE = 4  # of those, measured again on bilinear folds (the pilots that may be decoded)
 _N_DECODE = 6  # of those, decoded at most (best pilot first): bounds the MAC's chance pass to 6 · 2^-24
 # the 8 symmetries of the square tile (mirror, 90° turns): chip index k -> D @ k on the tile torus
@@ -310,185 +304,15 @@ def _whiten(c: np.ndarray) -> np.ndarray:
     return w
 
 
-def _box_wrap(a: np.ndarray, k: int) -> np.ndarray:
-    """k×k mean over the torus (periodic edges), for spectra and autocorrelations: an FFT's edges wrap."""
-    r = k // 2
-    return cv2.blur(np.pad(a, r, mode="wrap"), (k, k), borderType=cv2.BORDER_CONSTANT)[r:-r, r:-r]
-
-
-def _corners(a: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Integer corner (row, col) below each position and the fractional parts, for bilinear sampling."""
-    r0, c0 = np.floor(pos[0]), np.floor(pos[1])
-    return r0.astype(np.intp), c0.astype(np.intp), pos[0] - r0, pos[1] - c0
-
-
-def _bilinear_wrap(a: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """``a`` sampled bilinearly at ``pos`` (2, N) on the torus (lags of an autocorrelation wrap around)."""
-    (n0, n1), (r0, c0, fr, fc) = a.shape, _corners(a, pos)
-    r0 %= n0
-    c0 %= n1
-    r1, c1 = (r0 + 1) % n0, (c0 + 1) % n1
-    return (a[r0, c0] * (1 - fr) + a[r1, c0] * fr) * (1 - fc) + (a[r0, c1] * (1 - fr) + a[r1, c1] * fr) * fc
-
-
 def _bilinear_inside(a: np.ndarray, pos: np.ndarray) -> np.ndarray:
     """``a`` sampled bilinearly at ``pos`` (2, N); 0 outside the pixel centres' hull (no content beyond the edge)."""
-    (n0, n1), (r0, c0, fr, fc) = a.shape, _corners(a, pos)
+    (n0, n1), (r0, c0, fr, fc) = a.shape, corners(pos)
     inside = (pos[0] >= 0) & (pos[0] <= n0 - 1) & (pos[1] >= 0) & (pos[1] <= n1 - 1)
     np.clip(r0, 0, n0 - 1, out=r0)
     np.clip(c0, 0, n1 - 1, out=c0)
     r1, c1 = np.minimum(r0 + 1, n0 - 1), np.minimum(c0 + 1, n1 - 1)
     s = (a[r0, c0] * (1 - fr) + a[r1, c0] * fr) * (1 - fc) + (a[r0, c1] * (1 - fr) + a[r1, c1] * fr) * fc
     return np.where(inside, s, 0.0).astype(a.dtype, copy=False)
-
-
-def _parabolic(a: float, b: float, c: float) -> float:
-    den = a - 2 * b + c
-    return 0.0 if den >= 0 else float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
-
-
-def _peak_refine(ac: np.ndarray, r: int, c: int) -> tuple[float, float]:
-    n0, n1 = ac.shape
-    fr = _parabolic(ac[(r - 1) % n0, c], ac[r % n0, c], ac[(r + 1) % n0, c])
-    fc = _parabolic(ac[r % n0, (c - 1) % n1], ac[r % n0, c], ac[r % n0, (c + 1) % n1])
-    return r + fr, c + fc
-
-
-def _autocorr(w: np.ndarray) -> np.ndarray:
-    """Autocorrelation of the whitened canvas with a flattened spectrum (periodic lines stand out of the host)."""
-    n2 = _N_AC
-    f = np.fft.rfft2(w.astype(np.float32), s=(n2, n2))  # float32: half the FFT work, ample for locating peaks
-    pw = f.real**2 + f.imag**2
-    pw /= _box_wrap(pw, 9) + 1e-9 * (pw.mean() + 1e-30)
-    ac = np.fft.irfft2(pw, s=(n2, n2))
-    return ac - _box_wrap(ac, 9)
-
-
-def _lattice_candidates(w: np.ndarray, shape: tuple[int, int]) -> list[np.ndarray]:
-    """Candidate 2×2 maps (chip index (row, col) -> canvas (row, col)), most likely first.
-
-    The two lattice vectors are the strongest autocorrelation peaks in the near-horizontal / near-vertical search
-    windows (periods from a small enlargement to ~1/3 cropped, skew up to ±_MAX_SKEW px); besides all pairs of the
-    top peaks, each peak is completed by the strongest peak along its perpendicular in image space, which rescues
-    images whose own texture hides one of the two peaks. ``shape`` is the observed image's (H, W).
-    """
-    n2 = _N_AC
-    ac = _autocorr(w)
-    lo, hi = int(np.floor(_MIN_PERIOD)), int(np.ceil(_MAX_PERIOD)) + 1
-    sk = _MAX_SKEW
-    noise = float(np.std(ac[np.ix_(np.arange(-sk, sk + 1) % n2, np.arange(lo, hi))])) + 1e-12
-
-    # a lattice peak repeats at its multiples, a host texture's quasi-period rarely does: score each lag by the mean
-    # autocorrelation over its multiples inside the wrap-free lags (a 3×3 maximum absorbs the rounding of k·v)
-    acd = cv2.dilate(np.pad(ac, 1, mode="wrap"), np.ones((3, 3), np.uint8))[1:-1, 1:-1]
-
-    def comb(pts: np.ndarray) -> np.ndarray:
-        total, count = _bilinear_wrap(ac, pts), np.ones(pts.shape[1])
-        for k in (2, 3):
-            ok = np.hypot(*(k * pts)) < _N_AC - CANVAS + 2
-            total += np.where(ok, _bilinear_wrap(acd, k * pts), 0.0)
-            count += ok
-        return total / count
-
-    def comb_grid(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        rr, cc = np.meshgrid(rows, cols, indexing="ij")
-        return comb(np.stack([rr.ravel(), cc.ravel()]).astype(np.float64)).reshape(rr.shape)
-
-    def peaks(horizontal: bool, k: int = 3) -> list[tuple[float, np.ndarray]]:
-        rows, cols = (np.arange(-sk, sk + 1), np.arange(lo, hi))
-        if not horizontal:
-            rows, cols = cols, rows
-        sub = comb_grid(rows, cols)
-        order = np.argsort(sub, axis=None)[::-1]
-        out: list[tuple[float, np.ndarray]] = []
-        for idx in order[:20]:
-            i, j = np.unravel_index(idx, sub.shape)
-            v = np.array([rows[i], cols[j]], np.float64)
-            if any(np.abs(v - u).max() <= 2.5 for _, u in out):
-                continue
-            out.append((float(sub[i, j]) / noise, v))
-            if len(out) >= k:
-                break
-        return [(sc, _refine_vector(ac, v)) for sc, v in out]
-
-    hs = [v for _, v in peaks(True, 4)]
-    vs = [v for _, v in peaks(False, 4)]
-    # image-space rotation/scale/crop keep the two lattice vectors perpendicular in *image* pixels: complete each
-    # peak with the best peaks along its image-space perpendicular (canvas axes are scaled by 256/H and 256/W)
-    sr, sc = CANVAS / shape[0], CANVAS / shape[1]
-    ts = np.arange(lo, hi, 0.25)
-
-    def along(d_img: np.ndarray, k: int = 2) -> list[np.ndarray]:
-        d = np.array([d_img[0] * sr, d_img[1] * sc])
-        d /= np.hypot(*d)
-        pts = ts[None, :] * d[:, None]
-        vals = comb(pts)
-        out: list[np.ndarray] = []
-        for i in np.argsort(vals)[::-1]:
-            if all(abs(ts[i] - ts[j]) > 2.0 for j in out):
-                out.append(i)
-            if len(out) >= k:
-                break
-        return [_refine_vector(ac, np.round(pts[:, i])) for i in out]
-
-    pairs: list[np.ndarray] = []
-    for h in hs:
-        pairs += [np.stack([v, h], axis=1) for v in vs]
-        hi_ = np.array([h[0] / sr, h[1] / sc])
-        pairs += [np.stack([v, h], axis=1) for v in along(np.array([hi_[1], -hi_[0]]))]
-    for v in vs:
-        vi_ = np.array([v[0] / sr, v[1] / sc])
-        pairs += [np.stack([v, h], axis=1) for h in along(np.array([-vi_[1], vi_[0]]))]
-
-    # a peak may be the 2nd multiple of the true period (a smooth host hides the 1st, and the window now reaches
-    # twice the smallest period): also offer the halved vectors and let the consistency score below decide (v was
-    # refined on its own multiples, so v / 2 needs no refinement of its own)
-    def half(v: np.ndarray) -> np.ndarray | None:
-        return v / 2 if np.hypot(*v) / 2 >= lo else None
-
-    for L in list(pairs):
-        v2, h2 = half(L[:, 0]), half(L[:, 1])
-        for a_, b_ in ((v2, L[:, 1]), (L[:, 0], h2), (v2, h2)):
-            if a_ is not None and b_ is not None:
-                pairs.append(np.stack([a_, b_], axis=1))
-    # crops and aspect changes keep the lattice axis-aligned: a near-axis pair also stands with its skew removed (a
-    # host texture can pull a refined peak sideways by most of a pixel, which misaligns the fold by a chip or more)
-    for L in list(pairs):
-        if abs(L[1, 0]) <= _SNAP_SKEW and abs(L[0, 1]) <= _SNAP_SKEW:
-            pairs.append(np.diag(np.diag(L)))
-    # lattice consistency: a watermark lattice has autocorrelation peaks at every small integer combination a·v+b·h,
-    # a host texture's quasi-periodicity rarely does
-    ab = np.array([(a_, b_) for a_ in range(4) for b_ in range(-3, 4) if (a_, b_) > (0, 0)], np.float64).T
-    L3 = np.stack(pairs)  # (n, 2, 2)
-    pts = np.einsum("nij,jk->nik", L3, ab)  # (n, 2, m)
-    ok = np.hypot(pts[:, 0], pts[:, 1]) < _N_AC - CANVAS + 2
-    vals = _bilinear_wrap(ac, pts.transpose(1, 0, 2).reshape(2, -1))
-    score = (vals.reshape(ok.shape) * ok).sum(axis=1) / np.maximum(ok.sum(axis=1), 1)
-    out: list[np.ndarray] = []
-    for A in L3[np.argsort(-score, kind="stable")] / TILE:  # best first, near-duplicates dropped
-        if not out or np.abs(np.stack(out) - A).max(axis=(1, 2)).min() > 0.1 / TILE:
-            out.append(A)
-            if len(out) > _N_LATTICE:  # the caller tries at most _N_LATTICE - 1 (one may be the identity)
-                break
-    return out
-
-
-def _refine_vector(ac: np.ndarray, v: np.ndarray) -> np.ndarray:
-    n2 = ac.shape[0]
-    r, c = _peak_refine(ac, int(v[0]), int(v[1]))
-    best = np.array([r, c])
-    for k in (2, 3, 4):
-        guess = best * k
-        if np.hypot(*guess) > _N_AC - CANVAS + 2:
-            break
-        r0, c0 = round(guess[0]), round(guess[1])
-        rr = np.arange(r0 - 2, r0 + 3)
-        cc = np.arange(c0 - 2, c0 + 3)
-        sub = ac[np.ix_(rr % n2, cc % n2)]
-        i, j = np.unravel_index(np.argmax(sub), sub.shape)
-        r, c = _peak_refine(ac, int(rr[i]), int(cc[j]))
-        best = np.array([r, c]) / k
-    return best
 
 
 @lru_cache(maxsize=32)
@@ -597,7 +421,7 @@ def _pilots(
     for n, A in enumerate(lattices):
         d, i, j = np.unravel_index(flat[n], z.shape[1:])
         # the fold index g holds chip g - shift: refine the shift to sub-chip precision
-        shift = np.array(_peak_refine(z[n, d], int(i), int(j)))
+        shift = np.array(peak_refine(z[n, d], int(i), int(j)))
         out.append((float(z0[n]), A @ _DIHEDRAL[d], (shift + TILE / 2) % TILE - TILE / 2))
     return out
 
@@ -639,7 +463,8 @@ def _search(w: np.ndarray, shape: tuple[int, int], key: bytes | None, cache: dic
         return best
     lattices = None if cache is None else cache.get("lattices")
     if lattices is None:
-        lattices = [A for A in _lattice_candidates(w, shape)[: _N_LATTICE - 1] if np.abs(A - np.eye(2)).max() > 1e-3]
+        found = lattice_candidates(w, shape, _N_LATTICE)
+        lattices = [A for A in found if np.abs(A - np.eye(2)).max() > 1e-3][: _N_LATTICE - 1]
         if cache is not None:
             cache["lattices"] = lattices
     # rank every candidate on cheap folds, then measure the most promising on bilinear ones
