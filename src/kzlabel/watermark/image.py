@@ -39,7 +39,7 @@ import numpy as np
 from ..errors import CapacityError, CorruptInput, LimitExceeded
 from . import core
 from .core import WatermarkResult
-from .lattice import CANVAS, TILE, corners, lattice_candidates, peak_refine
+from .lattice import CANVAS, TILE, lattice_candidates, peak_refine
 
 __all__ = [
     "CANVAS",
@@ -305,14 +305,17 @@ def _whiten(c: np.ndarray) -> np.ndarray:
 
 
 def _bilinear_inside(a: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """``a`` sampled bilinearly at ``pos`` (2, N); 0 outside the pixel centres' hull (no content beyond the edge)."""
-    (n0, n1), (r0, c0, fr, fc) = a.shape, corners(pos)
-    inside = (pos[0] >= 0) & (pos[0] <= n0 - 1) & (pos[1] >= 0) & (pos[1] <= n1 - 1)
-    np.clip(r0, 0, n0 - 1, out=r0)
-    np.clip(c0, 0, n1 - 1, out=c0)
-    r1, c1 = np.minimum(r0 + 1, n0 - 1), np.minimum(c0 + 1, n1 - 1)
-    s = (a[r0, c0] * (1 - fr) + a[r1, c0] * fr) * (1 - fc) + (a[r0, c1] * (1 - fr) + a[r1, c1] * fr) * fc
-    return np.where(inside, s, 0.0).astype(a.dtype, copy=False)
+    """``a`` sampled bilinearly at ``pos`` (2, ...); 0 outside the pixel centres' hull (no content beyond the edge).
+
+    OpenCV's remap (interpolation weights in 1/32 px, far below a chip), ~10× faster than numpy gathers: the folds are
+    most of a search's cost."""
+    n0, n1 = a.shape
+    shape = pos.shape[1:]
+    side = CHIPS if pos[0].size % CHIPS == 0 else pos[0].size  # remap wants 2-D maps under 32767 a side
+    rows, cols = pos[0].reshape(-1, side).astype(np.float32), pos[1].reshape(-1, side).astype(np.float32)
+    out = cv2.remap(a.astype(np.float32, copy=False), cols, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out[(rows < 0) | (rows > n0 - 1) | (cols < 0) | (cols > n1 - 1)] = 0.0
+    return out.reshape(shape)
 
 
 @lru_cache(maxsize=32)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-__all__ = ["CANVAS", "TILE", "autocorr", "bilinear_wrap", "corners", "families", "lattice_candidates", "peak_refine"]
+__all__ = ["CANVAS", "TILE", "autocorr", "bilinear_wrap", "families", "lattice_candidates", "peak_refine"]
 
 CANVAS = 256  # canonical canvas side (canvas pixels = chips)
 TILE = 32  # tile period in chips
@@ -36,7 +36,7 @@ def box_wrap(a: np.ndarray, k: int) -> np.ndarray:
     return cv2.blur(np.pad(a, r, mode="wrap"), (k, k), borderType=cv2.BORDER_CONSTANT)[r:-r, r:-r]
 
 
-def corners(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _corners(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Integer corner (row, col) below each position and the fractional parts, for bilinear sampling."""
     r0, c0 = np.floor(pos[0]), np.floor(pos[1])
     return r0.astype(np.intp), c0.astype(np.intp), pos[0] - r0, pos[1] - c0
@@ -44,7 +44,7 @@ def corners(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
 
 def bilinear_wrap(a: np.ndarray, pos: np.ndarray) -> np.ndarray:
     """``a`` sampled bilinearly at ``pos`` (2, N) on the torus (lags of an autocorrelation wrap around)."""
-    (n0, n1), (r0, c0, fr, fc) = a.shape, corners(pos)
+    (n0, n1), (r0, c0, fr, fc) = a.shape, _corners(pos)
     r0 %= n0
     c0 %= n1
     r1, c1 = (r0 + 1) % n0, (c0 + 1) % n1
