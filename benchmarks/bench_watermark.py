@@ -13,9 +13,9 @@ clock, brick; generated seeds 101-104) for the figures quoted in docs/watermark.
 shared with tests/test_watermark.py. Three tables:
 
   * ~1 Mpx (photographs Lanczos-scaled): kzlabel beside dwtDct, dwtDctSvd (and blind-watermark);
-  * 0.1-0.5 Mpx (thumbnails, avatars, chat images: each photograph at 0.1, 0.25 and 0.5 Mpx, generated images of
-    random aspect), kzlabel beside dwtDct, with kzlabel's recovery per size; kzlabel is embedded here without its
-    still-image floor (0.2 Mpx: mark skips smaller pictures), so the 0.1 column shows why the floor is there;
+  * 0.1-0.5 Mpx (thumbnails, avatars, chat images: each photograph at 0.1, 0.15, 0.2, 0.25 and 0.5 Mpx, generated
+    images of random aspect), kzlabel beside dwtDct, with kzlabel's recovery per size; kzlabel is embedded here without
+    its still-image floor (0.2 Mpx: mark skips smaller pictures), so the 0.1 and 0.15 columns show why it is there;
   * ~2 Mpx (1080p), kzlabel beside dwtDct.
 Then, on their own table, 4 generated text pages (1200×800, black on white and light grey on black): screenshots and
 documents, where most pixels sit at a clipping limit.
@@ -107,11 +107,12 @@ def load_images(which: str, quick: bool) -> dict[str, np.ndarray]:
 
 
 def small_images(which: str, quick: bool) -> dict[str, np.ndarray]:
-    """0.1-0.5 Mpx (thumbnails, avatars, chat images): each photograph at 0.1, 0.25 and 0.5 Mpx, and generated images
-    of random aspect (1:1 to 16:10, either orientation) at those sizes. Images whose shorter side falls under the
-    watermark's minimum are left out (mark skips them: see docs/watermark.md)."""
+    """0.1-0.5 Mpx (thumbnails, avatars, chat images): each photograph at 0.1, 0.15, 0.2, 0.25 and 0.5 Mpx (0.2 is the
+    still-image floor, the two under it show where the mark stops holding), and generated images of random aspect
+    (1:1 to 16:10, either orientation) at those sizes. Images whose shorter side falls under the watermark's minimum
+    are left out (mark skips them: see docs/watermark.md)."""
     photos, seeds = photo_set(which, quick)
-    sizes = (100_000, 250_000, 500_000)
+    sizes = (100_000, 150_000, 200_000, 250_000, 500_000)
     out = {}
     for n, a in photos.items():
         for px in sizes:
@@ -513,7 +514,8 @@ def main() -> None:
             print(f"  ({m.name}: {time.perf_counter() - t:.0f} s on {len(imgs)} images)", file=sys.stderr)
         print_table(results, attacks)
         ratios(results, listed)
-    for table, loader, buckets in (("small", small_images, ["@0.1", "@0.25", "@0.5"]), ("hd", hd_images, [])):
+    sizes = ["@0.1", "@0.15", "@0.2", "@0.25", "@0.5"]
+    for table, loader, buckets in (("small", small_images, sizes), ("hd", hd_images, [])):
         if args.only not in (None, table):
             continue
         imgs = loader(args.photos, args.quick)
