@@ -86,7 +86,7 @@ def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory: pytest.TempPathFactory, signer: Signer) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("page-samples")
-    marked = kzlabel.mark(_png(512, 384, 1), signer=signer, system="GenModel 2", owner="ТОО Пример", name="x.png")
+    marked = kzlabel.mark(_png(560, 400, 1), signer=signer, system="GenModel 2", owner="ТОО Пример", name="x.png")
     out = {"marked": d / "marked.png", "plain": d / "plain.png", "junk": d / "junk.bin"}
     out["marked"].write_bytes(marked)
     out["plain"].write_bytes(_png(320, 240, 2))
