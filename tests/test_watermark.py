@@ -323,3 +323,13 @@ def test_still_image_floor_is_refused_with_the_reason():
         embed_image(under, b"12345678")
     assert detect_image(embed_image(under, b"12345678", min_pixels=0)).payload == b"12345678"
     assert detect_image(embed_image(natural_like(400, 500, 2), b"12345678")).payload == b"12345678"
+
+
+def test_texture_gain_can_be_left_out_by_a_caller_that_sets_the_amplitude():
+    """Glyph edges count as texture, so the gain takes a text page toward 43 dB; a lossy animation, whose frames carry
+    the warning's text and get their amplitude from ``strength`` (formats/image/base.py), leaves the gain out: its
+    mark then stays spread by texture masking alone (a higher PSNR at strength 1) and still reads back."""
+    page = text_page(512, 400, 1)
+    gained, plain = embed_image(page, b"12345678"), embed_image(page, b"12345678", texture_gain=False)
+    assert _psnr(page, gained) < 44.5 < 47.0 < _psnr(page, plain)
+    assert detect_image(plain).payload == b"12345678"

@@ -201,14 +201,17 @@ def _interp_energy(n_out: int, n_in: int) -> float:
     return float(np.mean((1 - t) ** 2 + t**2))
 
 
-def _strength_map(c: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def _strength_map(c: np.ndarray, shape: tuple[int, int], texture_gain: bool = True) -> np.ndarray:
     """Per-canvas-pixel amplitude (grey levels): texture masking with a floor so flat areas still carry a weak mark;
-    then the amplitude in clear texture is raised (by up to _GAIN_MAX more) until the estimated PSNR of the ``shape``
-    image reaches _PSNR_AIM: photos measured 44-47 dB before, on an aim of 42 the spare budget went unused."""
+    then (``texture_gain``) the amplitude in clear texture is raised (by up to _GAIN_MAX more) until the estimated
+    PSNR of the ``shape`` image reaches _PSNR_AIM: photos measured 44-47 dB before, on an aim of 42 the spare budget
+    went unused."""
     hp = c - _blur(c, 3)
     act = np.sqrt(np.maximum(_blur(hp * hp, 5), 0.0))
     luma = np.clip(np.minimum(c, 255.0 - c) * (1 / 24.0), _LUMA_MIN, 1.0)  # luma masking: weaker near black/white
     m = _blur(np.clip(_A0 + _A1 * act, _AMIN, _AMAX) * luma, 3)
+    if not texture_gain:
+        return m
     # texture above noise and grain, eroded so that no extra spills over an edge into a flat neighbour (a sky next to
     # a textured horizon keeps its ±1 grey level)
     busy = cv2.erode(act, np.ones((7, 7), np.uint8), borderType=cv2.BORDER_REFLECT)
@@ -240,13 +243,17 @@ def embed_image(
     key: bytes | None = None,
     strength: float = 1.0,
     min_pixels: int = MIN_PIXELS,
+    texture_gain: bool = True,
 ) -> np.ndarray:
     """Return a copy of ``pixels`` carrying the 64-bit ``payload`` as an invisible, keyed watermark.
 
     ``pixels``: H×W (grey), H×W×3 (RGB) or H×W×4 (RGBA, alpha untouched) uint8. ``key=None`` uses
     :data:`DEFAULT_KEY` (publicly detectable). ``strength`` scales the amplitude (1.0 ≈ 43 dB PSNR on photos, more on
-    smooth images). Raises :class:`~kzlabel.errors.CapacityError` for images under 256 px on a side or under
-    ``min_pixels`` (the still-image floor; video frames, read back averaged over many frames, pass their own) and
+    smooth images). ``texture_gain=False`` leaves out the extra amplitude in texture that brings photos to 43 dB, for
+    a caller that sets the amplitude itself with ``strength`` (a lossy animation: on its smooth frames the gain went
+    into the warning's text, which VP8 and AV1 at the source's rate do not keep). Raises
+    :class:`~kzlabel.errors.CapacityError` for images under 256 px on a side or under ``min_pixels`` (the still-image
+    floor; video frames, read back averaged over many frames, pass their own) and
     :class:`~kzlabel.errors.LimitExceeded` above 250 Mpx.
     """
     a = _check(pixels)
@@ -263,7 +270,7 @@ def embed_image(
             "on smaller pictures a JPEG re-encode at quality 75 or a halving loses it)"
         )
     c = _canvas(a).astype(np.float32)  # float32 halves the filtering work; the map only scales a ±1 chip pattern
-    m = _strength_map(c, (h, w))
+    m = _strength_map(c, (h, w), texture_gain)
     m *= np.float32(strength)
     # the residual travels as a uint8 plane offset by 128 (|residual| stays far below 127 at any sane strength)
     mark = np.tile(_tile(bytes(payload), key), (CANVAS // TILE, CANVAS // TILE))
