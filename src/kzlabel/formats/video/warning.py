@@ -81,11 +81,13 @@ class _Overlay:
         y[...] = np.rint(y + self.alpha * (self.luma - y))
         if width % 2 or height % 2:
             return  # odd frame sizes have no simple I420 plane layout here: the warning is drawn in luma only
-        for i, start in enumerate((height, height + height // 4)):
-            plane = yuv[start : start + height // 4].reshape(height // 2, width // 2)
+        # U and V are packed row after row behind Y, not one plane row per array row: a 270-row frame's U plane
+        # ends halfway through an array row, so the planes are cut from the flat buffer (a view: writes land in yuv)
+        flat, n = yuv.reshape(-1), (height // 2) * (width // 2)
+        for i, start in enumerate((height * width, height * width + n)):
+            plane = flat[start : start + n].reshape(height // 2, width // 2)
             c = plane[self.y // 2 : self.y // 2 + h // 2, self.x // 2 : self.x // 2 + w // 2]
             c[...] = np.rint(c + self.alpha2 * (self.chroma[i] - c))
-            yuv[start : start + height // 4] = plane.reshape(height // 4, width)
 
 
 def warning_op(label: Label, info: VideoInfo, opts: MarkOptions) -> tuple[FrameOp, dict[str, Any]]:
