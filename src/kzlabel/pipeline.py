@@ -125,12 +125,14 @@ class _Pass:
     store: bytes | None = None  # the C2PA manifest store signed (embedded or the sidecar), for the registry
 
 
-def _warning_evidence(layer: str, seen: bool | None, why_absent: str) -> Evidence:
-    """The evidence line for a perceptible warning: seen, not seen (why), or not checkable."""
+def _warning_evidence(layer: str, seen: bool | None, why_absent: str, how: str = "") -> Evidence:
+    """The evidence line for a perceptible warning: seen, not seen (why), or not checkable; ``how``: the handler's
+    account of it (where the warning matched and how well, or why it cannot tell)."""
+    more = f" ({how})" if how else ""
     if seen:
-        return Evidence(layer, Status.FOUND, "perceptible warning present")
+        return Evidence(layer, Status.FOUND, "perceptible warning present" + more)
     if seen is None:
-        return Evidence(layer, Status.UNAVAILABLE, "cannot tell whether a warning is shown")
+        return Evidence(layer, Status.UNAVAILABLE, "cannot tell whether a warning is shown" + more)
     return Evidence(layer, Status.ABSENT, why_absent)
 
 
@@ -590,9 +592,12 @@ class Labeler:
             evidence.append(line)
 
         if "visible" in handler.layers:
-            seen = match.warning if match is not None and match.warning is not None else findings.warning_found
+            if match is not None and match.warning is not None:
+                seen, how = match.warning, ""
+            else:  # no label to compare with: what the handler saw on its own
+                seen, how = findings.warning_found, findings.warning_detail
             why = "the recorded warning is missing or altered" if match is not None else "no warning found"
-            evidence.append(_warning_evidence("visible", seen, why))
+            evidence.append(_warning_evidence("visible", seen, why, how))
         for part_name, part in findings.parts.items():  # e.g. a video's soundtrack: its own watermark and tone
             line, label, found_in_registry = watermark_evidence(
                 f"watermark:{part_name}", part.watermark, label, self.registry, self.trust

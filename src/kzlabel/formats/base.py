@@ -83,6 +83,7 @@ class Findings:
     fields: dict[str, Any] = field(default_factory=dict)  # standard fields seen, e.g. {"xmp:DigitalSourceType": uri}
     watermark: Any = None  # kzlabel.watermark.WatermarkResult, or None where the format has no watermark
     warning_found: bool | None = None  # a perceptible warning seen without a label to compare with
+    warning_detail: str = ""  # how warning_found was decided, for the evidence line (where it matched, how well)
     state: Any = None  # handler-private data for check_label
     # carriers inside the file checked on their own, reported as "<layer>:<name>" evidence lines: a video's
     # soundtrack is {"audio": Findings(watermark=…, warning_found=…)}

@@ -7,7 +7,9 @@ at that height, short forms are used ("ЖИ жасаған / Создано ИИ
 
 Verification keeps a fingerprint of the drawn region (a small grey thumbnail) in the label; ``region_matches``
 compares the same region of the content later, tolerant of re-encoding and resizing (a region resized under 144 px
-wide by its layout at 16 px) but not of the warning being painted over, faded or cropped away.
+wide by its layout at 16 px) but not of the warning being painted over, faded or cropped away. Where the background
+changes (video), ``pattern_score`` correlates the region with the rendered warning, and ``locate`` finds the best
+such match near where it is expected, at a few scales.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ __all__ = [
     "FONT_PATH",
     "STYLES",
     "Placement",
+    "corner_origin",
     "draw",
     "fingerprint",
+    "locate",
     "pattern_score",
     "region_matches",
     "render",
@@ -138,6 +142,14 @@ def _layout(
     return wrapped, font, text_h
 
 
+def corner_origin(corner: str, width: int, height: int, box_w: int, box_h: int) -> tuple[int, int]:
+    """Top-left of a ``box_w``×``box_h`` warning in ``corner`` of a ``width``×``height`` picture (a small margin)."""
+    margin = max(1, min(width, height) // 50)
+    x = margin if "left" in corner else width - margin - box_w
+    y = margin if "top" in corner else height - margin - box_h
+    return x, y
+
+
 def render(
     label: Label,
     width: int,
@@ -168,9 +180,7 @@ def render(
     text_w = int(max(font.getlength(line) for line in lines))
     box_w = min(width, text_w + 2 * pad)
     box_h = min(height, lead * len(lines) + 2 * pad)
-    margin = max(1, min(width, height) // 50)
-    x = margin if "left" in corner else width - margin - box_w
-    y = margin if "top" in corner else height - margin - box_h
+    x, y = corner_origin(corner, width, height, box_w, box_h)
     plate = Image.new("RGBA", (box_w, box_h), (0, 0, 0, 0))
     d = ImageDraw.Draw(plate)
     light = True
@@ -288,3 +298,46 @@ def pattern_score(grey: np.ndarray, plate: Image.Image) -> float:
     e, g = expected - expected.mean(), got - got.mean()
     denom = float(np.sqrt((e * e).sum() * (g * g).sum()))
     return float((e * g).sum() / denom) if denom > 0 else 0.0
+
+
+def _template(plate: Image.Image, w: int, h: int) -> np.ndarray:
+    """The plate's opaque luma (luma × alpha: what stays of it on any background) at ``w``×``h``."""
+    sized = np.asarray(plate.resize((w, h), Image.Resampling.BOX), dtype=np.float32)
+    return (sized[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) * (sized[..., 3] / 255.0)
+
+
+def locate(
+    grey: np.ndarray,
+    plate: Image.Image,
+    box: tuple[int, int, int, int],
+    *,
+    slack: float = 0.2,
+    scales: tuple[float, ...] = (0.92, 1.0, 1.08),
+) -> tuple[float, tuple[int, int, int, int]]:
+    """The best :func:`pattern_score` of the rendered warning near ``box`` (x, y, w, h in ``grey``'s pixels), and
+    where: the plate is scaled to the box (× each of ``scales``) and slid over the box grown by ``slack`` of its
+    size on every side (and 2 px), so a warning found a little off its expected place or size after the picture was
+    rescaled, cropped by a few pixels or laid out again at another size still matches. (0.0, box) when the box is
+    too small to tell.
+    """
+    import cv2
+
+    x, y, w, h = box
+    height, width = grey.shape
+    gx, gy = round(w * slack) + 2, round(h * slack) + 2
+    x0, y0 = max(0, x - gx), max(0, y - gy)
+    x1, y1 = min(width, x + w + gx), min(height, y + h + gy)
+    region = grey[y0:y1, x0:x1].astype(np.float32)
+    best: tuple[float, tuple[int, int, int, int]] = (0.0, box)
+    for s in scales:
+        tw, th = min(round(w * s), x1 - x0), min(round(h * s), y1 - y0)
+        if tw * th < 16 or min(tw, th) < 3:
+            continue
+        template = _template(plate, tw, th)
+        if float(template.std()) < 1e-3:
+            continue
+        scores = cv2.matchTemplate(region, template, cv2.TM_CCOEFF_NORMED)
+        _, score, _, (px, py) = cv2.minMaxLoc(scores)
+        if np.isfinite(score) and score > best[0]:
+            best = (float(score), (x0 + px, y0 + py, tw, th))
+    return best

@@ -46,7 +46,7 @@ from .codec import (
 )
 from .soundtrack import check_soundtrack, split_position
 from .transcode import transcode
-from .warning import check_warning, warning_op
+from .warning import check_warning, find_warning, warning_op
 
 
 @dataclass
@@ -115,7 +115,17 @@ class _VideoHandler(Handler[VideoDoc]):
         fields = {k: tags[k.lower()] for k in (TAG_AIGC, TAG_SOURCE) if k.lower() in tags}
         mark = detect_watermark(inp, info, key) if watermark and "watermark" in self.layers else None
         parts = {"audio": check_soundtrack(inp, key)} if info.has_audio else {}
-        return Findings(tokens=tokens, fields=fields, watermark=mark, state=(inp, info), parts=parts)
+        # without a label (re-encoders drop the tags), look for kzlabel's built-in warning on its own
+        seen, how = find_warning(inp, info) if not tokens else (None, "")
+        return Findings(
+            tokens=tokens,
+            fields=fields,
+            watermark=mark,
+            warning_found=seen,
+            warning_detail=how,
+            state=(inp, info),
+            parts=parts,
+        )
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:
         inp, info = findings.state

@@ -191,27 +191,30 @@ def _luma(yuv: np.ndarray, height: int) -> np.ndarray:
 # --- the frame watermark -----------------------------------------------------------------------------------------
 # The image mark (kzlabel.watermark) spreads 256 chips over each side of whatever picture it is given. On a video
 # frame that is too fine for what platforms do: a 720×1280 frame scaled to 270×480 left chips 1.05 px wide, a
-# 1280×720 frame scaled to 240 px high chips 0.94 px high, and a CRF 28 re-encode then wiped them out (both read
-# unlabelled). So the frame's luma is shrunk to one cell of a grid of TILES copies a side and the image mark is
-# embedded in that mosaic (its 32-chip tile period divides each copy, so every copy carries the same residual); one
-# copy's residual is scaled back up to the frame. The frame then holds 64 chips across its short side and 128 (or
-# 64) across its long side: ≥ 3.75 × 3.3 px per chip once the short side is scaled down to 240 px.
-# Detection rebuilds the same mosaic from whatever frame it gets (scaling keeps the aspect ratio, so the layout is
-# found again) and gives it to the image detector, which then sees its own layout.
-VIDEO_STRENGTH = 3.0  # × the image mark's amplitude (measured in benchmarks/bench_video.py: PSNR and survival)
-TILES_SHORT, TILES_LONG = 4, 2  # copies across the short side; across the long side when it is ≥ LONG_FROM × short
-LONG_FROM = 1.7  # 16:9 and wider get square-ish chips (4 × 2 copies); 4:3, 3:2 and square frames 4 × 4
-# The image mark's strength map lives on its canvas, here cells of ~11 px: where a cell straddles texture and a
-# flat area (a ridge against the sky) the texture's amplitude spilled over into the flat side as a visible halo.
-# Capping the amplitude by the frame's own local activity (the image mark's texture rule at pixel scale) removed it:
-# PSNR 38.4 → 41.4 dB on the 720p benchmark frame, with the sky no longer mottled along the ridge.
+# 1280×720 frame scaled to 240 px high chips 0.94 px high, and a CRF 28-32 re-encode wiped them out (unlabelled).
+# So the frame's luma is shrunk into one cell of a mosaic of copies (TILES_SHORT down the shorter side, TILES_LONG
+# along a long one) and the image mark is embedded in the mosaic: its 32-chip tile divides a cell, so every copy
+# carries the same residual, and one copy's residual is scaled back up to the frame. The frame then holds 64 chips
+# across its shorter side and 128 (or 64) along the longer: ≥ 3.75 × 3.3 px a chip at 240 px on the shorter side.
+# Detection rebuilds the mosaic from the frame it gets (a rescale keeps the aspect ratio, so the layout is found
+# again), and the image detector then sees its own layout.
+VIDEO_STRENGTH = 3.0  # × the image mark's amplitude in flat areas (see TEXTURE_BOOST for texture)
+TILES_SHORT, TILES_LONG = 4, 2  # copies down the shorter side; along the longer when it is ≥ LONG_FROM × shorter
+LONG_FROM = 1.7  # 16:9 and wider get near-square chips (4 × 2 copies); 4:3, 3:2 and square frames 4 × 4
+MOSAIC = 512  # px a side: 2 px a chip of the image mark's 256-chip canvas whatever the frame size (a 4K frame is
+# marked at the cost of a 480p one), and 0.26 Mpx, above any still-image size floor of the image mark
+# The image mark's strength map lives on its canvas, here cells of ~11 px on a 720p frame: where a cell straddles
+# texture and a flat area (a ridge against the sky) the texture's amplitude spilled over into the flat side as a
+# visible halo. Capping the amplitude by the frame's own local activity (the image mark's texture rule, floor +
+# gain × activity, at pixel scale) removed it: PSNR 38.4 → 41.4 dB on the benchmark's 720p landscape frame.
 _CAP_FLOOR, _CAP_GAIN = 0.7, 0.3
-# The mosaic's side: twice the image mark's 256-chip canvas (2 px a chip, so one more bilinear step costs little),
-# whatever the frame size, so marking a 4K frame costs little more than a 480p one; and ≥ 0.2 Mpx, above any
-# still-image size floor of the image mark.
-MOSAIC = 512
-CAP_SIDE = 960
-_PAD_PER_TILE = 0.8  # padded view: the frame spans 1 / (this × copies) of it on each side (see padded_view)
+CAP_SIDE = 960  # the cap is computed at half the frame's size, at most this many px a side
+# Texture takes more than flat areas before it shows: the mosaic is marked 1.5× stronger and the cap (computed at
+# VIDEO_STRENGTH) keeps flat areas where they were. Scaled to 240 px at CRF 32, the benchmark's panning 480×270 clip
+# went from p 2e-4 / 3e-3 (two payloads) to 7e-7, and a 1280×720 one under the burned-in warning from not found
+# (p 3e-7, the payload undecodable) to found (p ≤ 9e-8); for 1.2-1.9 dB of PSNR, spent in texture.
+TEXTURE_BOOST = 1.5
+PAD_FRACTION = 0.35  # padded view: the frame spans this fraction of each side (see padded_view)
 DETECT_OPENING_S, DETECT_FRAMES = 2.0, 48  # the opening frames averaged for detection
 
 
@@ -252,7 +255,8 @@ def embed_frame(y: np.ndarray, payload: bytes, key: bytes | None, strength: floa
     small = _mosaic(y)
     ch, cw = small.shape
     # no still-image floor (min_pixels=0): the mosaic is 0.26 Mpx whatever the frame, and verify averages frames
-    marked = embed_image(np.tile(small, tiles(*y.shape)), payload, key=key, strength=strength, min_pixels=0)
+    mosaic = np.tile(small, tiles(*y.shape))
+    marked = embed_image(mosaic, payload, key=key, strength=strength * TEXTURE_BOOST, min_pixels=0)
     resid = cv2.subtract(marked[:ch, :cw], small, dtype=cv2.CV_32F)
     h, w = y.shape
     f = min(0.5, CAP_SIDE / max(h, w))
@@ -286,16 +290,17 @@ def mosaic_view(y: np.ndarray) -> np.ndarray:
 
 
 def padded_view(y: np.ndarray) -> np.ndarray:
-    """The frame alone in the middle of a grey MOSAIC×MOSAIC picture, for a cropped video.
+    """The frame shrunk into the middle of a grey MOSAIC×MOSAIC picture (PAD_FRACTION of each side), for a cropped
+    video.
 
-    A crop leaves a fraction of a copy at the frame's edges, so a mosaic of it no longer joins up (a 10% crop: p = 1).
-    Padded so that one copy of the mark's tile spans 40 of the detector's 256 canvas px (it finds periods 18-73, so
-    crops up to ~45% of a side), the image detector's own crop search finds the lattice: 10% and 20% centre crops
-    and a 10% corner crop at 480p CRF 28 gave p ≤ 1e-8."""
+    A crop leaves a fraction of a copy at the frame's edges, so a mosaic of it no longer joins up (a 10% crop gave
+    p = 1). Shrunk so, 1.3 to 4.5 copies of the mark's tile across the frame span 71 to 20 of the detector's 256
+    canvas px, inside the 18-73 it searches, and its own crop search finds the lattice: the 9:16 centre cut of a
+    16:9 clip (31.6% of the width kept), 60% of the width, 75% of each side, and 480p with 10% cropped at CRF 28
+    gave p ≤ 4e-9 (mosaic: 1)."""
     import cv2
 
-    ty, tx = tiles(*y.shape)
-    h, w = round(MOSAIC / (_PAD_PER_TILE * ty)), round(MOSAIC / (_PAD_PER_TILE * tx))
+    h, w = round(MOSAIC * PAD_FRACTION), round(MOSAIC * PAD_FRACTION)
     cell = _stretched(cv2.resize(y.astype(np.float32, copy=False), (w, h), interpolation=cv2.INTER_AREA))
     view = np.full((MOSAIC, MOSAIC), 128.0, np.float32)
     r0, c0 = (MOSAIC - h) // 2, (MOSAIC - w) // 2
@@ -370,7 +375,10 @@ def detect_watermark(inp: Input, info: VideoInfo, key: bytes | None) -> Any:
         return WatermarkResult(False, None, None, 1.0)
     legacy = np.clip(mean + 0.5, 0, 255).astype(np.uint8)
     views: list[tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]] = [(mosaic_view, mean), (padded_view, mean)]
-    views += [(mosaic_view, y) for y in singles] + [(np.asarray, legacy)]
+    views += [(mosaic_view, y) for y in singles]
+    if len(singles) > 1:  # key frames from different parts of the video: the same mark over other content
+        views.append((mosaic_view, np.mean(np.stack(singles).astype(np.float32), axis=0)))
+    views.append((np.asarray, legacy))
     tries, best = len(views), 1.0
     for make, frame in views:
         result = detect_image(make(frame), key=key)

@@ -3,7 +3,10 @@ frames' stored orientation and checked again by sampling frames."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import product
 from typing import Any
 
 import numpy as np
@@ -11,7 +14,7 @@ from PIL import Image
 
 from ...errors import KzlabelError
 from ...io import Input
-from ...label import Label
+from ...label import IPTC_COMPOSITE, IPTC_TRAINED, Label
 from ...layers import visible
 from ..base import LabelMatch, MarkOptions
 from .codec import FrameOp, VideoInfo, sample_frames
@@ -20,7 +23,11 @@ from .soundtrack import split_position
 # the burned-in warning ------------------------------------------------------------------------------------------
 OPENING_S = 2.0  # the full-size warning covers the opening seconds (≥ 2 s), then the small persistent label takes over
 PERSISTENT_FRACTION = 0.03  # persistent label: one line of short forms, text 3% of the shorter side
-PRESENT_SCORE = 0.5  # pattern_score above which the warning counts as still there
+PRESENT_SCORE = 0.5  # pattern_score above which the recorded warning counts as still there
+FOUND_SCORE = 0.6  # without a label: the built-in warning's match needed to say a warning is shown
+MATCH_SIDE = 360  # frames are matched at most this size (shorter side)
+LAYOUT_SIDES = (240, 270, 360, 480, 540, 720, 1080)  # short sides the label-free search also lays it out at
+_KINDS = (IPTC_TRAINED, IPTC_COMPOSITE)
 _TO_DISPLAY = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
 _TO_STORED = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}
 # BT.601 limited range, the matrix swscale uses for yuv420p
@@ -113,11 +120,8 @@ def warning_op(label: Label, info: VideoInfo, opts: MarkOptions) -> tuple[FrameO
     return op, record
 
 
-def check_warning(inp: Input, info: VideoInfo, label: Label) -> LabelMatch:
-    """Re-render each recorded part of the warning and look for it where it was drawn, in a frame where it shows."""
-    record = label.warning or {}
-    if record.get("kind") != "burned-in" or not isinstance(record.get("parts"), dict):
-        return LabelMatch(None, None, "no burned-in warning recorded")
+def _when(record: Mapping[str, Any], info: VideoInfo) -> list[tuple[float, str]]:
+    """(time, part) of the frames each recorded part of the warning shows in, sorted."""
     parts = record["parts"]
     opening_s = float(record.get("opening_s", OPENING_S))
     end = max(info.duration - 0.05, 0.0)
@@ -126,23 +130,50 @@ def check_warning(inp: Input, info: VideoInfo, label: Label) -> LabelMatch:
         when["persistent"] = min(opening_s + 0.5, end) if "opening" in parts else min(info.duration / 2, end)
         if "opening" in parts and info.duration <= opening_s:
             del when["persistent"]  # the clip ends before the persistent label begins
-    wanted = sorted((t, part) for part, t in when.items() if part in parts)
-    frames = list(sample_frames(inp, [t for t, _ in wanted]))
+    return sorted((t, part) for part, t in when.items() if part in parts)
+
+
+def _shown(inp: Input, info: VideoInfo, times: list[float]) -> list[np.ndarray]:
+    """The frames at ``times`` as viewers see them (rotation applied), grey, shrunk to at most MATCH_SIDE px on the
+    shorter side: the warning's text is ≥ 18 px high there, plenty to match, and a 1080p frame costs no more."""
+    out = []
+    for _, rgb in sample_frames(inp, times):
+        shown = displayed(rgb, info.rotation).convert("L")
+        f = MATCH_SIDE / min(shown.size)
+        if f < 1:
+            shown = shown.resize(
+                (max(round(shown.width * f), 1), max(round(shown.height * f), 1)), Image.Resampling.BOX
+            )
+        out.append(np.asarray(shown))
+    return out
+
+
+def _expected_box(fractions: Any, grey: np.ndarray) -> tuple[int, int, int, int]:
+    fx, fy, fw, fh = (float(v) for v in fractions)
+    h, w = grey.shape
+    return round(fx * w), round(fy * h), max(round(fw * w), 1), max(round(fh * h), 1)
+
+
+def check_warning(inp: Input, info: VideoInfo, label: Label) -> LabelMatch:
+    """Re-render each recorded part of the warning at the size it was drawn, and look for it where the record puts
+    it in a frame where it shows, scaled to the frame as it is now (a re-encode at another size keeps the record's
+    fractions of the displayed picture)."""
+    record = label.warning or {}
+    if record.get("kind") != "burned-in" or not isinstance(record.get("parts"), dict):
+        return LabelMatch(None, None, "no burned-in warning recorded")
+    wanted = _when(record, info)
     scores: dict[str, float] = {}
-    for (_, part), (_, rgb) in zip(wanted, frames, strict=False):
-        shown = displayed(rgb, info.rotation)
-        entry = parts[part]
+    for (_, part), grey in zip(wanted, _shown(inp, info, [t for t, _ in wanted]), strict=False):
+        entry = record["parts"][part]
         try:
             size = [int(v) for v in entry["size"]]
-            fx, fy, fw, fh = (float(v) for v in entry["box"])
             plate, _ = visible.render(
                 label, size[0], size[1], corner=entry["corner"], style=entry["style"], **_part_settings(part)
             )
+            box = _expected_box(entry["box"], grey)
         except (KeyError, TypeError, ValueError, KzlabelError):
             return LabelMatch(None, False, f"the {part} warning record is unreadable")
-        w, h = shown.size
-        box = (round(fx * w), round(fy * h), round((fx + fw) * w), round((fy + fh) * h))
-        scores[part] = visible.pattern_score(np.asarray(shown.convert("L").crop(box)), plate)
+        scores[part], _ = visible.locate(grey, plate, box)
     if not scores:
         return LabelMatch(None, None, "no frame to check the warning in")
     missing = [p for p, s in scores.items() if s < PRESENT_SCORE]
@@ -150,3 +181,55 @@ def check_warning(inp: Input, info: VideoInfo, label: Label) -> LabelMatch:
         f"{p} warning {'missing' if p in missing else 'present'} (match {s:.2f})" for p, s in scores.items()
     )
     return LabelMatch(None, not missing, detail)
+
+
+@lru_cache(maxsize=128)
+def _default_plate(kind: str, part: str, style: str, width: int, height: int) -> Image.Image:
+    """kzlabel's warning with the built-in notices as drawn on a ``width``×``height`` picture (the same plate in
+    every corner)."""
+    label = Label(owner="kzlabel", system="kzlabel", source_type=kind)
+    corner = "top-right" if style == "icon" else "bottom-left"
+    return visible.render(label, width, height, corner=corner, style=style, **_part_settings(part))[0]
+
+
+def _layouts(part: str, width: int, height: int) -> Iterator[tuple[Image.Image, str, tuple[float, ...]]]:
+    """Each distinct built-in warning a ``width``×``height`` picture may show as ``part``: (plate, corner, box as
+    fractions of the picture), laid out at this size and at the common sizes of this aspect it may have been
+    rescaled from (the layout rounds text sizes and picks short forms or wraps by the room in pixels, so a 480×270
+    clip was laid out unlike a 426×240 one); layouts seen already are skipped."""
+    short = min(width, height)
+    sizes = [(width, height)] + [(round(width * s / short), round(height * s / short)) for s in LAYOUT_SIDES]
+    seen: set[tuple[str, str, tuple[int, ...]]] = set()
+    for kind, style, (w, h) in product(_KINDS, ("plate", "icon"), sizes):
+        if min(w, h) < visible.MIN_SIDE:
+            continue
+        plate = _default_plate(kind, part, style, w, h)
+        for corner in ("top-right",) if style == "icon" else visible.CORNERS:
+            x, y = visible.corner_origin(corner, w, h, *plate.size)
+            box = (x / w, y / h, plate.width / w, plate.height / h)
+            tag = (kind, corner, tuple(round(v * 200) for v in box))  # within half a percent: the same layout
+            if tag not in seen:
+                seen.add(tag)
+                yield plate, corner, box
+
+
+def find_warning(inp: Input, info: VideoInfo) -> tuple[bool | None, str]:
+    """Look for kzlabel's burned-in warning without a label (the tags are gone after most re-encodes): the built-in
+    notices, as generated or as modified content, in any corner, plate or icon style, as the opening warning and as
+    the persistent label, laid out at this size or at a common size of the same aspect, then located near its place.
+
+    (True, where and how well it matched) when a match reaches :data:`FOUND_SCORE`; otherwise (None, why): without
+    the label, custom notices or a warning drawn by someone else cannot be told from no warning at all.
+    """
+    end = max(info.duration - 0.05, 0.0)
+    times = sorted({min(OPENING_S / 2, end), min(OPENING_S + 0.5, end)})
+    best = 0.0
+    for t, grey in zip(times, _shown(inp, info, times), strict=False):
+        h, w = grey.shape
+        for part in ("opening", "persistent") if t < OPENING_S else ("persistent",):
+            for plate, corner, box in _layouts(part, w, h):
+                score, _ = visible.locate(grey, plate, _expected_box(box, grey))
+                best = max(best, score)
+                if score >= FOUND_SCORE:
+                    return True, f"kzlabel's built-in {part} warning, {corner}, match {score:.2f} at {t:.1f} s"
+    return None, f"no built-in kzlabel warning recognised (best match {best:.2f})"
