@@ -36,6 +36,7 @@ __all__ = [
     "draw",
     "fingerprint",
     "locate",
+    "opaque_luma",
     "pattern_score",
     "region_matches",
     "render",
@@ -300,25 +301,26 @@ def pattern_score(grey: np.ndarray, plate: Image.Image) -> float:
     return float((e * g).sum() / denom) if denom > 0 else 0.0
 
 
-def _template(plate: Image.Image, w: int, h: int) -> np.ndarray:
-    """The plate's opaque luma (luma × alpha: what stays of it on any background) at ``w``×``h``."""
-    sized = np.asarray(plate.resize((w, h), Image.Resampling.BOX), dtype=np.float32)
-    return (sized[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) * (sized[..., 3] / 255.0)
+def opaque_luma(plate: Image.Image) -> np.ndarray:
+    """The rendered warning's luma × alpha (float32): what of it stays the same on any background. Compute it once
+    for a plate matched many times (:func:`locate` takes it in the plate's place)."""
+    rgba = np.asarray(plate.convert("RGBA"), dtype=np.float32)
+    return (rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) * (rgba[..., 3] / 255.0)
 
 
 def locate(
     grey: np.ndarray,
-    plate: Image.Image,
+    plate: Image.Image | np.ndarray,
     box: tuple[int, int, int, int],
     *,
     slack: float = 0.2,
     scales: tuple[float, ...] = (0.92, 1.0, 1.08),
 ) -> tuple[float, tuple[int, int, int, int]]:
-    """The best :func:`pattern_score` of the rendered warning near ``box`` (x, y, w, h in ``grey``'s pixels), and
-    where: the plate is scaled to the box (× each of ``scales``) and slid over the box grown by ``slack`` of its
-    size on every side (and 2 px), so a warning found a little off its expected place or size after the picture was
-    rescaled, cropped by a few pixels or laid out again at another size still matches. (0.0, box) when the box is
-    too small to tell.
+    """The best :func:`pattern_score` of the rendered warning (or its :func:`opaque_luma`) near ``box`` (x, y, w,
+    h in ``grey``'s pixels), and where: the plate is scaled to the box (× each of ``scales``) and slid over the box
+    grown by ``slack`` of its size on every side (and 2 px), so a warning found a little off its expected place or
+    size after the picture was rescaled, cropped by a few pixels or laid out again at another size still matches.
+    (0.0, box) when the box is too small to tell.
     """
     import cv2
 
@@ -328,12 +330,13 @@ def locate(
     x0, y0 = max(0, x - gx), max(0, y - gy)
     x1, y1 = min(width, x + w + gx), min(height, y + h + gy)
     region = grey[y0:y1, x0:x1].astype(np.float32)
+    luma = opaque_luma(plate) if isinstance(plate, Image.Image) else plate
     best: tuple[float, tuple[int, int, int, int]] = (0.0, box)
     for s in scales:
         tw, th = min(round(w * s), x1 - x0), min(round(h * s), y1 - y0)
         if tw * th < 16 or min(tw, th) < 3:
             continue
-        template = _template(plate, tw, th)
+        template = cv2.resize(luma, (tw, th), interpolation=cv2.INTER_AREA)
         if float(template.std()) < 1e-3:
             continue
         scores = cv2.matchTemplate(region, template, cv2.TM_CCOEFF_NORMED)

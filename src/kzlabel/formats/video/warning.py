@@ -184,15 +184,16 @@ def check_warning(inp: Input, info: VideoInfo, label: Label) -> LabelMatch:
 
 
 @lru_cache(maxsize=128)
-def _default_plate(kind: str, part: str, style: str, width: int, height: int) -> Image.Image:
+def _default_plate(kind: str, part: str, style: str, width: int, height: int) -> tuple[np.ndarray, tuple[int, int]]:
     """kzlabel's warning with the built-in notices as drawn on a ``width``×``height`` picture (the same plate in
-    every corner)."""
+    every corner), as its opaque luma, and its size."""
     label = Label(owner="kzlabel", system="kzlabel", source_type=kind)
     corner = "top-right" if style == "icon" else "bottom-left"
-    return visible.render(label, width, height, corner=corner, style=style, **_part_settings(part))[0]
+    plate = visible.render(label, width, height, corner=corner, style=style, **_part_settings(part))[0]
+    return visible.opaque_luma(plate), plate.size
 
 
-def _layouts(part: str, width: int, height: int) -> Iterator[tuple[Image.Image, str, tuple[float, ...]]]:
+def _layouts(part: str, width: int, height: int) -> Iterator[tuple[np.ndarray, str, tuple[float, ...]]]:
     """Each distinct built-in warning a ``width``×``height`` picture may show as ``part``: (plate, corner, box as
     fractions of the picture), laid out at this size and at the common sizes of this aspect it may have been
     rescaled from (the layout rounds text sizes and picks short forms or wraps by the room in pixels, so a 480×270
@@ -203,10 +204,10 @@ def _layouts(part: str, width: int, height: int) -> Iterator[tuple[Image.Image, 
     for kind, style, (w, h) in product(_KINDS, ("plate", "icon"), sizes):
         if min(w, h) < visible.MIN_SIDE:
             continue
-        plate = _default_plate(kind, part, style, w, h)
+        plate, (pw, ph) = _default_plate(kind, part, style, w, h)
         for corner in ("top-right",) if style == "icon" else visible.CORNERS:
-            x, y = visible.corner_origin(corner, w, h, *plate.size)
-            box = (x / w, y / h, plate.width / w, plate.height / h)
+            x, y = visible.corner_origin(corner, w, h, pw, ph)
+            box = (x / w, y / h, pw / w, ph / h)
             tag = (kind, corner, tuple(round(v * 200) for v in box))  # within half a percent: the same layout
             if tag not in seen:
                 seen.add(tag)
