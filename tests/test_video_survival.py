@@ -1,0 +1,144 @@
+"""Video after what platforms do to it: rescaled to a shorter side of 240-480 px, re-encoded at CRF 28-32, tags
+dropped. The frame mark must still be read (verdict ``stripped``) and the burned-in warning still seen without the
+label; unmarked videos must not read as marked or warned."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from kzlabel import Labeler, Verdict
+from kzlabel.formats.video import codec
+from kzlabel.watermark import detect_image
+from kzlabel.watermark.core import P_THRESHOLD
+
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "samples"
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-nostdin", *args], check=True, timeout=120)
+
+
+def _clip(path: Path, size: str, seconds: float = 2.6, rate: int = 10) -> Path:
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={size}:rate={rate}",
+        "-t",
+        str(seconds),
+        "-vf",
+        "noise=alls=6:allf=t",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-pix_fmt",
+        "yuv420p",
+        str(path),
+    )
+    return path
+
+
+def _scene(h: int, w: int, seed: int) -> np.ndarray:
+    """A grey frame with smooth shading, edges and fine texture."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = 120 + 50 * np.sin(xx / 53) * np.cos(yy / 71) + cv2.GaussianBlur(rng.normal(0, 25, (h, w)), (0, 0), 1.5)
+    img[h // 3 : h // 2, w // 4 : w // 2] += 60
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.slow
+def test_vertical_video_scaled_to_270x480_at_crf28_reads_stripped_with_the_warning(signer, trust, tmp_path):
+    """Issue 17: 720×1280 through ``ffmpeg -crf 28 -vf scale=-2:480 -map_metadata -1`` (270×480) was unlabelled,
+    and the warning burned into its frames was reported unavailable."""
+    lab = Labeler(signer, owner="O", system="S", trust=trust)
+    marked = tmp_path / "m.mp4"
+    result = lab.mark(_clip(tmp_path / "v.mp4", "720x1280"), marked)
+    assert {"visible", "watermark"} <= set(result.layers)
+    attacked = tmp_path / "a.mp4"
+    ffmpeg("-i", str(marked), "-crf", "28", "-vf", "scale=-2:480", "-map_metadata", "-1", str(attacked))
+    start = time.perf_counter()
+    report = lab.verify(attacked)
+    assert time.perf_counter() - start < 10
+    assert report.layer("metadata").status.value == "absent"
+    mark = report.layer("watermark")
+    assert mark.status.value == "found" and mark.data["payload"] == result.label.content_id, str(report)
+    assert mark.data["p_value"] < P_THRESHOLD
+    seen = report.layer("visible")
+    assert seen.status.value == "found", str(report)
+    assert "bottom-left" in seen.detail and "match" in seen.detail  # where it was found, and how well
+    assert report.verdict == Verdict.STRIPPED
+
+
+def test_unmarked_video_reads_neither_mark_nor_warning(signer, trust, tmp_path):
+    """An unmarked clip re-encoded small (240 px, CRF 32): no watermark, no warning claimed."""
+    lab = Labeler(signer, owner="O", system="S", trust=trust)
+    small = tmp_path / "small.mp4"
+    ffmpeg("-i", str(SAMPLES / "clip.mp4"), "-t", "1", "-an", "-crf", "32", "-vf", "scale=-2:240", str(small))
+    report = lab.verify(small)
+    assert report.layer("watermark").status.value == "absent", str(report)
+    assert report.layer("visible").status.value == "unavailable", str(report)
+    assert "no built-in kzlabel warning" in report.layer("visible").detail
+    assert report.verdict == Verdict.UNLABELLED
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["clip.mp4", "scene.mov", "trailer.mkv", "loop.webm"])
+def test_unmarked_samples_read_neither_mark_nor_warning(signer, trust, name):
+    report = Labeler(signer, owner="O", system="S", trust=trust).verify(SAMPLES / name)
+    assert report.layer("watermark").status.value == "absent", str(report)
+    assert report.layer("visible").status.value == "unavailable", str(report)
+    assert report.verdict == Verdict.UNLABELLED
+
+
+def test_frame_mark_survives_scaling_to_240_px_and_crops():
+    """The chip grid on its own: a 1280×720 frame marked, shrunk to 426×240 (and cropped) and noised, is read from
+    its mosaic (or, cropped, from the padded view) with the right payload, and not from the frame as it is (its
+    tile spans half the frame, beyond the image detector's search)."""
+    payload = bytes.fromhex("0123456789abcdef")
+    frame = _scene(720, 1280, seed=3)
+    marked = codec.embed_frame(frame, payload, None)
+    assert 10 * np.log10(255**2 / np.mean((marked.astype(float) - frame) ** 2)) > 38  # PSNR, dB
+    noise = np.random.default_rng(1).normal(0, 2.0, (240, 426))
+
+    def shrunk(a: np.ndarray) -> np.ndarray:
+        return np.clip(cv2.resize(a, (426, 240), interpolation=cv2.INTER_AREA) + noise, 0, 255).astype(np.uint8)
+
+    found = detect_image(codec.mosaic_view(shrunk(marked)))
+    assert found.payload == payload and found.p_value < P_THRESHOLD
+    cropped = shrunk(marked)[12:-12, 21:-21]  # 10% cut from each dimension
+    assert detect_image(codec.padded_view(cropped)).payload == payload
+    assert detect_image(shrunk(marked)).payload is None
+
+
+@pytest.mark.slow
+def test_views_of_unmarked_frames_stay_above_the_threshold():
+    """The detector's false-positive rate holds on the views built for it: 60 keys × unmarked frames."""
+    frames = [_scene(720, 1280, seed=s) for s in (5, 6)] + [_scene(1280, 720, seed=7)]
+    views = [make(f) for f in frames for make in (codec.mosaic_view, codec.padded_view)]
+    for i in range(60):
+        result = detect_image(views[i % len(views)], key=f"key-{i}".encode())
+        assert not result.found and result.p_value > 1e-4
+
+
+@pytest.mark.slow
+def test_small_horizontal_video_is_marked_and_survives_240_px_crf32(signer, trust, tmp_path):
+    """480×270 frames (height 2 mod 4, whose chroma planes straddle array rows) are marked, and the mark and the
+    warning outlive a CRF 32 re-encode at 426×240."""
+    lab = Labeler(signer, owner="O", system="S", trust=trust)
+    marked = tmp_path / "m.mp4"
+    result = lab.mark(_clip(tmp_path / "s.mp4", "480x270", rate=12), marked)
+    assert lab.verify(marked).verdict == Verdict.COMPLIANT
+    attacked = tmp_path / "a.mp4"
+    ffmpeg("-i", str(marked), "-crf", "32", "-vf", "scale=-2:240", "-map_metadata", "-1", str(attacked))
+    report = lab.verify(attacked)
+    assert report.layer("watermark").data.get("payload") == result.label.content_id, str(report)
+    assert report.layer("visible").status.value == "found", str(report)
+    assert report.verdict == Verdict.STRIPPED
