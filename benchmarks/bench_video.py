@@ -171,7 +171,7 @@ def grid(lab: Labeler, work: Path, seconds: float, content: str, ids: int, quick
 def _shape(path: Path) -> str:
     cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0"]
     out = subprocess.run([*cmd, str(path)], capture_output=True, text=True, check=True)
-    return out.stdout.strip().replace(",", "×")
+    return "×".join(out.stdout.strip().split(",")[:2])  # (a rotated stream adds its side data)
 
 
 def timed(fn) -> float:
