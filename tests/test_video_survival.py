@@ -142,3 +142,25 @@ def test_small_horizontal_video_is_marked_and_survives_240_px_crf32(signer, trus
     assert report.layer("watermark").data.get("payload") == result.label.content_id, str(report)
     assert report.layer("visible").status.value == "found", str(report)
     assert report.verdict == Verdict.STRIPPED
+
+
+def test_stress_vertical_cut_of_a_270_row_clip_keeps_its_colours(tmp_path):
+    """The stress module's 9:16 cut of a 480×270 clip (height 2 mod 4: its chroma planes straddle array rows) used to
+    fail (cannot reshape); the cut must show the source's centre, colours included."""
+    import av
+
+    from kzlabel.survival.transforms import Original
+    from kzlabel.survival.transforms.video import TRANSFORMS
+
+    src = tmp_path / "s.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=480x270:rate=10", "-t", "0.5", "-pix_fmt", "yuv420p", str(src))
+    vertical = next(t for t in TRANSFORMS if t.name == "vertical")
+    out = vertical.apply(Original(src, "mp4"), tmp_path)
+
+    def first(path: Path) -> np.ndarray:
+        with av.open(str(path)) as c:
+            return next(c.decode(video=0)).to_ndarray(format="rgb24").astype(float)
+
+    cut, whole = first(out), first(src)
+    assert cut.shape == (270, 152, 3)
+    assert np.abs(cut - whole[:, 164 : 164 + 152]).mean() < 6  # CRF 23 noise; misplaced chroma is tens of levels

@@ -188,6 +188,20 @@ def _luma(yuv: np.ndarray, height: int) -> np.ndarray:
     return yuv[:height]
 
 
+def chroma_planes(yuv: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """The U and V planes ((H/2)×(W/2) views: writes land in ``yuv``) of an I420 frame held as one (H*3/2, W) array.
+
+    U and V are packed row after row behind Y, not one plane row per array row: a 270-row frame's U plane ends
+    halfway through an array row, so slicing H/4 array rows fails there (``cannot reshape``); the planes are cut from
+    the flat buffer instead. ``width`` and ``height`` even."""
+    flat, n = yuv.reshape(-1), (height // 2) * (width // 2)
+    start = height * width
+    return (
+        flat[start : start + n].reshape(height // 2, width // 2),
+        flat[start + n : start + 2 * n].reshape(height // 2, width // 2),
+    )
+
+
 # --- the frame watermark -----------------------------------------------------------------------------------------
 # The image mark (kzlabel.watermark) spreads 256 chips over each side of whatever picture it is given. On a video
 # frame that is too fine for what platforms do: a 720×1280 frame scaled to 270×480 left chips 1.05 px wide, a

@@ -17,7 +17,7 @@ from ...io import Input
 from ...label import IPTC_COMPOSITE, IPTC_TRAINED, Label
 from ...layers import visible
 from ..base import LabelMatch, MarkOptions
-from .codec import FrameOp, VideoInfo, sample_frames
+from .codec import FrameOp, VideoInfo, chroma_planes, sample_frames
 from .soundtrack import split_position
 
 # the burned-in warning ------------------------------------------------------------------------------------------
@@ -88,11 +88,7 @@ class _Overlay:
         y[...] = np.rint(y + self.alpha * (self.luma - y))
         if width % 2 or height % 2:
             return  # odd frame sizes have no simple I420 plane layout here: the warning is drawn in luma only
-        # U and V are packed row after row behind Y, not one plane row per array row: a 270-row frame's U plane
-        # ends halfway through an array row, so the planes are cut from the flat buffer (a view: writes land in yuv)
-        flat, n = yuv.reshape(-1), (height // 2) * (width // 2)
-        for i, start in enumerate((height * width, height * width + n)):
-            plane = flat[start : start + n].reshape(height // 2, width // 2)
+        for i, plane in enumerate(chroma_planes(yuv, width, height)):  # views: writes land in yuv
             c = plane[self.y // 2 : self.y // 2 + h // 2, self.x // 2 : self.x // 2 + w // 2]
             c[...] = np.rint(c + self.alpha2 * (self.chroma[i] - c))
 

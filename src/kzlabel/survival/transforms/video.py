@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import CorruptInput
-from ...formats.video.codec import MUX_OPTIONS, out_format
+from ...formats.video.codec import MUX_OPTIONS, chroma_planes, out_format
 from ...formats.video.warning import displayed
 from ...media_av import av_errors, mux_samples, need_av
 from . import NotApplicable, Original, Transform
@@ -109,12 +109,11 @@ def _upright_crop(frame: Any, rotation: int, box: tuple[int, int, int, int] | No
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(shown), format="rgb24").reformat(format="yuv420p")
     if box is None:
         return frame
-    yuv = frame.to_ndarray(format="yuv420p")  # Y (H rows) on top of U and V (H/4 rows each, W/2 wide, row-packed)
+    yuv = frame.to_ndarray(format="yuv420p")  # Y (H rows) on top of U and V (row-packed: chroma_planes)
     h, w = frame.height, frame.width
     left, top, right, bottom = box
-    y = yuv[:h, :].reshape(h, w)[top:bottom, left:right]
-    u = yuv[h : h + h // 4].reshape(h // 2, w // 2)[top // 2 : bottom // 2, left // 2 : right // 2]
-    v = yuv[h + h // 4 :].reshape(h // 2, w // 2)[top // 2 : bottom // 2, left // 2 : right // 2]
+    y = yuv[:h, :][top:bottom, left:right]
+    u, v = (p[top // 2 : bottom // 2, left // 2 : right // 2] for p in chroma_planes(yuv, w, h))
     cw, ch = right - left, bottom - top
     planes = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(ch * 3 // 2, cw)
     return av.VideoFrame.from_ndarray(np.ascontiguousarray(planes), format="yuv420p")
