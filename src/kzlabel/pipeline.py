@@ -51,7 +51,7 @@ from .layers import LAYERS, Layer, Style, c2pa_embed, c2pa_text, parse_layers
 from .layers import c2pa as c2pa_layer
 from .recovery import record_mark, soft_binding, watermark_evidence
 from .registry import Registry
-from .report import SIGNED_OK, Evidence, Report, Status
+from .report import SIGNED_OK, Evidence, Report, Status, warning_evidence
 
 __all__ = ["Labeler", "MarkResult", "is_sidecar_companion", "needs_sidecar"]
 
@@ -123,17 +123,6 @@ class _Pass:
     existing: tuple[bool, bool] | None = None  # c2pa_layer.existing_manifest of the input, when it was asked
     survival: Survival | None = None  # the watermark after the format's standard degradation (dropped if unproven)
     store: bytes | None = None  # the C2PA manifest store signed (embedded or the sidecar), for the registry
-
-
-def _warning_evidence(layer: str, seen: bool | None, why_absent: str, how: str = "") -> Evidence:
-    """The evidence line for a perceptible warning: seen, not seen (why), or not checkable; ``how``: the handler's
-    account of it (where the warning matched and how well, or why it cannot tell)."""
-    more = f" ({how})" if how else ""
-    if seen:
-        return Evidence(layer, Status.FOUND, "perceptible warning present" + more)
-    if seen is None:
-        return Evidence(layer, Status.UNAVAILABLE, "cannot tell whether a warning is shown" + more)
-    return Evidence(layer, Status.ABSENT, why_absent)
 
 
 def _streamed(handler: Handler, existing: tuple[bool, bool] | None) -> bool:
@@ -597,14 +586,14 @@ class Labeler:
             else:  # no label to compare with: what the handler saw on its own
                 seen, how = findings.warning_found, findings.warning_detail
             why = "the recorded warning is missing or altered" if match is not None else "no warning found"
-            evidence.append(_warning_evidence("visible", seen, why, how))
+            evidence.append(warning_evidence("visible", seen, why, how))
         for part_name, part in findings.parts.items():  # e.g. a video's soundtrack: its own watermark and tone
             line, label, found_in_registry = watermark_evidence(
                 f"watermark:{part_name}", part.watermark, label, self.registry, self.trust
             )
             evidence.append(line)
             recovered = recovered or found_in_registry
-            evidence.append(_warning_evidence(f"visible:{part_name}", part.warning_found, "no warning found"))
+            evidence.append(warning_evidence(f"visible:{part_name}", part.warning_found, "no warning found"))
         anchored = self.trust is not None and bool(self.trust.anchors)
         return Report(inp.source, handler.id, evidence, label, recovered, trust_checked=anchored)
 

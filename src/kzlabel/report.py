@@ -19,7 +19,7 @@ from typing import Any
 from .errors import KzlabelError
 from .label import Label
 
-__all__ = ["SIGNED_OK", "Evidence", "Report", "Status", "Verdict"]
+__all__ = ["SIGNED_OK", "Evidence", "Report", "Status", "Verdict", "warning_evidence"]
 
 
 class Verdict(str, Enum):
@@ -164,3 +164,14 @@ class Report:
             src = " (recovered from registry)" if self.recovered else ""
             lines.append(f"  label{src}: {who}, created {self.label.created}, id {self.label.content_id}")
         return "\n".join(lines)
+
+
+def warning_evidence(layer: str, seen: bool | None, why_absent: str, how: str = "") -> Evidence:
+    """The evidence line for a perceptible warning: seen, not seen (why), or not checkable; ``how``: the handler's
+    account of it (where the warning matched and how well, or why it cannot tell)."""
+    more = f" ({how})" if how else ""
+    if seen:
+        return Evidence(layer, Status.FOUND, "perceptible warning present" + more)
+    if seen is None:
+        return Evidence(layer, Status.UNAVAILABLE, "cannot tell whether a warning is shown" + more)
+    return Evidence(layer, Status.ABSENT, why_absent)
