@@ -24,6 +24,7 @@ FLOORS: dict[str, int] = {
     "kzlabel.keys": 1,
     "kzlabel.registry": 1,
     "kzlabel.media_av": 1,
+    "kzlabel.media_rate": 1,
     "kzlabel.watermark": 1,
     "kzlabel.fingerprint": 1,
     "kzlabel.picture": 1,

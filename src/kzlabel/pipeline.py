@@ -97,6 +97,9 @@ class MarkResult:
     # layer → what a standard degradation tried on the written content showed ("survives JPEG quality 75 (p = …)"):
     # measured on this file at mark time, for the layers whose format has such a check (docs/watermark.md)
     robustness: dict[Layer, str] = field(default_factory=dict)
+    # stream → how the content was re-encoded, measured on the written output ("video": "h264 712.3 kb/s written,
+    # source h264 726.5 kb/s (0.98×)"), and why a rate was raised to keep the watermark (kzlabel.media_rate)
+    encoding: dict[str, str] = field(default_factory=dict)
 
     @property
     def data(self) -> bytes:
@@ -123,6 +126,7 @@ class _Pass:
     existing: tuple[bool, bool] | None = None  # c2pa_layer.existing_manifest of the input, when it was asked
     survival: Survival | None = None  # the watermark after the format's standard degradation (dropped if unproven)
     store: bytes | None = None  # the C2PA manifest store signed (embedded or the sidecar), for the registry
+    encoding: dict[str, str] = field(default_factory=dict)  # the handler's account of its re-encode (MarkResult)
 
 
 def _streamed(handler: Handler, existing: tuple[bool, bool] | None) -> bool:
@@ -301,7 +305,17 @@ class Labeler:
         to_path = isinstance(dst, (str, os.PathLike))
         robustness: dict[Layer, str] = {"watermark": done.survival.line()} if done.survival is not None else {}
         return MarkResult(
-            label, token, handler.id, tuple(applied), held, where, skipped, done.sidecar, to_path, robustness
+            label,
+            token,
+            handler.id,
+            tuple(applied),
+            held,
+            where,
+            skipped,
+            done.sidecar,
+            to_path,
+            robustness,
+            done.encoding,
         )
 
     def _mark_pass(self, handler: Handler[Any], inp: Input, label: Label, spool: Spool) -> _Pass:
@@ -354,6 +368,7 @@ class Labeler:
                 skipped["watermark"] = exc.message
         out = spool.new()
         _guard(handler, inp, "encoding", handler.encode, doc, opts, out)
+        encoding = dict(handler.encoding(doc))
         fields = _guard(handler, inp, "binding", handler.bind, doc, out)
         if fields:
             label = label.replace(**fields)
@@ -381,8 +396,10 @@ class Labeler:
                 applied.append("c2pa")
             else:
                 sidecar = store
-            return _Pass(out, label, token, applied, skipped, sidecar, unsigned, soft, existing, survival, store)
-        return _Pass(out, label, token, applied, skipped, sidecar, survival=survival)
+            return _Pass(
+                out, label, token, applied, skipped, sidecar, unsigned, soft, existing, survival, store, encoding
+            )
+        return _Pass(out, label, token, applied, skipped, sidecar, survival=survival, encoding=encoding)
 
     def _sign(
         self,

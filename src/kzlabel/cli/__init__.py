@@ -92,6 +92,7 @@ def mark(args: Args) -> int:
             "layers": list(result.layers),
             "skipped": result.skipped,
             "robustness": result.robustness,
+            "encoding": result.encoding,
             "label": result.label.to_dict(),
         }
         _out(json.dumps(body, ensure_ascii=False, indent=2))
@@ -101,6 +102,8 @@ def mark(args: Args) -> int:
         )
         for layer, line in result.robustness.items():
             _out(f"  {layer} {line}")
+        for stream, line in result.encoding.items():
+            _out(f"  {stream}: {line}")
         for layer, why in result.skipped.items():
             _out(f"  skipped {layer}: {why}")
     return _unproven(_split(args.layers), result.skipped)

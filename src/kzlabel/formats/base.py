@@ -184,6 +184,11 @@ class Handler(Generic[DocT]):
         ``bind``); None where the format has none that is cheap enough to try on every mark."""
         return None
 
+    def encoding(self, doc: DocT) -> Mapping[str, str]:
+        """How ``encode`` re-encoded the content, one line per stream (rates measured on the written output beside the
+        source's); empty where the format is not re-encoded at a rate."""
+        return {}
+
     def left_out(self, opts: MarkOptions) -> dict[Layer, str]:
         """Layers this format has but leaves out under ``opts``, with why (text: the carrier chosen for the label)."""
         return {}

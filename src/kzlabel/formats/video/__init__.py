@@ -26,10 +26,9 @@ from ...errors import CapacityError
 from ...io import Input, Limits
 from ...label import Label, Training, TrainingSignal
 from ...layers import LAYERS, Layer, audible
-from ...media_av import source
 from ...rights.vocab import TrainingPolicy, container_tags, signals_from_tags
 from .. import register
-from ..base import Findings, Handler, LabelMatch, MarkOptions, rewrite
+from ..base import Findings, Handler, LabelMatch, MarkOptions, Survival, rewrite
 from .binding import video_binding, video_matches
 from .codec import (
     TAG_AIGC,
@@ -44,8 +43,8 @@ from .codec import (
     remux_with_tags,
     watermark_op,
 )
+from .ratematch import RateOutcome, encode_matched
 from .soundtrack import check_soundtrack, split_position
-from .transcode import transcode
 from .warning import check_warning, find_warning, warning_op
 
 
@@ -57,6 +56,8 @@ class VideoDoc:
     label_fields: dict[str, Any] = field(default_factory=dict)
     soundtrack: SoundtrackPlan = field(default_factory=SoundtrackPlan)
     limits: Limits = field(default_factory=Limits)  # the mark's limits, for reading its own output back
+    mark: tuple[bytes, bytes | None] | None = None  # the watermark's payload and key, proven at each rate tried
+    rate: RateOutcome = field(default_factory=RateOutcome)
 
 
 class _VideoHandler(Handler[VideoDoc]):
@@ -82,6 +83,7 @@ class _VideoHandler(Handler[VideoDoc]):
             )
         doc.ops.append(watermark_op(payload, key, doc.info.height))
         doc.soundtrack.payload, doc.soundtrack.key = payload, key  # used only if encode() is asked to mark the audio
+        doc.mark = (payload, key)
 
     def encode(self, doc: VideoDoc, opts: MarkOptions, out: Path) -> None:
         plan = doc.soundtrack
@@ -91,7 +93,16 @@ class _VideoHandler(Handler[VideoDoc]):
             with doc.inp.open() as fh, open(out, "wb") as dest:
                 shutil.copyfileobj(fh, dest, 1 << 20)
             return
-        out.write_bytes(transcode(source(doc.inp), doc.ops, doc.info, soundtrack=plan))
+        doc.rate = encode_matched(
+            doc.inp, doc.ops, doc.info, plan, out, mark=doc.mark, limits=doc.limits, fmt_id=self.id
+        )
+
+    def encoding(self, doc: VideoDoc) -> Mapping[str, str]:
+        return doc.rate.lines
+
+    def survival(self, doc: VideoDoc, out: Path, payload: bytes, key: bytes | None) -> Survival | None:
+        """The check the rate-matched encode ran on the written video (H.264 CRF 28, ≤ 480 px, its opening)."""
+        return doc.rate.survival
 
     def bind(self, doc: VideoDoc, out: Path) -> Mapping[str, Any]:
         """The warning recorded, and the frames and soundtrack bound to the label (decoded from the written file as

@@ -12,6 +12,7 @@ from ...errors import CapacityError, KzlabelError
 from ...io import Input
 from ...layers import audible, visible
 from ...media_av import av_errors, block_samples, layout_name, mux_samples, need_av, read_audio, source
+from ...media_rate import StreamRate, audio_bit_rate
 from ..base import Findings
 from .codec import SoundtrackPlan
 
@@ -40,7 +41,6 @@ _AUDIO_ENCODERS = {
     "pcm_f32le": "pcm_f32le",
 }
 _AUDIO_FALLBACK = {"mp4": "aac", "mov": "aac", "matroska": "aac", "webm": "libopus"}
-_LOSSLESS_AUDIO = {"flac", "alac", "pcm_s16le", "pcm_s24le", "pcm_f32le"}
 
 
 def split_position(position: str | None) -> tuple[str, str | None]:
@@ -79,7 +79,7 @@ class Soundtrack:
     would put sound and picture out of sync.
     """
 
-    def __init__(self, out: Any, stream: Any, fmt: str, plan: SoundtrackPlan) -> None:
+    def __init__(self, out: Any, stream: Any, fmt: str, plan: SoundtrackPlan, measured: StreamRate | None) -> None:
         av = need_av("video")
         ctx = stream.codec_context
         self.out, self.plan = out, plan
@@ -91,8 +91,10 @@ class Soundtrack:
         self.stream = out.add_stream(encoder, rate=self.rate, layout=self.layout)
         if encoder == "vorbis":
             self.stream.codec_context.options = {"strict": "experimental"}
-        if encoder not in _LOSSLESS_AUDIO:
-            self.stream.bit_rate = int(ctx.bit_rate or stream.bit_rate or 128_000)
+        # the source's measured rate (Opus in Matroska/WebM states none: it was given 128 kb/s whatever its own)
+        bit_rate = audio_bit_rate(encoder, measured, self.channels, int(ctx.bit_rate or stream.bit_rate or 128_000))
+        if bit_rate is not None:
+            self.stream.bit_rate = bit_rate
         self.stream.metadata.update(dict(stream.metadata))  # language, title
         self.resampler = av.AudioResampler(format="flt", layout=self.layout, rate=self.rate)
         self.tone_n = int(round(audible.tone_seconds() * self.rate))

@@ -7,6 +7,7 @@ from typing import Any
 
 from ...errors import CorruptInput, KzlabelError
 from ...media_av import av_errors, need_av, temp_output
+from ...media_rate import StreamRate, video_rate_options
 from .codec import MUX_OPTIONS, FrameOp, SoundtrackPlan, VideoInfo, out_format
 from .soundtrack import Soundtrack
 
@@ -21,20 +22,6 @@ def _encoder_for(info: VideoInfo, fmt: str) -> str:
     return name
 
 
-def _encoder_options(encoder: str, info: VideoInfo) -> dict[str, str]:
-    """Quality close to a visually lossless re-encode, at a speed that keeps up with real time on two cores."""
-    if encoder in ("libx264", "libx265"):
-        return {
-            "crf": "18" if encoder == "libx264" else "20",
-            "preset": "veryfast" if encoder == "libx264" else "ultrafast",
-        }
-    if encoder == "libvpx-vp9":
-        return {"crf": "31", "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"}
-    if encoder == "libsvtav1":
-        return {"crf": "35", "preset": "10"}
-    return {}
-
-
 def transcode(
     src: Any,
     ops: list[FrameOp],
@@ -42,10 +29,15 @@ def transcode(
     *,
     metadata: Mapping[str, str] | None = None,
     soundtrack: SoundtrackPlan | None = None,
+    video_source: StreamRate | None = None,
+    bit_rate: int | None = None,
+    audio_source: StreamRate | None = None,
 ) -> bytes:
     """Decode → per-frame ops → encode, streamed; audio copied, or marked when ``soundtrack`` asks for it.
 
-    Writes through a temp file and returns its bytes.
+    The video keeps ``video_source``'s profile and GOP shape and aims at ``bit_rate`` (quality-only when None); a
+    marked soundtrack gets ``audio_source``'s measured rate (kzlabel.media_rate decides both). Writes through a temp
+    file and returns its bytes.
     """
     av = need_av("video")
     try:
@@ -58,7 +50,9 @@ def transcode(
                 with av.open(tmp, "w", format=fmt, options=options) as out:
                     out.metadata.update(dict(inp.metadata) | dict(metadata or {}))
                     encoder = _encoder_for(info, fmt)
-                    vout = out.add_stream(encoder, rate=info.rate, options=_encoder_options(encoder, info))
+                    vout = out.add_stream(
+                        encoder, rate=info.rate, options=video_rate_options(encoder, video_source, bit_rate)
+                    )
                     vout.width, vout.height = info.width, info.height
                     vout.pix_fmt = (
                         info.pix_fmt if info.pix_fmt in ("yuv420p", "yuv420p10le", "yuv444p", "yuv422p") else "yuv420p"
@@ -68,7 +62,11 @@ def transcode(
                     if info.rotation and hasattr(vout, "set_display_rotation"):
                         vout.set_display_rotation(info.rotation)  # same sign convention as frame.rotation
                     plan = soundtrack if soundtrack is not None and (soundtrack.tone_at or soundtrack.payload) else None
-                    marked = {a.index: Soundtrack(out, a, fmt, plan) for a in inp.streams.audio if plan is not None}
+                    marked = {
+                        a.index: Soundtrack(out, a, fmt, plan, audio_source if a is inp.streams.audio[0] else None)
+                        for a in inp.streams.audio
+                        if plan is not None
+                    }
                     copied = {a.index: out.add_stream_from_template(a) for a in inp.streams.audio if plan is None}
                     index = 0
                     for packet in inp.demux(vin, *inp.streams.audio):

@@ -1,0 +1,129 @@
+"""The marked video at the source's rate, as long as the watermark survives it (kzlabel.media_rate decides the
+settings; this module runs the steps and proves each on the written file).
+
+Each step re-encodes the whole video at a multiple of the source's measured rate, then re-encodes the opening
+:data:`CHECK_SECONDS` of the written file as ``kzlabel stress`` does (H.264 CRF 28, at most 480 px high: its
+``h264-480p`` transformation) and looks for the label's payload with verify's detector. The first step whose mark
+survives is kept; when none does, the quality-only setting is (the mark is kept over the rate, and the mark report
+says so). A video without a watermark to keep is encoded once, at the source's rate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...errors import CorruptInput
+from ...io import Input, Limits
+from ...media_av import av_errors, need_av, source, temp_output
+from ...media_rate import VIDEO_RATE_STEPS, StreamRate, describe, measure
+from ..base import Survival
+from .codec import FrameOp, SoundtrackPlan, VideoInfo, detect_watermark, probe
+from .transcode import transcode
+
+# the survival check: kzlabel stress's h264-480p transformation (survival.transforms.video.STEPS), on the opening
+CHECK_SECONDS = 2.0
+CHECK_CRF = 28
+CHECK_HEIGHT = 480
+CHECK_NAME = f"H.264 CRF {CHECK_CRF} at ≤ {CHECK_HEIGHT} px (opening {CHECK_SECONDS:g} s)"
+
+
+@dataclass
+class RateOutcome:
+    """What the rate-matched encode did: the report lines and, when a mark was checked, its survival."""
+
+    lines: dict[str, str] = field(default_factory=dict)
+    survival: Survival | None = None
+
+
+def source_rates(inp: Input) -> dict[str, StreamRate]:
+    need_av("video")
+    try:
+        return measure(source(inp))
+    except av_errors() as exc:
+        raise CorruptInput(f"unreadable video: {exc}", source=inp.source) from None
+
+
+def encode_matched(
+    inp: Input,
+    ops: list[FrameOp],
+    info: VideoInfo,
+    plan: SoundtrackPlan,
+    out: Path,
+    *,
+    mark: tuple[bytes, bytes | None] | None,
+    limits: Limits,
+    fmt_id: str,
+) -> RateOutcome:
+    """Encode ``inp`` through ``ops`` into ``out`` at the lowest step of the source's rate that keeps ``mark``."""
+    rates = source_rates(inp)
+    video = rates.get("video")
+    steps: list[float | None] = list(VIDEO_RATE_STEPS) if video is not None and video.bit_rate else []
+    steps.append(None)  # quality-only: the last resort, and the setting for a source with no measurable rate
+    if mark is None:
+        steps = steps[:1]
+    lost: list[str] = []
+    outcome = RateOutcome()
+    for step in steps:
+        target = int(step * video.bit_rate) if step is not None and video is not None and video.bit_rate else None
+        data = transcode(
+            source(inp),
+            ops,
+            info,
+            soundtrack=plan,
+            video_source=video,
+            bit_rate=target,
+            audio_source=rates.get("audio"),
+        )
+        out.write_bytes(data)
+        if mark is None:
+            break
+        result = survives(out, mark, limits, fmt_id)
+        outcome.survival = Survival(CHECK_NAME, result[0], result[1])
+        if result[0]:
+            break
+        lost.append("quality-only" if step is None else f"{step:g}× the source's rate")
+    written = measure(str(out))
+    outcome.lines["video"] = describe("video", written.get("video"), video)
+    if lost and outcome.survival is not None and outcome.survival.found:
+        outcome.lines["video"] += (
+            f"; at {', '.join(lost)} the watermark did not survive {CHECK_NAME}: the rate was raised to keep the mark"
+        )
+    elif lost:
+        outcome.lines["video"] += f"; the watermark did not survive {CHECK_NAME} at any rate tried"
+    if "audio" in written and plan.tone_at is None and plan.payload is None:
+        outcome.lines["audio"] = "copied"
+    elif "audio" in written:
+        outcome.lines["audio"] = describe("audio", written["audio"], rates.get("audio"))
+    return outcome
+
+
+def survives(path: Path, mark: tuple[bytes, bytes | None], limits: Limits, fmt_id: str) -> tuple[bool, float]:
+    """(the payload was found, p-value) after :data:`CHECK_NAME` of the video at ``path``."""
+    av = need_av("video")
+    payload, key = mark
+    with temp_output(".kzcheck.mp4") as tmp:
+        with contextlib.ExitStack() as stack:
+            inp = stack.enter_context(av.open(str(path), metadata_errors="ignore"))
+            vin = inp.streams.video[0]
+            vin.thread_type = "AUTO"
+            width, height = vin.codec_context.width, vin.codec_context.height
+            if height > CHECK_HEIGHT:
+                width, height = 2 * round(width * CHECK_HEIGHT / height / 2), CHECK_HEIGHT
+            out = stack.enter_context(av.open(tmp, "w", format="mp4"))
+            vout = out.add_stream("libx264", rate=vin.average_rate or 25, options={"crf": str(CHECK_CRF)})
+            vout.width, vout.height, vout.pix_fmt, vout.time_base = width, height, "yuv420p", vin.time_base
+            for frame in inp.decode(vin):
+                if frame.time is not None and frame.time >= CHECK_SECONDS:
+                    break
+                new = frame.reformat(width=width, height=height, format="yuv420p", interpolation="BICUBIC")
+                new.pts, new.time_base = frame.pts, frame.time_base
+                for packet in vout.encode(new):
+                    out.mux(packet)
+            for packet in vout.encode(None):
+                out.mux(packet)
+        check = Input(path=Path(tmp))
+        result = detect_watermark(check, probe(check, limits, fmt_id), key)
+    found = bool(result.found and result.payload == payload)
+    return found, float(result.p_value)
