@@ -46,6 +46,7 @@ from .codec import (
     TAIL_SECONDS,
     AudioDoc,
     encode_blocks,
+    encoding_line,
     open_stream,
     output_blocks,
     read_excerpt,
@@ -110,6 +111,10 @@ class _AudioHandler(Handler[AudioDoc]):
 
     def encode(self, doc: AudioDoc, opts: MarkOptions, out: Path) -> None:
         encode_blocks(doc.info, output_blocks(doc), self.id, out)
+        doc.encoding = {"audio": encoding_line(doc.info, out)}
+
+    def encoding(self, doc: AudioDoc) -> Mapping[str, str]:
+        return doc.encoding
 
     def bind(self, doc: AudioDoc, out: Path) -> Mapping[str, Any]:
         """The notices recorded, and the content between them bound to the label (decoded from the written file as

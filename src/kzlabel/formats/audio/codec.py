@@ -13,6 +13,7 @@ from ...errors import CorruptInput, KzlabelError, LimitExceeded
 from ...io import Input, Limits
 from ...layers import audible
 from ...media_av import av_errors, block_samples, layout_name, mux_samples, need_av, read_audio, source
+from ...media_rate import StreamRate, audio_bit_rate, describe, measure
 
 DETECT_SECONDS = 35.0  # audio decoded for verification (tone + spoken notice, ~11 s, plus ~20 s for the watermark)
 TAIL_SECONDS = 6.0  # audio decoded at the end when the label records a tone there (the detector looks at 4 s)
@@ -33,6 +34,7 @@ class AudioInfo:
     bit_rate: int | None
     sample_fmt: str
     metadata: dict[str, str]
+    measured: StreamRate | None = None  # the stream's own bytes over its duration (kzlabel.media_rate.measure)
 
 
 @dataclass
@@ -52,6 +54,7 @@ class AudioDoc:
     key: bytes | None = None
     first: np.ndarray | None = None  # ``head`` watermarked (set by embed_watermark)
     label_fields: dict[str, Any] = field(default_factory=dict)
+    encoding: dict[str, str] = field(default_factory=dict)  # the mark report's account of the re-encode
     limits: Limits = field(default_factory=Limits)  # the mark's limits, for reading its own output back
 
     @property
@@ -155,6 +158,10 @@ def open_stream(inp: Input, limits: Limits, fmt_id: str) -> AudioDoc:
     head = next(blocks, None)
     if head is None:
         raise CorruptInput("the audio stream has no decodable samples", source=inp.source, format=fmt_id)
+    try:
+        info.measured = measure(source(inp)).get("audio")
+    except av_errors() as exc:
+        raise CorruptInput(f"unreadable audio: {_why(exc)}", source=inp.source, format=fmt_id) from None
     doc = AudioDoc(
         inp=inp, info=info, head=head, rest=blocks, block=block_samples(info.rate, BLOCK_TILES), limits=limits
     )
@@ -203,7 +210,8 @@ _PCM = {
 
 
 def _encoder(info: AudioInfo, fmt_id: str) -> tuple[str, str, dict[str, Any]]:
-    """(container format, codec, stream settings) that keep what can be kept of the source."""
+    """(container format, codec, stream settings) that keep what can be kept of the source: WAV and FLAC stay
+    lossless in the source's sample format, lossy formats get the source's measured rate (kzlabel.media_rate)."""
     if fmt_id == "wav":
         codec = {"pcm_s24le": "pcm_s24le", "pcm_f32le": "pcm_f32le", "pcm_s32le": "pcm_s24le"}.get(
             info.codec, _PCM.get(info.sample_fmt, "pcm_s16le")
@@ -211,13 +219,20 @@ def _encoder(info: AudioInfo, fmt_id: str) -> tuple[str, str, dict[str, Any]]:
         return "wav", codec, {}
     if fmt_id == "flac":
         return "flac", "flac", {"format": "s32" if info.sample_fmt.startswith("s32") else "s16"}
-    if fmt_id == "mp3":
-        return "mp3", "libmp3lame", {"bit_rate": info.bit_rate or 192_000}
-    if fmt_id == "m4a":
-        return "ipod", "aac", {"bit_rate": info.bit_rate or 192_000}
-    if info.codec == "opus":
-        return "ogg", "libopus", {"bit_rate": info.bit_rate or 128_000}
-    return "ogg", "vorbis", {"bit_rate": info.bit_rate or 160_000}
+    container, codec, default = {
+        "mp3": ("mp3", "libmp3lame", 192_000),
+        "m4a": ("ipod", "aac", 192_000),
+    }.get(fmt_id, ("ogg", "libopus", 128_000) if info.codec == "opus" else ("ogg", "vorbis", 160_000))
+    return container, codec, {"bit_rate": audio_bit_rate(codec, info.measured, info.channels, info.bit_rate or default)}
+
+
+def encoding_line(info: AudioInfo, path: str | os.PathLike) -> str:
+    """The mark report's line for the written file: its measured rate beside the source's (lossless: its codec)."""
+    written = measure(str(path)).get("audio")
+    line = describe("audio", written, info.measured)
+    return (
+        f"lossless, as the source: {line}" if info.codec in ("flac", "alac") or info.codec.startswith("pcm_") else line
+    )
 
 
 def encode_blocks(info: AudioInfo, blocks: Iterable[np.ndarray], fmt_id: str, dest: str | os.PathLike) -> None:
