@@ -28,6 +28,7 @@ __all__ = [
     "audio_bit_rate",
     "describe",
     "measure",
+    "video_encoder",
     "video_quality_options",
     "video_rate_options",
 ]
@@ -38,6 +39,9 @@ LOSSLESS_AUDIO = frozenset({"flac", "alac", "pcm_s16le", "pcm_s24le", "pcm_s32le
 # The lowest rates the lossy audio encoders accept per channel, and the highest in total: a measured rate is kept
 # inside them (an 8 kb/s mono MP3 stays 8 kb/s; a 6-channel Opus is not asked for 2 Mb/s).
 _AUDIO_LIMITS = {"libmp3lame": (8_000, 320_000), "libopus": (6_000, 510_000), "aac": (8_000, 512_000)}
+# the source's codec is kept where it can be encoded here; otherwise the container's usual
+_ENCODERS = {"h264": "libx264", "hevc": "libx265", "vp9": "libvpx-vp9", "vp8": "libvpx", "av1": "libsvtav1"}
+_FALLBACK = {"mp4": "libx264", "mov": "libx264", "matroska": "libx264", "webm": "libvpx-vp9"}
 # x264/x265 profile names by FFmpeg's profile name of the source stream
 _PROFILES = {
     "libx264": {
@@ -127,6 +131,12 @@ def measure(src: Any) -> dict[str, StreamRate]:
             profile = str(ctx.profile or "")
             out[s.type] = StreamRate(s.type, ctx.name, profile, t.size, seconds, t.packets, t.keys, reorders)
     return out
+
+
+def video_encoder(codec: str, container: str, available: Any) -> str:
+    """The encoder for a source ``codec`` written into ``container`` (a muxer name), among the ``available`` ones."""
+    name = _ENCODERS.get(codec, _FALLBACK.get(container, "libx264"))
+    return name if name in available else _FALLBACK.get(container, "libx264")
 
 
 def video_quality_options(encoder: str) -> dict[str, str]:

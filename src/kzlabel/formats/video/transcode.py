@@ -7,19 +7,9 @@ from typing import Any
 
 from ...errors import CorruptInput, KzlabelError
 from ...media_av import av_errors, need_av, temp_output
-from ...media_rate import StreamRate, video_rate_options
+from ...media_rate import StreamRate, video_encoder, video_rate_options
 from .codec import MUX_OPTIONS, FrameOp, SoundtrackPlan, VideoInfo, out_format
 from .soundtrack import Soundtrack
-
-_ENCODERS = {"h264": "libx264", "hevc": "libx265", "vp9": "libvpx-vp9", "vp8": "libvpx", "av1": "libsvtav1"}
-_FALLBACK = {"mp4": "libx264", "mov": "libx264", "matroska": "libx264", "webm": "libvpx-vp9"}
-
-
-def _encoder_for(info: VideoInfo, fmt: str) -> str:
-    name = _ENCODERS.get(info.codec, _FALLBACK.get(fmt, "libx264"))
-    if name not in need_av("video").codecs_available:
-        name = _FALLBACK.get(fmt, "libx264")
-    return name
 
 
 def transcode(
@@ -49,7 +39,7 @@ def transcode(
                 options = dict(MUX_OPTIONS.get(fmt, {}))
                 with av.open(tmp, "w", format=fmt, options=options) as out:
                     out.metadata.update(dict(inp.metadata) | dict(metadata or {}))
-                    encoder = _encoder_for(info, fmt)
+                    encoder = video_encoder(info.codec, fmt, need_av("video").codecs_available)
                     vout = out.add_stream(
                         encoder, rate=info.rate, options=video_rate_options(encoder, video_source, bit_rate)
                     )
