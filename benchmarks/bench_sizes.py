@@ -6,8 +6,20 @@ marked with every layer (stamp on every page, XMP/Info, C2PA). Each row: size in
 ratio, the issue's bound (5 % of the input + 60 KB), the embedded font programs in the output, the mark's wall time,
 and verify's verdict on the output (the figures only count when it is compliant).
 
-Run ``python benchmarks/bench_sizes.py`` (``--quick``: the bundled PDF and the 1- and 17-page ones). To compare with
-another checkout, point ``PYTHONPATH`` at its ``src``. Other formats' sections are to come (issue 20, items 2-4).
+Media section (issue 20, item 2): the bundled video and audio samples and generated sources at low, medium and high
+rates (ffmpeg's testsrc2 with temporal grain, 640x360 at 25 fps, H.264 at 300 / 1200 / 4000 kb/s in MP4 and VP9 at
+500 kb/s in WebM, 6 s each with a 96 kb/s AAC or 64 kb/s Opus soundtrack; 12 s of synthetic music as MP3 64k / 128k /
+256k, AAC 64k / 192k, Opus 24k / 96k). Each is marked with every layer (default options: the soundtrack is copied).
+Each row: the main stream's rate in and out (its bytes over its duration, measured on the files with PyAV), the file
+size in and out, the seconds the warning adds (audio: the tone before the content), what the file holds beside its
+streams (tags, the label, the C2PA manifest), the watermark after H.264 CRF 28 at <= 480 px (video: the check mark
+runs on its own output), verify's verdict; and beside it ffmpeg's own re-encode of the source at the settings kzlabel
+chose for the source's rate (``ffmpeg -c:v libx264 -b:v RATE -x264-params ratetol=0.1 ...``, audio ``-b:a RATE``),
+its rate and size against the source.
+
+Run ``python benchmarks/bench_sizes.py`` (``--quick``: the bundled PDF, the 1- and 17-page ones, the bundled media
+and the medium-rate generated sources; ``--part pdf|media``). To compare with another checkout, point ``PYTHONPATH``
+at its ``src``.
 """
 
 from __future__ import annotations
@@ -15,9 +27,11 @@ from __future__ import annotations
 import argparse
 import io
 import re
+import subprocess
 import sys
 import tempfile
 import time
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +40,10 @@ from PIL import Image
 
 import kzlabel
 from kzlabel.keys import Signer, generate
+from kzlabel.media_rate import StreamRate, audio_bit_rate, audio_options, measure, video_encoder, video_rate_options
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+import audio_signals  # noqa: E402 - fixtures/ is on the path from here on
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,17 +99,164 @@ def pdf_rows(lab: kzlabel.Labeler, tmp: Path, quick: bool) -> None:
         )
 
 
+MEDIA_SAMPLES = (
+    "clip.mp4",
+    "scene.mov",
+    "trailer.mkv",
+    "loop.webm",
+    "song.mp3",
+    "jingle.m4a",
+    "podcast.ogg",
+    "loop.flac",
+    "voice.wav",
+)
+INPUTS = (
+    "-f",
+    "lavfi",
+    "-i",
+    "testsrc2=size=640x360:rate=25",
+    "-f",
+    "lavfi",
+    "-i",
+    "sine=frequency=330:sample_rate=48000",
+)
+GRAIN = ("-vf", "noise=alls=8:allf=t", "-t", "6")
+# name → (ffmpeg arguments after the inputs, extension, in the quick run)
+GENERATED_VIDEO = {
+    "H.264 300k": (("-c:v", "libx264", "-b:v", "300k", "-c:a", "aac", "-b:a", "96k"), ".mp4", False),
+    "H.264 1200k": (("-c:v", "libx264", "-b:v", "1200k", "-c:a", "aac", "-b:a", "96k"), ".mp4", True),
+    "H.264 4000k": (("-c:v", "libx264", "-b:v", "4000k", "-c:a", "aac", "-b:a", "96k"), ".mp4", False),
+    "VP9 500k": (
+        (
+            "-c:v",
+            "libvpx-vp9",
+            "-b:v",
+            "500k",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "64k",
+        ),
+        ".webm",
+        False,
+    ),
+}
+GENERATED_AUDIO = {
+    "MP3 64k": (("-c:a", "libmp3lame", "-b:a", "64k"), ".mp3", False),
+    "MP3 128k": (("-c:a", "libmp3lame", "-b:a", "128k"), ".mp3", True),
+    "MP3 256k": (("-c:a", "libmp3lame", "-b:a", "256k"), ".mp3", False),
+    "AAC 64k": (("-c:a", "aac", "-b:a", "64k"), ".m4a", False),
+    "AAC 192k": (("-c:a", "aac", "-b:a", "192k"), ".m4a", True),
+    "Opus 24k": (("-c:a", "libopus", "-b:a", "24k"), ".ogg", False),
+    "Opus 96k": (("-c:a", "libopus", "-b:a", "96k"), ".ogg", True),
+}
+_MUXERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
+_AUDIO_ENCODERS = {"mp3": "libmp3lame", "mp3float": "libmp3lame", "aac": "aac", "opus": "libopus", "vorbis": "vorbis"}
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+def generated_media(tmp: Path, quick: bool) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for name, (args, ext, in_quick) in GENERATED_VIDEO.items():
+        if quick and not in_quick:
+            continue
+        path = tmp / f"gen-{len(out)}{ext}"
+        ffmpeg(*INPUTS, *GRAIN, *args, "-pix_fmt", "yuv420p", str(path))
+        out[f"generated {name}"] = path
+    wav = tmp / "music.wav"
+    pcm = (np.clip(audio_signals.music(12.0, 44100, seed=3), -1, 1) * 32767).astype("<i2")
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(pcm.shape[1] if pcm.ndim > 1 else 1)
+        w.setsampwidth(2)
+        w.setframerate(44100)
+        w.writeframes(pcm.tobytes())
+    for name, (args, ext, in_quick) in GENERATED_AUDIO.items():
+        if quick and not in_quick:
+            continue
+        path = tmp / f"gen-{len(out)}{ext}"
+        ffmpeg("-i", str(wav), *args, str(path))
+        out[f"generated {name}"] = path
+    return out
+
+
+def ffmpeg_same_settings(src: Path, streams: dict[str, StreamRate], dst: Path) -> None:
+    """ffmpeg's own re-encode of ``src`` at the settings kzlabel chooses for the source's rate (soundtrack copied)."""
+    video = streams.get("video")
+    if video is not None:
+        encoder = video_encoder(video.codec, _MUXERS.get(src.suffix, "mp4"), {"libx264", "libx265", "libvpx-vp9"})
+        options = video_rate_options(encoder, video, video.bit_rate)
+        args = [f"-{k}" if k != "b" else "-b:v" for k in options]
+        flat = [x for pair in zip(args, options.values(), strict=True) for x in pair]
+        ffmpeg("-i", str(src), "-c:v", encoder, *flat, "-pix_fmt", "yuv420p", "-c:a", "copy", str(dst))
+        return
+    audio = streams["audio"]
+    encoder = _AUDIO_ENCODERS.get(audio.codec, audio.codec if audio.codec == "flac" else "pcm_s16le")
+    rate = audio_bit_rate(encoder, audio, 2, 128_000)
+    extra = [x for k, v in audio_options(encoder).items() for x in (f"-{k}", v)]
+    ffmpeg("-i", str(src), "-c:a", encoder, *extra, *(["-b:a", str(rate)] if rate else []), str(dst))
+
+
+def media_rows(lab: kzlabel.Labeler, tmp: Path, quick: bool) -> None:
+    sources = {f"{name} (bundled)": ROOT / "fixtures/samples" / name for name in MEDIA_SAMPLES}
+    sources |= generated_media(tmp, quick)
+    print(
+        "\n| source | stream | kb/s in | kb/s out | out/in | size KB in | size KB out | out/in | s added"
+        " | other KB in → out | watermark after CRF 28 | verdict | mark s | ffmpeg kb/s out/in | ffmpeg size out/in |"
+    )
+    print("|---" * 15 + "|")
+    for name, src in sources.items():
+        dst = tmp / f"out{src.suffix}"
+        started = time.perf_counter()
+        result = lab.mark(src, dst)
+        seconds = time.perf_counter() - started
+        verdict = lab.verify(dst).verdict.value
+        before, after = measure(str(src)), measure(str(dst))
+        kind = "video" if "video" in before else "audio"
+        a, b = before[kind], after[kind]
+        added = b.seconds - a.seconds
+        other_in = src.stat().st_size - sum(s.bytes for s in before.values())
+        other_out = dst.stat().st_size - sum(s.bytes for s in after.values())
+        plain = tmp / f"ffmpeg{src.suffix}"
+        ffmpeg_same_settings(src, before, plain)
+        p = measure(str(plain))[kind]
+        survival = result.robustness.get("watermark", "—")
+        survival = (
+            "yes" if survival.startswith("survives") else ("NO" if survival.startswith("not found") else survival)
+        )
+        raised = " (raised)" if "raised" in result.encoding.get(kind, "") else ""
+        print(
+            f"| {name} | {a.codec} | {a.bit_rate / 1000:.1f} | {b.bit_rate / 1000:.1f} | {b.bit_rate / a.bit_rate:.2f}"
+            f"{raised} | {src.stat().st_size / 1000:.1f} | {dst.stat().st_size / 1000:.1f} "
+            f"| {dst.stat().st_size / src.stat().st_size:.2f} | {added:+.1f} "
+            f"| {other_in / 1000:.1f} → {other_out / 1000:.1f} "
+            f"| {survival} | {verdict} | {seconds:.1f} | {p.bit_rate / a.bit_rate:.2f} "
+            f"| {plain.stat().st_size / src.stat().st_size:.2f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="the bundled PDF and the 1- and 17-page ones")
-    quick = parser.parse_args().quick
+    parser.add_argument("--quick", action="store_true", help="fewer generated sources (see the docstring)")
+    parser.add_argument("--part", choices=("pdf", "media"), help="one section only")
+    args = parser.parse_args()
+    quick = args.quick
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         generate(tmp / "keys", organization="Bench")
         trust = kzlabel.TrustStore.load([tmp / "keys"])
         lab = kzlabel.Labeler(Signer.load(tmp / "keys"), owner="O", system="S", trust=trust)
         print(f"kzlabel from {Path(kzlabel.__file__).parent}", file=sys.stderr)
-        pdf_rows(lab, tmp, quick)
+        if args.part in (None, "pdf"):
+            pdf_rows(lab, tmp, quick)
+        if args.part in (None, "media"):
+            media_rows(lab, tmp, quick)
 
 
 if __name__ == "__main__":

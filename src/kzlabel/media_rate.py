@@ -26,6 +26,7 @@ __all__ = [
     "VIDEO_RATE_STEPS",
     "StreamRate",
     "audio_bit_rate",
+    "audio_options",
     "describe",
     "measure",
     "video_encoder",
@@ -191,6 +192,16 @@ def audio_bit_rate(encoder: str, source: StreamRate | None, channels: int, defau
     rate = source.bit_rate if source is not None and source.bit_rate else default
     low, high = _AUDIO_LIMITS.get(encoder, (8_000, 512_000))
     return max(low * max(channels, 1), min(high, rate)) if encoder != "libmp3lame" else max(low, min(high, rate))
+
+
+def audio_options(encoder: str) -> dict[str, str]:
+    """Private options of a lossy audio encoder for rate matching. libopus runs constrained VBR: in its default VBR a
+    music source measured at 116.5 kb/s (made at 96k) came out at 138 kb/s (1.19x), 1.04x constrained."""
+    if encoder == "libopus":
+        return {"vbr": "constrained"}
+    if encoder == "vorbis":
+        return {"strict": "experimental"}  # FFmpeg's own Vorbis encoder is marked experimental
+    return {}
 
 
 def describe(kind: str, written: StreamRate | None, source: StreamRate | None) -> str:

@@ -13,7 +13,7 @@ from ...errors import CorruptInput, KzlabelError, LimitExceeded
 from ...io import Input, Limits
 from ...layers import audible
 from ...media_av import av_errors, block_samples, layout_name, mux_samples, need_av, read_audio, source
-from ...media_rate import StreamRate, audio_bit_rate, describe, measure
+from ...media_rate import StreamRate, audio_bit_rate, audio_options, describe, measure
 
 DETECT_SECONDS = 35.0  # audio decoded for verification (tone + spoken notice, ~11 s, plus ~20 s for the watermark)
 TAIL_SECONDS = 6.0  # audio decoded at the end when the label records a tone there (the detector looks at 4 s)
@@ -249,8 +249,7 @@ def encode_blocks(info: AudioInfo, blocks: Iterable[np.ndarray], fmt_id: str, de
             if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
                 rate = 48000
             stream = out.add_stream(codec, rate=rate, layout=info.layout)
-            if codec == "vorbis":
-                stream.codec_context.options = {"strict": "experimental"}
+            stream.codec_context.options = audio_options(codec)
             if "format" in settings:
                 stream.format = settings["format"]
             if "bit_rate" in settings:

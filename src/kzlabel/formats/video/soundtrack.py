@@ -12,7 +12,7 @@ from ...errors import CapacityError, KzlabelError
 from ...io import Input
 from ...layers import audible, visible
 from ...media_av import av_errors, block_samples, layout_name, mux_samples, need_av, read_audio, source
-from ...media_rate import StreamRate, audio_bit_rate
+from ...media_rate import StreamRate, audio_bit_rate, audio_options
 from ..base import Findings
 from .codec import SoundtrackPlan
 
@@ -89,8 +89,7 @@ class Soundtrack:
         rates = av.codec.Codec(encoder, "w").audio_rates
         self.rate = int(ctx.sample_rate) if not rates or ctx.sample_rate in rates else 48000
         self.stream = out.add_stream(encoder, rate=self.rate, layout=self.layout)
-        if encoder == "vorbis":
-            self.stream.codec_context.options = {"strict": "experimental"}
+        self.stream.codec_context.options = audio_options(encoder)
         # the source's measured rate (Opus in Matroska/WebM states none: it was given 128 kb/s whatever its own)
         bit_rate = audio_bit_rate(encoder, measured, self.channels, int(ctx.bit_rate or stream.bit_rate or 128_000))
         if bit_rate is not None:
