@@ -1,8 +1,9 @@
 """The marked video at the source's rate, as long as the watermark survives it (kzlabel.media_rate decides the
 settings; this module runs the steps and proves each on the written file).
 
-Each step re-encodes the whole video at a multiple of the source's measured rate, then re-encodes the opening
-:data:`CHECK_SECONDS` of the written file as ``kzlabel stress`` does (H.264 CRF 28, at most 480 px high: its
+Each step re-encodes the whole video at a multiple of the source's measured rate (once more, aimed by what the
+first encode missed by, when its measured rate is off by more than ``media_rate.RATE_TOLERANCE``), then re-encodes
+the opening :data:`CHECK_SECONDS` of the written file as ``kzlabel stress`` does (H.264 CRF 28, at most 480 px high: its
 ``h264-480p`` transformation) and looks for the label's payload with verify's detector. The first step whose mark
 survives is kept; when none does, the quality-only setting is (the mark is kept over the rate, and the mark report
 says so). A video without a watermark to keep is encoded once, at the source's rate.
@@ -17,7 +18,7 @@ from pathlib import Path
 from ...errors import CorruptInput
 from ...io import Input, Limits
 from ...media_av import av_errors, need_av, source, temp_output
-from ...media_rate import VIDEO_RATE_STEPS, StreamRate, describe, measure
+from ...media_rate import RATE_TOLERANCE, VIDEO_RATE_STEPS, StreamRate, describe, measure
 from ..base import Survival
 from .codec import FrameOp, SoundtrackPlan, VideoInfo, detect_watermark, probe
 from .transcode import transcode
@@ -67,16 +68,26 @@ def encode_matched(
     outcome = RateOutcome()
     for step in steps:
         target = int(step * video.bit_rate) if step is not None and video is not None and video.bit_rate else None
-        data = transcode(
-            source(inp),
-            ops,
-            info,
-            soundtrack=plan,
-            video_source=video,
-            bit_rate=target,
-            audio_source=rates.get("audio"),
-        )
-        out.write_bytes(data)
+
+        def encode(aim: int | None) -> int | None:
+            data = transcode(
+                source(inp),
+                ops,
+                info,
+                soundtrack=plan,
+                video_source=video,
+                bit_rate=aim,
+                audio_source=rates.get("audio"),
+            )
+            out.write_bytes(data)
+            return measure(str(out))["video"].bit_rate
+
+        got = encode(target)
+        if target and got and abs(got / target - 1) > RATE_TOLERANCE:  # ABR missed (short clips): aim once more
+            kept = out.read_bytes()
+            again = encode(int(target * target / got))
+            if again is None or abs(again / target - 1) > abs(got / target - 1):
+                out.write_bytes(kept)
         if mark is None:
             break
         result = survives(out, mark, limits, fmt_id)
