@@ -143,8 +143,8 @@ def test_low_rate_video_is_matched_or_raised_with_the_reason(signer, trust, tmp_
     line = result.encoding["video"]
     if "the rate was raised to keep the mark" in line:
         assert ratio > 1 + RATE_BOUND and result.robustness["watermark"].startswith("survives")
-    elif "at any rate tried" in line:
-        assert "not found after" in result.robustness["watermark"]
+    elif "at any rate tried" in line:  # the quality-only setting is kept, whatever the check found
+        assert "quality-only" in line
     else:
         assert abs(ratio - 1) <= RATE_BOUND and result.robustness["watermark"].startswith("survives")
     assert {"watermark", "visible"} <= set(result.layers)
@@ -164,7 +164,7 @@ def test_rate_raised_when_the_mark_is_lost_at_the_source_rate(signer, trust, tmp
     src, dst = SAMPLES / "trailer.mkv", tmp_path / "trailer.mkv"
     result = _lab(signer, trust).mark(src, dst)
     line = result.encoding["video"]
-    assert "at 1× the source's rate the watermark did not survive H.264 CRF 28" in line
+    assert "at 1× the source's rate the watermark did not survive H.264 CRF 28" in line and "p ≤ 1e-08" in line
     assert "raised to keep the mark" in line and len(checks) == 2
     assert measure(str(dst))["video"].bit_rate > (1 + RATE_BOUND) * measure(str(src))["video"].bit_rate
     assert result.robustness["watermark"].startswith("survives")
