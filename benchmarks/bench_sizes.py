@@ -230,7 +230,8 @@ def media_rows(lab: kzlabel.Labeler, tmp: Path, quick: bool) -> None:
         survival = (
             "yes" if survival.startswith("survives") else ("NO" if survival.startswith("not found") else survival)
         )
-        raised = " (raised)" if "raised" in result.encoding.get(kind, "") else ""
+        line = result.encoding.get(kind, "")
+        raised = " (raised)" if "raised" in line else (" (quality-only)" if "any rate tried" in line else "")
         print(
             f"| {name} | {a.codec} | {a.bit_rate / 1000:.1f} | {b.bit_rate / 1000:.1f} | {b.bit_rate / a.bit_rate:.2f}"
             f"{raised} | {src.stat().st_size / 1000:.1f} | {dst.stat().st_size / 1000:.1f} "
