@@ -16,9 +16,9 @@ from .chat import TextStream, mark_text, verify_text
 from .io import Limits, Source
 from .keys import Signer, TrustStore
 from .label import IPTC_COMPOSITE, IPTC_TRAINED, Label, Training
-from .pipeline import Labeler, MarkResult
+from .pipeline import Labeler
 from .registry import Registry
-from .report import Evidence, Report, Status, Verdict
+from .report import Evidence, MarkResult, Report, Status, Verdict
 from .rights.actions import training_allowed, write_optout
 from .rights.vocab import TrainingCheck, TrainingPolicy
 from .survival import StressReport, stress

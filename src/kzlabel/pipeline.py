@@ -51,7 +51,7 @@ from .layers import LAYERS, Layer, Style, c2pa_embed, c2pa_text, parse_layers
 from .layers import c2pa as c2pa_layer
 from .recovery import record_mark, soft_binding, watermark_evidence
 from .registry import Registry
-from .report import SIGNED_OK, Evidence, Report, Status, warning_evidence
+from .report import SIGNED_OK, Evidence, MarkResult, Report, Status, warning_evidence
 
 __all__ = ["Labeler", "MarkResult", "is_sidecar_companion", "needs_sidecar"]
 
@@ -75,40 +75,6 @@ def is_sidecar_companion(path: str | os.PathLike) -> bool:
     verified, so a folder walk does not count it as a file of its own."""
     owner = sidecar_owner(path)
     return owner is not None and needs_sidecar(owner)
-
-
-@dataclass(frozen=True)
-class MarkResult:
-    """What mark() did: the signed label, its token, which layers were applied and where the output went."""
-
-    label: Label
-    token: str
-    format: str
-    layers: tuple[Layer, ...]
-    # the labelled bytes when no destination was given; None when the output went to ``dst`` (``data`` then reads a
-    # path back: only on demand, a 3-hour WAV is 2 GB)
-    held: bytes | None = field(repr=False)
-    dst: str | None = None
-    skipped: dict[Layer, str] = field(default_factory=dict)  # layer → why it was not applied
-    # a sidecar C2PA manifest (for types the C2PA library cannot embed into): written to ``dst + ".c2pa"`` when dst
-    # is a path, otherwise only returned here for the caller to store beside the output
-    c2pa_sidecar: bytes | None = field(default=None, repr=False)
-    to_path: bool = field(default=False, repr=False)  # ``dst`` is a path mark() wrote
-    # layer → what a standard degradation tried on the written content showed ("survives JPEG quality 75 (p = …)"):
-    # measured on this file at mark time, for the layers whose format has such a check (docs/watermark.md)
-    robustness: dict[Layer, str] = field(default_factory=dict)
-    # stream → how the content was re-encoded, measured on the written output ("video": "h264 712.3 kb/s written,
-    # source h264 726.5 kb/s (0.98×)"), and why a rate was raised to keep the watermark (kzlabel.media_rate)
-    encoding: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def data(self) -> bytes:
-        """The labelled content (read back from ``dst`` when it was streamed there)."""
-        if self.held is not None:
-            return self.held
-        if not self.to_path or self.dst is None:
-            raise KzlabelError("the output was streamed to the file object given as dst; read it from there")
-        return Path(self.dst).read_bytes()
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Verification results: one Evidence line per layer, and the single verdict they add up to.
+"""Verification results: one Evidence line per layer, and the single verdict they add up to; and what mark() did
+(:class:`MarkResult`).
 
 The verdict follows Art. 21(2): content is compliant only with BOTH a valid machine-readable mark and a
 perceptible warning. ``unlabelled`` means nothing was found, which says nothing about how the content was made.
@@ -14,12 +15,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from .errors import KzlabelError
 from .label import Label
+from .layers import Layer
 
-__all__ = ["SIGNED_OK", "Evidence", "Report", "Status", "Verdict", "warning_evidence"]
+__all__ = ["SIGNED_OK", "Evidence", "MarkResult", "Report", "Status", "Verdict", "warning_evidence"]
 
 
 class Verdict(str, Enum):
@@ -175,3 +178,37 @@ def warning_evidence(layer: str, seen: bool | None, why_absent: str, how: str = 
     if seen is None:
         return Evidence(layer, Status.UNAVAILABLE, "cannot tell whether a warning is shown" + more)
     return Evidence(layer, Status.ABSENT, why_absent)
+
+
+@dataclass(frozen=True)
+class MarkResult:
+    """What mark() did: the signed label, its token, which layers were applied and where the output went."""
+
+    label: Label
+    token: str
+    format: str
+    layers: tuple[Layer, ...]
+    # the labelled bytes when no destination was given; None when the output went to ``dst`` (``data`` then reads a
+    # path back: only on demand, a 3-hour WAV is 2 GB)
+    held: bytes | None = field(repr=False)
+    dst: str | None = None
+    skipped: dict[Layer, str] = field(default_factory=dict)  # layer → why it was not applied
+    # a sidecar C2PA manifest (for types the C2PA library cannot embed into): written to ``dst + ".c2pa"`` when dst
+    # is a path, otherwise only returned here for the caller to store beside the output
+    c2pa_sidecar: bytes | None = field(default=None, repr=False)
+    to_path: bool = field(default=False, repr=False)  # ``dst`` is a path mark() wrote
+    # layer → what a standard degradation tried on the written content showed ("survives JPEG quality 75 (p = …)"):
+    # measured on this file at mark time, for the layers whose format has such a check (docs/watermark.md)
+    robustness: dict[Layer, str] = field(default_factory=dict)
+    # stream → how the content was re-encoded, measured on the written output ("video": "h264 712.3 kb/s written,
+    # source h264 726.5 kb/s (0.98×)"), and why a rate was raised to keep the watermark (kzlabel.media_rate)
+    encoding: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def data(self) -> bytes:
+        """The labelled content (read back from ``dst`` when it was streamed there)."""
+        if self.held is not None:
+            return self.held
+        if not self.to_path or self.dst is None:
+            raise KzlabelError("the output was streamed to the file object given as dst; read it from there")
+        return Path(self.dst).read_bytes()
