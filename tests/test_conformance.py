@@ -22,7 +22,7 @@ SAMPLES = sorted((Path(__file__).resolve().parent.parent / "fixtures" / "samples
 def test_public_api_is_exactly_all():
     public = {n for n in dir(kzlabel) if not n.startswith("_")} - {"annotations"}
     submodules = {"keys", "label", "pipeline", "registry", "report", "formats", "layers", "watermark", "cli", "rights",
-                  "io", "media_av", "batch", "server", "distributed", "dataset", "containers", "fingerprint", "picture",
+                  "io", "media_av", "media_rate", "batch", "server", "distributed", "dataset", "containers", "fingerprint", "picture",
                   "recovery", "survival", "chat"}
     imported_for_typing = {"overload", "os", "IO"}
     assert set(kzlabel.__all__) - {"__version__"} == public - submodules - imported_for_typing
