@@ -13,11 +13,12 @@ rate. Each step costs a full re-encode: a low-rate source whose mark needs 4× i
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import CorruptInput
-from ...io import Input, Limits
+from ...io import Input, Limits, temp_beside
 from ...media_av import av_errors, need_av, source, temp_output
 from ...media_rate import RATE_TOLERANCE, VIDEO_RATE_STEPS, StreamRate, describe, measure
 from ..base import Survival
@@ -72,41 +73,32 @@ def encode_matched(
         steps = steps[:1]
     lost: list[str] = []
     outcome = RateOutcome()
+    kept_at = ""
     for step in steps:
+        kept_at = "the quality-only setting" if step is None else f"{step:g}× the source's rate"
         target = int(step * video.bit_rate) if step is not None and video is not None and video.bit_rate else None
-
-        def encode(aim: int | None) -> int | None:
-            data = transcode(
-                source(inp),
-                ops,
-                info,
-                soundtrack=plan,
-                video_source=video,
-                bit_rate=aim,
-                audio_source=rates.get("audio"),
-            )
-            out.write_bytes(data)
-            return measure(str(out))["video"].bit_rate
-
-        got = encode(target)
+        got = _encode(inp, ops, info, plan, rates, target, out)
         if target and got and abs(got / target - 1) > RATE_TOLERANCE:  # ABR missed (short clips): aim once more
-            kept = out.read_bytes()
-            again = encode(int(target * target / got))
-            if again is None or abs(again / target - 1) > abs(got / target - 1):
-                out.write_bytes(kept)
+            retry = temp_beside(out)
+            try:
+                again = _encode(inp, ops, info, plan, rates, int(target * target / got), retry)
+                if again is not None and abs(again / target - 1) < abs(got / target - 1):
+                    os.replace(retry, out)
+            finally:
+                retry.unlink(missing_ok=True)
         if mark is None:
             break
         found, p = survives(out, mark, limits, fmt_id)
         outcome.survival = Survival(CHECK_NAME, found, p)
         if found and p <= CHECK_P:
             break
-        lost.append("quality-only" if step is None else f"{step:g}× the source's rate")
+        lost.append(kept_at)
     written = measure(str(out))
     outcome.lines["video"] = describe("video", written.get("video"), video)
     if lost and outcome.survival is not None and outcome.survival.found and outcome.survival.p_value <= CHECK_P:
         outcome.lines["video"] += (
             f"; at {', '.join(lost)} the watermark did not survive {CHECK_NAME} with p ≤ {CHECK_P:g}: the rate was"
-            " raised to keep the mark"
+            f" raised to keep the mark ({kept_at})"
         )
     elif lost:
         outcome.lines["video"] += (
@@ -117,6 +109,29 @@ def encode_matched(
     elif "audio" in written:
         outcome.lines["audio"] = describe("audio", written["audio"], rates.get("audio"))
     return outcome
+
+
+def _encode(
+    inp: Input,
+    ops: list[FrameOp],
+    info: VideoInfo,
+    plan: SoundtrackPlan,
+    rates: dict[str, StreamRate],
+    bit_rate: int | None,
+    out: Path,
+) -> int | None:
+    """One re-encode at ``bit_rate`` (quality-only when None) into ``out``; the video rate measured on it."""
+    data = transcode(
+        source(inp),
+        ops,
+        info,
+        soundtrack=plan,
+        video_source=rates.get("video"),
+        bit_rate=bit_rate,
+        audio_source=rates.get("audio"),
+    )
+    out.write_bytes(data)
+    return measure(str(out))["video"].bit_rate
 
 
 def survives(path: Path, mark: tuple[bytes, bytes | None], limits: Limits, fmt_id: str) -> tuple[bool, float]:
