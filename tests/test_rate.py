@@ -21,6 +21,10 @@ RATE_BOUND = 0.15
 LABEL_BYTES = 20_000
 
 
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True, timeout=120)
+
+
 def _lab(signer, trust) -> Labeler:
     return Labeler(signer, owner="O", system="S", trust=trust)
 
@@ -120,26 +124,8 @@ def test_video_keeps_its_rate_and_its_marks_survive_a_platform_reencode(signer, 
     # a platform's re-encode, independent of kzlabel's own check: ffmpeg, CRF 28, tags kept so the warning the label
     # records can be compared
     again = tmp_path / "again.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-y",
-            "-i",
-            str(dst),
-            "-c:v",
-            "libx264",
-            "-crf",
-            "28",
-            "-c:a",
-            "copy",
-            "-movflags",
-            "use_metadata_tags",
-            str(again),
-        ],
-        check=True,
-        timeout=120,
+    ffmpeg(
+        "-i", str(dst), "-c:v", "libx264", "-crf", "28", "-c:a", "copy", "-movflags", "use_metadata_tags", str(again)
     )
     report = lab.verify(again)
     assert report.layer("watermark").status.value == "found"
@@ -185,3 +171,20 @@ def test_video_without_a_watermark_is_encoded_at_the_source_rate(signer, trust, 
     result = lab.mark(src, dst)
     assert abs(measure(str(dst))["video"].bit_rate / measure(str(src))["video"].bit_rate - 1) <= RATE_BOUND
     assert "watermark" not in result.robustness
+
+
+def test_video_keeps_profile_gop_and_b_frames(signer, trust, tmp_path) -> None:
+    """A Main-profile clip with a key frame every 10 frames and no B-frames comes out the same (320×240: too small
+    for the watermark, so one encode)."""
+    src, dst = tmp_path / "gop.mp4", tmp_path / "out.mp4"
+    ffmpeg(
+        *["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "2", "-c:v", "libx264", "-profile:v", "main"],
+        *["-g", "10", "-bf", "0", "-b:v", "300k", "-pix_fmt", "yuv420p"],
+        str(src),
+    )
+    result = _lab(signer, trust).mark(src, dst)
+    before, after = measure(str(src))["video"], measure(str(dst))["video"]
+    assert (before.profile, before.gop, before.reorders) == ("Main", 10, False)
+    assert (after.profile, after.gop, after.reorders) == ("Main", 10, False)
+    assert abs(after.bit_rate / before.bit_rate - 1) <= RATE_BOUND
+    assert "watermark" in result.skipped and "watermark" not in result.robustness
