@@ -188,3 +188,15 @@ def test_video_keeps_profile_gop_and_b_frames(signer, trust, tmp_path) -> None:
     assert (after.profile, after.gop, after.reorders) == ("Main", 10, False)
     assert abs(after.bit_rate / before.bit_rate - 1) <= RATE_BOUND
     assert "watermark" in result.skipped and "watermark" not in result.robustness
+
+
+@pytest.mark.slow
+def test_marked_soundtrack_keeps_its_measured_rate(signer, trust, tmp_path) -> None:
+    """Opus in Matroska states no rate: a marked soundtrack was given 128 kb/s; now the 55.6 kb/s it measures."""
+    src, dst = SAMPLES / "trailer.mkv", tmp_path / "trailer.mkv"
+    lab = Labeler(signer, owner="O", system="S", trust=trust, position="start")
+    result = lab.mark(src, dst)
+    before, after = measure(str(src))["audio"], measure(str(dst))["audio"]
+    assert after.codec == "opus" and abs(after.bit_rate / before.bit_rate - 1) <= RATE_BOUND
+    assert _kbps(result.encoding["audio"]) == pytest.approx(after.bit_rate / 1000, abs=0.05)
+    assert lab.verify(dst).layer("visible:audio").status.value == "found"
