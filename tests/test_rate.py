@@ -151,13 +151,15 @@ def test_rate_raised_when_the_mark_is_lost_at_the_source_rate(signer, trust, tmp
 
     def lost_at_first(path, mark, limits, fmt_id):
         checks.append(path)
-        return (False, 0.5) if len(checks) == 1 else (True, 1e-9)
+        return (False, 0.5, "H.264 CRF 28 (injected)") if len(checks) == 1 else (True, 1e-9, "H.264 CRF 28 (injected)")
 
     monkeypatch.setattr(ratematch, "survives", lost_at_first)
     src, dst = SAMPLES / "trailer.mkv", tmp_path / "trailer.mkv"
     result = _lab(signer, trust).mark(src, dst)
     line = result.encoding["video"]
-    assert "at 1× the source's rate the watermark did not survive H.264 CRF 28" in line and "p ≤ 1e-08" in line
+    assert (
+        "at 1× the source's rate the watermark did not survive H.264 CRF 28 (injected)" in line and "p ≤ 1e-08" in line
+    )
     assert "raised to keep the mark" in line and len(checks) == 2
     assert measure(str(dst))["video"].bit_rate > (1 + RATE_BOUND) * measure(str(src))["video"].bit_rate
     assert result.robustness["watermark"].startswith("survives")
