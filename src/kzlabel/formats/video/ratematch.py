@@ -35,7 +35,6 @@ CHECKS = (
     ("H.264 CRF 28 at ≤ 480 px", 28, False),  # name, CRF, centre cut to 9:16 (stress: h264-480p)
     ("a 9:16 centre cut at H.264 CRF 23", 23, True),  # stress: vertical (a landscape frame's cut is under 1080 px)
 )
-CHECK_NAME = f"{' and '.join(c[0] for c in CHECKS)} (opening {CHECK_SECONDS:g} s)"
 # The 9:16 cut is checked only when it keeps at least this many px across: no rate keeps the mark in a narrower one,
 # so raising the rate for it only grows the file (measured: the bundled 384×256 clips' 144-px cut lost the mark at
 # 1, 2 and 4× and at the quality-only setting, 9.9× the source's rate; 640×360's 202-px cut kept it at 1-2×)
@@ -81,39 +80,44 @@ def encode_matched(
     steps.append(None)  # quality-only: the last resort, and the setting for a source with no measurable rate
     if mark is None:
         steps = steps[:1]
-    lost: list[str] = []
     outcome = RateOutcome()
-    kept_at, checked = "", CHECK_NAME
-    for step in steps:
-        kept_at = "the quality-only setting" if step is None else f"{step:g}× the source's rate"
-        target = int(step * video.bit_rate) if step is not None and video is not None and video.bit_rate else None
-        got = _encode(inp, ops, info, plan, rates, target, out)
-        if target and got and abs(got / target - 1) > RATE_TOLERANCE:  # ABR missed (short clips): aim once more
-            retry = temp_beside(out)
-            try:
-                again = _encode(inp, ops, info, plan, rates, int(target * target / got), retry)
-                if again is not None and abs(again / target - 1) < abs(got / target - 1):
-                    os.replace(retry, out)
-            finally:
-                retry.unlink(missing_ok=True)
-        if mark is None:
-            break
-        found, p, checked = survives(out, mark, limits, fmt_id)
-        outcome.survival = Survival(checked, found, p)
-        if found and p <= CHECK_P:
-            break
-        lost.append(kept_at)
+    tried: list[_Attempt] = []
+    chosen: _Attempt | None = None
+    try:
+        for step in steps:
+            name = "the quality-only setting" if step is None else f"{step:g}× the source's rate"
+            target = int(step * video.bit_rate) if step is not None and video is not None and video.bit_rate else None
+            path = temp_beside(out)
+            tried.append(_Attempt(name, path, {}))
+            got = _encode(inp, ops, info, plan, rates, target, path)
+            if target and got and abs(got / target - 1) > RATE_TOLERANCE:  # ABR missed (short clips): aim once more
+                retry = temp_beside(out)
+                try:
+                    again = _encode(inp, ops, info, plan, rates, int(target * target / got), retry)
+                    if again is not None and abs(again / target - 1) < abs(got / target - 1):
+                        os.replace(retry, path)
+                finally:
+                    retry.unlink(missing_ok=True)
+            if mark is None:
+                chosen = tried[-1]
+                break
+            tried[-1].checks.update(survives(path, mark, limits, fmt_id))
+            if tried[-1].kept(tried[-1].checks):
+                chosen = tried[-1]
+                break
+        # no step kept the mark through every check: the checks not even the last step passed do not depend on the
+        # rate, so the lowest step that passes the others is kept (raising the rate for them only grows the file)
+        required = tried[-1].passed() if chosen is None else set(chosen.checks)
+        chosen = chosen or next(t for t in tried if t.kept(required))
+        os.replace(chosen.path, out)
+    finally:
+        for t in tried:
+            t.path.unlink(missing_ok=True)
     written = measure(str(out))
     outcome.lines["video"] = describe("video", written.get("video"), video)
-    if lost and outcome.survival is not None and outcome.survival.found and outcome.survival.p_value <= CHECK_P:
-        outcome.lines["video"] += (
-            f"; at {', '.join(lost)} the watermark did not survive {checked} with p ≤ {CHECK_P:g}: the rate was"
-            f" raised to keep the mark ({kept_at})"
-        )
-    elif lost:
-        outcome.lines["video"] += (
-            f"; the watermark did not survive {checked} with p ≤ {CHECK_P:g} at any rate tried ({', '.join(lost)})"
-        )
+    if mark is not None:
+        outcome.survival = chosen.survival()
+        outcome.lines["video"] += _account(tried, chosen, required)
     if "audio" in written and plan.tone_at is None and plan.payload is None:
         outcome.lines["audio"] = "copied"
     elif "audio" in written:
@@ -144,20 +148,60 @@ def _encode(
     return measure(str(out))["video"].bit_rate
 
 
-def survives(path: Path, mark: tuple[bytes, bytes | None], limits: Limits, fmt_id: str) -> tuple[bool, float, str]:
-    """(the payload was found after every check of :data:`CHECKS` that applies, the largest p-value, the checks run)
-    for the video at ``path``."""
+def survives(
+    path: Path, mark: tuple[bytes, bytes | None], limits: Limits, fmt_id: str
+) -> dict[str, tuple[bool, float]]:
+    """Each check of :data:`CHECKS` that applies to the video at ``path`` → (its payload found, p-value)."""
     rotation = probe(Input(path=path), limits, fmt_id).rotation
-    found, worst, names = True, 0.0, []
+    results = {}
     for name, crf, cut in CHECKS:
         if cut and (
             rotation in (90, 270) or _cut_width(path) < MIN_CUT_WIDTH
         ):  # portrait shown: stress leaves it whole
             continue
-        hit, p = _check(path, mark, limits, fmt_id, crf, cut)
-        found, worst = found and hit, max(worst, p)
-        names.append(name)
-    return found, worst, f"{' and '.join(names)} (opening {CHECK_SECONDS:g} s)"
+        results[name] = _check(path, mark, limits, fmt_id, crf, cut)
+    return results
+
+
+@dataclass
+class _Attempt:
+    """One step's encode: its name, its file, and what each survival check found on it."""
+
+    name: str
+    path: Path
+    checks: dict[str, tuple[bool, float]]
+
+    def passed(self) -> set[str]:
+        return {c for c, (found, p) in self.checks.items() if found and p <= CHECK_P}
+
+    def kept(self, required: set[str] | dict[str, tuple[bool, float]]) -> bool:
+        return set(required) <= self.passed()
+
+    def survival(self) -> Survival:
+        names = " and ".join(self.checks) or "no check"
+        found = all(f for f, _ in self.checks.values())
+        return Survival(
+            f"{names} (opening {CHECK_SECONDS:g} s)", found, max((p for _, p in self.checks.values()), default=1.0)
+        )
+
+
+def _account(tried: list[_Attempt], chosen: _Attempt, required: set[str]) -> str:
+    """The mark report's words on the steps: why the rate was raised, and what no rate kept."""
+    line = ""
+    lower = tried[: tried.index(chosen)]
+    if lower:
+        lost = sorted({c for t in lower for c in required - t.passed()})
+        line += (
+            f"; at {', '.join(t.name for t in lower)} the watermark did not survive {' and '.join(lost)} with p ≤"
+            f" {CHECK_P:g}: the rate was raised to keep the mark ({chosen.name})"
+        )
+    never = sorted(set(chosen.checks) - required)
+    if never:
+        line += (
+            f"; the watermark did not survive {' and '.join(never)} at any rate tried"
+            f" ({', '.join(t.name for t in tried)}): kept at {chosen.name}"
+        )
+    return line
 
 
 def _cut_width(path: Path) -> int:
