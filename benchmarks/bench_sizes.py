@@ -231,7 +231,8 @@ def media_rows(lab: kzlabel.Labeler, tmp: Path, quick: bool) -> None:
             "yes" if survival.startswith("survives") else ("NO" if survival.startswith("not found") else survival)
         )
         line = result.encoding.get(kind, "")
-        raised = " (raised)" if "raised" in line else (" (quality-only)" if "any rate tried" in line else "")
+        raised = " (raised)" if "raised" in line else ""
+        raised += " (a check lost at every rate)" if "any rate" in line else ""
         print(
             f"| {name} | {a.codec} | {a.bit_rate / 1000:.1f} | {b.bit_rate / 1000:.1f} | {b.bit_rate / a.bit_rate:.2f}"
             f"{raised} | {src.stat().st_size / 1000:.1f} | {dst.stat().st_size / 1000:.1f} "
