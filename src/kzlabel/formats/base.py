@@ -101,12 +101,15 @@ class LabelMatch:
     handler does not tell the two apart. Only an exact (or undistinguished) match lets a still-embedded C2PA
     manifest whose hard binding broke read as a container edit (``unbound``): a re-encoder drops the manifest, so
     a manifest still there over content that is merely close to the signed one means its bytes were changed in place.
+    data: how the content compares, for the evidence's data — ``{"excerpt": {"start_s", "end_s", "signed_s"}}``
+    when the file holds a stretch of the signed audio or video: the signed content, trimmed (a match, not exact).
     """
 
     content: bool | None
     warning: bool | None
     detail: str = ""
     exact: bool | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

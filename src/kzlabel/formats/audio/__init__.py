@@ -213,7 +213,7 @@ class _AudioHandler(Handler[AudioDoc]):
         if isinstance(warning.get("speech"), dict):
             langs = tuple(str(x) for x in warning["speech"].get("langs", ()))
             checks.append(spoken.detect(head, rate, langs, label.source_type) >= spoken.THRESHOLD)
-        return LabelMatch(match.content, bool(checks) and all(checks), match.detail, match.exact)
+        return LabelMatch(match.content, bool(checks) and all(checks), match.detail, match.exact, match.data)
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
         return signals_from_tags(self._read_inp(inp), f"{self.name} tag")
