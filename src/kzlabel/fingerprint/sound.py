@@ -343,7 +343,7 @@ def match_sound(
     end_s: float,
     *,
     excerpts: bool = False,
-    prefer_s: float = 0.0,
+    prefer_s: float | None = None,
 ) -> SoundMatch:
     """Slide the signed fingerprint over a file's sub-frame ``powers``: (same sound, how it compares).
 
@@ -352,8 +352,8 @@ def match_sound(
     later by 1 s, and be trimmed at its start (a cut notice); it must not differ where it is present, nor be followed
     by more than ``end_s`` + :data:`EXTRA_S` of other audio. Without ``excerpts`` (``kz-audio-1``) it must not lose
     more than :data:`END_CUT_S` at its end either. With ``excerpts`` a file holding any contiguous stretch of the
-    content (2 s or more) is that excerpt, found anywhere; ``prefer_s`` is the shift tried first (a video's soundtrack
-    is looked for where its frames were found).
+    content is that excerpt, found anywhere — or, given ``prefer_s``, only around that shift (a video's soundtrack
+    is looked for where its frames were found: a steady sound would fit anywhere).
     """
     try:
         hop, bands = int(signed["hop"]), int(signed["bands"])
@@ -368,11 +368,13 @@ def match_sound(
     if not excerpts:
         best, shift = slider.nearest(sorted(range(-100, start + 301), key=abs), least)
         return _judge_v1(slider, best, shift, end_s)
-    prefer = int(round(prefer_s / SUB_S))
+    prefer = int(round((prefer_s or 0.0) / SUB_S))
     near = sorted(set(range(-100, start + 301)) | set(range(prefer - 100, prefer + 101)), key=lambda c: abs(c - prefer))
+    if prefer_s is not None:
+        near = [c for c in near if abs(c - prefer) <= 100]
     best, shift = slider.nearest(near, least)
     first = _judge(slider, best, shift, start_s, end_s)
-    if first.same and "excerpt" not in first.data:
+    if (first.same and "excerpt" not in first.data) or prefer_s is not None:
         return first
     # an excerpt, or no match here: look over the whole content too, and keep the closest fit that holds (the first
     # alignment unless another fits clearly better: a short excerpt of repetitive sound fits in several places)

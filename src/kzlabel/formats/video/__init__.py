@@ -11,7 +11,8 @@ Matroska/WebM as global tags.
 
 Modules: :mod:`.codec` (probing, tags, frame sampling, the per-frame watermark), :mod:`.warning` (the burned-in
 warning), :mod:`.soundtrack` (tone and audio watermark in the soundtrack), :mod:`.transcode` (the frame-by-frame
-re-encode), :mod:`.binding` (the content binding: sampled frames and the soundtrack); the handlers are here.
+re-encode), :mod:`.scan` (one pass over packets, frames and soundtrack), :mod:`.binding` (the content binding: every
+frame and the soundtrack; :mod:`.binding_v1` for ``kz-video-1`` labels); the handlers are here.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ...errors import CapacityError
+from ...errors import CapacityError, CorruptInput
 from ...io import Input, Limits
 from ...label import Label, Training, TrainingSignal
 from ...layers import LAYERS, Layer, audible
@@ -46,6 +47,13 @@ from .codec import (
 from .ratematch import RateOutcome, encode_matched
 from .soundtrack import check_soundtrack, split_position
 from .warning import check_warning, find_warning, warning_op
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """Findings state of a labelled video that no longer decodes."""
+
+    reason: str
 
 
 @dataclass
@@ -120,11 +128,23 @@ class _VideoHandler(Handler[VideoDoc]):
         rewrite(out, lambda data: remux_with_tags(data, tags))
 
     def inspect(self, inp: Input, limits: Limits, key: bytes | None, watermark: bool = True) -> Findings:
-        info = probe(inp, limits, self.id)
         tags = {k.lower(): v for k, v in read_tags(inp).items()}
         tokens = [("container tag kzlabel", tags[TAG_LABEL.lower()])] if TAG_LABEL.lower() in tags else []
         fields = {k: tags[k.lower()] for k in (TAG_AIGC, TAG_SOURCE) if k.lower() in tags}
-        mark = detect_watermark(inp, info, key) if watermark and "watermark" in self.layers else None
+        try:
+            info = probe(inp, limits, self.id)
+        except CorruptInput as exc:
+            if not tokens:
+                raise
+            # a label in a video that no longer decodes: the content was damaged after signing (tampered), which is
+            # evidence, not an unusable input
+            return Findings(tokens=tokens, fields=fields, warning_found=False, state=Undecodable(exc.message))
+        try:
+            mark = detect_watermark(inp, info, key) if watermark and "watermark" in self.layers else None
+        except CorruptInput:
+            if not tokens:
+                raise
+            mark = None  # frames the detector reads no longer decode: "could not be checked"; the binding says why
         parts = {"audio": check_soundtrack(inp, key)} if info.has_audio else {}
         # without a label (re-encoders drop the tags), look for kzlabel's built-in warning on its own
         seen, how = find_warning(inp, info) if not tokens else (None, "")
@@ -139,10 +159,18 @@ class _VideoHandler(Handler[VideoDoc]):
         )
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:
+        if isinstance(findings.state, Undecodable):
+            return LabelMatch(False, False, f"the video no longer decodes ({findings.state.reason})")
         inp, info = findings.state
-        seen = check_warning(inp, info, label)
-        content, detail = video_matches(inp, info, label.binding, label.warning)
-        return LabelMatch(content, seen.warning, "; ".join(filter(None, (detail, seen.detail))))
+        try:
+            seen = check_warning(inp, info, label)
+        except CorruptInput as exc:
+            seen = LabelMatch(None, False, f"the warning could not be checked ({exc.message})")
+        try:
+            content, detail, data = video_matches(inp, info, label.binding, label.warning)
+        except CorruptInput as exc:
+            content, detail, data = False, f"the video no longer decodes ({exc.message})", {}
+        return LabelMatch(content, seen.warning, "; ".join(filter(None, (detail, seen.detail))), data)
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
         return signals_from_tags(read_tags(inp))

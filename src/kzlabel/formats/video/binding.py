@@ -1,156 +1,237 @@
-"""The content binding of a video label (``alg: "kz-video-1"``): sampled frames and the soundtrack.
+"""The content binding of a video label (``alg: "kz-video-2"``): every frame and the soundtrack.
 
-Frames: :data:`FRAMES` frames at fixed fractions of the duration, decoded from the written file as verify decodes
-them, shown upright, with the burned-in warning's boxes blanked (the picture's body, as images have), each bound
-exactly (SHA-256 of its RGB pixels, folded into one digest) and perceptually (an 8×8 colour thumbnail, which a
-re-encode or a rescale keeps and a patch painted over the picture does not). The soundtrack, when there is one, is
-bound as audio files are (:mod:`kzlabel.fingerprint`): digest of its decoded samples and band-energy fingerprint.
+Computed by one pass over the written file (:mod:`.scan`), as verify decodes it:
 
-Not bound: frames between the sampled ones (an edit of a few frames away from them goes unseen), and the timing: a
-trimmed or re-timed video samples other frames and reads as changed.
+- ``packets``: a SHA-256 of the coded video stream (codec setup and every packet). Decoding is deterministic, so a
+  file whose packets are the signed ones shows exactly the signed frames: verify then decodes nothing.
+- ``sha256``: a SHA-256 over every decoded frame's planes (a remux that rewrites the packets, or an edit of bytes the
+  decoder ignores, still decodes to the same frames).
+- ``seg_packets`` / ``seg_pixels``: 4-byte digests per segment (``seg_s`` seconds, by presentation time) of the
+  packets and of the decoded frames. When most segments' packets are still the signed ones, the stream was not
+  re-encoded, and any segment whose frames no longer decode to the signed ones was changed there: damaged data or a
+  local edit, however small (a re-encode changes every segment's packets, so it never gives this evidence).
+- ``print``: the frame fingerprint (:mod:`kzlabel.fingerprint.frames`) of every frame, the burned-in warning's boxes
+  left out: what a re-encode or a rescale keeps and an edit of the picture, or frames removed, inserted or replaced,
+  does not. It also finds a shorter file's place in the signed frames: an excerpt.
+- ``audio``: the soundtrack as audio files bind it (``kz-audio-2``: packets, sample digest, segment digests, sound
+  fingerprint), looked for where the frames were found.
+
+``kz-video-1`` labels (8 sampled frames) are checked by :mod:`.binding_v1`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from ...errors import CorruptInput
-from ...fingerprint import SOUND_ALG, SoundPrint, match_sound, sound_print
+from ...fingerprint import SOUND_ALG, Excerpt, SoundPrint, check_segments, match_sound, segment_print, sound_print
+from ...fingerprint.common import pack_digests, unpack_digests
+from ...fingerprint.frames import LUMA, MaskPlan, frame_print, match_frames, segment_length
 from ...io import Input
-from ...media_av import audio_blocks, av_errors, source
-from .codec import VideoInfo, sample_frames
-from .warning import displayed
+from .binding_v1 import VIDEO_ALG_V1, video_matches_v1
+from .codec import VideoInfo
+from .scan import Scan, scan
 
-VIDEO_ALG = "kz-video-1"
-FRAMES = 8
-_THUMB = 8
-THUMB_MAX_DIFF = 24  # as images: the largest change of a thumbnail cell still taken as the same picture
-THUMB_MEAN_DIFF = 4.0
-DURATION_TOL_S = 0.3  # a re-encode or remux keeps the duration within a frame or two
-
-
-def _times(duration: float) -> list[float]:
-    """Sample times from the first frame on, evenly over the duration (a clip shorter than them yields fewer)."""
-    return sorted({round(i * duration / FRAMES, 3) for i in range(FRAMES)}) if duration > 0 else [0.0]
+VIDEO_ALG = "kz-video-2"
+# a segment's packets count as evidence that the stream was not re-encoded only with this much coded data and a
+# picture that is not flat: a flat frame (black) re-encoded by the same encoder can come out byte for byte the same
+EVIDENCE_BYTES = 1024
+EVIDENCE_SPREAD = 3.0  # levels: the spread of a frame's luma grid above which it is not flat
 
 
-def _boxes(record: Mapping[str, Any] | None) -> list[list[float]]:
-    parts = (record or {}).get("parts")
+def mask_plan(warning: Mapping[str, Any] | None) -> MaskPlan:
+    """The cells to leave out of the frame fingerprint: the opening warning's box before ``opening_s``, the
+    persistent label's after it (as the warning op draws them)."""
+    parts = (warning or {}).get("parts")
     if not isinstance(parts, dict):
-        return []
-    return [list(p["box"]) for p in parts.values() if isinstance(p, dict) and "box" in p]
+        return MaskPlan.none()
+
+    def box(name: str) -> list[list[float]]:
+        part = parts.get(name)
+        return [[float(v) for v in part["box"]]] if isinstance(part, dict) and "box" in part else []
+
+    opening, persistent = box("opening"), box("persistent")
+    switch = float((warning or {}).get("opening_s", 2.0))
+    if not opening:
+        return MaskPlan.from_boxes(persistent, persistent, 0.0)
+    return MaskPlan.from_boxes(opening, persistent, switch)
 
 
-def _bodies(inp: Input, info: VideoInfo, times: list[float], boxes: list[list[float]]) -> list[Image.Image]:
-    """The sampled frames (at or just after each of ``times`` while there are frames), upright, every warning box
-    blanked."""
-    out = []
-    for _, rgb in sample_frames(inp, times):
-        body = displayed(rgb, info.rotation).convert("RGB")
-        w, h = body.size
-        for fx, fy, fw, fh in boxes:
-            body.paste((0, 0, 0), (int(fx * w) - 2, int(fy * h) - 2, int((fx + fw) * w) + 3, int((fy + fh) * h) + 3))
-        out.append(body)
-    return out
-
-
-def _digest(bodies: list[Image.Image]) -> str:
-    sha = hashlib.sha256()
-    for body in bodies:
-        sha.update(f"{body.width}x{body.height}:".encode() + hashlib.sha256(body.tobytes()).digest())
-    return sha.hexdigest()
-
-
-def _thumbs(bodies: list[Image.Image]) -> np.ndarray:
-    return np.stack([np.asarray(b.resize((_THUMB, _THUMB), Image.Resampling.BOX), np.int16) for b in bodies])
-
-
-def _soundtrack(inp: Input) -> SoundPrint | None:
-    blocks = audio_blocks(source(inp))
-    head = next(blocks, None)
-    if head is None:
-        return None
-    rate, channels = head
-    printer = SoundPrint(rate, channels, (0, 0))
-    for block in blocks:
-        printer.add(block)
-    return printer
+def _ends(sc: Scan) -> tuple[float, float, float]:
+    """(first frame's time, when the last frame ends, frame interval) of the decoded frames."""
+    assert sc.frames is not None
+    t = np.asarray(sc.frames.times)
+    gaps = np.diff(np.sort(t))
+    dt = float(np.median(gaps[gaps > 0])) if (gaps > 0).any() else 0.04
+    return float(t.min()), float(t.max()) + dt, dt
 
 
 def video_binding(inp: Input, info: VideoInfo, warning: Mapping[str, Any] | None) -> dict[str, Any]:
-    times = _times(info.duration)
-    bodies = _bodies(inp, info, times, _boxes(warning))
-    if not bodies:
+    seg_s = segment_length(info.duration)
+    sc = scan(inp, seg_s, rotation=info.rotation, plan=mask_plan(warning), video=True, audio=info.has_audio)
+    if not sc.frame_count or sc.frames is None:
         raise CorruptInput("the written video has no frame to bind", format="video")
-    times = times[: len(bodies)]
+    _, length, _ = _ends(sc)
+    fp = frame_print(sc.frames, seg_s, length)
+    count = int(fp["segments"])
+    none = bytes(4)
     out: dict[str, Any] = {
         "alg": VIDEO_ALG,
-        "duration": round(info.duration, 3),
-        "times": times,
-        "sha256": _digest(bodies),
-        "thumbs": base64.b64encode(_thumbs(bodies).astype(np.uint8).tobytes()).decode("ascii"),
+        "duration": round(length, 3),
+        "frames": sc.frame_count,
+        "packets": sc.video_packets,
+        "sha256": sc.pixels,
+        "seg_s": seg_s,
+        "seg_packets": pack_digests(sc.seg_packets.get(k, none) for k in range(count)),
+        "seg_pixels": pack_digests(sc.seg_pixels.get(k, none) for k in range(count)),
+        "print": fp,
     }
-    printer = _soundtrack(inp) if info.has_audio else None
-    if printer is not None:
-        length = printer.at / printer.rate
+    sound = sc.sound
+    if sound is not None and sound.at:
         out["audio"] = {
-            "rate": printer.rate,
-            "samples": printer.at,
-            "sha256": printer.digest(),
-            "sound": {"alg": SOUND_ALG, **sound_print(printer, 0.0, length)},
+            "packets": sc.audio_packets,
+            "rate": sound.rate,
+            "channels": sound.channels,
+            "samples": sound.at,
+            "sha256": sound.digest(),
+            "segments": segment_print(sound),
+            "sound": {"alg": SOUND_ALG, **sound_print(sound, 0.0, sound.at / sound.rate)},
         }
     return out
 
 
 def video_matches(
     inp: Input, info: VideoInfo, binding: Mapping[str, Any] | None, warning: Mapping[str, Any] | None
-) -> tuple[bool | None, str]:
-    """(True: the frames and soundtrack the label was signed over, exactly or re-encoded; False: changed; None: no
-    video binding) and a phrase for the evidence line."""
-    if not binding or binding.get("alg") != VIDEO_ALG:
-        return None, ""
+) -> tuple[bool | None, str, dict[str, Any]]:
+    """(True: the frames and soundtrack the label was signed over — exactly, re-encoded, or an excerpt of them;
+    False: changed; None: no video binding), a phrase for the evidence line, and what an excerpt covers."""
+    alg = (binding or {}).get("alg")
+    if not binding or alg not in (VIDEO_ALG, VIDEO_ALG_V1):
+        return None, "", {}
+    if alg == VIDEO_ALG_V1:
+        return (*video_matches_v1(inp, info, binding, warning), {})
     try:
-        times = [float(t) for t in binding["times"]]
-        signed = np.frombuffer(base64.b64decode(str(binding["thumbs"])), np.uint8).astype(np.int16)
-        duration = float(binding["duration"])
+        seg_s, length = float(binding["seg_s"]), float(binding["duration"])
+        packets = str(binding["packets"])
+        signed_print = dict(binding["print"])
+        sound = dict(binding["audio"]) if "audio" in binding else None
     except (KeyError, TypeError, ValueError):
-        return False, "the signed video binding is malformed"
-    if abs(info.duration - duration) > DURATION_TOL_S:
-        return False, f"the video lasts {info.duration:.2f} s, {duration:.2f} s when signed"
-    try:
-        bodies = _bodies(inp, info, times, _boxes(warning))
-    except CorruptInput as exc:
-        return False, f"the frames no longer decode ({exc.message})"
-    if len(bodies) != len(times) or signed.size != len(times) * _THUMB * _THUMB * 3:
-        return False, "the signed frames are no longer all there"
+        return False, "the signed video binding is malformed", {}
+    quick = scan(inp, seg_s)  # the packets alone: no decode
+    same_video = quick.video_packets == packets
+    same_audio = sound is None or quick.audio_packets == sound.get("packets")
+    if same_video and same_audio:
+        what = "frames and soundtrack" if sound is not None else "frames"
+        return True, f"{what} exactly as signed (the coded data is unchanged)", {}
+    full = scan(
+        inp,
+        seg_s,
+        rotation=info.rotation,
+        plan=mask_plan(warning),
+        video=not same_video,
+        audio=sound is not None and not same_audio,
+    )
     parts: list[str] = []
-    if _digest(bodies) == binding.get("sha256"):
-        parts.append("sampled frames exactly as signed")
+    tau, excerpt = 0.0, None
+    if same_video:
+        parts.append("frames exactly as signed (the coded video is unchanged)")
     else:
-        diff = np.abs(_thumbs(bodies).reshape(len(times), -1) - signed.reshape(len(times), -1))
-        worst = int(diff.max(axis=1).argmax())
-        if int(diff.max()) > THUMB_MAX_DIFF or float(diff.mean(axis=1).max()) > THUMB_MEAN_DIFF:
-            return False, f"the picture changed since signing (the frame at {times[worst]:.2f} s)"
-        parts.append(f"re-encoded since signing, the same frames (thumbnails within {int(diff.max())})")
-    sound = binding.get("audio")
-    if isinstance(sound, dict):
-        try:
-            printer = _soundtrack(inp)
-        except av_errors():
-            printer = None
-        if printer is None:
-            return False, "the signed soundtrack is gone or no longer decodes"
-        if printer.at == sound.get("samples") and printer.digest() == sound.get("sha256"):
+        content, detail, tau, excerpt = _frames_match(full, binding, signed_print, length)
+        if not content:
+            return False, detail, {}
+        parts.append(detail)
+    if sound is not None:
+        if same_audio:
             parts.append("soundtrack exactly as signed")
         else:
-            found = match_sound(printer.powers(), dict(sound.get("sound") or {}), 0.0, 0.0)
-            if not found.same:
-                return False, f"soundtrack: {found.detail}"
-            parts.append(f"soundtrack: {found.detail}")
-    return True, "; ".join(parts)
+            heard, detail = _sound_match(full.sound, sound, tau, full.damaged_audio)
+            if not heard:
+                return False, f"soundtrack: {detail}", {}
+            parts.append(f"soundtrack: {detail}")
+    return True, "; ".join(parts), ({"excerpt": excerpt.data()} if excerpt is not None else {})
+
+
+def _frames_match(
+    full: Scan, binding: Mapping[str, Any], signed_print: dict[str, Any], length: float
+) -> tuple[bool, str, float, Excerpt | None]:
+    if full.damaged:
+        where = f"{len(full.damaged)} packets, the first at {full.damaged[0]:.2f} s"
+        return False, f"the video no longer decodes ({where})", 0.0, None
+    if not full.frame_count or full.frames is None:
+        return False, "the frames no longer decode", 0.0, None
+    if full.pixels == binding.get("sha256") and full.frame_count == binding.get("frames"):
+        return True, "frames exactly as signed (decoded; the coded data differs)", 0.0, None
+    changed, exact = _in_place(full, binding, length)
+    if changed is not None:
+        return False, changed, 0.0, None
+    found = match_frames(full.frames, signed_print, length)
+    detail = found.detail + (" (frames exactly as signed)" if exact and found.same and found.excerpt else "")
+    return bool(found.same), detail, found.tau, found.excerpt
+
+
+def _in_place(full: Scan, binding: Mapping[str, Any], length: float) -> tuple[str | None, bool]:
+    """(where the frames of a stream that was not re-encoded changed, or None; whether every segment the file
+    holds is then exactly as signed) — see the module docstring."""
+    assert full.frames is not None
+    try:
+        seg_s = float(binding["seg_s"])
+        want_packets = unpack_digests(binding["seg_packets"])
+        want_pixels = unpack_digests(binding["seg_pixels"])
+    except (KeyError, TypeError, ValueError):
+        return None, False
+    start, end, dt = _ends(full)
+    count = min(len(want_packets), len(want_pixels))
+    held = [k for k in range(count) if k * seg_s >= start - dt / 2 and min((k + 1) * seg_s, length) <= end + dt / 2]
+    spread = _spread_by_segment(full)
+    evidence = [
+        k
+        for k in held
+        if full.seg_packets.get(k) == want_packets[k]
+        and full.packet_bytes.get(k, 0) >= EVIDENCE_BYTES
+        and spread.get(k, 0.0) > EVIDENCE_SPREAD
+    ]
+    if len(evidence) < max(2, (len(held) + 1) // 2):
+        return None, False
+    changed = [k for k in held if full.seg_pixels.get(k) != want_pixels[k]]
+    if held and end < length - dt and held[-1] in changed:
+        changed.remove(held[-1])  # the cut edge of a shorter file: frames whose references were cut away
+    if not changed:
+        return None, True
+    return (
+        f"the frames changed since signing between {changed[0] * seg_s:.1f} and "
+        f"{min((changed[-1] + 1) * seg_s, length):.1f} s ({len(changed)} of {len(held)} segments), while the coded "
+        f"video is otherwise as signed ({len(evidence)} segments byte for byte): damaged or edited, not re-encoded"
+    ), False
+
+
+def _spread_by_segment(full: Scan) -> dict[int, float]:
+    """Per segment, the largest spread (max - min) of a frame's luma grid: 0 for flat frames."""
+    assert full.frames is not None
+    t, late, _ = full.frames.arrays()
+    with np.errstate(invalid="ignore"):
+        spread = np.nan_to_num(np.nanmax(late[:, :LUMA], axis=1) - np.nanmin(late[:, :LUMA], axis=1))
+    out: dict[int, float] = {}
+    for when, value in zip(t, spread, strict=True):
+        k = full.segment(float(when))
+        out[k] = max(out.get(k, 0.0), float(value))
+    return out
+
+
+def _sound_match(
+    printer: SoundPrint | None, sound: Mapping[str, Any], tau: float, damaged: list[float]
+) -> tuple[bool, str]:
+    if damaged:
+        return False, f"the soundtrack no longer decodes ({len(damaged)} packets, the first at {damaged[0]:.2f} s)"
+    if printer is None or not printer.at:
+        return False, "the signed soundtrack is gone or no longer decodes"
+    same_stream = (printer.rate, printer.channels) == (sound.get("rate"), sound.get("channels"))
+    if same_stream and printer.at == sound.get("samples") and printer.digest() == sound.get("sha256"):
+        return True, "samples exactly as signed"
+    exact = check_segments(printer, dict(sound.get("segments") or {})) if same_stream else None
+    if exact is not None and exact.changed:
+        return False, exact.changed
+    found = match_sound(printer.powers(), dict(sound.get("sound") or {}), 0.0, 0.0, excerpts=True, prefer_s=tau)
+    return bool(found.same), found.detail
