@@ -188,12 +188,16 @@ def test_covered_video_warning_is_reported_missing(signer, trust, moving, tmp_pa
     result = lab.mark(moving, dst)
     assert set(result.label.warning["parts"]) == {"opening"}
     x, y, w, h = result.label.warning["parts"]["opening"]["box"]
-    covered = tmp_path / "c.mkv"
-    ffmpeg("-i", str(dst), "-vf", f"drawbox=x=iw*{x}:y=ih*{y}:w=iw*{w}:h=ih*{h}:color=gray:t=fill",
-           "-c:v", "libx264", "-c:a", "copy", str(covered))
+    covered = tmp_path / "c.mkv"  # painted over while the warning shows (the opening seconds)
+    box = f"drawbox=x=iw*{x}:y=ih*{y}:w=iw*{w}:h=ih*{h}:color=gray:t=fill"
+    opening = result.label.warning["opening_s"]
+    ffmpeg("-i", str(dst), "-vf", f"{box}:enable='lt(t,{opening})'", "-c:v", "libx264", "-c:a", "copy", str(covered))
     report = lab.verify(covered)
     assert report.layer("visible").status.value == "absent", str(report)
-    assert report.verdict == Verdict.MACHINE_READABLE_ONLY
+    assert report.verdict == Verdict.MACHINE_READABLE_ONLY, str(report)
+    throughout = tmp_path / "t.mkv"  # the same box over the picture after the warning is gone: an edit of the picture
+    ffmpeg("-i", str(dst), "-vf", box, "-c:v", "libx264", "-c:a", "copy", str(throughout))
+    assert lab.verify(throughout).verdict == Verdict.TAMPERED
     rescaled = tmp_path / "r.mkv"  # a re-encode at a lower resolution keeps the warning
     ffmpeg("-i", str(dst), "-vf", "scale=-2:240", "-c:v", "libx264", "-crf", "28", str(rescaled))
     assert lab.verify(rescaled).layer("visible").status.value == "found"

@@ -337,4 +337,4 @@ def _judge(
     if begin > EXCERPT_TOL_S or length - end > EXCERPT_TOL_S:
         excerpt = Excerpt(begin, end, length)
         return FrameMatch(True, excerpt.phrase("video"), tau, excerpt, data)
-    return FrameMatch(True, "the same frames, re-encoded since signing", tau, data=data)
+    return FrameMatch(True, "re-encoded since signing, the same frames", tau, data=data)
