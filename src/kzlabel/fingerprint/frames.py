@@ -73,6 +73,12 @@ class MaskPlan:
     def none(cls) -> MaskPlan:
         return cls(_mask([]), _mask([]), 0.0)
 
+    def clear_cells(self) -> np.ndarray:
+        """(LUMA,) the luma cells neither mask touches (all of them when the masks leave none)."""
+        k = FINE // GRID
+        touched = (self.early | self.late).reshape(GRID, k, GRID, k).any(axis=(1, 3)).ravel()
+        return ~touched if (~touched).any() else np.ones(LUMA, bool)
+
 
 def _mask(boxes: Sequence[Sequence[float]]) -> np.ndarray:
     """FINE × FINE, True where a box (x, y, w, h as fractions of the displayed frame, widened by a cell) covers."""
@@ -145,6 +151,7 @@ class _Frames:
     early: np.ndarray
     switch_s: float
     dt: float  # the usual frame interval
+    clear: np.ndarray  # the luma cells no mask touches
     start: float = 0.0  # the first frame's time
     end: float = 0.0  # the time the last frame ends
     cum: np.ndarray = field(init=False)
@@ -170,7 +177,7 @@ class _Frames:
             t, late, early = t[order], late[order], early[:0]
         gaps = np.diff(t)
         dt = float(np.median(gaps[gaps > 0])) if (gaps > 0).any() else 0.04
-        return cls(t, late, early, track.plan.switch_s, dt)
+        return cls(t, late, early, track.plan.switch_s, dt, track.plan.clear_cells())
 
     def segments(self, tau: float, seg_s: float, count: int, length: float) -> tuple[np.ndarray, np.ndarray]:
         """((count, FEATURES + 1) segment values — grid means, then the largest jump — and (count,) which
@@ -290,8 +297,9 @@ def _anywhere(frames: _Frames, want: np.ndarray, seg_s: float, length: float, ke
     taus = np.arange(-NEAR_S - frames.start, max(length - span, 0.0) + NEAR_S + frames.dt / 2, frames.dt)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: frames or segments masked whole
-        proxy = np.nanmean(frames.late[:, :LUMA], axis=1)
-        signed = np.nanmean(want[:, :LUMA], axis=1)
+        # the cells neither mask touches: the same in the file's frames and in every signed segment
+        proxy = np.nanmean(frames.late[:, :LUMA][:, frames.clear], axis=1)
+        signed = np.nanmean(want[:, :LUMA][:, frames.clear], axis=1)
     proxy = np.nan_to_num(proxy, nan=float(np.nanmean(proxy)) if np.isfinite(proxy).any() else 0.0)
     cum = np.concatenate([[0.0], np.cumsum(proxy)])
     count = len(want)
