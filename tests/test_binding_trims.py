@@ -195,8 +195,8 @@ def test_a_splice_inside_steady_noise_is_located_in_a_lossless_file(labeler, tmp
     labeler.mark(src, dst)
     data = bytearray(dst.read_bytes())
     at = data.index(b"data") + 8 + int((1.4 + 5.0) * 44100) * 4  # 5 s into the content, after the 1.4-s tone
-    other = (np.random.default_rng(9).standard_normal((44100, 2)) * 0.05 * 32767).astype("<i2").tobytes()
-    data[at : at + len(other)] = other  # one second of other noise at the same level
+    other = np.repeat(audio_signals.noise(1.0, 44100, seed=9)[:, None], 2, axis=1)  # the same noise, elsewhere
+    data[at : at + 4 * 44100] = np.clip(np.rint(other * 32767), -32768, 32767).astype("<i2").tobytes()
     report = labeler.verify(bytes(data), name="x.wav")
     assert report.verdict == Verdict.TAMPERED, str(report)
     assert "samples changed since signing between 5.00 and 6.00 s into the content" in report.layer("metadata").detail
