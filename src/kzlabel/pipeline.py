@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -660,11 +660,8 @@ class Labeler:
             data["content"] = match.detail  # how the content compares with the label's binding
             data.update(match.data)  # e.g. "excerpt": the stretch of the signed content the file holds
         if match.content is False:
-            return (
-                label,
-                Evidence("metadata", Status.INVALID, f"content changed after signing: {match.detail}", data),
-                match,
-            )
+            detail = f"content changed after signing: {match.detail}"
+            return label, Evidence("metadata", Status.INVALID, detail, data), match
         if bad:
             carrier_bad, chk_bad = bad[0]
             return label, Evidence("metadata", Status.INVALID, f"{carrier_bad}: {chk_bad.reason}", data), match
@@ -674,10 +671,5 @@ class Labeler:
             return label, Evidence("metadata", Status.INCONSISTENT, detail, data), match
         mismatched = [c for c, k in good if k.label is not None and k.label.content_id != label.content_id]
         detail = chk.reason + (f"; other labels present in {', '.join(mismatched)}" if mismatched else "")
-        excerpt = match.data.get("excerpt")
-        if isinstance(excerpt, Mapping):  # the signed content, trimmed: neither a change nor the whole
-            detail += (
-                f"; the file holds an excerpt {excerpt.get('start_s')}–{excerpt.get('end_s')} s of the signed "
-                f"{excerpt.get('signed_s')} s"
-            )
+        detail += match.excerpt_note()  # the signed content, trimmed: neither a change nor the whole
         return label, Evidence("metadata", Status(chk.status), detail, data), match

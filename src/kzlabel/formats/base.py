@@ -111,6 +111,16 @@ class LabelMatch:
     exact: bool | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
 
+    def excerpt_note(self) -> str:
+        """The phrase the metadata line ends with when the file holds an excerpt of the signed content, else ""."""
+        excerpt = self.data.get("excerpt")
+        if not isinstance(excerpt, Mapping):
+            return ""
+        return (
+            f"; the file holds an excerpt {excerpt.get('start_s')}–{excerpt.get('end_s')} s of the signed "
+            f"{excerpt.get('signed_s')} s"
+        )
+
 
 @dataclass(frozen=True)
 class Survival:

@@ -167,10 +167,11 @@ class _VideoHandler(Handler[VideoDoc]):
         except CorruptInput as exc:
             seen = LabelMatch(None, False, f"the warning could not be checked ({exc.message})")
         try:
-            content, detail, data = video_matches(inp, info, label.binding, label.warning)
+            match = video_matches(inp, info, label.binding, label.warning)
         except CorruptInput as exc:
-            content, detail, data = False, f"the video no longer decodes ({exc.message})", {}
-        return LabelMatch(content, seen.warning, "; ".join(filter(None, (detail, seen.detail))), data)
+            match = LabelMatch(False, None, f"the video no longer decodes ({exc.message})", exact=False)
+        detail = "; ".join(filter(None, (match.detail, seen.detail)))
+        return LabelMatch(match.content, seen.warning, detail, match.exact, match.data)
 
     def read_training(self, inp: Input, limits: Limits) -> list[TrainingSignal]:
         return signals_from_tags(read_tags(inp))

@@ -31,6 +31,7 @@ from ...fingerprint import SOUND_ALG, Excerpt, SoundPrint, check_segments, match
 from ...fingerprint.common import pack_digests, unpack_digests
 from ...fingerprint.frames import LUMA, MaskPlan, frame_print, match_frames, segment_length
 from ...io import Input
+from ..base import LabelMatch
 from .binding_v1 import VIDEO_ALG_V1, video_matches_v1
 from .codec import VideoInfo
 from .scan import Scan, scan
@@ -105,27 +106,30 @@ def video_binding(inp: Input, info: VideoInfo, warning: Mapping[str, Any] | None
 
 def video_matches(
     inp: Input, info: VideoInfo, binding: Mapping[str, Any] | None, warning: Mapping[str, Any] | None
-) -> tuple[bool | None, str, dict[str, Any]]:
-    """(True: the frames and soundtrack the label was signed over — exactly, re-encoded, or an excerpt of them;
-    False: changed; None: no video binding), a phrase for the evidence line, and what an excerpt covers."""
+) -> LabelMatch:
+    """``content`` True (the frames and soundtrack the label was signed over — exactly, re-encoded, or an excerpt of
+    them), False (changed) or None (no video binding), a phrase for the evidence line and what an excerpt covers
+    (``data``); ``exact`` only when every frame and the whole soundtrack decode as signed (``warning`` is left to
+    the handler). A ``kz-video-1`` match does not tell exact from close (``exact`` None), as before."""
     alg = (binding or {}).get("alg")
     if not binding or alg not in (VIDEO_ALG, VIDEO_ALG_V1):
-        return None, "", {}
+        return LabelMatch(None, None)
     if alg == VIDEO_ALG_V1:
-        return (*video_matches_v1(inp, info, binding, warning), {})
+        content, detail = video_matches_v1(inp, info, binding, warning)
+        return LabelMatch(content, None, detail)
     try:
         seg_s, length = float(binding["seg_s"]), float(binding["duration"])
         packets = str(binding["packets"])
         signed_print = dict(binding["print"])
         sound = dict(binding["audio"]) if "audio" in binding else None
     except (KeyError, TypeError, ValueError):
-        return False, "the signed video binding is malformed", {}
+        return LabelMatch(False, None, "the signed video binding is malformed")
     quick = scan(inp, seg_s)  # the packets alone: no decode
     same_video = quick.video_packets == packets
     same_audio = sound is None or quick.audio_packets == sound.get("packets")
     if same_video and same_audio:
         what = "frames and soundtrack" if sound is not None else "frames"
-        return True, f"{what} exactly as signed (the coded data is unchanged)", {}
+        return LabelMatch(True, None, f"{what} exactly as signed (the coded data is unchanged)", exact=True)
     full = scan(
         inp,
         seg_s,
@@ -135,41 +139,44 @@ def video_matches(
         audio=sound is not None and not same_audio,
     )
     parts: list[str] = []
-    tau, excerpt = 0.0, None
+    tau, excerpt, exact = 0.0, None, True
     if same_video:
         parts.append("frames exactly as signed (the coded video is unchanged)")
     else:
-        content, detail, tau, excerpt = _frames_match(full, binding, signed_print, length)
+        content, detail, tau, excerpt, exact = _frames_match(full, binding, signed_print, length)
         if not content:
-            return False, detail, {}
+            return LabelMatch(False, None, detail, exact=False)
         parts.append(detail)
     if sound is not None:
         if same_audio:
             parts.append("soundtrack exactly as signed")
         else:
-            heard, detail = _sound_match(full.sound, sound, tau, full.damaged_audio)
+            heard, detail, exact_sound = _sound_match(full.sound, sound, tau, full.damaged_audio)
             if not heard:
-                return False, f"soundtrack: {detail}", {}
+                return LabelMatch(False, None, f"soundtrack: {detail}", exact=False)
             parts.append(f"soundtrack: {detail}")
-    return True, "; ".join(parts), ({"excerpt": excerpt.data()} if excerpt is not None else {})
+            exact = exact and exact_sound
+    data = {"excerpt": excerpt.data()} if excerpt is not None else {}
+    return LabelMatch(True, None, "; ".join(parts), exact=exact and excerpt is None, data=data)
 
 
 def _frames_match(
     full: Scan, binding: Mapping[str, Any], signed_print: dict[str, Any], length: float
-) -> tuple[bool, str, float, Excerpt | None]:
+) -> tuple[bool, str, float, Excerpt | None, bool]:
+    """(the frames match, a phrase, where they sit in the signed ones, the excerpt they are, exactly as signed)."""
     if full.damaged:
         where = f"{len(full.damaged)} packets, the first at {full.damaged[0]:.2f} s"
-        return False, f"the video no longer decodes ({where})", 0.0, None
+        return False, f"the video no longer decodes ({where})", 0.0, None, False
     if not full.frame_count or full.frames is None:
-        return False, "the frames no longer decode", 0.0, None
+        return False, "the frames no longer decode", 0.0, None, False
     if full.pixels == binding.get("sha256") and full.frame_count == binding.get("frames"):
-        return True, "frames exactly as signed (decoded; the coded data differs)", 0.0, None
+        return True, "frames exactly as signed (decoded; the coded data differs)", 0.0, None, True
     changed, exact = _in_place(full, binding, length)
     if changed is not None:
-        return False, changed, 0.0, None
+        return False, changed, 0.0, None, False
     found = match_frames(full.frames, signed_print, length)
     detail = found.detail + (" (frames exactly as signed)" if exact and found.same and found.excerpt else "")
-    return bool(found.same), detail, found.tau, found.excerpt
+    return bool(found.same), detail, found.tau, found.excerpt, False
 
 
 def _in_place(full: Scan, binding: Mapping[str, Any], length: float) -> tuple[str | None, bool]:
@@ -222,16 +229,18 @@ def _spread_by_segment(full: Scan) -> dict[int, float]:
 
 def _sound_match(
     printer: SoundPrint | None, sound: Mapping[str, Any], tau: float, damaged: list[float]
-) -> tuple[bool, str]:
+) -> tuple[bool, str, bool]:
+    """(the soundtrack matches, a phrase, sample for sample as signed)."""
     if damaged:
-        return False, f"the soundtrack no longer decodes ({len(damaged)} packets, the first at {damaged[0]:.2f} s)"
+        where = f"{len(damaged)} packets, the first at {damaged[0]:.2f} s"
+        return False, f"the soundtrack no longer decodes ({where})", False
     if printer is None or not printer.at:
-        return False, "the signed soundtrack is gone or no longer decodes"
+        return False, "the signed soundtrack is gone or no longer decodes", False
     same_stream = (printer.rate, printer.channels) == (sound.get("rate"), sound.get("channels"))
     if same_stream and printer.at == sound.get("samples") and printer.digest() == sound.get("sha256"):
-        return True, "samples exactly as signed"
+        return True, "samples exactly as signed", True
     exact = check_segments(printer, dict(sound.get("segments") or {})) if same_stream else None
     if exact is not None and exact.changed:
-        return False, exact.changed
+        return False, exact.changed, False
     found = match_sound(printer.powers(), dict(sound.get("sound") or {}), 0.0, 0.0, excerpts=True, prefer_s=tau)
-    return bool(found.same), found.detail
+    return bool(found.same), found.detail, False
