@@ -186,16 +186,34 @@ def test_many_flips_are_reported_or_leave_the_content_as_it_was(sample, marked, 
 
 
 # --- the flips the sweep found passing as compliant, and the rule that now catches them -------------------------------
-def test_a_flipped_sample_in_a_wav_with_its_manifest_is_tampered(marked, trust) -> None:
+def test_a_flipped_sample_in_a_wav_is_located_by_its_segment(marked, trust) -> None:
     """One PCM sample's high byte flipped in the body of a marked WAV: a click the band-energy fingerprint cannot
-    see ("the same sound, re-encoded"). The C2PA manifest is still there, its hash broken: no re-encoder wrote this
-    file (they drop the manifest), so close-to-signed content is content changed in place, not a container edit."""
+    see. Every other audible segment still decodes exactly as signed, so no re-encode made this file: the segment
+    digests (kz-audio-2) locate the change, whatever the C2PA manifest says."""
     from kzlabel.containers import riff
 
     m = marked(SAMPLES[[p.name for p in SAMPLES].index("voice.wav")])
     data_chunk = next(c for c in riff.chunks(m.data) if c.kind == b"data")
     at = data_chunk.body + data_chunk.size // 2 // 2 * 2 + 1  # the high byte of a 16-bit sample mid-body
     report = Labeler(trust=trust).verify(flips.apply(m.data, flips.Flip(at, 0x40)), name=m.name)
+    assert "(1 of " in report.layer("metadata").data["content"], str(report)
+    assert "so this is no re-encode" in report.layer("metadata").data["content"]
+    assert report.verdict == Verdict.TAMPERED
+
+
+def test_a_flipped_sample_in_every_segment_of_a_wav_with_its_manifest_is_tampered(marked, trust) -> None:
+    """A low byte flipped every 2,000 bytes of a marked WAV's samples: no segment decodes exactly as signed (as after
+    a re-encode), and the clicks are far below what the band-energy fingerprint sees ("the same sound, re-encoded").
+    The C2PA manifest is still there, its hash broken: no re-encoder wrote this file (they drop the manifest), so
+    close-to-signed content is content changed in place, not a container edit."""
+    from kzlabel.containers import riff
+
+    m = marked(SAMPLES[[p.name for p in SAMPLES].index("voice.wav")])
+    data_chunk = next(c for c in riff.chunks(m.data) if c.kind == b"data")
+    damaged = m.data
+    for at in range(data_chunk.body, data_chunk.body + data_chunk.size - 1, 2000):  # even: a sample's low byte
+        damaged = flips.apply(damaged, flips.Flip(at, 0x40))
+    report = Labeler(trust=trust).verify(damaged, name=m.name)
     assert report.layer("metadata").data["content"] == "the same sound, re-encoded since signing"
     assert report.layer("c2pa").status.value == "invalid", str(report)
     assert "changed in place" in report.layer("c2pa").detail
@@ -208,7 +226,9 @@ def test_a_cut_ogg_with_its_sidecar_manifest_is_tampered(marked, trust) -> None:
     m = marked(SAMPLES[[p.name for p in SAMPLES].index("podcast.ogg")])
     cut = m.data[: m.data.rfind(b"OggS")]  # everything but the last page
     report = Labeler(trust=trust).verify(cut, name=m.name, sidecar=m.sidecar)
-    assert "an excerpt of the signed sound" in report.layer("metadata").data["content"]
+    content = report.layer("metadata").data["content"]
+    assert "an excerpt 0.0–" in content and "of sound (exactly as signed up to there)" in content, content
+    assert report.layer("metadata").data["excerpt"]["start_s"] == 0.0
     assert report.verdict == Verdict.TAMPERED, str(report)
 
 
