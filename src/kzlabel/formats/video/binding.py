@@ -2,8 +2,10 @@
 
 Computed by one pass over the written file (:mod:`.scan`), as verify decodes it:
 
-- ``packets``: a SHA-256 of the coded video stream (codec setup and every packet). Decoding is deterministic, so a
-  file whose packets are the signed ones shows exactly the signed frames: verify then decodes nothing.
+- ``packets``: a SHA-256 of the coded video stream (decoding setup and every packet with its timing and side data).
+  Decoding is deterministic, so a file whose packets are the signed ones shows exactly the signed frames: verify then
+  decodes nothing. ``layout``: the audio and video streams offered to a player and the display rotation; a file
+  that differs there is never an exact match (a track added beside the signed ones, a rotation flag changed).
 - ``sha256``: a SHA-256 over every decoded frame's planes (a remux that rewrites the packets, or an edit of bytes the
   decoder ignores, still decodes to the same frames).
 - ``seg_packets`` / ``seg_pixels``: 4-byte digests per segment (``seg_s`` seconds, by presentation time) of the
@@ -61,6 +63,10 @@ def mask_plan(warning: Mapping[str, Any] | None) -> MaskPlan:
     return MaskPlan.from_boxes(opening, persistent, switch)
 
 
+def _layout(sc: Scan, info: VideoInfo) -> str:
+    return f"{sc.layout} rotation={info.rotation}"
+
+
 def _ends(sc: Scan) -> tuple[float, float, float]:
     """(first frame's time, when the last frame ends, frame interval) of the decoded frames."""
     assert sc.frames is not None
@@ -81,6 +87,7 @@ def video_binding(inp: Input, info: VideoInfo, warning: Mapping[str, Any] | None
     none = bytes(4)
     out: dict[str, Any] = {
         "alg": VIDEO_ALG,
+        "layout": _layout(sc, info),
         "duration": round(length, 3),
         "frames": sc.frame_count,
         "packets": sc.video_packets,
@@ -119,7 +126,7 @@ def video_matches(
         return LabelMatch(content, None, detail)
     try:
         seg_s, length = float(binding["seg_s"]), float(binding["duration"])
-        packets = str(binding["packets"])
+        packets, layout = str(binding["packets"]), str(binding["layout"])
         signed_print = dict(binding["print"])
         sound = dict(binding["audio"]) if "audio" in binding else None
     except (KeyError, TypeError, ValueError):
@@ -127,7 +134,9 @@ def video_matches(
     quick = scan(inp, seg_s)  # the packets alone: no decode
     same_video = quick.video_packets == packets
     same_audio = sound is None or quick.audio_packets == sound.get("packets")
-    if same_video and same_audio:
+    now = _layout(quick, info)
+    streams = "" if now == layout else f"; the streams differ from the signed ones ({now}; signed: {layout})"
+    if same_video and same_audio and not streams:
         what = "frames and soundtrack" if sound is not None else "frames"
         return LabelMatch(True, None, f"{what} exactly as signed (the coded data is unchanged)", exact=True)
     full = scan(
@@ -157,7 +166,8 @@ def video_matches(
             parts.append(f"soundtrack: {detail}")
             exact = exact and exact_sound
     data = {"excerpt": excerpt.data()} if excerpt is not None else {}
-    return LabelMatch(True, None, "; ".join(parts), exact=exact and excerpt is None, data=data)
+    exact = exact and excerpt is None and not streams
+    return LabelMatch(True, None, "; ".join(parts) + streams, exact=exact, data=data)
 
 
 def _frames_match(

@@ -1,9 +1,14 @@
 """One pass over a video for its content binding (``kz-video-2``): the coded packets, and, when asked, every decoded
 frame and the soundtrack's samples.
 
-- Packets: a SHA-256 of the video stream's codec setup (extradata) and every packet's data in order, one of the
-  first audio stream's, and a 4-byte digest of each segment's video packets (by presentation time). Decoding is
-  deterministic, so identical packets mean identical frames: verify of an unchanged file needs no decode at all.
+- Packets: a SHA-256 of the video stream's decoding setup (codec, extradata, size, pixel format, colour and aspect
+  parameters, time base) and every packet's data with its timing (pts, dts, duration, key flag) and side data, in
+  order; one of the first audio stream's (its setup: codec, extradata, rate, layout, priming delay); and a 4-byte
+  digest of each segment's video packet data (by presentation time). Decoding is deterministic, so an identical
+  setup and packets mean identical frames and samples: verify of an unchanged file needs no decode at all. (The
+  setup and timing are in the digest because the container, not the packets, carries them: a flipped Matroska
+  CodecDelay shifts the Opus samples the same packets decode to — bench_byteflip.py found it.) ``layout``: the
+  audio and video streams the container offers a player, in order (an added or removed track).
 - Frames (``video=True``): each decoded frame's planes hashed as decoded (no colour conversion, so no swscale
   version enters the digest), folded into one SHA-256 and a 4-byte digest per segment; and each frame area-averaged
   by swscale to a small picture for the frame fingerprint (:mod:`kzlabel.fingerprint.frames`).
@@ -52,6 +57,7 @@ class Scan:
     """What one pass read (see the module docstring); digests are hex (whole) or 4 bytes (per segment)."""
 
     seg_s: float
+    layout: str = ""
     video_packets: str = ""
     audio_packets: str | None = None
     packet_bytes: dict[int, int] = field(default_factory=dict)  # segment → bytes of video packets
@@ -81,6 +87,27 @@ def frame_digest(frame: Any) -> bytes:
     return sha.digest()
 
 
+def _setup(stream: Any) -> bytes:
+    """What, besides its packets, decides how a stream decodes and shows (see the module docstring)."""
+    ctx = stream.codec_context
+    if ctx is None:  # a stream listed without codec parameters
+        return repr([stream.type, None]).encode()
+    fields: list[object] = [stream.type, ctx.name, stream.time_base, getattr(ctx, "delay", 0)]
+    if stream.type == "video":
+        fields += [ctx.width, ctx.height, ctx.pix_fmt, ctx.sample_aspect_ratio]
+        fields += [getattr(ctx, k, None) for k in ("color_range", "colorspace", "color_primaries", "color_trc")]
+    else:
+        fields += [ctx.sample_rate, layout_name(ctx)]
+    return repr(fields).encode() + bytes(ctx.extradata or b"")
+
+
+def _timing(packet: Any) -> bytes:
+    """A packet's timing, key flag and side data (e.g. Opus ``skip_samples``; PyAV 13+ reads side data)."""
+    side = getattr(packet, "iter_sidedata", None)
+    extra = b"".join(str(getattr(d, "data_type", "")).encode() + bytes(d) for d in side()) if side else b""
+    return repr((packet.pts, packet.dts, packet.duration, packet.is_keyframe)).encode() + extra
+
+
 def _display(small: np.ndarray, rotation: int) -> np.ndarray:
     """A (3, h, w) picture in stored orientation as viewers see it (rotation counter-clockwise, as PIL's)."""
     return np.rot90(small, k=(rotation // 90) % 4, axes=(1, 2)) if rotation % 360 else small
@@ -106,8 +133,13 @@ def scan(
             v = container.streams.video[0]
             v.thread_type = "AUTO"
             a = container.streams.audio[0] if container.streams.audio else None
-            vsha = hashlib.sha256(bytes(v.codec_context.extradata or b""))
-            asha = hashlib.sha256(bytes(a.codec_context.extradata or b"")) if a is not None else None
+            out.layout = " ".join(
+                f"{st.type}:{st.codec_context.name if st.codec_context is not None else '?'}"
+                for st in container.streams
+                if st.type in ("video", "audio")
+            )
+            vsha = hashlib.sha256(_setup(v))
+            asha = hashlib.sha256(_setup(a)) if a is not None else None
             track = FrameTrack(plan or MaskPlan.none()) if video else None
             resampler, sound = _sound(av, a) if audio and a is not None else (None, None)
             last_t = 0.0
@@ -120,11 +152,13 @@ def scan(
                     data = memoryview(packet)
                     if is_video:
                         vsha.update(data)
+                        vsha.update(_timing(packet))
                         k = out.segment(t)
                         seg_sha[k].update(data)
                         out.packet_bytes[k] = out.packet_bytes.get(k, 0) + packet.size
                     elif asha is not None:
                         asha.update(data)
+                        asha.update(_timing(packet))
                 if is_video and track is not None:
                     try:
                         decoded = packet.decode()
