@@ -234,3 +234,45 @@ def test_a_container_edit_over_exact_samples_stays_unbound(marked, trust) -> Non
     assert report.layer("metadata").data["content"] == "samples exactly as signed"
     assert report.layer("c2pa").status.value == "unbound", str(report)
     assert report.verdict == Verdict.COMPLIANT
+
+
+def test_a_flipped_codec_delay_in_a_matroska_header_is_not_an_exact_match(marked, trust) -> None:
+    """The Opus track's CodecDelay (Matroska element 0x56AA) changed: every packet as signed, but the decoder skips
+    another number of priming samples, so the soundtrack decodes to other samples. The sweep found this passing as
+    "coded data unchanged"; the packets digest now takes each stream's decoding setup and each packet's timing and
+    side data, so it is a close match only — under the sidecar manifest whose hash broke, tampered."""
+    m = marked(_sample("trailer.mkv"))
+    at = m.data.find(b"\x56\xaa\x83")  # CodecDelay, a 3-byte value
+    assert at > 0
+    damaged = flips.apply(m.data, flips.Flip(at + 4, 0xC0))
+    lab = Labeler(trust=trust)
+    report = lab.verify(damaged, name=m.name, sidecar=m.sidecar)
+    content = report.layer("metadata").data["content"]
+    assert "frames exactly as signed (the coded video is unchanged)" in content, content
+    assert "soundtrack exactly as signed" not in content, content
+    assert report.verdict == Verdict.TAMPERED, str(report)
+    assert lab.verify(m.data, name=m.name, sidecar=m.sidecar).verdict == Verdict.COMPLIANT
+
+
+@pytest.mark.slow
+def test_a_track_added_beside_the_signed_ones_is_not_an_exact_match(marked, trust, tmp_path) -> None:
+    """A remux that adds a second copy of the soundtrack: every signed frame and sample is there, but the file offers
+    a player other streams, so the match is not exact — with the sidecar manifest (its hash broken) tampered; without
+    it the label's verdict stands and the evidence names the streams."""
+    import subprocess
+
+    m = marked(_sample("trailer.mkv"))
+    src, out = tmp_path / "in.mkv", tmp_path / "out.mkv"
+    src.write_bytes(m.data)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", src, "-map", "0:v", "-map", "0:a", "-map", "0:a", "-c", "copy",
+         "-map_metadata", "0", out],
+        check=True,
+    )  # fmt: skip
+    lab = Labeler(trust=trust)
+    with_sidecar = lab.verify(out.read_bytes(), name=m.name, sidecar=m.sidecar)
+    assert with_sidecar.verdict == Verdict.TAMPERED, str(with_sidecar)
+    alone = lab.verify(out.read_bytes(), name=m.name)
+    content = alone.layer("metadata").data["content"]
+    assert "the streams differ from the signed ones (video:h264 audio:opus audio:opus" in content, content
+    assert alone.verdict == Verdict.COMPLIANT, str(alone)
