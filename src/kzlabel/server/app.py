@@ -28,7 +28,7 @@ from ..registry import Registry
 from . import page
 from .auth import MarkGate, check_exposure
 from .http import HTTPFailure, error_response, kzlabel_failure, query_flag
-from .limits import ServiceLimits, Worker
+from .limits import ServiceLimits, Worker, cap_malloc_arenas
 from .openapi import OPENAPI
 from .softbinding import softbinding_routes
 from .uploads import Upload, Uploads, scrub
@@ -240,10 +240,11 @@ def run(host: str, port: int, *, uds: Path | None = None, **create_app_kwargs: A
     from .connections import server_config  # imports uvicorn: only serving needs it
 
     app = create_app(**create_app_kwargs)
+    limits: ServiceLimits = app.state.limits
+    cap_malloc_arenas(limits.max_concurrency + limits.express_slots)
     gate: MarkGate | None = app.state.mark_gate
     check_exposure(host, uds, marking=gate is not None, token=gate is not None and gate.authenticated)
     trust = create_app_kwargs.get("trust")
-    limits: ServiceLimits = app.state.limits
     # Config() installs uvicorn's logging setup, so our startup line goes through the same handlers.
     config = server_config(app, limits, host=host, port=port, uds=uds)
     logging.getLogger("uvicorn.error").info(
