@@ -230,16 +230,10 @@ def put_xmp(data: bytes, packet: bytes) -> bytes:
         raise UnsupportedFormat("fragmented HEIF/AVIF image sequences are not supported")
     if any(b.kind == b"moov" for b in top):
         return _put_xmp_sequence(data, packet, top, meta)
-    xmp_id = meta.xmp_item()
+    xmp_id, children = _xmp_item(data, meta)
     # every extent is read (and so bounds-checked) here, idat ones too, before any offset is rewritten
     payloads = {loc.item: item_bytes(data, meta, loc) for loc in meta.locations}
     locations = [loc for loc in meta.locations if loc.item != xmp_id]
-    children = [(b.kind, data[b.start : b.end]) for b in meta.children]
-    if xmp_id is None:
-        xmp_id = max([*meta.items, *(loc.item for loc in meta.locations), 0]) + 1
-        if xmp_id > 0xFFFF:
-            raise UnsupportedFormat("HEIF item ids above 65535 are not supported")
-        children = _add_xmp_item(children, xmp_id, meta.primary)
     payloads[xmp_id] = packet
     locations.append(Location(xmp_id, 0, [(len(data), len(packet))]))  # sorts after the existing data
     order = [
@@ -270,10 +264,9 @@ def put_xmp(data: bytes, packet: bytes) -> bytes:
     return head + mdat + blob
 
 
-def _put_xmp_sequence(data: bytes, packet: bytes, top: list[Box], meta: HeifMeta) -> bytes:
-    """An image sequence with its XMP item replaced or added: every byte after ``meta`` moves by what ``meta`` grows,
-    so the item offsets and the tracks' chunk offsets (``stco``/``co64``) past it move with them; the packet goes in
-    an ``mdat`` of its own at the end (a replaced packet's old bytes stay unreferenced in their mdat)."""
+def _xmp_item(data: bytes, meta: HeifMeta) -> tuple[int, list[tuple[bytes, bytes]]]:
+    """The XMP item's id and ``meta``'s children (kind, bytes); without an XMP item, a new id past every used one and
+    the children with its ``infe`` (and ``cdsc`` link to the primary item) added."""
     xmp_id = meta.xmp_item()
     children = [(b.kind, data[b.start : b.end]) for b in meta.children]
     if xmp_id is None:
@@ -281,6 +274,14 @@ def _put_xmp_sequence(data: bytes, packet: bytes, top: list[Box], meta: HeifMeta
         if xmp_id > 0xFFFF:
             raise UnsupportedFormat("HEIF item ids above 65535 are not supported")
         children = _add_xmp_item(children, xmp_id, meta.primary)
+    return xmp_id, children
+
+
+def _put_xmp_sequence(data: bytes, packet: bytes, top: list[Box], meta: HeifMeta) -> bytes:
+    """An image sequence with its XMP item replaced or added: every byte after ``meta`` moves by what ``meta`` grows,
+    so the item offsets and the tracks' chunk offsets (``stco``/``co64``) past it move with them; the packet goes in
+    an ``mdat`` of its own at the end (a replaced packet's old bytes stay unreferenced in their mdat)."""
+    xmp_id, children = _xmp_item(data, meta)
     for loc in meta.locations:  # every extent bounds-checked before anything is moved
         item_bytes(data, meta, loc)
     kept = [loc for loc in meta.locations if loc.item != xmp_id]
