@@ -2,6 +2,11 @@
 
     python benchmarks/bench_serve.py [--quick] [--requests 400] [--concurrency 8] [--max-concurrency 2]
     python benchmarks/bench_serve.py --burst [--uploads 16] [--mib 200]
+    python benchmarks/bench_serve.py --vs-inprocess [--quick] [--requests 1000] [--rounds 2]
+
+``--vs-inprocess`` is issue 18's verify target: 1080p JPEGs through the service at 16 connections against
+``Labeler.verify`` in-process on the same cores, with the service's RSS over all its requests; it runs
+bench_serve_verify.py (whose docstring says how) with the remaining options.
 
 ``--burst --html --uploads 4`` is the slow-HTML case instead: big flat HTML files just under the text limit.
 
@@ -383,6 +388,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
+    if "--vs-inprocess" in sys.argv:
+        sys.argv.remove("--vs-inprocess")
+        from bench_serve_verify import main as vs_inprocess  # lazy: it imports this module
+
+        vs_inprocess()
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small run (48 requests, 4 files of each kind)")
     ap.add_argument("--requests", type=int, default=400)
