@@ -280,3 +280,94 @@ def test_a_truncated_manifest_chunk_is_reported_not_raised(tmp_path: Path, signe
         WAV.c2pa_slot(fh)
     line = kzlabel.Labeler(trust=trust, layers=["c2pa"]).verify(cut).layer("c2pa")
     assert line is not None and line.status not in (kzlabel.Status.TRUSTED, kzlabel.Status.VALID)
+
+
+PDF = formats.detect(Input(path=SAMPLES / "report.pdf"))
+
+
+def _big_pdf(path: Path, mb: int) -> Path:
+    """A one-page PDF whose content stream is ``mb`` MB of PDF whitespace (written a MB at a time), classic xref."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R >>",
+    ]
+    with open(path, "wb") as fh:
+        fh.write(b"%PDF-1.4\n")
+        offsets = []
+        for n, body in enumerate(objects, 1):
+            offsets.append(fh.tell())
+            fh.write(b"%d 0 obj\n%s\nendobj\n" % (n, body))
+        offsets.append(fh.tell())
+        fh.write(b"4 0 obj\n<< /Length %d >>\nstream\n" % (mb << 20))
+        for _ in range(mb):
+            fh.write(b" " * (1 << 20))
+        fh.write(b"\nendstream\nendobj\n")
+        xref = fh.tell()
+        fh.write(b"xref\n0 5\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % o for o in offsets))
+        fh.write(b"trailer\n<< /Size 5 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref)
+    return path
+
+
+@pytest.mark.slow
+def test_pdf_signed_in_an_incremental_update_in_flat_memory(tmp_path: Path, signer: Signer, trust: TrustStore) -> None:
+    """A PDF gets the manifest as an embedded file in an incremental update after its own bytes (unchanged), signed
+    and read in flat memory, valid in the c2pa Reader, encypher-c2pa and pypdf, no exiftool warning."""
+    import pypdf
+
+    small, big = _big_pdf(tmp_path / "small.pdf", 1), _big_pdf(tmp_path / "big.pdf", 40)
+    _sign(small, tmp_path / "warm.pdf", signer, PDF)
+    out = tmp_path / "out.pdf"
+    grown, store = _peak_rss_growth(lambda: _sign(big, out, signer, PDF))
+    size = out.stat().st_size
+    assert size > 40e6 and grown < 0.1 * size, (grown, size)
+    with open(out, "rb") as fh:
+        slot = PDF.c2pa_slot(fh)
+        assert slot is not None
+        grown, rep = _peak_rss_growth(lambda: c2pa_embed.read(fh, slot, trust))
+    assert grown < 0.1 * size and rep.state == "trusted" and rep.label_token == TOKEN
+    with open(big, "rb") as a, open(out, "rb") as b:  # the original bytes first, untouched
+        assert a.read(1 << 20) == b.read(1 << 20)
+    assert len(pypdf.PdfReader(out).pages) == 1
+    _independent(out, "application/pdf", trust, probe=False)
+
+
+def test_pdf_slot_both_xref_kinds_and_the_librarys_own(tmp_path: Path, signer: Signer, trust: TrustStore) -> None:
+    """The sample's classic cross-reference table gets a table in the update; kzlabel's own marked PDF (its updates
+    use xref streams) gets a stream; re-signing replaces the old specification in /AF; the library's rewritten PDF
+    is found and read."""
+    import pypdf
+
+    src = SAMPLES / "report.pdf"
+    classic = tmp_path / "classic.pdf"
+    _sign(src, classic, signer, PDF)
+    assert (
+        classic.read_bytes().startswith(src.read_bytes())
+        and b"\nxref\n" in classic.read_bytes()[len(src.read_bytes()) :]
+    )
+    _independent(classic, "application/pdf", trust, probe=False)
+    again = tmp_path / "again.pdf"
+    _sign(classic, again, signer, PDF)
+    af = pypdf.PdfReader(again).trailer["/Root"]["/AF"]
+    assert len(af) == 1  # the earlier manifest's specification left out
+    _independent(again, "application/pdf", trust, probe=False)
+    lab = kzlabel.Labeler(
+        signer, owner="ACME LLP", system="Gen", trust=trust, limits=kzlabel.Limits(max_c2pa_bytes=1000)
+    )
+    res = lab.mark(src, tmp_path / "marked.pdf")
+    assert "c2pa" in res.layers
+    tail = (tmp_path / "marked.pdf").read_bytes()[-2000:]
+    assert b"/Type/XRef" in tail and lab.verify(tmp_path / "marked.pdf").verdict == kzlabel.Verdict.COMPLIANT
+    data = (tmp_path / "marked.pdf").read_bytes()
+    assert c2pa_layer.read(data, "application/pdf", trust).state == "trusted"
+    enc = dict(
+        encypher_c2pa.verify(data, "application/pdf", trust_pem=trust.pem(), no_default_trust=True, telemetry=False)
+    )
+    assert (enc["hard_binding"], enc["validation_state"]) == ("match", "Trusted") and not enc["validation_results"][
+        "failure"
+    ]
+    lib = tmp_path / "lib.pdf"
+    lib.write_bytes(c2pa_layer.sign(src.read_bytes(), "application/pdf", signer, label_claims={"token": TOKEN}))
+    with open(lib, "rb") as fh:
+        slot = PDF.c2pa_slot(fh)
+        assert slot is not None and c2pa_embed.read(fh, slot, trust).state == "trusted"

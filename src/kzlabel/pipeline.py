@@ -626,6 +626,8 @@ class Labeler:
             return Evidence("c2pa", Status.FOUND, rep.detail, {"codes": rep.codes, **rep.summary()})
         if rep.state == "invalid":
             status, detail = Status.INVALID, "manifest does not validate" + where + ": " + ", ".join(rep.codes)
+            if c2pa_embed.CHANGED_IN_PLACE in rep.codes:
+                detail += f" ({rep.detail})"
         elif rep.state == "trusted":
             status, detail = Status.TRUSTED, "manifest valid" + where + ", signer trusted"
         elif self.trust is not None and self.trust.anchors:

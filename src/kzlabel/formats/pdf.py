@@ -18,14 +18,15 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..errors import CorruptInput, KzlabelError, LimitExceeded, MissingDependency
 from ..io import Input, Limits
 from ..label import NOTICES, Label, TrainingSignal
+from ..layers.c2pa_embed import Slot
 from ..layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_xmp, training_values, xmp_values
 from ..rights.vocab import signal_from_plus, signal_from_tdmrep
-from . import register
+from . import pdf_c2pa, register
 from .base import Findings, Handler, LabelMatch, MarkOptions, rewrite
 from .pdf_crypt import ENCRYPTED_PDF_C2PA, append_update, has_encrypt_entry, keep_encryption
 from .pdf_stamp import CORNERS, stamp_pages
@@ -190,6 +191,15 @@ class Pdf(Handler[PdfDoc]):
 
     def score(self, header: bytes, name: str | None) -> int:
         return 100 if b"%PDF-" in header[:1024] else 0
+
+    # the manifest as an embedded file in an incremental update, signed and read in a stream (formats/pdf_c2pa.py)
+    c2pa_streamed = True
+
+    def c2pa_reserve(self, src: IO[bytes], dst: IO[bytes], size: int) -> Slot:
+        return pdf_c2pa.reserve(src, dst, size)
+
+    def c2pa_slot(self, content: IO[bytes]) -> Slot | None:
+        return pdf_c2pa.find(content)
 
     def c2pa_skip_reason(self, inp: Input) -> str | None:
         # The C2PA library rewrites the whole file, which would break existing digital signatures.

@@ -12,6 +12,12 @@ the manifest's slot excluded, so kzlabel can do the library's part itself, as a 
 Reading is the converse: the store is read out of the slot and validated by the library as a bare store
 (signature, certificate trust, assertions), and the hash is checked here over the file, in the same reads. The format
 knows where its slot is (:class:`Slot`); this module never knows which format it serves.
+
+A format whose writers only ever append to a file or rewrite it whole (PDF: incremental updates, or a new file) says
+where the signed bytes may have ended (``Slot.ends``). A hash that broke with the manifest still where it was signed
+then tells three cases apart: the signed bytes intact with an update appended (a container edit), or a file
+re-laid out (the slot moved: a container edit), or bytes changed in place, which no such writer does — damage or a
+hand edit, reported as a failure of its own (``CHANGED_IN_PLACE``) so it is not taken for a container edit.
 """
 
 from __future__ import annotations
@@ -28,21 +34,36 @@ from ..keys import Signer, TrustStore
 from . import c2pa as c2pa_layer
 from .c2pa_native import DataHash
 
-__all__ = ["STORE_MAX", "Slot", "check_hash", "file_hash", "read", "settle", "sign"]
+__all__ = [
+    "CHANGED_IN_PLACE",
+    "STORE_MAX",
+    "Slot",
+    "check_hash",
+    "file_hash",
+    "prefix_hashes",
+    "read",
+    "settle",
+    "sign",
+]
 
 _READ = 1 << 20  # 1 MiB reads: the hash runs at disk speed and memory does not grow with the file
 STORE_MAX = 64 << 20  # a manifest store is KBs (a thumbnail makes it MBs): a slot claiming more is not read
 HASH_CODES = ("assertion.dataHash.match", "assertion.dataHash.mismatch")
+# kzlabel's failure code for a hash broken by bytes changed in place (Slot.ends): not a container edit
+CHANGED_IN_PLACE = "kzlabel.dataHash.changedInPlace"
 
 
 @dataclass(frozen=True)
 class Slot:
     """Where a container holds a manifest store: its ``size`` bytes at offset ``at``, and the hard binding's
-    exclusion ``(start, length)`` around it (for RIFF the whole chunk: its 8-byte header and the store)."""
+    exclusion ``(start, length)`` around it (for RIFF the whole chunk: its 8-byte header and the store). ``ends``:
+    for a format whose writers append or rewrite but never change bytes in place (PDF), the offsets at which the
+    signed file may have ended (each end of an update after the slot); None: no such rule."""
 
     at: int
     size: int
     exclusion: tuple[int, int]
+    ends: tuple[int, ...] | None = None
 
 
 def file_hash(fh: IO[bytes], exclusions: Sequence[tuple[int, int]]) -> bytes:
@@ -61,6 +82,29 @@ def file_hash(fh: IO[bytes], exclusions: Sequence[tuple[int, int]]) -> bytes:
             pos = start + length
             fh.seek(pos)
     return digest.digest()
+
+
+def prefix_hashes(fh: IO[bytes], exclusion: tuple[int, int], ends: Sequence[int]) -> dict[int, bytes]:
+    """SHA-256 of the file's bytes before each offset in ``ends``, outside ``exclusion``: one pass in 1 MiB reads."""
+    digest = hashlib.sha256()
+    out: dict[int, bytes] = {}
+    start, length = exclusion
+    pos = 0
+    fh.seek(0)
+    for end in sorted(set(ends)):
+        while pos < end:
+            if start <= pos < start + length:  # inside the exclusion: skipped, not hashed
+                pos = min(start + length, end)
+                fh.seek(pos)
+                continue
+            stop = min(end, start) if pos < start else end
+            piece = fh.read(min(_READ, stop - pos))
+            if not piece:
+                return out
+            digest.update(piece)
+            pos += len(piece)
+        out[end] = digest.copy().digest()
+    return out
 
 
 def sign(
@@ -126,10 +170,10 @@ def check_hash(
     return True, ""
 
 
-def settle(rep: c2pa_layer.C2paReport, ok: bool, why: str) -> c2pa_layer.C2paReport:
-    """A bare store's report completed with the hard binding checked by kzlabel: the hash code, and the state from
-    the claim signature, the trust and that binding (any other failure code keeps it invalid)."""
-    rep.codes = [c for c in rep.codes if c not in HASH_CODES] + [HASH_CODES[0] if ok else HASH_CODES[1]]
+def settle(rep: c2pa_layer.C2paReport, ok: bool, why: str, extra: Sequence[str] = ()) -> c2pa_layer.C2paReport:
+    """A bare store's report completed with the hard binding checked by kzlabel: the hash code (and ``extra``
+    codes), and the state from the claim signature, the trust and that binding (any other failure keeps it invalid)."""
+    rep.codes = [c for c in rep.codes if c not in HASH_CODES] + [HASH_CODES[0] if ok else HASH_CODES[1], *extra]
     benign = ("signingCredential.untrusted", "signingCredential.ocsp.skipped", "signingCredential.trusted")
     failures = [
         c
@@ -160,4 +204,39 @@ def read(fh: IO[bytes], slot: Slot, trust: TrustStore | None = None) -> c2pa_lay
     if rep.manifest is None:
         return rep
     ok, why = check_hash(rep.data_hash, slot.exclusion, lambda: file_hash(fh, [slot.exclusion]))
-    return settle(rep, ok, why)
+    signed = _signed_exclusion(rep.data_hash)
+    if ok or slot.ends is None or signed is None or signed[0] != slot.exclusion[0]:
+        return settle(rep, ok, why)  # a store that moved (a file re-laid out) is left to the content binding
+    return _appended_or_in_place(fh, signed, rep, slot.ends)
+
+
+def _signed_exclusion(data_hash: dict | None) -> tuple[int, int] | None:
+    """The one exclusion a ``c2pa.hash.data`` was signed with (where the store was), None for any other shape."""
+    try:
+        (only,) = (data_hash or {}).get("exclusions") or [None]
+        return int(only["start"]), int(only["length"])
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def _appended_or_in_place(
+    fh: IO[bytes], signed: tuple[int, int], rep: c2pa_layer.C2paReport, ends: Sequence[int]
+) -> c2pa_layer.C2paReport:
+    """A broken hash over a file whose manifest store still starts where it was signed (``signed``: the exclusion):
+    the signed bytes intact before an update appended after them (a container edit), else bytes changed in place
+    or cut (CHANGED_IN_PLACE: a failure of its own, not a container edit)."""
+    size = fh.seek(0, 2)
+    try:
+        want = base64.b64decode((rep.data_hash or {}).get("hash") or "")
+    except (binascii.Error, ValueError, TypeError):
+        want = b""
+    earlier = [end for end in ends if end < size]
+    for end, digest in prefix_hashes(fh, signed, earlier).items():
+        if digest == want:
+            why = f"the signed bytes are intact, and {size - end} bytes were appended after them (an update)"
+            return settle(rep, False, why)
+    why = (
+        "the signed file's bytes were changed in place or cut (its manifest store starts where it was signed, and "
+        "the signed bytes are not followed by an appended update)"
+    )
+    return settle(rep, False, why, [CHANGED_IN_PLACE])
