@@ -101,7 +101,9 @@ def _hide_manifest(path: Path) -> None:
         at = data.index(b"C2PA")
     elif ext in ("mp3", "flac"):
         at = data.index(b"GEOB", 0, id3_end(bytes(data[:10])) or len(data))
-    elif ext == "pdf":
+    elif ext == "pdf":  # two changes: its relationship name, and its stream's header (kzlabel finds it by that too)
+        head = data.index(b"/Type/EmbeddedFile/Subtype/application#2Fc2pa")
+        data[head + 3] ^= 0x01
         at = data.index(b"/C2PA_Manifest") + 1
     else:  # ISO-BMFF: the uuid box holding the manifest
         at = data.rindex(b"uuid", 0, data.index(b"manifest\x00"))

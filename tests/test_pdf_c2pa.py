@@ -100,3 +100,110 @@ def test_a_manifest_the_structure_no_longer_leads_to_is_found_by_its_bytes(marke
     report = _verify(_flip(marked, at), trust)
     assert report.layer("c2pa").status == Status.INVALID, str(report)
     assert report.verdict == Verdict.TAMPERED
+
+
+# --- a digitally signed PDF: why it still gets no C2PA manifest -----------------------------------------------------
+def _pdf_signed_with_pyhanko(tmp_path: Path) -> tuple[bytes, Path]:
+    """report.pdf signed by pyHanko (an approval signature, no DocMDP) with a self-signed RSA certificate."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import signers
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Document Signer")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem, cert_pem = tmp_path / "doc-key.pem", tmp_path / "doc-cert.pem"
+    key_pem.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    out = io.BytesIO()
+    signer = signers.SimpleSigner.load(str(key_pem), str(cert_pem))
+    meta = signers.PdfSignatureMetadata(field_name="Signature1")
+    signers.sign_pdf(IncrementalPdfFileWriter(io.BytesIO(SAMPLE.read_bytes())), meta, signer=signer, output=out)
+    return out.getvalue(), cert_pem
+
+
+def _pyhanko_status(data: bytes, cert_pem: Path):
+    from pyhanko.keys import load_cert_from_pemder
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko_certvalidator import ValidationContext
+
+    context = ValidationContext(trust_roots=[load_cert_from_pemder(str(cert_pem))])
+    (signature,) = PdfFileReader(io.BytesIO(data)).embedded_signatures
+    return validate_pdf_signature(signature, context)
+
+
+def test_a_signed_pdf_gets_no_manifest_because_validators_reject_the_catalog_change(signer, trust, tmp_path) -> None:
+    """kzlabel's C2PA update appends, so the earlier signature stays intact and valid over its revision (pyHanko's
+    validator) — but the manifest must be named in the catalog's /AF, and pyHanko's difference analysis calls that
+    change to the signed catalog a modification of level OTHER (its bottom line: not OK), as it does the stamp on the
+    pages. A label-only update (XMP, Info) is one it accepts. So the C2PA skip for signed PDFs stays, with that
+    reason, and kzlabel's mark (stamp, label) keeps the signature intact over its revision."""
+    from pyhanko.sign.diff_analysis import ModificationLevel
+    from pyhanko.sign.validation.status import SignatureCoverageLevel
+
+    from kzlabel import formats
+    from kzlabel.io import Input
+    from kzlabel.layers import c2pa_embed
+
+    signed, cert_pem = _pdf_signed_with_pyhanko(tmp_path)
+    assert _pyhanko_status(signed, cert_pem).bottom_line
+    src, c2pa_only = tmp_path / "signed.pdf", tmp_path / "c2pa-only.pdf"
+    src.write_bytes(signed)
+    handler = formats.detect(Input(path=src))
+    c2pa_embed.sign(src, c2pa_only, handler.c2pa_reserve, signer, label_claims=None, mime=handler.mime)
+    status = _pyhanko_status(c2pa_only.read_bytes(), cert_pem)
+    assert status.intact and status.valid and status.coverage == SignatureCoverageLevel.ENTIRE_REVISION
+    assert status.modification_level == ModificationLevel.OTHER and not status.bottom_line
+
+    labelled = Labeler(signer, owner="O LLP", system="Gen", layers=["metadata"]).mark(signed).data
+    assert _pyhanko_status(labelled, cert_pem).bottom_line  # the label alone: accepted
+    res = Labeler(signer, owner="O LLP", system="Gen", trust=trust).mark(signed)
+    assert "c2pa" not in res.layers and "digital signature" in res.skipped["c2pa"]
+    assert "pyHanko" in res.skipped["c2pa"]
+    status = _pyhanko_status(res.data, cert_pem)
+    assert status.intact and status.valid and status.coverage == SignatureCoverageLevel.ENTIRE_REVISION
+
+
+def test_the_marked_pdf_validates_in_independent_readers(marked, trust, tmp_path) -> None:
+    """The whole mark's output: the c2pa Reader and encypher-c2pa validate the manifest (trusted, hash match, no
+    failure), pypdf reads it strictly, exiftool reads the label with no warning."""
+    import json
+    import subprocess
+
+    import encypher_c2pa
+
+    from kzlabel.layers import c2pa as c2pa_layer
+
+    lib = c2pa_layer.read(io.BytesIO(marked), "application/pdf", trust)
+    assert lib.state == "trusted" and "assertion.dataHash.match" in lib.codes and lib.label_token
+    enc = dict(
+        encypher_c2pa.verify(marked, "application/pdf", trust_pem=trust.pem(), no_default_trust=True, telemetry=False)
+    )
+    assert (enc["signature"], enc["hard_binding"], enc["validation_state"]) == ("valid", "match", "Trusted")
+    assert not enc["validation_results"]["failure"]
+    assert len(pypdf.PdfReader(io.BytesIO(marked), strict=True).pages) == 2
+    out = tmp_path / "marked.pdf"
+    out.write_bytes(marked)
+    ran = subprocess.run(["exiftool", "-j", "-a", "-G1", str(out)], capture_output=True, text=True, check=True)
+    tags = json.loads(ran.stdout)[0]
+    assert not any(k.endswith(":Warning") or k.endswith(":Error") for k in tags), tags
+    assert any(k.endswith(":KZLabel") or k.endswith(":Label") for k in tags), sorted(tags)

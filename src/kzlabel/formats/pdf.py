@@ -202,9 +202,13 @@ class Pdf(Handler[PdfDoc]):
         return pdf_c2pa.find(content)
 
     def c2pa_skip_reason(self, inp: Input) -> str | None:
-        # The C2PA library rewrites the whole file, which would break existing digital signatures.
+        # kzlabel's C2PA update appends (the signature stays intact over its revision), but C2PA names the manifest in
+        # the catalog's /AF, and validators judge that change to the signed catalog (tests/test_pdf_c2pa.py)
         if re.search(rb"/FT\s*/Sig\b|/SigFlags\s+[1-3]\b|/ByteRange\s*\[", inp.data):
-            return "the PDF carries a digital signature that an embedded manifest would invalidate"
+            return (
+                "the PDF carries a digital signature: a C2PA manifest must be named in the signed catalog's /AF, a "
+                "change validators flag (pyHanko: modification level OTHER), so none is embedded"
+            )
         if has_encrypt_entry(inp.data) and _is_encrypted(inp.data):
             return ENCRYPTED_PDF_C2PA
         return None
