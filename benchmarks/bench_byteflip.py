@@ -47,7 +47,8 @@ C2PA_UUID = bytes.fromhex("d8fec3d61b0e483c92975828877ec481")  # the ISO-BMFF uu
 def hide_manifest(format_id: str, data: bytes) -> bytes:
     """``data`` with its embedded C2PA manifest hidden from readers (what is left when a flip lands in the manifest's
     name as well, or a tool drops it): an ISO-BMFF ``uuid`` box renamed ``free``, WAV's ``C2PA`` chunk and an ID3
-    ``GEOB`` frame renamed. Ogg and Matroska carry it in a sidecar: the caller leaves that out."""
+    ``GEOB`` frame renamed, a PDF's ``/C2PA_Manifest`` relationship (and kzlabel's manifest stream header) altered.
+    Ogg and Matroska carry it in a sidecar: the caller leaves that out."""
     out = bytearray(data)
     if format_id in ("mp4", "mov", "m4a"):
         at = data.find(b"uuid" + C2PA_UUID)
@@ -57,6 +58,11 @@ def hide_manifest(format_id: str, data: bytes) -> bytes:
         for c in riff.chunks(data):
             if c.kind == b"C2PA":
                 out[c.start : c.start + 4] = b"C2PX"
+    elif format_id == "pdf":  # its file specification's relationship, and kzlabel's stream header (found by it too)
+        for name in (b"/C2PA_Manifest", b"/Type/EmbeddedFile/Subtype/application#2Fc2pa"):
+            at = data.rfind(name)
+            if at >= 0:
+                out[at + 4] ^= 0x01
     elif format_id in ("mp3", "flac"):
         end = id3_end(data[:16])
         at = data.find(b"GEOB", 0, end)

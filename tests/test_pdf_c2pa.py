@@ -207,3 +207,25 @@ def test_the_marked_pdf_validates_in_independent_readers(marked, trust, tmp_path
     tags = json.loads(ran.stdout)[0]
     assert not any(k.endswith(":Warning") or k.endswith(":Error") for k in tags), tags
     assert any(k.endswith(":KZLabel") or k.endswith(":Label") for k in tags), sorted(tags)
+
+
+@pytest.mark.parametrize("how", ["incremental", "rewritten"])
+def test_a_page_turned_or_resized_by_another_writer_is_tampered(marked, trust, how) -> None:
+    """A page's /Rotate or /MediaBox changed by a PDF writer (an appended update, or the file written anew): the C2PA
+    hash broke as by any writer's edit (not in place), the operations are as signed, but the label binds each page's geometry (media
+    box, crop box, rotation, user unit), so the page shown is not the one signed. Before, compliant."""
+    from pypdf.generic import NameObject, NumberObject, RectangleObject
+
+    if how == "incremental":
+        writer = pypdf.PdfWriter(io.BytesIO(marked), incremental=True)
+        writer.pages[0][NameObject("/Rotate")] = NumberObject(90)
+    else:
+        writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(marked)))
+        writer.pages[1][NameObject("/MediaBox")] = RectangleObject([0, 0, 595, 421])
+    buf = io.BytesIO()
+    writer.write(buf)
+    report = _verify(buf.getvalue(), trust)
+    codes = report.layer("c2pa").data["codes"]
+    assert "assertion.dataHash.mismatch" in codes and CHANGED_IN_PLACE not in codes, str(report)  # a writer's edit
+    assert "size, crop box, rotation or user unit changed" in report.layer("metadata").detail
+    assert report.verdict == Verdict.TAMPERED

@@ -359,8 +359,9 @@ class Pdf(Handler[PdfDoc]):
 # XObject they draw. kzlabel's stamp is drawn as ``q <page's own operations> Q`` then the stamp's own ``q … Q``
 # block (``q <cm> /KZStamp Do Q``: formats.pdf_stamp; files marked before it carry the plate's operations inline),
 # whose length is recorded per page: the page's own operations are bound apart from the stamp, so removing the
-# stamp reads as the warning gone, not as the page changed. Not bound: fonts (a font swapped under unchanged text
-# operations), annotations and form fields.
+# stamp reads as the warning gone, not as the page changed. ``geometry`` binds every page's media box, crop box,
+# rotation and user unit (what of the drawing is shown, and how; labels before it lack the field). Not bound: fonts
+# (a font swapped under unchanged text operations), annotations and form fields.
 PDF_ALG = "kz-pdf-1"
 # per-page digests (to name the changed page, and to accept a stamp removed from some pages) for documents up to this
 # many pages (24 hex digits a page); above it only the folded digests, and a removed stamp reads as a changed page
@@ -423,7 +424,21 @@ def _page_binding(reader: Any, own_ops: Mapping[int, int]) -> dict[str, Any]:
     }
     if len(owns) <= _PAGE_DIGESTS_UP_TO:
         binding["page_digests"] = [o[:12] + t[:12] for o, t in zip(owns, stamps, strict=True)]
+    try:
+        binding["geometry"] = _geometry(reader)
+    except _errors():  # boxes a reader cannot make sense of as signed: left unbound, as before they were bound
+        pass
     return binding
+
+
+def _geometry(reader: Any) -> str:
+    """SHA-256 over every page's media box, crop box, rotation and user unit (inherited values resolved): the page
+    dictionary entries that decide what of the drawn content is shown, and how, apart from the operations."""
+    rows = []
+    for page in reader.pages:
+        boxes = [round(float(v), 3) for box in (page.mediabox, page.cropbox) for v in box]
+        rows.append(f"{boxes} {int(page.rotation or 0) % 360} {round(float(page.user_unit), 3)}")
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
 
 def _pages_match(reader: Any, binding: Mapping[str, Any] | None) -> tuple[bool | None, str]:
@@ -463,6 +478,13 @@ def _pages_match(reader: Any, binding: Mapping[str, Any] | None) -> tuple[bool |
         removed += 1
     if hashlib.sha256("".join(owns).encode()).hexdigest() != binding.get("sha256"):
         return False, "a page changed since signing"
+    if "geometry" in binding:  # labels written before it bound the operations only
+        try:
+            geometry = _geometry(reader)
+        except _errors() as exc:
+            return False, f"a page's boxes or rotation no longer parse ({exc or type(exc).__name__})"
+        if geometry != binding["geometry"]:
+            return False, "a page's size, crop box, rotation or user unit changed since signing"
     if removed:
         return True, f"page content as signed (the stamp removed from {removed} page(s))"
     if hashlib.sha256("".join(stamps).encode()).hexdigest() != binding.get("stamps"):
