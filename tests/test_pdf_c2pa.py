@@ -212,8 +212,8 @@ def test_the_marked_pdf_validates_in_independent_readers(marked, trust, tmp_path
 @pytest.mark.parametrize("how", ["incremental", "rewritten"])
 def test_a_page_turned_or_resized_by_another_writer_is_tampered(marked, trust, how) -> None:
     """A page's /Rotate or /MediaBox changed by a PDF writer (an appended update, or the file written anew): the C2PA
-    hash broke as by any writer's edit (not in place), the operations are as signed, but the label binds each page's geometry (media
-    box, crop box, rotation, user unit), so the page shown is not the one signed. Before, compliant."""
+    hash broke as by any writer's edit (not in place), the operations are as signed, but the label binds each page's
+    geometry (media box, crop box, rotation, user unit), so the page shown is not the one signed. Before, compliant."""
     from pypdf.generic import NameObject, NumberObject, RectangleObject
 
     if how == "incremental":

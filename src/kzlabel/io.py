@@ -77,8 +77,8 @@ class Limits:
     # where the C2PA library embeds the manifest it holds the whole asset in memory to sign it (about 3× its size at
     # the peak) or to read its manifest: larger files are labelled without the manifest (layer skipped, with the
     # reason) and verify reports it unchecked, so memory stays bounded; raise it to sign bigger files on a machine with
-    # the memory for it. WAV, MP3, FLAC and PDF are signed and read by kzlabel in a stream (layers/c2pa_embed): no limit,
-    # unless the input already carries a manifest to keep as the new one's ingredient (the library loads it)
+    # the memory for it. WAV, MP3, FLAC and PDF are signed and read by kzlabel in a stream (layers/c2pa_embed): no
+    # limit, unless the input already carries a manifest to keep as the new one's ingredient (the library loads it)
     max_c2pa_bytes: int = 512 * 1024**2
 
 
