@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from kzlabel import Labeler, Verdict
+from kzlabel.containers import bmff
 from kzlabel.errors import KzlabelError, LimitExceeded, UnsupportedFormat
 from kzlabel.formats import detect
 from kzlabel.io import Input, Limits
@@ -95,7 +96,9 @@ def test_round_trip_keeps_frames_timing_and_every_layer(name, outdir, signer, tr
     frames, durations, loop = _frames(dst.read_bytes())
     assert len(frames) == len(src_frames) == len(DURATIONS)
     assert durations == src_durations == DURATIONS
-    if name != "anim.avif":  # Pillow's AVIF writer takes no loop count (sequences repeat for ever)
+    if name == "anim.avif":  # Pillow reads no AVIF loop count: the edit list's (libavif's reading), 0 = for ever
+        assert bmff.sequence_loop(dst.read_bytes()) == bmff.sequence_loop((HERE / name).read_bytes()) == 0
+    else:
         assert loop == src_loop
     source = (HERE / name).stat().st_size
     pixels_only = Labeler(signer, owner="O", system="S", layers=["visible", "watermark"])
@@ -278,3 +281,32 @@ def test_ffmpeg_conversion_is_the_same_animation_and_a_retimed_one_is_not(outdir
     slower = [d * (3 if i == 1 else 1) for i, d in enumerate(durations)]
     report = lab.verify(_resave("anim.gif", frames, slower, marked), name="slow.gif")
     assert report.verdict == Verdict.TAMPERED and "timing changed" in str(report.evidence), report.evidence
+
+
+def _exiftool_seconds(path: Path) -> float:
+    out = subprocess.run(["exiftool", "-n", "-s3", "-TrackDuration", str(path)], capture_output=True, text=True)
+    return float(out.stdout.strip())
+
+
+def test_avif_loop_count_is_written_in_the_edit_list(tmp_path):
+    """Pillow's AVIF writer repeats for ever; the loop count goes into the edit list as libavif writes it, which an
+    independent reader (exiftool's track duration: the plays times the frames' 0.68 s) reads back."""
+    data = (HERE / "anim.avif").read_bytes()
+    for plays in (1, 3, 0):
+        path = tmp_path / f"loop{plays}.avif"
+        path.write_bytes(bmff.set_sequence_loop(data, plays))
+        assert bmff.sequence_loop(path.read_bytes()) == plays
+        if plays:
+            assert _exiftool_seconds(path) == pytest.approx(0.68 * plays)
+        else:
+            assert _exiftool_seconds(path) > 1e9  # all ones: indefinite
+
+
+@pytest.mark.slow
+def test_avif_loop_count_round_trips(signer, trust, tmp_path):
+    src = tmp_path / "three.avif"
+    src.write_bytes(bmff.set_sequence_loop((HERE / "anim.avif").read_bytes(), 3))
+    res = Labeler(signer, owner="O", system="S", trust=trust).mark(src, tmp_path / "out.avif")
+    assert set(res.layers) == {"visible", "watermark", "metadata", "c2pa"}, res.skipped
+    assert bmff.sequence_loop(res.data) == 3 and _exiftool_seconds(tmp_path / "out.avif") == pytest.approx(2.04)
+    assert Labeler(trust=trust).verify(res.data, name="out.avif").verdict == Verdict.COMPLIANT

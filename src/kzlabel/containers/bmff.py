@@ -4,6 +4,10 @@ HEIF (ISO/IEC 23008-12) and AVIF keep every item (the coded image, Exif, XMP) in
 box: ``iinf`` says what each item is, ``iloc`` where its bytes are (file offsets into ``mdat``, or inside ``idat``),
 ``iprp/ipco`` holds properties such as the codec configuration (``av1C``, ``hvcC``). Putting XMP rebuilds ``meta``
 and one ``mdat`` with every item's bytes copied and its offsets rewritten; the coded image is never touched.
+
+An image sequence (AVIF ``avis``) is a ``moov`` with one track per plane; how many times it plays is in each track's
+edit list as libavif writes and reads it: ``elst`` flag 1 (repeat the edit) and a track duration (``tkhd``) of the
+edit's duration times the plays, or all ones for ever; flag 0 plays once.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ __all__ = [
     "item_property",
     "put_xmp",
     "read_meta",
+    "sequence_loop",
+    "set_sequence_loop",
 ]
 
 XMP_MIME = b"application/rdf+xml"
@@ -429,3 +435,74 @@ def hevc_chroma(data: bytes) -> int:
     if hvcc is None or len(hvcc) < 17:
         return 420
     return {2: 422, 3: 444}.get(hvcc[16] & 3, 420)
+
+
+def _child(data: bytes, parent: Box, kind: bytes) -> Box | None:
+    return next((b for b in boxes(data, parent.body, parent.end) if b.kind == kind), None)
+
+
+class _Edit(NamedTuple):
+    """One track's edit list and duration fields: where they are and what they hold."""
+
+    tkhd_at: int  # the duration field's offset
+    width: int  # 4 or 8 bytes
+    duration: int
+    elst: Box
+    segment: int  # the first edit's duration
+
+
+def _edits(data: bytes) -> tuple[Box | None, list[_Edit]]:
+    """The ``mvhd`` box and every track's edit list (tracks without one left out)."""
+    moov = next((b for b in boxes(data, 0, len(data)) if b.kind == b"moov"), None)
+    if moov is None:
+        return None, []
+    found = []
+    for trak in (b for b in boxes(data, moov.body, moov.end) if b.kind == b"trak"):
+        tkhd, edts = _child(data, trak, b"tkhd"), _child(data, trak, b"edts")
+        elst = _child(data, edts, b"elst") if edts is not None else None
+        if tkhd is None or elst is None:
+            continue
+        wide = data[tkhd.body] == 1
+        at, width = tkhd.body + (28 if wide else 20), 8 if wide else 4
+        r = _Reader(data, elst.body, elst.end)
+        version = r.uint(1)
+        r.take(3)
+        segment = r.uint(8 if version == 1 else 4) if r.uint(4) else 0
+        found.append(_Edit(at, width, _Reader(data, at, tkhd.end).uint(width), elst, segment))
+    return _child(data, moov, b"mvhd"), found
+
+
+def sequence_loop(data: bytes) -> int | None:
+    """How many times an image sequence plays (0: for ever), read from its first track's edit list as libavif reads
+    it; None when there is none (not recorded)."""
+    _, edits = _edits(data)
+    if not edits:
+        return None
+    edit = edits[0]
+    if not data[edit.elst.body + 3] & 1:
+        return 1
+    if edit.duration == (1 << (8 * edit.width)) - 1:
+        return 0
+    return max(1, -(-edit.duration // edit.segment)) if edit.segment else 0
+
+
+def set_sequence_loop(data: bytes, plays: int) -> bytes:
+    """``data`` playing ``plays`` times (0: for ever): every track's edit list flag and duration, and the movie's
+    duration, rewritten in place (no box changes size, no offset moves)."""
+    mvhd, edits = _edits(data)
+    out = bytearray(data)
+    longest, for_ever = 0, plays == 0
+    for edit in edits:
+        never_ends = (1 << (8 * edit.width)) - 1
+        duration = never_ends if plays == 0 else edit.segment * plays
+        if duration > never_ends:
+            raise UnsupportedFormat(f"{plays} plays do not fit the track's duration field")
+        out[edit.tkhd_at : edit.tkhd_at + edit.width] = duration.to_bytes(edit.width, "big")
+        out[edit.elst.body + 3] = (out[edit.elst.body + 3] & 0xFE) | (plays != 1)
+        longest = max(longest, duration)
+    if mvhd is not None and edits:
+        wide = data[mvhd.body] == 1
+        at, width = mvhd.body + (24 if wide else 16), 8 if wide else 4
+        never_ends = (1 << (8 * width)) - 1
+        out[at : at + width] = (never_ends if for_ever else min(longest, never_ends)).to_bytes(width, "big")
+    return bytes(out)
