@@ -17,9 +17,17 @@ runs on its own output), verify's verdict; and beside it ffmpeg's own re-encode 
 chose for the source's rate (``ffmpeg -c:v libx264 -b:v RATE -x264-params ratetol=0.1 ...``, audio ``-b:a RATE``),
 its rate and size against the source.
 
+Animation section (issue 20, item 3): the bundled fixtures/animated/ samples and generated animations of other
+content and sizes, each as GIF (one adaptive palette, dithered), lossy WebP, APNG and AVIF: a flat cartoon (shapes
+moving over flat colours, 600x450, 8 frames), a cinemagraph (a still textured scene with one small moving part,
+640x480, 10 frames) and a panning photo-like scene with grain (720x540, 12 frames). Each row: the source's size, the
+output's frames alone (marked with the warning and the watermark only) and with every layer against it, what the
+label and manifest add, on how many frames the watermark reads back from that single frame, verify's verdict, the
+mark's wall time.
+
 Run ``python benchmarks/bench_sizes.py`` (``--quick``: the bundled PDF, the 1- and 17-page ones, the bundled media
-and the medium-rate generated sources; ``--part pdf|media``). To compare with another checkout, point ``PYTHONPATH``
-at its ``src``.
+and the medium-rate generated sources, the bundled animations and the cinemagraph; ``--part pdf|media|anim``). To
+compare with another checkout, point ``PYTHONPATH`` at its ``src``.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import pypdf
-from PIL import Image
+from PIL import Image, ImageDraw
 
 import kzlabel
 from kzlabel.keys import Signer, generate
@@ -243,10 +251,94 @@ def media_rows(lab: kzlabel.Labeler, tmp: Path, quick: bool) -> None:
         )
 
 
+ANIM_SAMPLES = ("anim.gif", "anim.webp", "anim.png", "anim.avif")
+
+
+def animation_frames(kind: str, seed: int) -> tuple[list[Image.Image], list[int]]:
+    """Generated frames of one kind of content (see the docstring) and their durations (ms)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    if kind == "cartoon":
+        (w, h), n = (600, 450), 8
+        frames = []
+        for i in range(n):
+            im = Image.new("RGB", (w, h), (90, 170, 220))
+            d = ImageDraw.Draw(im)
+            d.rectangle((0, 330, w, h), fill=(70, 150, 60))
+            d.ellipse((60 + 40 * i, 120, 200 + 40 * i, 260), fill=(240, 200, 40), outline=(30, 30, 30), width=5)
+            d.rectangle((420 - 20 * i, 250, 520 - 20 * i, 330), fill=(200, 60, 50), outline=(30, 30, 30), width=4)
+            frames.append(im)
+        return frames, [100] * n
+    (w, h), n = ((640, 480), 10) if kind == "cinemagraph" else ((720, 540), 12)
+    pan = 0 if kind == "cinemagraph" else 8
+    texture = ndimage.gaussian_filter(rng.normal(0, 50, (h, w + pan * n)), 3)
+    yy, xx = np.mgrid[0:h, 0 : w + pan * n]
+    base = np.stack([120 + texture + 40 * np.sin(xx / 90), 110 + texture, 90 + 0.6 * texture + yy / 8], axis=-1)
+    frames = []
+    for i in range(n):
+        f = base[:, pan * i : pan * i + w].copy()
+        if kind == "cinemagraph":
+            cy, cx = 360 + 10 * np.sin(i), 120 + 12 * i
+            f[(yy[:, :w] - cy) ** 2 + (xx[:, :w] - cx) ** 2 < 30**2] = (230, 230, 240)
+        else:
+            f += rng.normal(0, 3, f.shape)
+        frames.append(Image.fromarray(np.clip(f, 0, 255).astype(np.uint8)))
+    return frames, [120] * n
+
+
+def generated_animations(tmp: Path, quick: bool) -> dict[str, Path]:
+    out = {}
+    for kind in ("cinemagraph",) if quick else ("cartoon", "cinemagraph", "pan"):
+        frames, durations = animation_frames(kind, seed=len(kind))
+        common = {"save_all": True, "duration": durations, "loop": 0}
+        palette = frames[0].quantize(256)
+        gif = [f.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG) for f in frames]
+        gif[0].save(tmp / f"{kind}.gif", append_images=gif[1:], **common)
+        frames[0].save(tmp / f"{kind}.webp", append_images=frames[1:], quality=75, method=4, **common)
+        frames[0].save(tmp / f"{kind}.png", append_images=frames[1:], optimize=True, **common)
+        frames[0].save(tmp / f"{kind}.avif", append_images=frames[1:], quality=70, speed=8, **common)
+        out |= {f"{kind}{ext}": tmp / f"{kind}{ext}" for ext in (".gif", ".webp", ".png", ".avif")}
+    return out
+
+
+def anim_rows(lab: kzlabel.Labeler, tmp: Path, quick: bool) -> None:
+    from kzlabel.watermark import detect_image
+
+    sources = {f"{name} (bundled)": ROOT / "fixtures/animated" / name for name in ANIM_SAMPLES}
+    sources |= generated_animations(tmp, quick)
+    pixels_only = kzlabel.Labeler(lab.signer, owner="O", system="S", layers=["visible", "watermark"])
+    print(
+        "\n| source | size in | frames only out/in | with label out/in | label + manifest B | frames keeping the mark"
+        " | verdict | mark s |"
+    )
+    print("|---" * 8 + "|")
+    for name, src in sources.items():
+        dst = tmp / f"out{src.suffix}"
+        started = time.perf_counter()
+        result = lab.mark(src, dst)
+        seconds = time.perf_counter() - started
+        coded = len(pixels_only.mark(src, label=result.label).data)
+        verdict = lab.verify(dst).verdict.value
+        kept, count = 0, 0
+        with Image.open(dst) as im:
+            for i in range(im.n_frames):
+                im.seek(i)
+                found = detect_image(np.asarray(im.convert("RGB")))
+                kept += bool(found.found and found.payload.hex() == result.label.content_id)
+                count += 1
+        size = src.stat().st_size
+        layers = "" if len(result.layers) == 4 else f" (skipped: {', '.join(sorted(result.skipped))})"
+        print(
+            f"| {name} | {size / 1000:.1f} KB | {coded / size:.2f} | {dst.stat().st_size / size:.2f} "
+            f"| {dst.stat().st_size - coded:,} | {kept}/{count} | {verdict}{layers} | {seconds:.1f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer generated sources (see the docstring)")
-    parser.add_argument("--part", choices=("pdf", "media"), help="one section only")
+    parser.add_argument("--part", choices=("pdf", "media", "anim"), help="one section only")
     args = parser.parse_args()
     quick = args.quick
     with tempfile.TemporaryDirectory() as d:
@@ -259,6 +351,8 @@ def main() -> None:
             pdf_rows(lab, tmp, quick)
         if args.part in (None, "media"):
             media_rows(lab, tmp, quick)
+        if args.part in (None, "anim"):
+            anim_rows(lab, tmp, quick)
 
 
 if __name__ == "__main__":

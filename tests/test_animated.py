@@ -30,6 +30,7 @@ from kzlabel.layers import c2pa as c2pa_layer
 from kzlabel.report import Status
 
 HERE = Path(__file__).resolve().parent.parent / "fixtures" / "animated"
+LEGACY = HERE.parent / "legacy"
 DURATIONS = [80, 120, 80, 120, 80, 200]
 # the frames' size (marked with the warning and the watermark only) over the source's, for the fixed content id below
 # (docs/images.md#animated-images has the spread over content ids): ±15 %, but lossy WebP, which keeps the mark in
@@ -112,7 +113,7 @@ def test_round_trip_keeps_frames_timing_and_every_layer(name, outdir, signer, tr
     assert lines["c2pa"].status == Status.TRUSTED and lines["metadata"].status == Status.TRUSTED
     assert lines["watermark"].data["payload"] == res.label.content_id
     assert lines["visible"].status == Status.FOUND
-    assert res.label.binding["alg"] == "kz-animation-1" and res.label.binding["frames"] == len(DURATIONS)
+    assert res.label.binding["alg"] == "kz-animation-2" and res.label.binding["frames"] == len(DURATIONS)
 
 
 @pytest.mark.parametrize("name", SAMPLES)
@@ -310,3 +311,49 @@ def test_avif_loop_count_round_trips(signer, trust, tmp_path):
     assert set(res.layers) == {"visible", "watermark", "metadata", "c2pa"}, res.skipped
     assert bmff.sequence_loop(res.data) == 3 and _exiftool_seconds(tmp_path / "out.avif") == pytest.approx(2.04)
     assert Labeler(trust=trust).verify(res.data, name="out.avif").verdict == Verdict.COMPLIANT
+
+
+def _paint_warning(frame: Image.Image, box: list[float]) -> None:
+    w, h = frame.size
+    fx, fy, fw, fh = box
+    ImageDraw.Draw(frame).rectangle((fx * w, fy * h, (fx + fw) * w, (fy + fh) * h), fill=(120, 160, 200, 255))
+
+
+def test_the_warning_is_checked_on_every_frame_without_a_thumbnail(outdir, signer, trust):
+    """The label records no thumbnail (2.2 kB a copy): the first frame, like the others, is checked against the
+    warning drawn again, so a warning painted over on the first frame or on any other is reported."""
+    dst, res = _mark("anim.gif", outdir, signer, trust)
+    assert "thumb" not in res.label.warning and res.label.warning["frames"] == len(DURATIONS)
+    marked = dst.read_bytes()
+    frames, durations, _ = _frames(marked)
+    lab = Labeler(trust=trust)
+    assert lab.verify(_resave("anim.gif", frames, durations, marked), name="a.gif").verdict == Verdict.COMPLIANT
+    for index in (0, 4):
+        painted = [f.copy() for f in frames]
+        _paint_warning(painted[index], res.label.warning["box"])
+        report = lab.verify(_resave("anim.gif", painted, durations, marked), name="a.gif")
+        assert report.layer("visible").status != Status.FOUND, (index, report.evidence)
+        assert report.verdict != Verdict.COMPLIANT, (index, report.evidence)
+
+
+def test_a_label_written_with_the_first_frames_thumbnail_verifies_as_before(tmp_path):
+    """fixtures/legacy/kz-animation-1.gif: marked before the thumbnail was left out and the grids were halved
+    (``kz-animation-1``; a small sticker: no watermark). Exactly as signed, re-encoded (its grids unpacked at the old
+    budget) and with one frame edited, it verifies as it did; its warning painted over is not found."""
+    data = (LEGACY / "kz-animation-1.gif").read_bytes()
+    report = Labeler().verify(data, name="legacy.gif")
+    assert report.label is not None and "thumb" in report.label.warning
+    assert report.label.binding["alg"] == "kz-animation-1"
+    assert report.verdict == Verdict.COMPLIANT and report.layer("visible").status == Status.FOUND, report.evidence
+    frames, durations, _ = _frames(data)
+    brighter = [f.point(lambda v: min(v + 3, 255)) for f in frames]  # a re-encoder's rounding, on every frame
+    resaved = Labeler().verify(_resave("anim.gif", brighter, durations, data), name="legacy.gif")
+    assert resaved.verdict == Verdict.COMPLIANT, resaved.evidence
+    assert "the same 4 frames, re-encoded" in str(resaved.evidence), resaved.evidence
+    edited = [f.copy() for f in frames]
+    ImageDraw.Draw(edited[2]).rectangle((200, 20, 260, 70), fill=(200, 30, 30, 255))
+    report = Labeler().verify(_resave("anim.gif", edited, durations, data), name="legacy.gif")
+    assert report.verdict == Verdict.TAMPERED and "frame 3 of 4" in str(report.evidence), report.evidence
+    _paint_warning(frames[0], report.label.warning["box"])
+    painted = Labeler().verify(_resave("anim.gif", frames, durations, data), name="legacy.gif")
+    assert painted.layer("visible").status != Status.FOUND, painted.evidence

@@ -5,11 +5,12 @@ draws the warning on every frame, in the same corner (a sticker is seen from any
 frame may be any of them), embeds the watermark in every frame (so one frame taken out of the animation still
 carries it), and re-encodes with the source's timing, loop count and disposal.
 
-The label binds the frames (``kz-animation-1``): a SHA-256 over every frame's body (the warning's box blanked) and
-its duration, and one cell grid per frame (:func:`kzlabel.picture.pack_grids`: the frames' grids differenced against
-the previous frame, so a mostly still animation costs little more than one picture). Verify compares each signed
-frame with the frame the file shows at the same time (a re-encoder that merges two identical frames keeps the
-timeline), with the still picture's tolerances: a benign re-encode of every frame is the same animation, an edit of
+The label binds the frames (``kz-animation-2``; ``kz-animation-1`` labels still verify): a SHA-256 over every
+frame's body (the warning's box blanked) and its duration, and one cell grid per frame
+(:func:`kzlabel.picture.pack_grids`: the frames' grids differenced against the previous frame, so a mostly still
+animation costs little more than one picture). Verify compares each signed frame with the frame the file shows at the
+same time (a re-encoder that merges two identical frames keeps the timeline), with the still picture's tolerances: a
+benign re-encode of every frame is the same animation, an edit of
 any one frame is a changed one.
 """
 
@@ -31,6 +32,7 @@ from .binding import PictureCheck, picture_body
 
 __all__ = [
     "ANIMATION_ALG",
+    "ANIMATION_ALGS",
     "Animation",
     "animation_binding",
     "animation_matches",
@@ -42,13 +44,17 @@ __all__ = [
     "warning_record",
 ]
 
-ANIMATION_ALG = "kz-animation-1"
+ANIMATION_ALG = "kz-animation-2"
+# each binding's cell budget: (cells over all frames, the least a frame gets). kz-animation-1 shared one still's 4096
+# cells, at least 256 a frame; kz-animation-2 halves both: on the test animations the grids were 2.7 kB of the label's
+# 5.7 kB (twice in a file, in XMP and in the manifest), and at half (six 512×400 frames: 21×16 cells of 24 px, not
+# 30×23 of 17 px) a 30×25-px patch on one frame re-encoded was still tampered, a re-encode of every frame compliant
+# (1024 cells kept both too: docs/label-format.md#animation-binding)
+CELL_BUDGETS = {"kz-animation-1": (GRID_CELLS, 256), ANIMATION_ALG: (GRID_CELLS // 2, 128)}
+ANIMATION_ALGS = frozenset(CELL_BUDGETS)
 # verify's watermark search: the first frame, then the mean of up to this many frames spread over the animation (the
 # same mark is in every frame, the content differs, so averaging raises the mark over the picture)
 DETECT_FRAMES = 16
-# the frames share one still picture's cell budget, each keeping at least FRAME_CELLS: a frame's grid is coarser than a
-# still's (a 512×400 frame of six: 17-px cells, not 12), so a label stays a few kB (measured: docs/label-format.md)
-FRAME_CELLS = 256
 # pattern_score of the re-drawn warning above which it counts as present on a frame (as for video's warning)
 PRESENT_SCORE = 0.5
 # a label claiming more than this many signed frames per frame of the file is not unpacked: frames were removed (a
@@ -130,9 +136,10 @@ def animation_binding(frames: Sequence[Image.Image], durations: Sequence[int], b
     }
 
 
-def frame_cells(count: int) -> int:
-    """The cell budget of each of ``count`` frames' grids."""
-    return max(FRAME_CELLS, GRID_CELLS // max(count, 1))
+def frame_cells(count: int, alg: str = ANIMATION_ALG) -> int:
+    """The cell budget of each of ``count`` frames' grids in an ``alg`` binding (CELL_BUDGETS)."""
+    total, least = CELL_BUDGETS[alg]
+    return max(least, total // max(count, 1))
 
 
 def _timeline(signed: Sequence[int], found: Sequence[int]) -> list[int] | None:
@@ -153,7 +160,8 @@ def _timeline(signed: Sequence[int], found: Sequence[int]) -> list[int] | None:
 
 def animation_matches(anim: Animation, binding: Mapping[str, Any] | None, box: Sequence[float] | None) -> PictureCheck:
     """How the animation compares with the frames the label was signed over, the warning's ``box`` left out."""
-    if binding is None or binding.get("alg") != ANIMATION_ALG:
+    alg = binding.get("alg") if binding is not None else None
+    if binding is None or alg not in ANIMATION_ALGS:
         return PictureCheck(None, "")
     bodies = [picture_body(f, box) for f in anim.frames]
     if _body_digest(bodies, anim.durations) == binding.get("sha256"):
@@ -165,7 +173,7 @@ def animation_matches(anim: Animation, binding: Mapping[str, Any] | None, box: S
         count = int(binding["frames"])
         if count != len(durations) or count < 1:
             raise ValueError("frame count and durations disagree")
-        grids = unpack_grids(binding, count, frame_cells(count))
+        grids = unpack_grids(binding, count, frame_cells(count, str(alg)))
     except (KeyError, TypeError, ValueError):
         return PictureCheck(False, "the signed animation binding is malformed")
     order = _timeline(durations, anim.durations)
@@ -188,20 +196,23 @@ def animation_matches(anim: Animation, binding: Mapping[str, Any] | None, box: S
 
 
 def warning_record(frames: Sequence[Image.Image], placement: visible.Placement) -> dict[str, Any]:
-    """Where the warning went, as for a still (``box``, the first frame's ``thumb``), and on how many ``frames``: the
-    plate is semi-opaque, so the other frames' regions differ and are checked against the re-drawn warning instead
-    (no per-frame thumbnail to carry)."""
+    """Where the warning went, as for a still (``box``, ``corner``, ``style``), and on how many ``frames``. No
+    thumbnail: the plate is semi-opaque, so each frame's region differs and every frame, the first too, is checked
+    against the warning drawn again; a still's 48-px thumbnail was 2.2 kB of hex in each of the label's two copies,
+    a tenth of what the label and manifest add to an animation (docs/label-format.md#animation-binding)."""
     first = frames[0]
     record = placement.record(first.width, first.height, "")
-    record["thumb"] = visible.fingerprint(first, record["box"])
+    record.pop("thumb", None)
     record["frames"] = len(frames)
     return record
 
 
 def warning_matches(anim: Animation, record: Mapping[str, Any], label: Label) -> bool:
-    """Is the recorded warning still on every frame? The first frame against its thumbnail, every other one by its
-    correlation with the warning drawn again (PRESENT_SCORE)."""
-    if not visible.region_matches(anim.frames[0], record):
+    """Is the recorded warning still on every frame? Each frame by its correlation with the warning drawn again
+    (PRESENT_SCORE); a label written before 2026-12-06 also carries the first frame's thumbnail, checked as a
+    still's."""
+    legacy = "thumb" in record
+    if legacy and not visible.region_matches(anim.frames[0], record):
         return False
     try:
         width, height = (int(v) for v in record["size"])
@@ -209,7 +220,7 @@ def warning_matches(anim: Animation, record: Mapping[str, Any], label: Label) ->
         plate, _ = visible.render(label, width, height, corner=record["corner"], style=record["style"])
     except (KeyError, TypeError, ValueError, KzlabelError):
         return False
-    for frame in anim.frames[1:]:
+    for frame in anim.frames[1:] if legacy else anim.frames:
         w, h = frame.size
         box = (round(fx * w), round(fy * h), round((fx + fw) * w), round((fy + fh) * h))
         if visible.pattern_score(np.asarray(frame.convert("L").crop(box)), plate) < PRESENT_SCORE:

@@ -32,7 +32,7 @@ from ...layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_
 from ...rights.vocab import TrainingPolicy, signal_from_plus, signal_from_tdmrep
 from ..base import Findings, Handler, LabelMatch, MarkOptions, Survival, rewrite
 from .animated import (
-    ANIMATION_ALG,
+    ANIMATION_ALGS,
     Animation,
     animation_binding,
     animation_matches,
@@ -487,7 +487,7 @@ class ImageHandler(Handler[ImageDoc]):
         box = list(record["box"]) if record.get("kind") == "overlay" and "box" in record else None
         if isinstance(findings.state, Animation):
             return self.check_animation(findings.state, label, record, box)
-        if label.binding is not None and label.binding.get("alg") == ANIMATION_ALG:  # one frame kept of an animation
+        if label.binding is not None and label.binding.get("alg") in ANIMATION_ALGS:  # one frame kept of an animation
             frames = label.binding.get("frames")
             return LabelMatch(
                 False, False, f"the label was signed over an animation of {frames} frames, this is a still"
@@ -503,7 +503,7 @@ class ImageHandler(Handler[ImageDoc]):
         self, anim: Animation, label: Label, record: Mapping[str, Any], box: list[float] | None
     ) -> LabelMatch:
         binding = label.binding
-        if binding is not None and binding.get("alg") != ANIMATION_ALG:  # a still's label on an animation
+        if binding is not None and binding.get("alg") not in ANIMATION_ALGS:  # a still's label on an animation
             return LabelMatch(False, False, "the label was signed over a still picture, this is an animation")
         content, detail, exact = animation_matches(anim, binding, box)
         if record.get("kind") != "overlay":
