@@ -319,7 +319,8 @@ class ImageHandler(Handler[ImageDoc]):
 
     def decode_animation(self, im: Image.Image, limits: Limits, source: str | None) -> Animation:
         try:
-            return read_animation(im, limits.max_pixels, palettes=self.palette_frames)
+            # a paletted source's colours are kept whatever the format (a paletted APNG stays paletted)
+            return read_animation(im, limits.max_pixels, palettes=self.palette_frames or im.mode == "P")
         except LimitExceeded as exc:
             exc.source, exc.format = source, self.id
             raise

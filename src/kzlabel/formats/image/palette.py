@@ -1,0 +1,90 @@
+"""Marked animation frames back onto a palette: GIF's per-frame colour tables and a paletted APNG's one ``PLTE``.
+
+A palette source keeps its colours: each marked frame is mapped onto the source's colours plus up to
+WARNING_COLOURS for the warning's plate and text (when the source leaves at least MIN_ROOM entries free; otherwise an
+adaptive palette, dithered). The mapping is nearest-colour when the first frame's mark reads back through it (dithered
+sources, the usual case); Floyd-Steinberg dithering only when that is what keeps the mark (dithering costs size); a
+flat picture that keeps it neither way is written from its unmarked frames (the mark would only add noise, and mark's
+read-back then reports the layer skipped). Transparent pixels take index CLEAR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["CLEAR", "MIN_ROOM", "WARNING_COLOURS", "keeping_the_mark", "on_palette", "warning_colours"]
+
+CLEAR = 255  # the palette index of transparent pixels in a transparent animation
+WARNING_COLOURS = 32  # palette entries added for the warning's plate and text, when the source leaves room
+MIN_ROOM = 8  # fewer free entries than this: the frame gets an adaptive palette instead
+
+Colour = tuple[int, int, int]
+
+
+def warning_colours(frame: Image.Image, box: tuple[int, int, int, int], room: int) -> list[Colour]:
+    """Up to ``room`` (at most WARNING_COLOURS) colours for the warning's region ``box`` (x, y, w, h) of ``frame``."""
+    x, y, w, h = box
+    region = frame.convert("RGB").crop((x, y, x + w, y + h)).quantize(min(WARNING_COLOURS, room))
+    flat = region.getpalette() or []
+    return [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, 3 * len(region.getcolors() or []), 3)]
+
+
+def on_palette(
+    frame: Image.Image,
+    colours: Sequence[Colour] | None,
+    clear: bool,
+    box: tuple[int, int, int, int] | None,
+    dither: Image.Dither,
+) -> Image.Image:
+    """``frame`` on ``colours`` plus the warning's colours (``box``: its region; None: ``colours`` has them), or on
+    an adaptive palette (dithered) when ``colours`` leaves no room; index CLEAR transparent when ``clear``."""
+    rgb = frame.convert("RGB")
+    room = (255 if clear else 256) - len(colours or [])
+    if colours and room >= (MIN_ROOM if box else 0):
+        table = list(colours) + (warning_colours(rgb, box, room) if box is not None else [])
+        pal = Image.new("P", (1, 1))
+        flat = [v for c in table for v in c]
+        pal.putpalette(flat + flat[-3:] * (256 - len(table)))  # padding repeats the last colour
+        p = rgb.quantize(palette=pal, dither=dither)
+        last = len(table) - 1
+    else:
+        p = rgb.quantize(255 if clear else 256, dither=Image.Dither.FLOYDSTEINBERG)
+        last = -1
+    if not clear:
+        return p
+    idx = np.array(p)
+    if last >= 0:
+        idx[idx > last] = last  # a padding entry is the last colour again
+    idx[np.asarray(frame.getchannel("A")) < 128] = CLEAR
+    out = Image.fromarray(idx, "P")
+    palette = (p.getpalette() or [])[: 3 * CLEAR]
+    out.putpalette(palette + [0] * (768 - len(palette)))
+    return out
+
+
+def keeping_the_mark(
+    frames: list[Image.Image],
+    info: dict[str, Any],
+    first: Callable[[Image.Image, Image.Dither], Image.Image],
+) -> tuple[list[Image.Image], Image.Dither]:
+    """The frames to put on the palette (the marked ones, or the unmarked ones when the palette keeps no mark) and
+    the dithering that keeps the mark; ``first(frame, dither)``: a frame on the palette. ``info``: the document's
+    (``watermark``: the payload and key embedded; ``unmarked``: the frames before)."""
+    mark = info.get("watermark")
+    if mark is None:
+        return frames, Image.Dither.NONE
+    from ...watermark import detect_image  # heavy (cv2): loaded only when a mark is to be kept
+
+    def keeps(how: Image.Dither) -> bool:
+        found = detect_image(np.asarray(first(frames[0], how).convert("RGB")), key=mark[1])
+        return bool(found.payload == mark[0])
+
+    if keeps(Image.Dither.NONE):
+        return frames, Image.Dither.NONE
+    if keeps(Image.Dither.FLOYDSTEINBERG):
+        return frames, Image.Dither.FLOYDSTEINBERG
+    return info.get("unmarked", frames), Image.Dither.NONE
