@@ -53,8 +53,9 @@ class WebP(ImageHandler):
         lossless = doc.info.get("lossless", False)
         # minimize_size: libwebp's animation encoder tries each frame as a sub-rectangle over the previous one and as
         # a key frame, and keeps the smaller (the mark is the same wherever the picture is still, so those pixels are
-        # left out). At the same quality search it brought the test animations from 1.02-1.85x the source to
-        # 0.98-1.63x (a cinemagraph 1.29x to 1.00x), and the search ends sooner (benchmarks/bench_sizes.py)
+        # left out). At the same quality search it brought the bundled WebP from 1.02-1.26x the source to 0.98-1.18x
+        # (six content ids), a cinemagraph from 1.29x to 1.00x, a flat cartoon from 1.85x to 1.63x, and the search
+        # ends sooner (docs/images.md#animated-images, benchmarks/bench_sizes.py)
         params: dict[str, Any] = {"lossless": lossless, "method": 4, "minimize_size": True}
         if lossless:
             return frames, params | {"quality": 100}
