@@ -22,7 +22,8 @@ Detection (no knowledge of the original size):
    all tile copies); the tile phase (crop offset) and symmetry (mirror, quarter turns: permutations of the fold) are
    the peak of the FFT circular cross-correlation of the fold with the keyed pilot, refined to sub-chip precision,
    and the fold is resampled at that phase (on a 2× canvas when the content was shrunk, e.g. by borders);
-4. data chips are despread into 188 soft bits, Viterbi-decoded, and the keyed MAC checked.
+4. data chips are despread into 188 soft bits, Viterbi-decoded, and the keyed MAC checked; when that fails but the
+   pilot is significant (p ≤ :data:`.core.LIST_GATE`), the :data:`.core.LIST_SIZE` best paths are checked in turn.
 
 ``found`` needs the MAC to pass AND ``p_value < 1e-6``, the p-value being the Bonferroni combination of the
 Hoeffding bound on the pilot correlation peak (see :func:`.core.rademacher_pvalue`) and the MAC's 2^-24 per decode
@@ -463,7 +464,8 @@ def _search(w: np.ndarray, shape: tuple[int, int], key: bytes | None, cache: dic
             decodes += 1
             shrunk = fine is not None and np.linalg.svd(A2, compute_uv=False)[-1] < _FINE_BELOW
             r = (z1, *_decode(fine() if shrunk else w, A2, shift, key))
-            if (r[2], r[0]) > (best[2], best[0]):
+            # an equal pilot replaces a best that holds no soft bits yet (the list decoder needs them)
+            if (r[2], r[0]) > (best[2], best[0]) or (best[3] is None and not best[2] and r[0] >= best[0]):
                 best = r
             if r[2] and _p_value(r[0], True) < P_THRESHOLD:
                 return True
@@ -500,6 +502,12 @@ def detect_image(pixels: np.ndarray, *, key: bytes | None = None) -> WatermarkRe
     fine = lru_cache(maxsize=1)(lambda: _whiten(_canvas(a, 2 * CANVAS)))
     z, payload, ok, soft = _search(_whiten(_canvas(a)), (h, w_), key, fine=fine)
     p = _p_value(z, ok)
+    if not ok and soft is not None and core.rademacher_pvalue(z, N_TESTS) <= core.LIST_GATE:
+        # the pilot says a mark is there but the best path failed the MAC: try the next best paths
+        listed = core.list_decode(soft, key)
+        if listed is not None:
+            payload, ok = listed, True
+            p = min(1.0, 2.0 * min(core.rademacher_pvalue(z, N_TESTS), core.list_pvalue()))
     found = bool(ok and p < P_THRESHOLD)
     bits = None if soft is None else soft.astype(np.float32)
     return WatermarkResult(found, payload if found else None, bits, p)
