@@ -4,6 +4,7 @@ label; unmarked videos must not read as marked or warned."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import time
 from pathlib import Path
@@ -116,6 +117,37 @@ def test_frame_mark_survives_scaling_to_240_px_and_crops():
     cropped = shrunk(marked)[12:-12, 21:-21]  # 10% cut from each dimension
     assert detect_image(codec.padded_view(cropped)).payload == payload
     assert detect_image(shrunk(marked)).payload is None
+
+
+def _x264_key_frame(y: np.ndarray, crf: int) -> np.ndarray:
+    """``y`` coded by x264 (preset medium) as a clip's one key frame, decoded again (luma)."""
+    import av
+
+    h, w = y.shape
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=10, options={"crf": str(crf), "preset": "medium"})
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        planes = np.concatenate([y.reshape(-1), np.full(h * w // 2, 128, np.uint8)]).reshape(h * 3 // 2, w)
+        for packet in [*stream.encode(av.VideoFrame.from_ndarray(planes, format="yuv420p")), *stream.encode(None)]:
+            out.mux(packet)
+    buf.seek(0)
+    with av.open(buf) as container:
+        return next(container.decode(container.streams.video[0])).to_ndarray(format="yuv420p")[:h]
+
+
+def test_frame_mark_read_by_list_decoding_after_a_coarse_key_frame():
+    """A 1280×720 frame marked, shrunk to 426×240 and coded as one x264 key frame at CRF 38 (as coarse for the mark
+    as the opening key frame of a panning clip at CRF 32, 240 px): the pilot is there but the best path fails the
+    MAC (before list decoding: not found, p 3e-7); one of the 64 best paths carries the payload."""
+    from kzlabel.watermark import core
+
+    payload = bytes([3, 0]) * 4
+    marked = codec.embed_frame(_scene(720, 1280, seed=3), payload, None)
+    small = cv2.resize(marked, (426, 240), interpolation=cv2.INTER_AREA)
+    found = detect_image(codec.mosaic_view(_x264_key_frame(small, 38)))
+    assert found.payload == payload and found.p_value < P_THRESHOLD
+    assert found.bits is not None and not core.decode_payload(found.bits, None)[1]  # the best path alone: no
 
 
 @pytest.mark.slow
