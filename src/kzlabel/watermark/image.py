@@ -489,11 +489,13 @@ def _search(w: np.ndarray, shape: tuple[int, int], key: bytes | None, cache: dic
     return best
 
 
-def detect_image(pixels: np.ndarray, *, key: bytes | None = None) -> WatermarkResult:
+def detect_image(pixels: np.ndarray, *, key: bytes | None = None, list_decoding: bool = True) -> WatermarkResult:
     """Look for a kzlabel watermark made with ``key`` (None = the public :data:`DEFAULT_KEY`).
 
     Robust to JPEG, resizing, cropping, noise, blur, brightness/contrast changes and small rotations; needs no
     knowledge of the original size. Images under 64 px on a side return ``found=False`` without searching.
+    ``list_decoding=False`` reads only the best path: for a caller that wants a margin (a mark that decodes on its
+    own), not the last word.
     """
     a = _check(pixels)
     h, w_ = a.shape[:2]
@@ -502,7 +504,7 @@ def detect_image(pixels: np.ndarray, *, key: bytes | None = None) -> WatermarkRe
     fine = lru_cache(maxsize=1)(lambda: _whiten(_canvas(a, 2 * CANVAS)))
     z, payload, ok, soft = _search(_whiten(_canvas(a)), (h, w_), key, fine=fine)
     p = _p_value(z, ok)
-    if not ok and soft is not None and core.rademacher_pvalue(z, N_TESTS) <= core.LIST_GATE:
+    if list_decoding and not ok and soft is not None and core.rademacher_pvalue(z, N_TESTS) <= core.LIST_GATE:
         # the pilot says a mark is there but the best path failed the MAC: try the next best paths
         listed = core.list_decode(soft, key)
         if listed is not None:

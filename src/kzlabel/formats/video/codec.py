@@ -374,13 +374,14 @@ def _detection_frames(inp: Input, info: VideoInfo) -> tuple[np.ndarray | None, l
     return (None if total is None else total / count), singles
 
 
-def detect_watermark(inp: Input, info: VideoInfo, key: bytes | None) -> Any:
+def detect_watermark(inp: Input, info: VideoInfo, key: bytes | None, *, list_decoding: bool = True) -> Any:
     """Look for the mark in the mean of the opening frames (as a mosaic, then padded for a crop), in single key
     frames, and (marks made before the video chip grid) in the mean as one picture.
 
     A hit must beat the detector's threshold divided by the number of pictures tried (Bonferroni), so trying several
     does not raise the false-positive rate above the image mark's 1e-6. On 1200 tries with random keys over eight
-    unmarked clips (mosaic and padded views) the smallest p was 0.25.
+    unmarked clips (mosaic and padded views) the smallest p was 0.25. ``list_decoding``: see
+    :func:`kzlabel.watermark.detect_image` (the rate-match check reads without it, to keep its margin).
     """
     from ...watermark import WatermarkResult, detect_image
 
@@ -395,7 +396,7 @@ def detect_watermark(inp: Input, info: VideoInfo, key: bytes | None) -> Any:
     views.append((np.asarray, legacy))
     tries, best = len(views), 1.0
     for make, frame in views:
-        result = detect_image(make(frame), key=key)
+        result = detect_image(make(frame), key=key, list_decoding=list_decoding)
         if result.payload is not None and result.p_value * tries < P_THRESHOLD:
             return WatermarkResult(True, result.payload, result.bits, min(1.0, result.p_value * tries))
         best = min(best, result.p_value)
