@@ -322,6 +322,7 @@ def embed_image(
     strength: float = 1.0,
     min_pixels: int = MIN_PIXELS,
     texture_gain: bool = True,
+    informed: bool = True,
 ) -> np.ndarray:
     """Return a copy of ``pixels`` carrying the 64-bit ``payload`` as an invisible, keyed watermark.
 
@@ -329,7 +330,10 @@ def embed_image(
     :data:`DEFAULT_KEY` (publicly detectable). ``strength`` scales the amplitude (1.0 ≈ 43 dB PSNR on photos, more on
     smooth images). ``texture_gain=False`` leaves out the extra amplitude in texture that brings photos to 43 dB, for
     a caller that sets the amplitude itself with ``strength`` (a lossy animation: on its smooth frames the gain went
-    into the warning's text, which VP8 and AV1 at the source's rate do not keep). Raises
+    into the warning's text, which VP8 and AV1 at the source's rate do not keep). ``informed=False`` gives every bit
+    the same gain (see :func:`_informed`): for video frames, whose residual is resized and capped after this and
+    read averaged over frames, so the per-picture prediction does not hold (measured: a 240-px CRF 38 key frame it
+    decoded became undecodable). Raises
     :class:`~kzlabel.errors.CapacityError` for images under 256 px on a side or under ``min_pixels`` (the still-image
     floor; video frames, read back averaged over many frames, pass their own) and
     :class:`~kzlabel.errors.LimitExceeded` above 250 Mpx.
@@ -351,7 +355,11 @@ def embed_image(
     m = _strength_map(c, (h, w), texture_gain)
     m *= np.float32(strength)
     # the residual travels as a uint8 plane offset by 128 (|residual| stays far below 127 at any sane strength)
-    mark = _informed(c, m, _headroom_shift(c, m, _AMIN * strength), bytes(payload), key, (h, w))
+    shift = _headroom_shift(c, m, _AMIN * strength)
+    if informed:
+        mark = _informed(c, m, shift, bytes(payload), key, (h, w))
+    else:
+        mark = np.tile(_tile(bytes(payload), key), (CANVAS // TILE, CANVAS // TILE)) * m + shift
     mark += np.float32(128.0)
     out = np.empty_like(a)
     channels = 1 if a.ndim == 2 else a.shape[2]

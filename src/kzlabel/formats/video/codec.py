@@ -270,7 +270,7 @@ def embed_frame(y: np.ndarray, payload: bytes, key: bytes | None, strength: floa
     ch, cw = small.shape
     # no still-image floor (min_pixels=0): the mosaic is 0.26 Mpx whatever the frame, and verify averages frames
     mosaic = np.tile(small, tiles(*y.shape))
-    marked = embed_image(mosaic, payload, key=key, strength=strength * TEXTURE_BOOST, min_pixels=0)
+    marked = embed_image(mosaic, payload, key=key, strength=strength * TEXTURE_BOOST, min_pixels=0, informed=False)
     resid = cv2.subtract(marked[:ch, :cw], small, dtype=cv2.CV_32F)
     h, w = y.shape
     f = min(0.5, CAP_SIDE / max(h, w))
