@@ -106,13 +106,15 @@ def load_images(which: str, quick: bool) -> dict[str, np.ndarray]:
     return out
 
 
-def small_images(which: str, quick: bool) -> dict[str, np.ndarray]:
+SMALL_SIZES = (100_000, 150_000, 200_000, 250_000, 500_000)
+
+
+def small_images(which: str, quick: bool, sizes: tuple[int, ...] = SMALL_SIZES) -> dict[str, np.ndarray]:
     """0.1-0.5 Mpx (thumbnails, avatars, chat images): each photograph at 0.1, 0.15, 0.2, 0.25 and 0.5 Mpx (0.2 is the
     still-image floor, the two under it show where the mark stops holding), and generated images of random aspect
     (1:1 to 16:10, either orientation) at those sizes. Images whose shorter side falls under the watermark's minimum
     are left out (mark skips them: see docs/watermark.md)."""
     photos, seeds = photo_set(which, quick)
-    sizes = (100_000, 150_000, 200_000, 250_000, 500_000)
     out = {}
     for n, a in photos.items():
         for px in sizes:
@@ -239,6 +241,16 @@ class Kzlabel:
 
     def detect(self, rgb):
         r = detect_image(rgb)
+        return None if not r.found else np.unpackbits(np.frombuffer(r.payload, np.uint8))
+
+
+class KzlabelBestPath(Kzlabel):
+    """The same mark read through the best Viterbi path only (no list decoding): what the list adds."""
+
+    name = "kzlabel best path"
+
+    def detect(self, rgb):
+        r = detect_image(rgb, list_decoding=False)
         return None if not r.found else np.unpackbits(np.frombuffer(r.payload, np.uint8))
 
 
@@ -426,10 +438,11 @@ def print_table(results: dict, attacks: list[str], buckets: list[str] = ()) -> N
     """Rows: speed, PSNR, one row per attack, then recovery rates over the original list, issue 17's additions and
     the extra edits; kzlabel's recovery also per size bucket (image-name suffix) when ``buckets`` are given."""
     cols = list(results)
-    head = [*cols, *(f"kzlabel {b}" for b in buckets)]
+    ours = [c for c in cols if c.startswith("kzlabel")]  # per-size columns for kzlabel (and its best-path read)
+    head = [*cols, *(f"{c} {b}" for c in ours for b in buckets)]
     print("| metric | " + " | ".join(head) + " |")
     print("|---" * (len(head) + 1) + "|")
-    pad = " |" + " - |" * len(buckets)
+    pad = " |" + " - |" * (len(buckets) * len(ours))
     print("| embed ms/MP (median) | " + " | ".join(f"{results[c]['embed']:.1f}" for c in cols) + pad)
     print("| embed ms per image (median) | " + " | ".join(f"{results[c]['embed_ms']:.1f}" for c in cols) + pad)
     print("| detect ms/MP (median, unattacked) | " + " | ".join(f"{results[c]['detect']:.1f}" for c in cols) + pad)
@@ -448,10 +461,9 @@ def print_table(results: dict, attacks: list[str], buckets: list[str] = ()) -> N
         + " | ".join(f"{results[c]['psnr']:.1f} ({results[c]['psnr_min']:.1f})" for c in cols)
         + pad
     )
-    k = results["kzlabel"]
     for a in attacks:
         cells = [f"{results[c]['rec'][a][0]}/{results[c]['rec'][a][1]}" for c in cols]
-        cells += ["{}/{}".format(*_rate(k, [a], b)) for b in buckets]
+        cells += ["{}/{}".format(*_rate(results[c], [a], b)) for c in ours for b in buckets]
         print(f"| exact 64-bit: {a} | " + " | ".join(cells) + " |")
     listed = [a for a in attacks if a not in EXTRA and a not in ISSUE17 and a not in STRESS]
     groups = [
@@ -463,7 +475,8 @@ def print_table(results: dict, attacks: list[str], buckets: list[str] = ()) -> N
     groups.append(("kzlabel stress transformations", [a for a in attacks if a in STRESS]))
     for label, keys in groups:
         if keys:
-            cells = [_pct(_rate(results[c], keys)) for c in cols] + [_pct(_rate(k, keys, b)) for b in buckets]
+            cells = [_pct(_rate(results[c], keys)) for c in cols]
+            cells += [_pct(_rate(results[c], keys, b)) for c in ours for b in buckets]
             print(f"| {label}, recovery rate | " + " | ".join(cells) + " |")
 
 
@@ -488,6 +501,12 @@ def main() -> None:
         help="photographs: the development set or the held-out set (the one quoted in the docs)",
     )
     ap.add_argument("--only", choices=("main", "small", "hd"), help="run one table (and no text pages / H0 trials)")
+    ap.add_argument(
+        "--sizes",
+        default=",".join(f"{px / 1e6:g}" for px in SMALL_SIZES),
+        help="the small table's sizes in Mpx, comma-separated (default %(default)s)",
+    )
+    ap.add_argument("--best-path", action="store_true", help="small/hd tables: also kzlabel read without list decoding")
     args = ap.parse_args()
     images = load_images(args.photos, args.quick)
     if args.paired:
@@ -514,8 +533,10 @@ def main() -> None:
             print(f"  ({m.name}: {time.perf_counter() - t:.0f} s on {len(imgs)} images)", file=sys.stderr)
         print_table(results, attacks)
         ratios(results, listed)
-    sizes = ["@0.1", "@0.15", "@0.2", "@0.25", "@0.5"]
-    for table, loader, buckets in (("small", small_images, sizes), ("hd", hd_images, [])):
+    small_px = tuple(round(float(v) * 1e6) for v in args.sizes.split(","))
+    sizes = [f"@{px / 1e6:g}" for px in small_px]
+    small = functools.partial(small_images, sizes=small_px)
+    for table, loader, buckets in (("small", small, sizes), ("hd", hd_images, [])):
         if args.only not in (None, table):
             continue
         imgs = loader(args.photos, args.quick)
@@ -523,7 +544,7 @@ def main() -> None:
         what = "0.1-0.5 Mpx" if table == "small" else "~2 Mpx (1080p)"
         print(f"\n## {what}: {len(imgs)} images, {args.photos} photos: {', '.join(imgs)}\n")
         res = {}
-        for m in methods[:2]:  # kzlabel and dwtDct
+        for m in [*methods[:2], *([KzlabelBestPath()] if args.best_path else [])]:  # kzlabel and dwtDct
             t = time.perf_counter()
             res[m.name] = run_method(m, imgs, payloads, attacks)
             print(f"  ({m.name}: {time.perf_counter() - t:.0f} s on {len(imgs)} images)", file=sys.stderr)
