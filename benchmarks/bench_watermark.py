@@ -363,7 +363,8 @@ def run_method(meth, images, payloads, attacks):
 
 
 def false_positive_trials(images, n_keys, n_full, seed=123):
-    """H0 trials: unmarked images and crops; (a) many random keys on cached folds, (b) full detect_image calls."""
+    """H0 trials: unmarked images, crops and a shrunk copy (a side under the canvas: the detector reads it upsampled);
+    (a) many random keys on cached folds, (b) full detect_image calls."""
     rng = np.random.default_rng(seed)
     views = []
     for rgb in images.values():
@@ -372,11 +373,14 @@ def false_positive_trials(images, n_keys, n_full, seed=123):
         for _ in range(2):
             y, x = rng.integers(0, h // 4), rng.integers(0, w // 4)
             views.append(rgb[y : y + int(h * rng.uniform(0.6, 0.75)), x : x + int(w * rng.uniform(0.6, 0.75))])
+        views.append(_scaled(rgb, 45_000))  # e.g. a 0.2 Mpx picture halved
     per_view = max(1, -(-n_keys // len(views)))  # round up: at least n_keys trials
     fp = trials = 0
     min_p = 1.0
     t0 = time.perf_counter()
     for v in views:
+        if hasattr(wimage, "_upsampled"):  # the view detect_image reads (older kzlabel: the picture itself)
+            v = wimage._upsampled(v)
         wv = wimage._whiten(wimage._canvas(v))
         cache: dict = {}  # the key-independent part (lattice candidates, folds) is computed once per view
         for _ in range(per_view):
@@ -394,6 +398,8 @@ def false_positive_trials(images, n_keys, n_full, seed=123):
         h, w = v.shape[:2]
         y, x = rng.integers(0, h // 3), rng.integers(0, w // 3)
         v = v[y : y + rng.integers(h // 2, h - y), x : x + rng.integers(w // 2, w - x)]
+        if i % 4 == 3:  # a quarter of the calls on a shrunk crop (a side under the canvas)
+            v = _scaled(v, 45_000)
         r = detect_image(v, key=None if i % 2 else rng.bytes(16))
         full_fp += r.found
         full_min_p = min(full_min_p, r.p_value)

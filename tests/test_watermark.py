@@ -314,6 +314,19 @@ def test_resize_half_then_jpeg75_needs_a_picture_of_a_megapixel(images):
     assert not detect_image(_jpeg(_resize(small, 0.5), 75)).found
 
 
+def test_a_shrunk_copy_is_read_upsampled(monkeypatch):
+    """A 45% centre crop of a 0.22 Mpx picture keeps a side under the canvas-filling threshold: read through the
+    nearest-neighbour canvas its mark is lost, read upsampled (bicubic 2×) it is found."""
+    p = bytes(range(6, 14))
+    h, w = 400, 560
+    dy, dx = int(h * 0.225), int(w * 0.225)
+    cut = embed_image(natural_like(h, w, 6), p)[dy + 3 : h - dy, dx : w - dx - 5]
+    assert min(cut.shape[:2]) < wimage._UPSAMPLE_BELOW
+    assert detect_image(cut).payload == p
+    monkeypatch.setattr(wimage, "_upsampled", lambda a: a)
+    assert not detect_image(cut).found
+
+
 def test_still_image_floor_is_refused_with_the_reason():
     """Under MIN_PIXELS a 64-bit mark does not reliably survive JPEG 75: embedding refuses (mark then skips the layer,
     see tests/test_image.py); video frames pass min_pixels=0."""

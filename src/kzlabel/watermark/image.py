@@ -83,6 +83,7 @@ _DIHEDRAL = np.array(
 )
 N_TESTS = CHIPS * _N_LATTICE * 4 * len(_DIHEDRAL)  # phases × lattices × sub-chip refinement × symmetries
 _FINE_BELOW = 0.9  # decode on the 2× canvas when a lattice vector is shorter than this many canvas px per chip
+_UPSAMPLE_BELOW = 320  # detection reads pictures with a shorter side upsampled 2× (see _upsampled)
 _DECODE_GATE = 0.05  # decode a lattice only when its pilot peak is at least suggestive
 
 
@@ -572,6 +573,17 @@ def _search(w: np.ndarray, shape: tuple[int, int], key: bytes | None, cache: dic
     return best
 
 
+def _upsampled(a: np.ndarray) -> np.ndarray:
+    """The view the detector reads: ``a`` itself, or, when its shorter side is under _UPSAMPLE_BELOW (a shrunk copy,
+    a halved thumbnail), ``a`` at twice its size, bicubic. Near or under the canvas's size the canvas's cells fill by
+    nearest neighbour (one pixel repeated across cells), which the whitening reads as steps; interpolated cells keep
+    the chips' shape (docs/watermark.md, Small pictures). One deterministic view replaces the other, so the number of
+    tests, and with it the false-positive bound, is unchanged."""
+    if min(a.shape[:2]) >= _UPSAMPLE_BELOW:
+        return a
+    return cv2.resize(a, (2 * a.shape[1], 2 * a.shape[0]), interpolation=cv2.INTER_CUBIC)
+
+
 def detect_image(pixels: np.ndarray, *, key: bytes | None = None, list_decoding: bool = True) -> WatermarkResult:
     """Look for a kzlabel watermark made with ``key`` (None = the public :data:`DEFAULT_KEY`).
 
@@ -584,6 +596,7 @@ def detect_image(pixels: np.ndarray, *, key: bytes | None = None, list_decoding:
     h, w_ = a.shape[:2]
     if min(h, w_) < 64:
         return WatermarkResult(False, None, None, 1.0)
+    a = _upsampled(a)
     fine = lru_cache(maxsize=1)(lambda: _whiten(_canvas(a, 2 * CANVAS)))
     z, payload, ok, soft = _search(_whiten(_canvas(a)), (h, w_), key, fine=fine)
     p = _p_value(z, ok)
