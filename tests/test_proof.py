@@ -160,8 +160,43 @@ def test_pictures_under_the_floor_skip_the_watermark_and_claim_no_robustness(sig
     assert {"visible", "metadata"} <= set(result.layers)
 
 
+@pytest.mark.parametrize("name", ["photo.jpg", "picture.avif"])
+def test_mark_states_the_survival_class_the_picture_size_measured(signer, name: str) -> None:
+    """Between the floor and FULL_PIXELS the mark is written but the report says which edits may remove it (and the
+    class is in the result); from FULL_PIXELS up the class is full and the JPEG 75 line stands alone."""
+    from kzlabel.watermark.image import FULL_PIXELS, MIN_PIXELS
+
+    width, height = Image.open(SAMPLES / name).size
+    assert width * height >= MIN_PIXELS
+    reduced = width * height < FULL_PIXELS
+    result = Labeler(signer, owner="O", system="S").mark(SAMPLES / name)
+    assert "watermark" in result.layers
+    assert result.survival_class == {"watermark": "reduced" if reduced else "full"}
+    line = result.robustness["watermark"]
+    assert line.startswith("survives JPEG quality 75"), line
+    assert ("size class reduced" in line) is reduced and ("halving followed by JPEG 75" in line) is reduced
+
+
+def test_no_survival_class_without_a_mark(signer) -> None:
+    result = Labeler(signer, owner="O", system="S").mark(SAMPLES / "scan.tiff")  # under the floor: skipped
+    assert "watermark" in result.skipped and result.survival_class == {}
+
+
+def test_the_cli_json_carries_the_survival_class(keydir, tmp_path: Path, capsys) -> None:
+    import json
+
+    out = tmp_path / "picture.avif"
+    args = ["mark", str(SAMPLES / "picture.avif"), "-o", str(out), "--key", str(keydir), "--system", "S"]
+    assert main([*args, "--owner", "O", "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["survival_class"] == {"watermark": "reduced"}
+    assert "size class reduced" in body["robustness"]["watermark"]
+
+
 def test_no_robustness_claim_without_a_proven_watermark(signer, png_handler, monkeypatch) -> None:
-    assert Labeler(signer, owner="O", system="S", layers=["metadata", "c2pa"]).mark(_png(), name="x.png").robustness == {}
+    assert (
+        Labeler(signer, owner="O", system="S", layers=["metadata", "c2pa"]).mark(_png(), name="x.png").robustness == {}
+    )
     monkeypatch.setattr(png_handler, "embed_watermark", _noop)
     result = Labeler(signer, owner="O", system="S").mark(_png(), name="x.png")
     assert "watermark" in result.skipped and result.robustness == {}
@@ -169,6 +204,10 @@ def test_no_robustness_claim_without_a_proven_watermark(signer, png_handler, mon
 
 def test_the_cli_prints_the_robustness_line(keydir, tmp_path: Path, capsys) -> None:
     out = tmp_path / "photo.jpg"
-    assert main(["mark", str(SAMPLES / "photo.jpg"), "-o", str(out), "--key", str(keydir), "--system", "S",
-                 "--owner", "O"]) == 0
+    assert (
+        main(
+            ["mark", str(SAMPLES / "photo.jpg"), "-o", str(out), "--key", str(keydir), "--system", "S", "--owner", "O"]
+        )
+        == 0
+    )
     assert "  watermark survives JPEG quality 75 (p = " in capsys.readouterr().out

@@ -269,7 +269,12 @@ class Labeler:
         finally:
             spool.close()
         to_path = isinstance(dst, (str, os.PathLike))
-        robustness: dict[Layer, str] = {"watermark": done.survival.line()} if done.survival is not None else {}
+        robustness: dict[Layer, str] = {}
+        classes: dict[Layer, str] = {}
+        if done.survival is not None:
+            robustness["watermark"] = done.survival.line()
+            if done.survival.size_class:
+                classes["watermark"] = done.survival.size_class
         return MarkResult(
             label,
             token,
@@ -282,6 +287,7 @@ class Labeler:
             to_path,
             robustness,
             done.encoding,
+            classes,
         )
 
     def _mark_pass(self, handler: Handler[Any], inp: Input, label: Label, spool: Spool) -> _Pass:

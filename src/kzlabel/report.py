@@ -203,6 +203,9 @@ class MarkResult:
     # stream → how the content was re-encoded, measured on the written output ("video": "h264 712.3 kb/s written,
     # source h264 726.5 kb/s (0.98×)"), and why a rate was raised to keep the watermark (kzlabel.media_rate)
     encoding: dict[str, str] = field(default_factory=dict)
+    # layer → the measured survival class of its mark on content of this kind and size ("full": the benchmark's whole
+    # attack list held; "reduced": part of it, the robustness line says which), for layers whose format has classes
+    survival_class: dict[Layer, str] = field(default_factory=dict)
 
     @property
     def data(self) -> bytes:

@@ -92,6 +92,7 @@ def mark(args: Args) -> int:
             "layers": list(result.layers),
             "skipped": result.skipped,
             "robustness": result.robustness,
+            "survival_class": result.survival_class,
             "encoding": result.encoding,
             "label": result.label.to_dict(),
         }

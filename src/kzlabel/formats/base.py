@@ -130,11 +130,16 @@ class Survival:
     degradation: str  # e.g. "JPEG quality 75"
     found: bool  # the detector found the label's own payload afterwards
     p_value: float
+    # the measured survival class of marks on content like this one (a still picture's size: "full" or "reduced"),
+    # and what the report adds for a class short of the benchmark's whole attack list; "" when the format has none
+    size_class: str = ""
+    caveat: str = ""
 
     def line(self) -> str:
+        tail = f"; {self.caveat}" if self.caveat else ""
         if self.found:
-            return f"survives {self.degradation} (p = {self.p_value:.1e})"
-        return f"not found after {self.degradation}: the mark is fragile on this content"
+            return f"survives {self.degradation} (p = {self.p_value:.1e}){tail}"
+        return f"not found after {self.degradation}: the mark is fragile on this content{tail}"
 
 
 DocT = TypeVar("DocT")

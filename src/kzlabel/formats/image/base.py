@@ -412,13 +412,15 @@ class ImageHandler(Handler[ImageDoc]):
     def survival(self, doc: ImageDoc, out: Path, payload: bytes, key: bytes | None) -> Survival | None:
         """The picture as written (decoded once, by ``bind``), re-encoded as a JPEG of quality 75 (what platforms do
         to uploads), searched again."""
-        from ...watermark.image import SURVIVAL_JPEG_QUALITY, detect_after_jpeg
+        from ...watermark.image import SURVIVAL_JPEG_QUALITY, detect_after_jpeg, survival_class
 
         if doc.written is None:
             with self.image_file(io.BytesIO(out.read_bytes())) as im:
                 doc.written = _working(im)
         found = detect_after_jpeg(np.asarray(doc.written), key=key)
-        return Survival(f"JPEG quality {SURVIVAL_JPEG_QUALITY}", found.payload == payload, found.p_value)
+        size_class, caveat = survival_class(doc.written.height, doc.written.width)
+        degradation = f"JPEG quality {SURVIVAL_JPEG_QUALITY}"
+        return Survival(degradation, found.payload == payload, found.p_value, size_class, caveat)
 
     def labelled(self, data: bytes, label: Label, token: str) -> bytes:
         """``data`` with the label's XMP merged into its packet (and the format's other carriers written)."""
