@@ -5,7 +5,8 @@ verify: every layer is read independently and reported as Evidence; the Report d
 
 From the encoder on, the output is a file (a temp file beside ``dst``, tagged, signed into the next, the last renamed):
 memory does not grow with the file and no reader sees a half-written output (formats with a C2PA slot are signed in
-a stream, layers/c2pa_embed; for the others the C2PA library buffers the file, up to Limits.max_c2pa_bytes).
+a stream, layers/c2pa_embed, an input's manifest in its slot kept as the parent ingredient from the store alone; for
+the others the C2PA library buffers the file, up to Limits.max_c2pa_bytes).
 """
 
 from __future__ import annotations
@@ -90,15 +91,17 @@ class _Pass:
     unsigned: Path | None = None  # the output before the C2PA manifest (kept in the spool to sign again)
     soft_binding: bool = False  # the manifest claims the watermark (c2pa.watermarked + soft binding)
     existing: tuple[bool, bool] | None = None  # c2pa_layer.existing_manifest of the input, when it was asked
+    parent: c2pa_layer.Parent | None = None  # the input's manifest read from its slot, kept as the parent ingredient
     survival: Survival | None = None  # the watermark after the format's standard degradation (dropped if unproven)
     store: bytes | None = None  # the C2PA manifest store signed (embedded or the sidecar), for the registry
     encoding: dict[str, str] = field(default_factory=dict)  # the handler's account of its re-encode (MarkResult)
 
 
-def _streamed(handler: Handler, existing: tuple[bool, bool] | None) -> bool:
+def _streamed(handler: Handler, existing: tuple[bool, bool] | None, parent: c2pa_layer.Parent | None) -> bool:
     """Whether kzlabel signs the manifest itself, data-hashed in a stream (layers/c2pa_embed): the format has a slot
-    and the input no manifest (keeping one as the new manifest's ingredient takes the C2PA library, which loads it)."""
-    return handler.c2pa_streamed and existing == (False, True)
+    and the input either no manifest or one in its slot (``parent``: kept as the ingredient from the store alone).
+    A manifest only the C2PA library finds (a layout the slot walker does not walk) is kept by the library."""
+    return handler.c2pa_streamed and (existing == (False, True) or parent is not None)
 
 
 def _c2pa_too_big(size: int, limits: Limits) -> str:
@@ -303,6 +306,7 @@ class Labeler:
             skipped[layer], layers = why, layers - {layer}
         embed = False
         existing: tuple[bool, bool] | None = None  # asked once, handed to the signing (also when signing again)
+        parent: c2pa_layer.Parent | None = None
         if "c2pa" in layers:
             embed = handler.mime in c2pa_layer.supported_mime_types() | c2pa_text.MIMES  # text: c2pa_text's forms
             if not embed:  # no embedding for this type: a sidecar manifest instead (mark() writes it beside dst)
@@ -315,11 +319,16 @@ class Labeler:
                     skipped["c2pa"] = reason
                     layers = layers - {"c2pa"}
                 elif handler.mime not in c2pa_text.MIMES:
-                    with inp.open() as content:  # the library looks within its limit; above it a slot's structure
-                        if inp.size <= self.limits.max_c2pa_bytes:
+                    # a slot's manifest is read from the slot at any size; else the library looks within its limit
+                    slot = _guard(handler, inp, "reading", handler.find_c2pa_slot, inp)
+                    with inp.open() as content:
+                        if slot is not None:
+                            parent = c2pa_embed.parent(content, slot)
+                            existing = (True, parent.store is not None)
+                        elif inp.size <= self.limits.max_c2pa_bytes:
                             existing = c2pa_layer.existing_manifest(content, handler.mime)
-                        elif handler.c2pa_streamed and not _guard(handler, inp, "reading", handler.find_c2pa_slot, inp):
-                            existing = (False, True)  # larger with a manifest: none (keeping it needs the library)
+                        elif handler.c2pa_streamed:
+                            existing = (False, True)  # larger, and no manifest in the container's slot
                     label = _as_edit(label) if existing and existing[0] else label
         applied: list[Layer] = []
         doc = _guard(handler, inp, "decoding", handler.load, inp, self.limits)
@@ -354,14 +363,23 @@ class Labeler:
             applied.append("metadata")
         sidecar = store = None
         size = out.stat().st_size
-        if "c2pa" in layers and size > self.limits.max_c2pa_bytes and not _streamed(handler, existing):
+        if "c2pa" in layers and size > self.limits.max_c2pa_bytes and not _streamed(handler, existing, parent):
             skipped["c2pa"] = _c2pa_too_big(size, self.limits)
             layers = layers - {"c2pa"}
         unsigned = None
         if "c2pa" in layers:
             soft = "watermark" in applied
             signed, store = self._sign(
-                handler, inp, label, token, out, spool, embed=embed, claim_watermark=soft, existing=existing
+                handler,
+                inp,
+                label,
+                token,
+                out,
+                spool,
+                embed=embed,
+                claim_watermark=soft,
+                existing=existing,
+                parent=parent,
             )
             if signed is not None:
                 unsigned, out = out, signed
@@ -369,7 +387,19 @@ class Labeler:
             else:
                 sidecar = store
             return _Pass(
-                out, label, token, applied, skipped, sidecar, unsigned, soft, existing, survival, store, encoding
+                out,
+                label,
+                token,
+                applied,
+                skipped,
+                sidecar,
+                unsigned,
+                soft,
+                existing,
+                parent,
+                survival,
+                store,
+                encoding,
             )
         return _Pass(out, label, token, applied, skipped, sidecar, survival=survival, encoding=encoding)
 
@@ -385,9 +415,11 @@ class Labeler:
         embed: bool,
         claim_watermark: bool,
         existing: tuple[bool, bool] | None,
+        parent: c2pa_layer.Parent | None,
     ) -> tuple[Path | None, bytes]:
         """Sign the C2PA manifest over ``content``: (the signed file, its manifest store) when embedded, (None, the
-        sidecar manifest store) when the type takes none. ``claim_watermark``: the manifest claims it (soft binding)."""
+        sidecar manifest store) when the type takes none. ``claim_watermark``: the manifest claims it (soft binding);
+        ``parent``: the input's manifest from its slot, kept as the parent ingredient of a streamed signing."""
         assert self.signer is not None
         signer = self.signer
         soft = soft_binding(label.content_id) if claim_watermark else None
@@ -399,8 +431,9 @@ class Labeler:
         def sign() -> bytes:
             if handler.mime in c2pa_text.MIMES:  # text: signed into its C2PA 2.4 form (always embedded)
                 return c2pa_text.sign_file(content, signed, handler.mime, signer, label, token, training)
-            if signed is not None and _streamed(handler, existing):  # placed by kzlabel, hashed in a stream
-                return c2pa_embed.sign(content, signed, handler.c2pa_reserve, signer, mime=handler.mime, **claims)
+            if signed is not None and _streamed(handler, existing, parent):  # placed by kzlabel, hashed in a stream
+                reserve = handler.c2pa_reserve
+                return c2pa_embed.sign(content, signed, reserve, signer, mime=handler.mime, parent=parent, **claims)
             with contextlib.ExitStack() as files:
                 return c2pa_layer.sign(
                     files.enter_context(open(content, "rb")),
@@ -435,6 +468,7 @@ class Labeler:
                 embed=embedded,
                 claim_watermark=False,
                 existing=done.existing,
+                parent=done.parent,
             )
             if signed is not None:
                 spool.drop(done.output)

@@ -39,6 +39,8 @@ __all__ = [
     "available",
     "HARD_BINDING_MISMATCH",
     "STORE_MIME",
+    "Parent",
+    "parent_from_store",
     "active_manifest_only",
     "edit_source_type",
     "existing_manifest",
@@ -59,6 +61,7 @@ TRAINING_ASSERTION = "cawg.training-mining"
 TRAINING_VALUES = ("allowed", "notAllowed", "constrained")
 TRAINING_KEYS = ("cawg.ai_generative_training", "cawg.ai_training", "cawg.ai_inference", "cawg.data_mining")
 _PARENT_ID = "kzlabel-parent"
+_PARENT_STORE = "kzlabel-parent.c2pa"  # the builder resource holding a Parent's store
 STORE_MIME = "application/c2pa"  # a bare manifest store (a sidecar, a registry's copy): readable without its asset
 
 # content: bytes, or a seekable binary file (a long file is signed and read from disk, never copied into memory here;
@@ -261,6 +264,26 @@ def _definition(
     return definition
 
 
+def _parent_ingredient(title: str | None, mime: str, parent: Parent | None = None, damaged: str = "") -> dict:
+    """The ``parentOf`` ingredient entry of a manifest definition: with ``parent`` its store (kept whole, the builder
+    resource ``_PARENT_STORE``) and the validation results measured over its asset; with ``damaged`` none, saying why.
+    Without either: the title and relationship, for the library to complete from the asset."""
+    ingredient: dict[str, Any] = {"title": title or "input", "relationship": "parentOf", "label": _PARENT_ID}
+    if parent is None and not damaged:
+        return ingredient
+    ingredient["format"] = mime
+    if parent is not None and parent.store is not None:
+        ingredient |= {
+            "active_manifest": parent.active,
+            "validation_results": parent.results,
+            "manifest_data": {"format": STORE_MIME, "identifier": _PARENT_STORE},
+        }
+    else:
+        why = damaged or (parent.damaged if parent is not None else "")
+        ingredient["description"] = f"the input's C2PA manifest is damaged and could not be kept: {why}"
+    return ingredient
+
+
 def sign(
     data: Content,
     mime: str,
@@ -340,20 +363,12 @@ def _build_and_sign(
         builder = c2pa.Builder(definition, context=ctx)
         try:
             if parent is not None:
-                ingredient = {"title": title or "input", "relationship": "parentOf", "label": _PARENT_ID}
                 try:
-                    builder.add_ingredient_from_stream(ingredient, mime, _stream(parent))
+                    builder.add_ingredient_from_stream(_parent_ingredient(title, mime), mime, _stream(parent))
                 except c2pa.C2paError as exc:  # the input's manifest is damaged beyond what c2pa accepts
                     # Record the parent without its (unreadable) manifest store, saying why, and sign anyway.
                     builder.close()
-                    fallback = dict(definition)
-                    fallback["ingredients"] = [
-                        dict(
-                            ingredient,
-                            format=mime,
-                            description=f"the input's C2PA manifest is damaged and could not be kept: {_msg(exc)}",
-                        )
-                    ]
+                    fallback = dict(definition, ingredients=[_parent_ingredient(title, mime, damaged=_msg(exc))])
                     builder = c2pa.Builder(fallback, context=ctx)
             if not embed:
                 builder.set_no_embed()
@@ -376,24 +391,31 @@ def sign_data_hashed(
     soft_binding: dict | None = None,
     training: str | Mapping[str, Any] | None = None,
     mime: str = "text/plain",
+    parent: Parent | None = None,
 ) -> bytes:
     """A bare manifest store (``application/c2pa``) bound by a ``c2pa.hash.data`` the caller computes, for content the
-    C2PA library cannot embed into itself (text). ``binding(size)`` is told the store's final size before signing
-    (the exclusion that will hold it depends on it) and returns the hash; the store returned has exactly that size."""
+    C2PA library cannot embed into itself (text) or that kzlabel places in a stream. ``binding(size)`` is told the
+    store's final size before signing (the exclusion that will hold it depends on it) and returns the hash; the store
+    returned has exactly that size. ``parent``: the input's manifest store, kept as the ``parentOf`` ingredient of a
+    ``c2pa.opened`` action from the store alone (:func:`parent_from_store`), as :func:`sign` keeps it from the asset."""
     c2pa = _need()
     definition = _definition(
-        has_parent=False,
+        has_parent=parent is not None,
         label_claims=label_claims,
         title=title,
         source_type=source_type,
         soft_binding=soft_binding,
         training=training,
     )
+    if parent is not None:
+        definition["ingredients"] = [_parent_ingredient(title, mime, parent)]
     c2pa_signer = signer.c2pa_signer()
     try:
         with _context({"builder": {"thumbnail": {"enabled": False}}}) as ctx:
             builder = c2pa.Builder(definition, context=ctx)
             try:
+                if parent is not None and parent.store is not None:
+                    builder.add_resource(_PARENT_STORE, io.BytesIO(parent.store))
                 size = len(c2pa_native.placeholder(builder, c2pa_signer.reserve_size()))
                 store = c2pa_native.sign_data_hashed(builder, c2pa_signer, binding(size))
             finally:
@@ -618,3 +640,52 @@ def active_manifest_only(store: bytes) -> bytes:
         raise ValueError("not a C2PA manifest store")
     body = inner[0][1] + inner[-1][1]
     return (len(body) + 8).to_bytes(4, "big") + b"jumb" + body
+
+
+@dataclass(frozen=True)
+class Parent:
+    """The input's manifest store, to keep as the new manifest's ``parentOf`` ingredient without handing the C2PA
+    library the asset (data-hashed signing): the store, its active manifest's label, and the validation results
+    measured over the asset as the library records them for an ingredient it reads from the asset. ``store`` None:
+    unreadable, recorded without it (``damaged`` says why), as :func:`sign` records a parent it cannot read."""
+
+    store: bytes | None
+    active: str | None = None
+    results: dict | None = None
+    damaged: str = ""
+
+
+def parent_from_store(store: bytes, binding: Callable[[dict | None], tuple[bool, str]]) -> Parent:
+    """A :class:`Parent` from a bare store read out of its asset. The library validates the store as it does an
+    ingredient (the builder's settings: no trust anchors); the hard binding it cannot check without the asset, so
+    ``binding(c2pa.hash.data)`` checks it over the asset (ok, why not) and its result replaces the library's."""
+    c2pa = _need()
+    try:
+        with _context({"verify": {"verify_trust": True}}) as ctx:
+            reader = c2pa.Reader.try_create(STORE_MIME, io.BytesIO(store), None, ctx)
+            if reader is None:
+                return Parent(None, damaged="no manifest store in its slot")
+            try:
+                active = json.loads(reader.json()).get("active_manifest")
+                results = reader.get_validation_results() or {}
+                data_hash = _data_hash(reader)
+            finally:
+                reader.close()
+    except c2pa.C2paError as exc:
+        return Parent(None, damaged=_msg(exc))
+    if not active:
+        return Parent(None, damaged="no active manifest")
+    ok, why = binding(data_hash)
+    manifest = results.setdefault("activeManifest", {})
+    url = f"self#jumbf=/c2pa/{active}/c2pa.assertions/c2pa.hash.data"
+    for kind in ("success", "informational", "failure"):  # the library's view of a hash it could not compute
+        entries = manifest.get(kind) or []
+        url = next(
+            (e["url"] for e in entries if e.get("code", "").startswith("assertion.dataHash") and e.get("url")), url
+        )
+        manifest[kind] = [e for e in entries if not str(e.get("code", "")).startswith("assertion.dataHash")]
+    if ok:
+        manifest["success"].append({"code": "assertion.dataHash.match", "url": url, "explanation": "data hash valid"})
+    else:
+        manifest["failure"].append({"code": "assertion.dataHash.mismatch", "url": url, "explanation": why})
+    return Parent(store, active, results)

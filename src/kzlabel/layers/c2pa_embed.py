@@ -40,6 +40,7 @@ __all__ = [
     "Slot",
     "check_hash",
     "file_hash",
+    "parent",
     "prefix_hashes",
     "read",
     "settle",
@@ -119,9 +120,11 @@ def sign(
     soft_binding: dict | None = None,
     training: str | Mapping[str, Any] | None = None,
     mime: str = "application/octet-stream",
+    parent: c2pa_layer.Parent | None = None,
 ) -> bytes:
     """Write ``src`` to ``dst`` with a signed manifest in the slot ``reserve(src, dst, store_size)`` writes; returns
-    the store. Memory stays flat whatever the file's size (``reserve`` copies in a stream too). Raises SigningError."""
+    the store. Memory stays flat whatever the file's size (``reserve`` copies in a stream too). ``parent``: the
+    input's manifest (:func:`parent`), kept as the new one's ``parentOf`` ingredient. Raises SigningError."""
     slot: Slot | None = None
     with open(src, "rb") as source, open(dst, "w+b") as out:
 
@@ -142,6 +145,7 @@ def sign(
             soft_binding=soft_binding,
             training=training,
             mime=mime,
+            parent=parent,
         )
         assert slot is not None
         if len(store) != slot.size:  # sign_data_hashed checked it against the placeholder: the format broke it
@@ -149,6 +153,18 @@ def sign(
         out.seek(slot.at)
         out.write(store)
     return store
+
+
+def parent(fh: IO[bytes], slot: Slot) -> c2pa_layer.Parent:
+    """The manifest store in ``slot`` of the input ``fh``, to keep as the new manifest's parent ingredient: validated
+    as a bare store, its hard binding checked over the file here in 1 MiB reads (the file is never held)."""
+    if slot.size > STORE_MAX:
+        return c2pa_layer.Parent(None, damaged=f"a {slot.size}-byte manifest slot (over {STORE_MAX}): not read")
+    fh.seek(slot.at)
+    store = fh.read(slot.size)
+    return c2pa_layer.parent_from_store(
+        store, lambda data_hash: check_hash(data_hash, slot.exclusion, lambda: file_hash(fh, [slot.exclusion]))
+    )
 
 
 def check_hash(
