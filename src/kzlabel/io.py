@@ -78,7 +78,8 @@ class Limits:
     # the peak) or to read its manifest: larger files are labelled without the manifest (layer skipped, with the
     # reason) and verify reports it unchecked, so memory stays bounded; raise it to sign bigger files on a machine with
     # the memory for it. WAV, MP3, FLAC and PDF are signed and read by kzlabel in a stream (layers/c2pa_embed): no
-    # limit, unless the input already carries a manifest to keep as the new one's ingredient (the library loads it)
+    # limit, also when the input's manifest is kept as the new one's ingredient (from its slot, the store alone); only
+    # a manifest there that kzlabel's slot walker does not find is left to the library, within this limit
     max_c2pa_bytes: int = 512 * 1024**2
 
 

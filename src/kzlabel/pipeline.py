@@ -90,18 +90,26 @@ class _Pass:
     sidecar: bytes | None  # a sidecar C2PA manifest, for types the C2PA library cannot embed into
     unsigned: Path | None = None  # the output before the C2PA manifest (kept in the spool to sign again)
     soft_binding: bool = False  # the manifest claims the watermark (c2pa.watermarked + soft binding)
-    existing: tuple[bool, bool] | None = None  # c2pa_layer.existing_manifest of the input, when it was asked
-    parent: c2pa_layer.Parent | None = None  # the input's manifest read from its slot, kept as the parent ingredient
+    prior: _Prior | None = None  # the input's own manifest, when it was asked
     survival: Survival | None = None  # the watermark after the format's standard degradation (dropped if unproven)
     store: bytes | None = None  # the C2PA manifest store signed (embedded or the sidecar), for the registry
     encoding: dict[str, str] = field(default_factory=dict)  # the handler's account of its re-encode (MarkResult)
 
 
-def _streamed(handler: Handler, existing: tuple[bool, bool] | None, parent: c2pa_layer.Parent | None) -> bool:
+@dataclass(frozen=True)
+class _Prior:
+    """The input's own C2PA manifest, asked once and handed to every signing: ``existing`` as
+    ``c2pa_layer.existing_manifest`` puts it (has one?, readable?); ``parent``: the store read from its slot."""
+
+    existing: tuple[bool, bool]
+    parent: c2pa_layer.Parent | None = None
+
+
+def _streamed(handler: Handler, prior: _Prior | None) -> bool:
     """Whether kzlabel signs the manifest itself, data-hashed in a stream (layers/c2pa_embed): the format has a slot
-    and the input either no manifest or one in its slot (``parent``: kept as the ingredient from the store alone).
-    A manifest only the C2PA library finds (a layout the slot walker does not walk) is kept by the library."""
-    return handler.c2pa_streamed and (existing == (False, True) or parent is not None)
+    and the input either no manifest or one in its slot (kept as the ingredient from the store alone). A manifest
+    only the C2PA library finds (a layout the slot walker does not walk) is kept by the library."""
+    return handler.c2pa_streamed and prior is not None and (prior.existing == (False, True) or prior.parent is not None)
 
 
 def _c2pa_too_big(size: int, limits: Limits) -> str:
@@ -305,8 +313,7 @@ class Labeler:
         for layer, why in handler.left_out(opts).items():
             skipped[layer], layers = why, layers - {layer}
         embed = False
-        existing: tuple[bool, bool] | None = None  # asked once, handed to the signing (also when signing again)
-        parent: c2pa_layer.Parent | None = None
+        prior: _Prior | None = None  # asked once, handed to the signing (also when signing again)
         if "c2pa" in layers:
             embed = handler.mime in c2pa_layer.supported_mime_types() | c2pa_text.MIMES  # text: c2pa_text's forms
             if not embed:  # no embedding for this type: a sidecar manifest instead (mark() writes it beside dst)
@@ -324,12 +331,12 @@ class Labeler:
                     with inp.open() as content:
                         if slot is not None:
                             parent = c2pa_embed.parent(content, slot)
-                            existing = (True, parent.store is not None)
+                            prior = _Prior((True, parent.store is not None), parent)
                         elif inp.size <= self.limits.max_c2pa_bytes:
-                            existing = c2pa_layer.existing_manifest(content, handler.mime)
+                            prior = _Prior(c2pa_layer.existing_manifest(content, handler.mime))
                         elif handler.c2pa_streamed:
-                            existing = (False, True)  # larger, and no manifest in the container's slot
-                    label = _as_edit(label) if existing and existing[0] else label
+                            prior = _Prior((False, True))  # larger, and no manifest in the container's slot
+                    label = _as_edit(label) if prior and prior.existing[0] else label
         applied: list[Layer] = []
         doc = _guard(handler, inp, "decoding", handler.load, inp, self.limits)
         if "visible" in layers:
@@ -363,44 +370,21 @@ class Labeler:
             applied.append("metadata")
         sidecar = store = None
         size = out.stat().st_size
-        if "c2pa" in layers and size > self.limits.max_c2pa_bytes and not _streamed(handler, existing, parent):
+        if "c2pa" in layers and size > self.limits.max_c2pa_bytes and not _streamed(handler, prior):
             skipped["c2pa"] = _c2pa_too_big(size, self.limits)
             layers = layers - {"c2pa"}
         unsigned = None
         if "c2pa" in layers:
             soft = "watermark" in applied
             signed, store = self._sign(
-                handler,
-                inp,
-                label,
-                token,
-                out,
-                spool,
-                embed=embed,
-                claim_watermark=soft,
-                existing=existing,
-                parent=parent,
+                handler, inp, label, token, out, spool, embed=embed, claim_watermark=soft, prior=prior
             )
             if signed is not None:
                 unsigned, out = out, signed
                 applied.append("c2pa")
             else:
                 sidecar = store
-            return _Pass(
-                out,
-                label,
-                token,
-                applied,
-                skipped,
-                sidecar,
-                unsigned,
-                soft,
-                existing,
-                parent,
-                survival,
-                store,
-                encoding,
-            )
+            return _Pass(out, label, token, applied, skipped, sidecar, unsigned, soft, prior, survival, store, encoding)
         return _Pass(out, label, token, applied, skipped, sidecar, survival=survival, encoding=encoding)
 
     def _sign(
@@ -414,12 +398,11 @@ class Labeler:
         *,
         embed: bool,
         claim_watermark: bool,
-        existing: tuple[bool, bool] | None,
-        parent: c2pa_layer.Parent | None,
+        prior: _Prior | None,
     ) -> tuple[Path | None, bytes]:
         """Sign the C2PA manifest over ``content``: (the signed file, its manifest store) when embedded, (None, the
         sidecar manifest store) when the type takes none. ``claim_watermark``: the manifest claims it (soft binding);
-        ``parent``: the input's manifest from its slot, kept as the parent ingredient of a streamed signing."""
+        ``prior``: the input's own manifest (a streamed signing keeps the store from its slot as the parent)."""
         assert self.signer is not None
         signer = self.signer
         soft = soft_binding(label.content_id) if claim_watermark else None
@@ -431,8 +414,8 @@ class Labeler:
         def sign() -> bytes:
             if handler.mime in c2pa_text.MIMES:  # text: signed into its C2PA 2.4 form (always embedded)
                 return c2pa_text.sign_file(content, signed, handler.mime, signer, label, token, training)
-            if signed is not None and _streamed(handler, existing, parent):  # placed by kzlabel, hashed in a stream
-                reserve = handler.c2pa_reserve
+            if signed is not None and prior is not None and _streamed(handler, prior):  # placed, hashed in a stream
+                reserve, parent = handler.c2pa_reserve, prior.parent
                 return c2pa_embed.sign(content, signed, reserve, signer, mime=handler.mime, parent=parent, **claims)
             with contextlib.ExitStack() as files:
                 return c2pa_layer.sign(
@@ -443,7 +426,7 @@ class Labeler:
                     parent=files.enter_context(inp.open()),
                     embed=embed,
                     dest=files.enter_context(open(signed, "w+b")) if signed is not None else None,
-                    existing=existing,
+                    existing=prior.existing if prior else None,
                     **claims,
                 )
 
@@ -467,8 +450,7 @@ class Labeler:
                 spool,
                 embed=embedded,
                 claim_watermark=False,
-                existing=done.existing,
-                parent=done.parent,
+                prior=done.prior,
             )
             if signed is not None:
                 spool.drop(done.output)
