@@ -393,3 +393,35 @@ def test_a_paletted_apng_stays_paletted_with_every_layer(colours, signer, trust)
     assert coded / len(src) <= 1.2, f"frames {coded / len(src):.2f}x the source"
     report = Labeler(trust=trust).verify(res.data, name="p.png")
     assert report.verdict == Verdict.COMPLIANT and report.layer("visible").status == Status.FOUND, report.evidence
+
+
+def test_a_still_region_stays_byte_identical_across_marked_frames(signer, trust, tmp_path):
+    """Each frame is marked on its own, but blocks its source shares with the previous frame are taken from the
+    previous marked frame: the APNG writer then stores only the moving part (a cinemagraph stays ~1.5x, not 12x), and
+    every frame still carries the mark read from it alone."""
+    from kzlabel.watermark import detect_image
+
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[0:400, 0:512]
+    still = np.stack([x / 4, y / 3, (x + y) / 6], axis=2) + rng.normal(0, 6, (400, 512, 3))
+    still = np.clip(still + 40, 0, 255).astype(np.uint8)
+    src = []
+    for i in range(4):
+        frame = still.copy()
+        frame[220:268, 40 + 24 * i : 88 + 24 * i] = (230, 40, 40)
+        src.append(Image.fromarray(frame))
+    buf = io.BytesIO()
+    src[0].save(buf, format="PNG", save_all=True, append_images=src[1:], duration=100, loop=0)
+    (tmp_path / "c.png").write_bytes(buf.getvalue())
+    lab = Labeler(signer, owner="Test Owner LLP", system="GenModel 2", trust=trust)
+    lab.mark(tmp_path / "c.png", tmp_path / "out.png", label=lab.new_label().replace(content_id=CONTENT_ID))
+    frames, _, _ = _frames((tmp_path / "out.png").read_bytes())
+    arrays = [np.asarray(f.convert("RGB")) for f in frames]
+    assert len(arrays) == 4
+    for before, after in zip(arrays, arrays[1:], strict=False):
+        assert np.array_equal(before[:190], after[:190])  # above the moving square (and the warning, at the bottom)
+    assert all(detect_image(a).found for a in arrays)
+    with Image.open(tmp_path / "out.png") as im:
+        im.seek(2)
+        x0, y0, x1, y1 = im.dispose_extent
+        assert (x1 - x0) * (y1 - y0) < im.width * im.height / 2  # a delta rectangle, not a whole frame

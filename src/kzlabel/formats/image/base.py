@@ -353,8 +353,13 @@ class ImageHandler(Handler[ImageDoc]):
             if not gain:  # the amplitude is set for the whole frame, without the still's texture gain (_psnr_strength)
                 embed = partial(embed_image, texture_gain=False)
                 strength = _psnr_strength(embed, frames[0], payload, key, self.animation_psnr)
+            previous: tuple[np.ndarray, np.ndarray] | None = None
             for i, frame in enumerate(frames):
-                marked = embed_image(np.asarray(frame), payload, key=key, strength=strength, texture_gain=gain)
+                source = np.asarray(frame)
+                marked = embed_image(source, payload, key=key, strength=strength, texture_gain=gain)
+                if previous is not None and previous[0].shape == source.shape:
+                    marked = _reuse_unchanged(previous[0], source, previous[1], marked)
+                previous = (source, marked)
                 frames[i] = Image.fromarray(marked)
             doc.work = frames[0]
             return
@@ -526,3 +531,22 @@ class ImageHandler(Handler[ImageDoc]):
     def write_training(self, data: bytes, policy: TrainingPolicy, limits: Limits) -> bytes:
         self.open_image(Input(data), limits)
         return self.put_xmp(data, merge_xmp(self.source_xmp(data), training_values(policy), TRAINING_PROPS))
+
+
+_DELTA_BLOCK = 16
+
+
+def _reuse_unchanged(before: np.ndarray, source: np.ndarray, marked_before: np.ndarray, marked: np.ndarray) -> Any:
+    """``marked`` with every block whose source pixels equal the previous frame's taken from the previous marked
+    frame: unchanged regions stay byte-identical, so the encoder writes only the changed rectangle (the mark is the
+    same keyed pattern on every frame, so the mix still carries it)."""
+    h, w = source.shape[:2]
+    b = _DELTA_BLOCK
+    same = (before == source).reshape(h, w, -1).all(axis=2)
+    ph, pw = -h % b, -w % b
+    padded = np.pad(same, ((0, ph), (0, pw)), constant_values=True)
+    blocks = padded.reshape((h + ph) // b, b, (w + pw) // b, b).all(axis=(1, 3))
+    keep = np.repeat(np.repeat(blocks, b, axis=0), b, axis=1)[:h, :w]
+    out = marked.copy()
+    out[keep] = marked_before[keep]
+    return out
