@@ -35,7 +35,8 @@ DURATIONS = [80, 120, 80, 120, 80, 200]
 # the frames' size (marked with the warning and the watermark only) over the source's, for the fixed content id below
 # (docs/images.md#animated-images has the spread over content ids: the WebP 0.98-1.18x): ±15 %, but lossy WebP, which
 # keeps the mark in every frame only at a higher quality for some ids, and lossless APNG, where the mark's ±1-3 levels
-# of noise cost deflate on a smooth animation (1.72-1.73x)
+# of noise cost deflate on a smooth animation (1.72-1.73x; 1.75x in bench_sizes --quick, where still blocks reuse the
+# previous marked frame: this sample changes on most blocks)
 FRAMES_BOUND = {"anim.gif": (0.85, 1.15), "anim.webp": (0.85, 1.2), "anim.png": (0.85, 1.8), "anim.avif": (0.85, 1.15)}
 # the label (in XMP and in the manifest) and the C2PA manifest: a fixed cost, 12.1-12.5 kB on these samples (21.5 kB
 # with kz-animation-1's thumbnail and grids)
