@@ -1,30 +1,36 @@
 """What the label and the C2PA manifest add to a file (issue 20): the manifest's copy of the label is its JWS's JSON
-text, not the compact form again (docs/label-format.md#jws-envelope), and an MP3's XMP no longer repeats the token its
-ID3 tag holds. Labels written before in the compact form (fixtures/legacy/) verify as they did."""
+text, not the compact form again (docs/label-format.md#jws-envelope), a still's warning thumbnail is zlib + base64,
+not hex, and an MP3's XMP no longer repeats the token its ID3 tag holds. Labels written before in the older forms
+(fixtures/legacy/, and a hex thumbnail written here as before) verify as they did."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import zlib
 from pathlib import Path
 
 import c2pa
 import pytest
 from mutagen.id3 import ID3
+from PIL import Image, ImageDraw
 
-from kzlabel import Labeler, Verdict
+from kzlabel import Labeler, Verdict, formats
 from kzlabel.containers import riff
 from kzlabel.formats.audio.tags import read_tags, write_tags
+from kzlabel.io import Input
 from kzlabel.label import token_claims, token_from_claims, verify_token
+from kzlabel.layers import visible
 from kzlabel.layers.metadata import xmp_values
 from kzlabel.report import Status
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 # poster.webp (8.5 KB, 0.06 Mpx: the smallest bundled still) marked with a fixed content id (no watermark: below its
-# floor, so the bytes only vary with the signer's certificate): the XMP and C2PA chunks measured 7,849 + 8,136 B with
-# the test key, 7,882 + 8,158 B with bench_sizes' key, and 7,882 + 9,874 B with that key before the manifest carried
-# the label as JSON text
-CARRIERS_MAX = 16_500
+# floor, so the bytes vary only with the signer's certificate): the XMP and C2PA chunks measured 6,589 + 7,206 B with
+# a key like the tests' (organization "Test Owner LLP"), 7,914 + 9,924 B on main before (the manifest repeating the
+# compact token, the warning's thumbnail in hex); the margin covers another key's serial number and validity
+CARRIERS_MAX = 14_200
 CONTENT_ID = "5a17c0ffee2b9d41"
 
 
@@ -114,3 +120,31 @@ def test_an_mp3_xmp_packet_leaves_the_token_to_its_txxx_frame():
     again = write_tags(old, {"kzlabel": "new.tok.en"}, values)
     assert read_tags(again)["kzlabel"] == "new.tok.en"
     assert xmp(again).get("Iptc4xmpExt:DigitalSourceType") == "uri" and "kzlabel:Label" not in xmp(again)
+
+
+@pytest.mark.parametrize("form", ["thumb_z", "thumb"])
+def test_the_warning_thumbnail_in_either_form_finds_the_warning_and_not_its_painted_over_copy(
+    form, signer, trust, monkeypatch
+):
+    """A still's warning record holds its thumbnail as ``thumb_z`` (zlib, base64); labels written before 2026-12-06
+    hold ``thumb`` (hex, twice the bytes). Both find the warning and miss it once it is painted over."""
+    packed = visible.fingerprint
+    if form == "thumb":
+        raw = lambda image, box: zlib.decompress(base64.b64decode(packed(image, box)["thumb_z"]))  # noqa: E731
+        monkeypatch.setattr(visible, "fingerprint", lambda image, box: {"thumb": raw(image, box).hex()})
+    lab = Labeler(signer, owner="Test Owner LLP", system="GenModel 2", trust=trust)
+    marked = lab.mark(FIXTURES / "samples/poster.webp", label=lab.new_label().replace(content_id=CONTENT_ID)).data
+    monkeypatch.undo()
+    report = Labeler(trust=trust).verify(marked, name="poster.webp")
+    assert report.label is not None and set(report.label.warning) & {"thumb", "thumb_z"} == {form}
+    assert report.verdict == Verdict.COMPLIANT and report.layer("visible").status == Status.FOUND, report.evidence
+    with Image.open(io.BytesIO(marked)) as im:
+        picture = im.convert("RGB")
+    fx, fy, fw, fh = report.label.warning["box"]
+    w, h = picture.size
+    ImageDraw.Draw(picture).rectangle((fx * w, fy * h, (fx + fw) * w, (fy + fh) * h), fill=(120, 130, 110))
+    buf = io.BytesIO()
+    picture.save(buf, "PNG")
+    handler = formats.detect(Input(marked))
+    painted = formats.detect(Input(buf.getvalue())).put_xmp(buf.getvalue(), handler.get_xmp(marked))
+    assert Labeler(trust=trust).verify(painted, name="p.png").layer("visible").status != Status.FOUND
