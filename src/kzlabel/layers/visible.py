@@ -238,7 +238,8 @@ def fingerprint(image: Image.Image, box_fraction: list[float]) -> dict[str, str]
 
 
 def _recorded_thumb(record: Mapping[str, Any]) -> np.ndarray:
-    """The thumbnail a warning record holds (either form); ValueError when it holds none or a malformed one."""
+    """The thumbnail a warning record holds (either form); KeyError when it holds none, ValueError when the one it
+    holds is malformed (both: the warning is not found)."""
     if "thumb_z" not in record:
         return np.frombuffer(bytes.fromhex(str(record["thumb"])), dtype=np.uint8)
     inflate = zlib.decompressobj()
