@@ -25,15 +25,22 @@ marked with one content id (ANIM_CONTENT_ID). Each row: the source's size, the o
 warning and the watermark only) and with every layer against it, what the label and manifest add, on how many frames
 the watermark reads back from that single frame, verify's verdict, the mark's wall time.
 
+Label section: every bundled sample (fixtures/samples, fixtures/animated) marked with one content id, with every layer,
+with the label but no manifest, and with the warning and watermark only, so the differences are what the label's
+carriers (XMP, tags, Info) and the C2PA manifest (or its sidecar) add; then the signed token's parts: the header with
+the certificate chain (``x5c``), the payload's binding, warning record, notices and the rest (canonical JSON bytes,
+before base64url), the signature, and how many compact copies of the token the file holds.
+
 Run ``python benchmarks/bench_sizes.py`` (``--quick``: the bundled PDF, the 1- and 17-page ones, the bundled media
-and the medium-rate generated sources, the bundled animations and the cinemagraph; ``--part pdf|media|anim``). To
-compare with another checkout, point ``PYTHONPATH`` at its ``src``.
+and the medium-rate generated sources, the bundled animations and the cinemagraph, six samples in the label section;
+``--part pdf|media|anim|label``). To compare with another checkout, point ``PYTHONPATH`` at its ``src``.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import re
 import subprocess
 import sys
@@ -339,10 +346,48 @@ def anim_rows(lab: kzlabel.Labeler, tmp: Path, quick: bool) -> None:
         )
 
 
+LABEL_QUICK = ("poster.webp", "photo.jpg", "song.mp3", "report.pdf", "anim.webp", "anim.avif")
+
+
+def _json_bytes(value: object) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def label_rows(lab: kzlabel.Labeler, tmp: Path, quick: bool) -> None:
+    """What the label and the manifest cost per bundled sample, and what the signed token is made of."""
+    from kzlabel.label import b64url_decode
+
+    paths = sorted((ROOT / "fixtures/samples").iterdir()) + sorted((ROOT / "fixtures/animated").iterdir())
+    paths = [p for p in paths if not quick or p.name in LABEL_QUICK]
+    layers = {"metadata": ["visible", "watermark", "metadata"], "content": ["visible", "watermark"]}
+    partial = {k: kzlabel.Labeler(lab.signer, owner="O", system="S", layers=v) for k, v in layers.items()}
+    print(
+        "\n| sample | size in | out | label B | manifest B | token B | header (x5c) | payload: binding / warning"
+        " / notice / rest | signature | compact copies in the file |"
+    )
+    print("|---" * 10 + "|")
+    for src in paths:
+        res = lab.mark(src, label=lab.new_label().replace(content_id=ANIM_CONTENT_ID))
+        full = len(res.data) + len(res.c2pa_sidecar or b"")
+        meta = len(partial["metadata"].mark(src, label=res.label).data)
+        content = len(partial["content"].mark(src, label=res.label).data)
+        header, payload, signature = res.token.split(".")
+        x5c = sum(len(c) for c in json.loads(b64url_decode(header))["x5c"])
+        fields = json.loads(b64url_decode(payload))
+        parts = [_json_bytes(fields.get(k)) if k in fields else 0 for k in ("binding", "warning", "notice")]
+        rest = len(b64url_decode(payload)) - sum(parts)
+        side = " (sidecar)" if res.c2pa_sidecar else ""
+        print(
+            f"| {src.name} | {src.stat().st_size:,} | {full:,} | {meta - content:,} | {full - meta:,}{side} "
+            f"| {len(res.token):,} | {len(header):,} ({x5c:,}) | {' / '.join(f'{n:,}' for n in parts)} / {rest:,} "
+            f"| {len(signature)} | {res.data.count(res.token.encode())} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer generated sources (see the docstring)")
-    parser.add_argument("--part", choices=("pdf", "media", "anim"), help="one section only")
+    parser.add_argument("--part", choices=("pdf", "media", "anim", "label"), help="one section only")
     args = parser.parse_args()
     quick = args.quick
     with tempfile.TemporaryDirectory() as d:
@@ -357,6 +402,8 @@ def main() -> None:
             media_rows(lab, tmp, quick)
         if args.part in (None, "anim"):
             anim_rows(lab, tmp, quick)
+        if args.part in (None, "label"):
+            label_rows(lab, tmp, quick)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ __all__ = [
     "canonical_json",
     "contradicting_fields",
     "sign_label",
+    "token_claims",
+    "token_from_claims",
     "verify_token",
 ]
 
@@ -308,6 +310,29 @@ def sign_label(label: Label, signer: Signer) -> str:
     except Exception as exc:  # a signer backed by an HSM or remote service may fail in many ways
         raise SigningError(f"could not sign the label: {exc}") from exc
     return signing_input + "." + _b64url(signature)
+
+
+def token_claims(token: str) -> dict[str, str]:
+    """The C2PA ``kz.kzlabel.label`` assertion's form of a signed label: the compact JWS's header and payload as their
+    canonical JSON text, not base64url, and its signature. The manifest's CBOR carries text as it is, so the
+    payload's base64url (a third more) and the header's are not paid again; :func:`token_from_claims` rebuilds the
+    exact compact JWS (both parts are canonical JSON, signed as such), so the copy checks as the XMP one does."""
+    header, payload, signature = token.split(".")
+    text = {"header": b64url_decode(header).decode(), "payload": b64url_decode(payload).decode()}
+    return text | {"signature": signature}
+
+
+def token_from_claims(data: Mapping[str, Any]) -> str | None:
+    """The compact JWS a ``kz.kzlabel.label`` assertion carries: :func:`token_claims`' form, or ``{"token": JWS}`` as
+    manifests written before 2026-12-06 hold it; None when it holds neither."""
+    token = data.get("token")
+    if isinstance(token, str):
+        return token
+    parts = [data.get(key) for key in ("header", "payload", "signature")]
+    if not all(isinstance(part, str) for part in parts):
+        return None
+    header, payload, signature = (str(part) for part in parts)
+    return _b64url(header.encode()) + "." + _b64url(payload.encode()) + "." + signature
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from .label import (
     contradicting_fields,
     default_notices,
     sign_label,
+    token_claims,
     verify_token,
 )
 from .layers import LAYERS, Layer, Style, c2pa_embed, c2pa_text, parse_layers
@@ -408,7 +409,7 @@ class Labeler:
         soft = soft_binding(label.content_id) if claim_watermark else None
         training = None if label.training == Training.UNSPECIFIED else label.training.value
         signed = spool.new() if embed else None
-        claims: dict[str, Any] = dict(label_claims={"token": token}, title=inp.name, source_type=label.source_type)
+        claims: dict[str, Any] = dict(label_claims=token_claims(token), title=inp.name, source_type=label.source_type)
         claims |= dict(soft_binding=soft, training=training)
 
         def sign() -> bytes:

@@ -7,7 +7,8 @@ Manifest written by ``sign`` (claim v2, as c2pa-rs 0.91 builds it):
   a C2PA manifest, ``c2pa.opened`` (linked to the old manifest, kept as a ``parentOf`` ingredient) followed by
   ``c2pa.edited`` with ``compositeWithTrainedAlgorithmicMedia``; plus ``c2pa.watermarked`` when a soft binding is given
 * ``c2pa.soft-binding`` ``{"alg", "blocks": [{"scope": {}, "value"}]}`` (when a watermark was embedded)
-* ``kz.kzlabel.label`` with the caller's ``label_claims`` (e.g. ``{"token": "<compact JWS>"}``)
+* ``kz.kzlabel.label`` with the caller's ``label_claims`` (a signed label: ``kzlabel.label.token_claims``, the JWS's
+  header and payload as JSON text and its signature; manifests before 2026-12-06 held ``{"token": "<compact JWS>"}``)
 * ``cawg.training-mining`` ``{"entries": {cawg.ai_generative_training|ai_training|ai_inference|data_mining: {"use"}}}``
 
 Settings (thumbnail on/off, trust anchors) are passed per call through a fresh ``c2pa.Context`` built from a settings
@@ -27,7 +28,7 @@ from typing import IO, Any
 from .._version import __version__
 from ..errors import MissingDependency, SigningError, UnsupportedFormat
 from ..keys import Signer, TrustStore
-from ..label import IPTC_COMPOSITE, IPTC_TRAINED
+from ..label import IPTC_COMPOSITE, IPTC_TRAINED, token_from_claims
 from . import c2pa_native
 
 __all__ = [
@@ -511,8 +512,8 @@ def _fill(report: C2paReport, manifest: dict) -> None:
                     if report.source_type is None and act.get("digitalSourceType"):
                         report.source_type = str(act["digitalSourceType"])
         elif base == LABEL_ASSERTION and isinstance(data, dict):
-            tok = data.get("token")
-            if isinstance(tok, str) and report.label_token is None:
+            tok = token_from_claims(data)
+            if tok is not None and report.label_token is None:
                 report.label_token = tok
         elif base == SOFT_BINDING_ASSERTION and isinstance(data, dict):
             sb = dict(data)

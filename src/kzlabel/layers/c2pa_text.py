@@ -32,7 +32,7 @@ from typing import Any
 from ..errors import SigningError, UnsupportedFormat
 from ..io import Input
 from ..keys import Signer, TrustStore
-from ..label import Label
+from ..label import Label, token_claims
 from ..report import Evidence, Report, Status
 from . import c2pa as c2pa_layer
 from . import c2pa_embed
@@ -271,7 +271,7 @@ def sign_file(
         raise ValueError("a C2PA text manifest is always embedded: dst is needed")
     text = src.read_bytes().decode("utf-8")
     out, store = sign(
-        text, mime, signer, label_claims={"token": token}, source_type=label.source_type, training=training
+        text, mime, signer, label_claims=token_claims(token), source_type=label.source_type, training=training
     )
     dst.write_bytes(out.encode("utf-8"))
     return store

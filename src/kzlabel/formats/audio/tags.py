@@ -97,9 +97,10 @@ def set_tags(fh: IO[bytes], values: Mapping[str, str], xmp: Mapping[tuple[str, s
     """Set ``values`` as text tags in the container's own tag slot of the file ``fh`` (opened ``r+b``, or a BytesIO),
     existing tags kept. mutagen edits in place, moving the samples in bounded reads when the tag area grows.
 
-    ``xmp``: for an ID3 tag, also these XMP values in its ``PRIV`` frame owned by ``XMP`` (merged with any packet
-    there), which exiftool reads as XMP: exiftool 12 names every ``TXXX`` frame ``UserDefinedText`` and its JSON
-    output keeps only the last, while ``XMP-iptcExt:DigitalSourceType`` is the name images and WAV carry it under."""
+    ``xmp``: for an ID3 tag, also these XMP values (but the token) in its ``PRIV`` frame owned by ``XMP`` (merged with
+    any packet there), which exiftool reads as XMP: exiftool 12 names every ``TXXX`` frame ``UserDefinedText`` and its
+    JSON output keeps only the last, while ``XMP-iptcExt:DigitalSourceType`` is the name images and WAV carry it
+    under."""
     from mutagen.id3 import ID3, PRIV, TXXX
     from mutagen.mp4 import MP4, MP4FreeForm
 
@@ -112,9 +113,13 @@ def set_tags(fh: IO[bytes], values: Mapping[str, str], xmp: Mapping[tuple[str, s
             tags.delall(f"TXXX:{k}")
             tags.add(TXXX(encoding=3, desc=k, text=[v]))
         if xmp:
+            # not the signed token (kzlabel:Label): TXXX:kzlabel in this same tag holds it (a tool that strips one
+            # strips both; verify reads the TXXX), so the copy only added 3 kB. MP3s written before 2026-12-06 carry
+            # it, unread; marking one again removes it.
+            shown = {name: value for name, value in xmp.items() if name != ("kzlabel", "Label")}
             old = next((bytes(fr.data) for fr in tags.getall("PRIV") if fr.owner == "XMP"), None)
             tags.delall("PRIV:XMP")
-            tags.add(PRIV(owner="XMP", data=merge_xmp(old, xmp, tuple(xmp))))
+            tags.add(PRIV(owner="XMP", data=merge_xmp(old, shown, tuple(xmp))))
     elif isinstance(f, MP4):
         for k, v in values.items():
             tags[_ITUNES + k] = [MP4FreeForm(v.encode("utf-8"))]

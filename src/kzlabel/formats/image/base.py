@@ -405,7 +405,8 @@ class ImageHandler(Handler[ImageDoc]):
             box = None
             if doc.placement is not None:
                 record = doc.placement.record(shown.width, shown.height, "")
-                record["thumb"] = visible.fingerprint(shown, record["box"])
+                del record["thumb"]
+                record |= visible.fingerprint(shown, record["box"])
                 fields["warning"] = record
                 box = list(record["box"])
             fields["binding"] = picture_binding(shown, box)
