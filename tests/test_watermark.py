@@ -416,6 +416,9 @@ def test_a_small_picture_spends_the_psnr_budget_and_keeps_its_mark_through_jpeg3
         m.setattr(wimage, "_FILL_BELOW", 0)  # the texture gain alone, as before
         plain = embed_image(im, b"budget!!")
         assert _psnr(im, plain) > 49.0 and not detect_image(_jpeg(plain, 30)).found
+    # the aim is strength 1's: a caller asking for more (a JPEG output) gets it on top
+    stronger = _psnr(im, embed_image(im, b"budget!!", strength=1.5))
+    assert abs(_psnr(im, filled) - 20 * np.log10(1.5) - stronger) < 0.3
     monkeypatch.setattr(wimage, "_FILL_AIM", 40.0)  # an aim under the floor, with room to reach it: the floor holds
     monkeypatch.setattr(wimage, "_FILL_MAX", 10.0)
     assert 42.0 <= _psnr(im, embed_image(im, b"budget!!")) < 42.5

@@ -255,7 +255,7 @@ def _fill_estimate(m: np.ndarray, shape: tuple[int, int]) -> float:
 
 
 def _fill(
-    c: np.ndarray, m: np.ndarray, mark: np.ndarray, cap: float, shape: tuple[int, int], most: float
+    c: np.ndarray, m: np.ndarray, mark: np.ndarray, cap: float, shape: tuple[int, int], most: float, db: float
 ) -> np.ndarray:
     """The full-size residual (offset by 128) of a picture under _FILL_BELOW, its mark scaled (by at most ``most``)
     until the PSNR measured on the rounded residual is _FILL_AIM, and never under _PSNR_FLOOR.
@@ -263,17 +263,18 @@ def _fill(
     On such pictures the texture gain left the budget unused (flat pictures measured 46-50 dB for an aim of 43: there
     is little texture to raise), and JPEG 30/50 and a halving + JPEG 75 remove the mark. The whole map (flat areas too,
     chips 1.5-3 px) rises, the shape of the masking unchanged. The measure is exact up to clipping at 0 and 255, which
-    only raises the PSNR. ``mark``: the canvas residual + 128, its headroom shift recomputed for each scale.
+    only raises the PSNR. ``mark``: the canvas residual + 128, its headroom shift recomputed for each scale; ``db``:
+    what ``strength`` adds (the aim and the floor are strength 1's: a JPEG output asks for more on purpose).
     """
     h, w = shape
     shift = _headroom_shift(c, m, cap)
-    f, rounds, aim = 1.0, 0, max(_FILL_AIM, _PSNR_FLOOR + 0.1)
+    f, rounds, aim, floor = 1.0, 0, max(_FILL_AIM, _PSNR_FLOOR + 0.1) - db, _PSNR_FLOOR - db
     while True:
         resid = cv2.resize(mark, (w, h), interpolation=cv2.INTER_LINEAR)
         mean, sd = cv2.meanStdDev(cv2.convertScaleAbs(resid))  # the written plane: rint(residual) + 128
         p = 10 * np.log10(255.0**2 / max(float(sd[0, 0] ** 2 + (mean[0, 0] - 128) ** 2), 1e-9))
         r, rounds = min(10 ** ((p - aim) / 20), most / f), rounds + 1
-        if p >= _PSNR_FLOOR and (abs(r - 1) < 0.01 or rounds >= _FILL_ROUNDS):
+        if p >= floor and (abs(r - 1) < 0.01 or rounds >= _FILL_ROUNDS):
             return resid
         if rounds >= _FILL_ROUNDS:  # still under the floor: step down until it holds
             r = min(r, 0.9)
@@ -369,6 +370,7 @@ def embed_image(
     min_pixels: int = MIN_PIXELS,
     texture_gain: bool = True,
     informed: bool = True,
+    fill: bool = True,
 ) -> np.ndarray:
     """Return a copy of ``pixels`` carrying the 64-bit ``payload`` as an invisible, keyed watermark.
 
@@ -379,7 +381,9 @@ def embed_image(
     into the warning's text, which VP8 and AV1 at the source's rate do not keep). ``informed=False`` gives every bit
     the same gain (see :func:`_informed`): for video frames, whose residual is resized and capped after this and
     read averaged over frames, so the per-picture prediction does not hold (measured: a 240-px CRF 38 key frame it
-    decoded became undecodable). Raises
+    decoded became undecodable). ``fill=False`` leaves out the budget fill of pictures under 0.5 Mpx (see
+    :func:`_fill`; so do ``informed=False`` and ``texture_gain=False``): for animation frames, whose file size the
+    extra noise grows. Raises
     :class:`~kzlabel.errors.CapacityError` for images under 256 px on a side or under ``min_pixels`` (the still-image
     floor; video frames, read back averaged over many frames, pass their own) and
     :class:`~kzlabel.errors.LimitExceeded` above 250 Mpx.
@@ -399,10 +403,9 @@ def embed_image(
         )
     c = _canvas(a).astype(np.float32)  # float32 halves the filtering work; the map only scales a ±1 chip pattern
     m = _strength_map(c, (h, w), texture_gain)
-    m *= np.float32(strength)
-    fill = informed and texture_gain and h * w < _FILL_BELOW  # the budget fill: a still picture (see _fill)
-    f0 = _fill_estimate(m, (h, w)) if fill else 1.0
-    m *= np.float32(f0)
+    fill = fill and informed and texture_gain and h * w < _FILL_BELOW  # the budget fill (see _fill)
+    f0 = _fill_estimate(m, (h, w)) if fill else 1.0  # on the map at strength 1
+    m *= np.float32(strength * f0)
     # the residual travels as a uint8 plane offset by 128 (|residual| stays far below 127 at any sane strength)
     shift = _headroom_shift(c, m, _AMIN * strength)
     if informed:
@@ -410,7 +413,7 @@ def embed_image(
     else:
         mark = np.tile(_tile(bytes(payload), key), (CANVAS // TILE, CANVAS // TILE)) * m + shift
     mark += np.float32(128.0)
-    filled = _fill(c, m, mark, _AMIN * strength, (h, w), _FILL_MAX / f0) if fill else None
+    filled = _fill(c, m, mark, _AMIN * strength, (h, w), _FILL_MAX / f0, 20 * np.log10(strength)) if fill else None
     out = np.empty_like(a)
     channels = 1 if a.ndim == 2 else a.shape[2]
     sx, sy = CANVAS / w, CANVAS / h
