@@ -160,16 +160,28 @@ def test_pictures_under_the_floor_skip_the_watermark_and_claim_no_robustness(sig
     assert {"visible", "metadata"} <= set(result.layers)
 
 
-@pytest.mark.parametrize("name", ["photo.jpg", "picture.avif"])
+def _small_picture() -> bytes:
+    """A 500×420 picture (0.21 Mpx): over the still-image floor, under FULL_PIXELS."""
+    sys.path.insert(0, str(SAMPLES.parent))
+    from image_signals import natural_like
+
+    buf = io.BytesIO()
+    Image.fromarray(natural_like(420, 500, 3)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name", ["photo.jpg", "picture.avif", "small.png"])
 def test_mark_states_the_survival_class_the_picture_size_measured(signer, name: str) -> None:
     """Between the floor and FULL_PIXELS the mark is written but the report says which edits may remove it (and the
     class is in the result); from FULL_PIXELS up the class is full and the JPEG 75 line stands alone."""
     from kzlabel.watermark.image import FULL_PIXELS, MIN_PIXELS
 
-    width, height = Image.open(SAMPLES / name).size
+    src = SAMPLES / name if name != "small.png" else _small_picture()
+    width, height = Image.open(src if isinstance(src, Path) else io.BytesIO(src)).size
     assert width * height >= MIN_PIXELS
     reduced = width * height < FULL_PIXELS
-    result = Labeler(signer, owner="O", system="S").mark(SAMPLES / name)
+    assert reduced is (name == "small.png")  # both classes are exercised
+    result = Labeler(signer, owner="O", system="S").mark(src, name=name)
     assert "watermark" in result.layers
     assert result.survival_class == {"watermark": "reduced" if reduced else "full"}
     line = result.robustness["watermark"]
@@ -185,8 +197,9 @@ def test_no_survival_class_without_a_mark(signer) -> None:
 def test_the_cli_json_carries_the_survival_class(keydir, tmp_path: Path, capsys) -> None:
     import json
 
-    out = tmp_path / "picture.avif"
-    args = ["mark", str(SAMPLES / "picture.avif"), "-o", str(out), "--key", str(keydir), "--system", "S"]
+    src, out = tmp_path / "small.png", tmp_path / "small-marked.png"
+    src.write_bytes(_small_picture())
+    args = ["mark", str(src), "-o", str(out), "--key", str(keydir), "--system", "S"]
     assert main([*args, "--owner", "O", "--json"]) == 0
     body = json.loads(capsys.readouterr().out)
     assert body["survival_class"] == {"watermark": "reduced"}

@@ -356,7 +356,8 @@ class ImageHandler(Handler[ImageDoc]):
             previous: tuple[np.ndarray, np.ndarray] | None = None
             for i, frame in enumerate(frames):
                 source = np.asarray(frame)
-                marked = embed_image(source, payload, key=key, strength=strength, texture_gain=gain)
+                # no budget fill (a still picture's): its noise would grow a lossless animation by a fifth
+                marked = embed_image(source, payload, key=key, strength=strength, texture_gain=gain, fill=False)
                 if previous is not None and previous[0].shape == source.shape:
                     marked = _reuse_unchanged(previous[0], source, previous[1], marked)
                 previous = (source, marked)
