@@ -398,13 +398,19 @@ def detect_watermark(inp: Input, info: VideoInfo, key: bytes | None, *, list_dec
         views.append((mosaic_view, np.mean(np.stack(singles).astype(np.float32), axis=0)))
     views.append((np.asarray, legacy))
     # Under H0 a picture yields a MAC-verified payload with probability ≤ payload_pvalue (its pilot gates every
-    # decode), so a payload from any of the pictures tried has p ≤ tries × min(its p, that): the picture's own p
-    # counts the MAC without the gate, which over four pictures rejected key frames read right (p 7e-7 × 4).
+    # decode), so a payload from any of the pictures tried has p ≤ tries × min(its p, that). The picture's own p
+    # counts the MAC without the gate, which over four pictures rejected key frames read right (p 7e-7 × 4). A
+    # picture that passes on its own p is returned as before; one that passes only by the gate is kept while the
+    # other pictures are tried, so a stronger read (the rate-match check wants p ≤ 1e-8) is not cut short.
     tries, best, gated = len(views), 1.0, payload_pvalue(list_decoding)
+    fallback: WatermarkResult | None = None
     for make, frame in views:
         result = detect_image(make(frame), key=key, list_decoding=list_decoding)
-        p = min(result.p_value, gated) if result.payload is not None else result.p_value
-        if result.payload is not None and p * tries < P_THRESHOLD:
-            return WatermarkResult(True, result.payload, result.bits, min(1.0, p * tries))
+        if result.payload is not None and result.p_value * tries < P_THRESHOLD:
+            return WatermarkResult(True, result.payload, result.bits, min(1.0, result.p_value * tries))
+        if result.payload is not None and fallback is None and gated * tries < P_THRESHOLD:
+            fallback = WatermarkResult(True, result.payload, result.bits, gated * tries)
         best = min(best, result.p_value)
+    if fallback is not None:
+        return fallback
     return WatermarkResult(False, None, None, min(1.0, best * tries))
