@@ -54,6 +54,7 @@ __all__ = [
     "detect_after_jpeg",
     "detect_image",
     "embed_image",
+    "payload_pvalue",
     "survival_class",
 ]
 
@@ -99,6 +100,17 @@ _DECODE_GATE = 0.05  # decode a lattice only when its pilot peak is at least sug
 def _p_value(z: float, mac_ok: bool) -> float:
     """Pilot peak and keyed MAC combined (see :func:`.core.combined_pvalue`) over this detector's search space."""
     return core.combined_pvalue(z, N_TESTS, mac_ok, _N_DECODE)
+
+
+def payload_pvalue(list_decoding: bool = True) -> float:
+    """Chance under H0 that :func:`detect_image` returns a MAC-verified payload at all, whatever p it reports.
+
+    A lattice is decoded only when its pilot passes ``_DECODE_GATE`` (at most ``_N_DECODE`` of them) and the list
+    only when the pilot passes ``core.LIST_GATE``; the MAC key is independent of what the decoder sees. A caller that
+    tries several pictures (the video detector) bounds each by this instead of by the MAC alone (``_N_DECODE`` ·
+    2^-24, which ignores the gate)."""
+    best_path = _DECODE_GATE * _N_DECODE * 2.0**-core.MAC_BITS
+    return best_path + (core.list_pvalue() if list_decoding else 0.0)
 
 
 # --------------------------------------------------------------------------------------------------------- keying
