@@ -103,17 +103,12 @@ def _p_value(z: float, mac_ok: bool) -> float:
 
 
 def payload_pvalue(list_decoding: bool = True) -> float:
-    """Chance under H0 that :func:`detect_image` returns a MAC-verified payload at all, whatever p it reports.
-
-    A lattice is decoded only when its pilot passes ``_DECODE_GATE`` (at most ``_N_DECODE`` of them) and the list
-    only when the pilot passes ``core.LIST_GATE``; the MAC key is independent of what the decoder sees. A caller that
-    tries several pictures (the video detector) bounds each by this instead of by the MAC alone (``_N_DECODE`` ·
-    2^-24, which ignores the gate)."""
+    """Chance under H0 that :func:`detect_image` returns a MAC-verified payload at all, whatever p it reports. A
+    lattice is decoded only when its pilot passes ``_DECODE_GATE`` (at most ``_N_DECODE`` of them), the list only when
+    it passes ``core.LIST_GATE``; the MAC key is independent of what the decoder sees. A caller trying several pictures
+    (the video detector) bounds each by this, not by the MAC alone (``_N_DECODE`` · 2^-24 ignores the gate)."""
     best_path = _DECODE_GATE * _N_DECODE * 2.0**-core.MAC_BITS
     return best_path + (core.list_pvalue() if list_decoding else 0.0)
-
-
-# --------------------------------------------------------------------------------------------------------- keying
 
 
 @lru_cache(maxsize=32)
@@ -693,12 +688,9 @@ def survival_class(height: int, width: int) -> tuple[str, str]:
 def detect_after_jpeg(
     pixels: np.ndarray, *, key: bytes | None = None, quality: int = SURVIVAL_JPEG_QUALITY
 ) -> WatermarkResult:
-    """:func:`detect_image` after a JPEG re-encode at ``quality``, as a platform would re-encode an upload.
-
-    Only the luma is encoded (a greyscale JPEG): the detector reads nothing else, and a colour JPEG quantises its luma
-    plane with the same table, so the detector sees the same degradation (on the benchmark photo the p-values agree
-    exactly) for a third of the codec time of a colour round trip.
-    """
+    """:func:`detect_image` after a JPEG re-encode at ``quality``, as a platform would re-encode an upload. Only the
+    luma is encoded: the detector reads nothing else, and a colour JPEG quantises its luma with the same table (the
+    benchmark photo's p-values agree exactly), for a third of the codec time of a colour round trip."""
     ok, encoded = cv2.imencode(".jpg", _luma(_check(pixels)), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     degraded = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE) if ok else None
     if degraded is None:  # OpenCV's own JPEG codec failed on a valid uint8 plane: not the input's fault
