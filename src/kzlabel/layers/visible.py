@@ -79,9 +79,8 @@ class Placement:
     style: str
     text_height: int
 
-    def record(self, width: int, height: int, thumb: str) -> dict[str, Any]:
-        """Where it went, for the label. ``thumb``: callers pass "" and drop it (a still records its
-        :func:`fingerprint` instead; video and animations record none)."""
+    def record(self, width: int, height: int) -> dict[str, Any]:
+        """Where it went, for the label (a still adds its :func:`fingerprint`; video and animations record none)."""
         x, y, w, h = self.box
         return {
             "kind": "overlay",
@@ -90,7 +89,6 @@ class Placement:
             "box": [round(x / width, 5), round(y / height, 5), round(w / width, 5), round(h / height, 5)],
             "text_height_px": self.text_height,
             "size": [width, height],
-            "thumb": thumb,
         }
 
 

@@ -201,8 +201,7 @@ def warning_record(frames: Sequence[Image.Image], placement: visible.Placement) 
     against the warning drawn again; a still's 48-px thumbnail was 2.2 kB of hex in each of the label's two copies,
     a tenth of what the label and manifest add to an animation (docs/label-format.md#animation-binding)."""
     first = frames[0]
-    record = placement.record(first.width, first.height, "")
-    record.pop("thumb", None)
+    record = placement.record(first.width, first.height)
     record["frames"] = len(frames)
     return record
 

@@ -405,8 +405,7 @@ class ImageHandler(Handler[ImageDoc]):
             fields: dict[str, Any] = {}
             box = None
             if doc.placement is not None:
-                record = doc.placement.record(shown.width, shown.height, "")
-                del record["thumb"]
+                record = doc.placement.record(shown.width, shown.height)
                 record |= visible.fingerprint(shown, record["box"])
                 fields["warning"] = record
                 box = list(record["box"])

@@ -103,8 +103,7 @@ def warning_op(label: Label, info: VideoInfo, opts: MarkOptions) -> tuple[FrameO
     for part in parts:
         plate, place = visible.render(label, dw, dh, corner=corner, style=opts.style, **_part_settings(part))
         overlays[part] = _Overlay.build(plate, place, info)
-        entry = place.record(dw, dh, "")
-        entry.pop("thumb")
+        entry = place.record(dw, dh)
         record["parts"][part] = entry
     opening, persistent = overlays.get("opening"), overlays.get("persistent")
 
