@@ -41,6 +41,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 import kzlabel
 from kzlabel import Signer, TrustStore
 from kzlabel.server.page import CSP, load_assets
+from kzlabel.watermark import embed_image
 
 CHROMIUM = Path(os.environ.get("KZLABEL_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("KZLABEL_CHROMEDRIVER", "/usr/bin/chromedriver"))
@@ -91,6 +92,10 @@ def samples(tmp_path_factory: pytest.TempPathFactory, signer: Signer) -> dict[st
     out["marked"].write_bytes(marked)
     out["plain"].write_bytes(_png(320, 240, 2))
     out["junk"].write_bytes(b"\x00\x01 not a format kzlabel knows " * 40)
+    # marked twice with the same key: the pilot proves a mark, the colliding payloads read as neither
+    twice = embed_image(embed_image(np.asarray(Image.open(io.BytesIO(_png(560, 400, 3)))), b"\x01" * 8), b"\xfe" * 8)
+    out["overwritten"] = d / "overwritten.png"
+    Image.fromarray(twice).save(out["overwritten"])
     return out
 
 
@@ -367,6 +372,19 @@ def test_unmarked_image_is_unlabelled_without_an_outline(
     assert browser.find_element(By.ID, "wm-status").get_attribute("data-status") == wm["status"] == "absent"
     assert float(str(browser.find_element(By.ID, "wm-pvalue").get_attribute("data-value"))) == wm["data"]["p_value"]
     assert _text(browser, "c2pa-none") == "The file has no C2PA manifest."
+
+
+def test_a_mark_with_an_unreadable_payload_reads_stripped_and_says_so(
+    browser: WebDriver, service: str, samples: dict[str, Path], trust: TrustStore
+) -> None:
+    want = _expected(samples["overwritten"], trust)
+    wm = next(e for e in want["evidence"] if e["layer"] == "watermark")
+    assert want["verdict"] == "stripped" and wm["status"] == "found" and wm["data"]["payload"] is None
+    _open(browser, service)
+    Select(browser.find_element(By.ID, "lang")).select_by_value("en")
+    assert _upload(browser, samples["overwritten"]) == "stripped"
+    assert browser.find_element(By.ID, "wm-status").get_attribute("data-status") == "found"
+    assert _text(browser, "wm-payload").startswith("unreadable")
 
 
 def test_an_unsupported_file_shows_the_error_in_words(

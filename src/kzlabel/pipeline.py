@@ -32,7 +32,6 @@ from .io import (
     check_destination,
     read_input,
     replace_atomic,
-    sidecar_owner,
     sidecar_path,
     write_atomic,
 )
@@ -55,28 +54,9 @@ from .recovery import record_mark, soft_binding, watermark_evidence
 from .registry import Registry
 from .report import SIGNED_OK, Evidence, MarkResult, Report, Status, warning_evidence
 
-__all__ = ["Labeler", "MarkResult", "is_sidecar_companion", "needs_sidecar"]
+__all__ = ["Labeler", "MarkResult"]
 
 T = TypeVar("T")
-
-
-def needs_sidecar(src: Path | bytes, name: str | None = None) -> bool:
-    """Whether the C2PA manifest of ``src`` (a path, or an archive member's bytes named ``name``) lives in a sidecar
-    beside it (a type the C2PA library cannot embed into): mark writes one there and verify reads it; False for
-    anything unreadable or unsupported."""
-    try:
-        inp = Input(data=src, name=name) if isinstance(src, bytes) else Input(path=src, name=name or src.name)
-        handler = formats.detect(inp)
-    except (KzlabelError, ImportError, OSError):
-        return False
-    return "c2pa" in handler.layers and handler.mime not in c2pa_layer.supported_mime_types() | c2pa_text.MIMES
-
-
-def is_sidecar_companion(path: str | os.PathLike) -> bool:
-    """``path`` is ``X.c2pa`` beside a file ``X`` whose manifest lives there: part of ``X``, read when ``X`` is
-    verified, so a folder walk does not count it as a file of its own."""
-    owner = sidecar_owner(path)
-    return owner is not None and needs_sidecar(owner)
 
 
 @dataclass
@@ -505,7 +485,8 @@ class Labeler:
             elif layer in ("watermark", "visible") and line.status != Status.FOUND:
                 why[layer] = f"{line.status.value}: {line.detail}"
             elif layer == "watermark" and line.data.get("payload") != done.label.content_id:
-                why[layer] = f"payload {line.data.get('payload')} read back, {done.label.content_id} written"
+                got = line.data.get("payload") or "unreadable"  # None: the mark is there, its payload did not decode
+                why[layer] = f"payload {got} read back, {done.label.content_id} written"
         return why
 
     # --- verify -----------------------------------------------------------------------------------------------------

@@ -21,9 +21,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import KzlabelError
+from ..formats.sidecar import needs_sidecar
 from ..io import temp_dir, write_atomic
 from ..label import Training, TrainingSignal
-from ..pipeline import needs_sidecar
 from ..rights.vocab import TDMREP_FILE, decide, rule_for, signal_from_tdmrep, tdmrep_rules
 from .archives import count_members, inside, iter_entries, kind_of
 from .config import portable_config

@@ -16,8 +16,8 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
+from ..formats.sidecar import needs_sidecar
 from ..io import SIDECAR_MAX, sidecar_path
-from ..pipeline import needs_sidecar
 from .model import Entry, MiB
 
 HELD_IN_MEMORY = 64 * MiB  # sidecars waiting for their owner kept in memory up to this in all, then spilled

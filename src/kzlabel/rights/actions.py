@@ -14,10 +14,10 @@ from typing import Any
 from .. import formats
 from ..errors import KzlabelError, UnsupportedFormat
 from ..formats.base import Handler
+from ..formats.sidecar import is_sidecar_companion
 from ..io import Input, Limits, Source, check_destination, read_input, write_atomic
 from ..label import USES, Training, TrainingSignal, verify_token
 from ..layers import c2pa as c2pa_layer
-from ..pipeline import is_sidecar_companion
 from .vocab import (
     TDMREP_FILE,
     TrainingCheck,

@@ -28,6 +28,8 @@ _HEADERS = {"metadata": "label"}  # the metadata layer is where the signed label
 
 def _kind(e: Evidence, reference: str | None) -> str:
     """good / warn / bad / none: how a layer's status reads in the report."""
+    if e.layer.startswith("watermark") and e.status == Status.FOUND and e.data.get("payload", "") is None:
+        return "warn"  # a mark is there, its payload unreadable
     if e.layer == "watermark" and e.status == Status.FOUND and reference:
         return "good" if e.data.get("payload") == reference else "bad"
     if e.status in _GOOD:
@@ -43,6 +45,8 @@ def cell(e: Evidence | None, reference: str | None = None) -> str:
         return "—"
     p = e.data.get("p_value")
     if e.layer.startswith("watermark") and e.status == Status.FOUND:
+        if e.data.get("payload", "") is None:
+            return f"unreadable p={p:.0e}" if isinstance(p, float) else "unreadable"
         if e.layer == "watermark" and reference and e.data.get("payload") != reference:
             return f"other payload {e.data.get('payload')}"
         return f"found p={p:.0e}" if isinstance(p, float) else "found"

@@ -138,7 +138,8 @@ def _reference(report: Report, criterion: Criterion) -> str | None:
     """What must come back after a transformation: the original's watermark payload, or its label's content id."""
     if criterion == "watermark":
         ev = report.layer("watermark")
-        return str(ev.data["payload"]) if ev is not None and ev.status == Status.FOUND else None
+        payload = ev.data.get("payload") if ev is not None and ev.status == Status.FOUND else None
+        return str(payload) if payload is not None else None  # an unreadable mark names no payload to compare
     ev = report.layer("metadata")
     good = ev is not None and ev.status in SIGNED_OK and report.label is not None
     return report.label.content_id if good and report.label is not None else None

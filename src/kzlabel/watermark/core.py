@@ -73,12 +73,23 @@ class WatermarkResult:
     the decoded 8 bytes when found (None otherwise); ``bits`` the 188 soft coded bits of the best candidate (useful
     for diagnostics), ``p_value`` an upper bound on the probability that unmarked content (or content marked with
     another key) gives evidence at least this strong anywhere in the searched space.
+
+    ``unreadable`` is True when no payload decoded but the keyed pilot alone is significant (``p_value < 1e-6``): a
+    mark made with this key is there, too damaged (or overwritten by a second mark) to read. Only a detector whose
+    pilot bound holds on its own sets it (images and video; the audio sync statistic's bound is loose, so audio
+    decides on the MAC alone).
     """
 
     found: bool
     payload: bytes | None
     bits: np.ndarray | None
     p_value: float
+    unreadable: bool = False
+
+    @property
+    def present(self) -> bool:
+        """A mark made with this key is there, its payload read or not."""
+        return self.found or self.unreadable
 
 
 def derive(key: bytes | None, label: str, n: int = 32) -> bytes:

@@ -670,7 +670,7 @@ def detect_image(pixels: np.ndarray, *, key: bytes | None = None, list_decoding:
             p = min(1.0, 2.0 * min(core.rademacher_pvalue(z, N_TESTS), core.list_pvalue()))
     found = bool(ok and p < P_THRESHOLD)
     bits = None if soft is None else soft.astype(np.float32)
-    return WatermarkResult(found, payload if found else None, bits, p)
+    return WatermarkResult(found, payload if found else None, bits, p, unreadable=not found and p < P_THRESHOLD)
 
 
 def survival_class(height: int, width: int) -> tuple[str, str]:

@@ -30,6 +30,7 @@ from ...label import Label, Training, TrainingSignal
 from ...layers import LAYERS, visible
 from ...layers.metadata import LABEL_PROPS, TRAINING_PROPS, label_values, merge_xmp, training_values, xmp_values
 from ...rights.vocab import TrainingPolicy, signal_from_plus, signal_from_tdmrep
+from ...watermark.core import P_THRESHOLD, WatermarkResult
 from ..base import Findings, Handler, LabelMatch, MarkOptions, Survival, rewrite
 from .animated import (
     ANIMATION_ALGS,
@@ -483,10 +484,15 @@ class ImageHandler(Handler[ImageDoc]):
         if watermark:
             from ...watermark import detect_image  # heavy (cv2): loaded only when pixels are checked
 
-            for plane in detection_planes(anim):
+            planes, best = detection_planes(anim), 1.0
+            for plane in planes:
                 mark = detect_image(plane, key=key)
                 if mark.found:
                     break
+                best = min(best, mark.p_value)
+            else:  # nothing decoded: a pilot alone counts only past the threshold divided by the planes tried
+                best = min(1.0, best * len(planes))
+                mark = WatermarkResult(False, None, None, best, unreadable=best < P_THRESHOLD)
         return Findings(tokens=tokens, fields=values, watermark=mark, state=anim)
 
     def check_label(self, findings: Findings, label: Label) -> LabelMatch:

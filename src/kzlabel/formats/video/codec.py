@@ -420,4 +420,4 @@ def detect_watermark(inp: Input, info: VideoInfo, key: bytes | None, *, list_dec
         best = min(best, result.p_value)
     if fallback is not None:
         return fallback
-    return WatermarkResult(False, None, None, min(1.0, best * tries))
+    return WatermarkResult(False, None, None, min(1.0, best * tries), unreadable=best * tries < P_THRESHOLD)

@@ -250,7 +250,8 @@
     p.textContent = formatP(data.p_value);
     p.dataset.value = typeof data.p_value === 'number' ? String(data.p_value) : '';
     var payload = $('wm-payload');
-    payload.textContent = data.payload || t('none');
+    var unreadable = ev && ev.status === 'found' && data.payload === null;  // a mark whose payload did not decode
+    payload.textContent = data.payload || t(unreadable ? 'payload_unreadable' : 'none');
     if (data.matches_label) { payload.textContent += ' — ' + t('matches_label'); }
   }
 
