@@ -16,12 +16,9 @@ from PIL import Image, ImageFile, PngImagePlugin
 
 from ...containers import png
 from .base import ImageDoc, ImageHandler
-from .palette import CLEAR, keeping_the_mark, on_palette, warning_colours
+from .palette import CLEAR, keeping_the_mark, on_one_palette, on_palette, one_palette
 
 __all__ = ["Png"]
-
-# palette entries a full palette gives up for the warning's plate and text (its least-used colours)
-WARNING_ROOM = 16
 
 
 class Png(ImageHandler):
@@ -66,39 +63,17 @@ class Png(ImageHandler):
         frames, dither = keeping_the_mark(frames, doc.info, lambda f, how: on_palette(f, table, clear, None, how))
         if clear:
             params["transparency"] = CLEAR
-        return [on_palette(f, table, clear, None, dither) for f in frames], params
+        return on_one_palette(frames, table, clear, dither), params
 
 
 def _one_palette(doc: ImageDoc, frames: list[Image.Image], clear: bool) -> list[tuple[int, int, int]] | None:
-    """The one palette of a paletted source's frames: the colours they showed plus the warning's (taken from its
-    region on every frame; a full palette gives up its least-used colours for WARNING_ROOM of them); None (frames
+    """The one palette of a paletted source's frames (kzlabel.formats.image.palette.one_palette); None (frames
     written RGB(A)) when the source was not paletted or had translucent pixels (index CLEAR is the one transparent
     entry)."""
     anim = doc.animation
-    if anim is None or doc.original.mode != "P" or not anim.colours or any(c is None for c in anim.colours):
+    if anim is None or doc.original.mode != "P":
         return None
     if clear and any(np.isin(np.asarray(f.getchannel("A")), (0, 255), invert=True).any() for f in frames):
         return None
-    table = sorted({colour for found in anim.colours for colour in found or ()})
-    if doc.placement is None:
-        return table
-    room = (255 if clear else 256) - len(table)
-    if room < WARNING_ROOM:
-        table = _most_used(table, frames, len(table) - (WARNING_ROOM - room))
-        room = WARNING_ROOM
-    x, y, w, h = doc.placement.box
-    strip = Image.new("RGB", (w, h * len(frames)))
-    for i, frame in enumerate(frames):  # the plate is semi-opaque: its colours differ from frame to frame
-        strip.paste(frame.convert("RGB").crop((x, y, x + w, y + h)), (0, i * h))
-    return table + warning_colours(strip, (0, 0, w, h * len(frames)), room)
-
-
-def _most_used(table: list[tuple[int, int, int]], frames: list[Image.Image], keep: int) -> list[tuple[int, int, int]]:
-    """The ``keep`` colours of ``table`` that the most pixels of ``frames`` are nearest to."""
-    pal = Image.new("P", (1, 1))
-    flat = [v for c in table for v in c]
-    pal.putpalette(flat + flat[-3:] * (256 - len(table)))
-    counts = np.zeros(256, np.int64)
-    for frame in frames:
-        counts += np.bincount(np.asarray(frame.convert("RGB").quantize(palette=pal)).ravel(), minlength=256)
-    return [table[i] for i in sorted(np.argsort(-counts[: len(table)], kind="stable")[:keep])]
+    box = doc.placement.box if doc.placement is not None else None
+    return one_palette(anim.colours, frames, box, clear)
