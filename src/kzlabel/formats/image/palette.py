@@ -110,7 +110,10 @@ def keeping_the_mark(
 
 
 def one_palette(
-    colours: Sequence[Sequence[Colour] | None], frames: Sequence[Image.Image], box: tuple[int, int, int, int] | None, clear: bool
+    colours: Sequence[Sequence[Colour] | None],
+    frames: Sequence[Image.Image],
+    box: tuple[int, int, int, int] | None,
+    clear: bool,
 ) -> list[Colour] | None:
     """One table for every frame: the colours the source's frames showed (``colours``, per frame) plus up to
     WARNING_COLOURS for the warning (its region ``box`` on every frame: the plate is semi-opaque, so its colours differ
