@@ -9,12 +9,15 @@ animations grew 2.6-24x, the mark's noise costing deflate what the palette had s
 
 from __future__ import annotations
 
+import io
 from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageFile, PngImagePlugin
 
 from ...containers import png
+from ...errors import KzlabelError
+from . import apng
 from .base import ImageDoc, ImageHandler
 from .palette import CLEAR, keeping_the_mark, on_one_palette, on_palette, one_palette
 
@@ -64,6 +67,57 @@ class Png(ImageHandler):
         if clear:
             params["transparency"] = CLEAR
         return on_one_palette(frames, table, clear, dither), params
+
+    def encode_frames(self, doc: ImageDoc, frames: list[Image.Image], params: dict[str, Any]) -> bytes:
+        """The frames as kzlabel's APNG (kzlabel.formats.image.apng: the changed rectangle, still blocks left out),
+        or Pillow's where that does not apply (one frame, mixed modes or sizes)."""
+        anim = doc.animation
+        assert anim is not None
+        mode, size = frames[0].mode, frames[0].size
+        if len(frames) < 2 or mode not in ("RGB", "RGBA", "P") or any(f.mode != mode or f.size != size for f in frames):
+            return super().encode_frames(doc, frames, params)
+        pixels = [np.asarray(f) for f in frames]
+        still = {k: v for k, v in params.items() if k not in ("disposal", "blend", "loop")} | {"compress_level": 1}
+        hole: np.ndarray | int | None = None
+        if mode == "RGB":
+            key = apng.unused_colour(pixels)
+            if key is not None:
+                hole, still["transparency"] = np.array(key, np.uint8), key
+            opaque = np.full((*pixels[0].shape[:2], 1), 255, np.uint8)
+            shown = [np.concatenate([p, opaque], axis=2) for p in pixels]
+        elif mode == "RGBA":
+            hole = np.zeros(4, np.uint8)
+            shown = [np.where(p[..., 3:] == 0, 0, p).astype(np.uint8) for p in pixels]
+        else:
+            flat = frames[0].getpalette() or []
+            if any((f.getpalette() or []) != flat for f in frames):
+                return super().encode_frames(doc, frames, params)
+            lut = np.zeros((256, 4), np.uint8)
+            colours = np.array(flat[:768], np.uint8).reshape(-1, 3)
+            lut[: len(colours), :3], lut[:, 3] = colours, 255
+            if still.get("transparency") == CLEAR:
+                hole = CLEAR
+            elif max(int(p.max()) for p in pixels) < 255:
+                hole = still["transparency"] = 255
+            if hole is not None:
+                lut[int(hole)] = 0
+            shown = [lut[p] for p in pixels]
+            still["bits"] = 8
+        buf = io.BytesIO()
+        try:
+            frames[0].save(buf, format="PNG", **still)
+        except self.save_errors as exc:
+            raise KzlabelError(f"could not encode animated {self.name}: {exc}", format=self.id) from None
+        head = buf.getvalue()
+        depth, colour, interlace = head[24], head[25], head[28]
+        if depth != 8 or interlace or colour != {"RGB": 2, "RGBA": 6, "P": 3}[mode]:
+            return super().encode_frames(doc, frames, params)
+        loop = 0 if anim.loop is None else anim.loop
+        dispose = anim.disposal or [0] * len(frames)
+        try:
+            return apng.assemble(head, pixels, shown, anim.durations, dispose, loop, hole)
+        except ValueError as exc:  # a duration APNG cannot hold
+            raise KzlabelError(f"could not encode animated {self.name}: {exc}", format=self.id) from None
 
 
 def _one_palette(doc: ImageDoc, frames: list[Image.Image], clear: bool) -> list[tuple[int, int, int]] | None:
