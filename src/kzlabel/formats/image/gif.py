@@ -42,7 +42,7 @@ class Gif(ImageHandler):
         assert anim is not None
         clear = any(f.mode == "RGBA" for f in frames)
         box = doc.placement.box if doc.placement is not None else None
-        table = one_palette(anim.colours, frames, box, clear)
+        table = one_palette(anim.colours, frames, box)
         if table is not None:  # one palette in all: one table, still pixels keep their index
             frames, dither = keeping_the_mark(frames, doc.info, lambda f, how: on_palette(f, table, clear, None, how))
             out = on_one_palette(frames, table, clear, dither)

@@ -113,22 +113,24 @@ def one_palette(
     colours: Sequence[Sequence[Colour] | None],
     frames: Sequence[Image.Image],
     box: tuple[int, int, int, int] | None,
-    clear: bool,
 ) -> list[Colour] | None:
-    """One table for every frame: the colours the source's frames showed (``colours``, per frame) plus up to
-    WARNING_COLOURS for the warning (its region ``box`` on every frame: the plate is semi-opaque, so its colours differ
-    from frame to frame); a full palette gives up its least-used colours for WARNING_ROOM of them. None when a frame
-    showed more than 256 colours or the frames more than fit in one table (index CLEAR is the transparent one)."""
+    """One table of at most 255 colours for every frame: the colours the source's frames showed (``colours``, per
+    frame) plus up to WARNING_COLOURS for the warning (its region ``box`` on every frame: the plate is semi-opaque, so
+    its colours differ from frame to frame); a full palette gives up its least-used colours for WARNING_ROOM of them.
+    Index 255 stays free: the transparent index (CLEAR), or the one the writers fill still pixels with (Pillow's GIF
+    writer finds no free index in a full palette and stored a dithered cinemagraph's moving rectangle whole: 1.0x
+    its source against 0.92x for one adaptive palette a frame). None when a frame showed more than 256 colours or the
+    frames more than 256 in all."""
     if not colours or any(c is None for c in colours):
         return None
     table = sorted({colour for found in colours for colour in found or ()})
-    room = (255 if clear else 256) - len(table)
-    if room < 0:
+    if len(table) > 256:
         return None
+    room = CLEAR - len(table)
     if box is None:
-        return table
+        return table if room >= 0 else _most_used(table, frames, CLEAR)
     if room < WARNING_ROOM:
-        table = _most_used(table, frames, len(table) - (WARNING_ROOM - room))
+        table = _most_used(table, frames, CLEAR - WARNING_ROOM)
         room = WARNING_ROOM
     x, y, w, h = box
     strip = Image.new("RGB", (w, h * len(frames)))

@@ -130,4 +130,4 @@ def _one_palette(doc: ImageDoc, frames: list[Image.Image], clear: bool) -> list[
     if clear and any(np.isin(np.asarray(f.getchannel("A")), (0, 255), invert=True).any() for f in frames):
         return None
     box = doc.placement.box if doc.placement is not None else None
-    return one_palette(anim.colours, frames, box, clear)
+    return one_palette(anim.colours, frames, box)
