@@ -7,9 +7,9 @@ on a cinemagraph the moving part's rectangle grew 2x-4x in bytes with the mark's
 the 16x16 blocks inside the rectangle that did not change are written as transparent pixels with the APNG blend
 operation OVER (the canvas shows through: the previous frame's pixels), when that is smaller than the whole rectangle
 written with SOURCE; an RGB animation gets a colour key in ``tRNS`` that no frame shows, a paletted one a transparent
-index. The rows are filtered with Up on every row or with the usual per-row choice (the least sum of absolute
-residuals), whichever deflates smaller: on the marked test frames Up was 4-6 % smaller than the per-row choice, the
-mark's noise defeating the predictors that win on clean pictures.
+index. Each frame's rows are filtered Up on every row or as Pillow chooses per row, whichever deflates smaller (palette
+indices also unfiltered): on the marked smooth test frames Up was 4-6 % smaller than a per-row choice, the mark's
+noise defeating the predictors that win on clean pictures; on a grainy frame Pillow's choice was 6 % smaller.
 
 Frame 0 and the chunks before it (IHDR, PLTE, tRNS, text, pHYs, iCCP, eXIf) come from Pillow's still writer; each
 frame keeps the source's duration and dispose operation, and the canvas each frame is compared with is the one a
@@ -18,12 +18,14 @@ decoder shows after that operation (APNG 1.0: a first frame's PREVIOUS counts as
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from collections.abc import Sequence
 from fractions import Fraction
 
 import numpy as np
+from PIL import Image
 
 from ...containers import png
 
@@ -64,25 +66,33 @@ def _filtered(rows: np.ndarray, bpp: int) -> list[np.ndarray]:
 
 
 def _deflated(pixels: np.ndarray) -> bytes:
-    """The zlib stream of ``pixels`` (H×W×C, or H×W palette indices) as PNG scanlines: Up on every row or the
-    per-row least sum of absolute residuals, whichever is smaller; palette indices also unfiltered (what Pillow
-    writes them as: 23 % smaller than either on the paletted test cinemagraph's dithered first frame)."""
+    """The zlib stream of ``pixels`` (H×W×C, or H×W palette indices) as PNG scanlines, the smallest of: Up on every
+    row, Pillow's per-row choice, and for indices no filter."""
     h = pixels.shape[0]
     rows = pixels.reshape(h, -1)
     bpp = 1 if pixels.ndim == 2 else pixels.shape[2]
     filtered = _filtered(rows, bpp)
-    scores = np.stack([np.abs(f.view(np.int8).astype(np.int32)).sum(axis=1) for f in filtered])
-    best = b""
-    choices = [np.full(h, 2), scores.argmin(axis=0)] + ([np.zeros(h, np.intp)] if bpp == 1 else [])
-    for kinds in choices:
+    best = _pillow_stream(pixels)
+    for kind in (2, 0) if bpp == 1 else (2,):
         lines = np.empty((h, rows.shape[1] + 1), np.uint8)
-        lines[:, 0] = kinds
-        for k in range(5):
-            lines[kinds == k, 1:] = filtered[k][kinds == k]
+        lines[:, 0] = kind
+        lines[:, 1:] = filtered[kind]
         data = zlib.compress(lines.tobytes(), LEVEL)
-        if not best or len(data) < len(best):
+        if len(data) < len(best):
             best = data
     return best
+
+
+def _pillow_stream(pixels: np.ndarray) -> bytes:
+    """The zlib stream Pillow's PNG writer makes of ``pixels`` (its IDAT chunks' bodies, 8 bits a sample)."""
+    mode = {1: "P", 3: "RGB", 4: "RGBA"}[1 if pixels.ndim == 2 else pixels.shape[2]]
+    im = Image.fromarray(np.ascontiguousarray(pixels), mode)
+    if mode == "P":
+        im.putpalette(bytes(768))  # any 256 entries: only the indices are taken, at 8 bits
+    buf = io.BytesIO()
+    im.save(buf, "PNG", compress_level=LEVEL, bits=8)
+    data = buf.getvalue()
+    return b"".join(data[c.start + 8 : c.end - 4] for c in png.chunks(data) if c.kind == b"IDAT")
 
 
 def _fctl(seq: int, box: tuple[int, int, int, int], duration: int, dispose: int, blend: int) -> bytes:
