@@ -42,6 +42,7 @@ from .animated import (
     warning_matches,
     warning_record,
 )
+from .apng import BLOCK as _DELTA_BLOCK  # the APNG writer's still blocks are these
 from .binding import picture_binding, picture_matches
 
 __all__ = ["ImageDoc", "ImageHandler"]
@@ -538,13 +539,10 @@ class ImageHandler(Handler[ImageDoc]):
         return self.put_xmp(data, merge_xmp(self.source_xmp(data), training_values(policy), TRAINING_PROPS))
 
 
-_DELTA_BLOCK = 16
-
-
 def _reuse_unchanged(before: np.ndarray, source: np.ndarray, marked_before: np.ndarray, marked: np.ndarray) -> Any:
     """``marked`` with every block whose source pixels equal the previous frame's taken from the previous marked
-    frame: unchanged regions stay byte-identical, so the encoder writes only the changed rectangle (the mark is the
-    same keyed pattern on every frame, so the mix still carries it)."""
+    frame: unchanged regions stay byte-identical, so the encoder writes only the changed rectangle and leaves its still
+    blocks out (the mark is the same keyed pattern on every frame, so the mix still carries it)."""
     h, w = source.shape[:2]
     b = _DELTA_BLOCK
     same = (before == source).reshape(h, w, -1).all(axis=2)

@@ -1,8 +1,9 @@
 """PNG: lossless re-encode keeping text chunks, dpi and transparency; XMP in an ``iTXt`` chunk.
 
-APNG (animated PNG) keeps each frame's duration, disposal and blend operation and the loop count; the frames are
-written whole (composited), so a blend over the previous frame gives the same picture (Pillow's writer stores each
-frame as the rectangle that changed). A paletted APNG stays paletted: every frame on the source's colours plus the
+APNG (animated PNG) keeps each frame's duration and disposal and the loop count; the frames are composited, and
+kzlabel.formats.image.apng writes each as the rectangle that changed, its still blocks left transparent with blend
+OVER where that is smaller (the blend operation written is the one that stores the composited frame, not
+necessarily the source's). A paletted APNG stays paletted: every frame on the source's colours plus the
 warning's, in the one ``PLTE`` all frames share (kzlabel.formats.image.palette; written as RGB, the test paletted
 animations grew 2.6-24x, the mark's noise costing deflate what the palette had saved).
 """
