@@ -396,7 +396,8 @@ def test_a_paletted_apng_stays_paletted_with_every_layer(colours, signer, trust,
     # still pixels are left out as the transparent index 255 (blend OVER): ffmpeg composites what Pillow does (on the
     # file without the label: ffmpeg 5.1 probes 2 kB for acTL, and the manifest's caBX chunk comes first)
     decoded, frames = _ffmpeg_frames(plain, tmp_path), _frames(plain)[0]
-    assert len(decoded) == len(frames) and all(np.array_equal(d, np.asarray(f)) for d, f in zip(decoded, frames))
+    assert len(decoded) == len(frames)
+    assert all(np.array_equal(d, np.asarray(f)) for d, f in zip(decoded, frames, strict=True))
     assert coded / len(src) <= 1.2, f"frames {coded / len(src):.2f}x the source"
     report = Labeler(trust=trust).verify(res.data, name="p.png")
     assert report.verdict == Verdict.COMPLIANT and report.layer("visible").status == Status.FOUND, report.evidence
@@ -468,8 +469,8 @@ def _ffmpeg_frames(data: bytes, tmp_path: Path) -> np.ndarray:
     path = tmp_path / "ffmpeg-in.png"
     path.write_bytes(data)
     w, h = Image.open(io.BytesIO(data)).size
-    command = ["ffmpeg", "-v", "error", "-i", str(path), "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgba"]
-    raw = subprocess.run([*command, "-"], capture_output=True, check=True).stdout
+    command = ["ffmpeg", "-v", "error", "-i", str(path), "-fps_mode", "passthrough", "-f", "rawvideo"]
+    raw = subprocess.run([*command, "-pix_fmt", "rgba", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 4)
 
 
