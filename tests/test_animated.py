@@ -493,3 +493,31 @@ def test_apng_frames_leave_still_blocks_out_and_decode_alike_in_ffmpeg(signer, t
     for i, frame in enumerate(frames):
         assert np.array_equal(decoded[i], np.asarray(frame)), i
         assert detect_image(np.asarray(frame.convert("RGB"))).payload.hex() == CONTENT_ID, i
+
+
+def test_an_apng_disposed_to_the_previous_frame_shows_the_warning_on_every_frame(signer, trust, tmp_path):
+    """A transparent sticker whose frames are disposed to the previous frame (APNG dispose op 2): the frames are
+    written against the canvas a decoder shows after each disposal, so every frame keeps the warning (Pillow's writer,
+    given the composited frames and these ops, lost it on frames 3-5), and ffmpeg composites what Pillow does."""
+    frames = []
+    for i in range(5):
+        im = Image.new("RGBA", (512, 400), (0, 0, 0, 0))
+        draw = ImageDraw.Draw(im)
+        draw.rectangle((0, 300, 512, 340), fill=(40, 90, 200, 255))
+        draw.ellipse((40 + 60 * i, 150, 160 + 60 * i, 270), fill=(230, 60, 40, 255))
+        frames.append(im)
+    buf = io.BytesIO()
+    frames[0].save(buf, "PNG", save_all=True, append_images=frames[1:], duration=100, loop=0, disposal=2, blend=0)
+    res = Labeler(signer, owner="O", system="S", trust=trust).mark(buf.getvalue(), name="s.png")
+    with Image.open(io.BytesIO(res.data)) as im:
+        assert im.n_frames == 5 and im.info["disposal"] == 2
+    report = Labeler(trust=trust).verify(res.data, name="s.png")
+    assert report.layer("visible").status == Status.FOUND and report.verdict == Verdict.COMPLIANT, report.evidence
+    plain = Labeler(signer, owner="O", system="S", layers=["visible", "watermark"]).mark(
+        buf.getvalue(), name="s.png", label=res.label
+    )
+    decoded, shown = _ffmpeg_frames(plain.data, tmp_path), _frames(plain.data)[0]
+    assert len(decoded) == len(shown) == 5
+    for d, f in zip(decoded, shown, strict=True):
+        a = np.asarray(f)
+        assert np.array_equal(np.where(d[..., 3:] == 0, 0, d), np.where(a[..., 3:] == 0, 0, a))

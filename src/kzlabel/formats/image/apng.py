@@ -116,27 +116,33 @@ def assemble(
     dispose: Sequence[int],
     loop: int,
     hole: np.ndarray | int | None,
+    keyed: bool = False,
 ) -> bytes:
     """The APNG of ``still`` (Pillow's PNG of frame 0, with the chunks it should carry, 8-bit) and every frame's
     ``pixels`` as written (H×W×C, or H×W indices) and as ``shown`` (H×W×4 RGBA, what a decoder composites).
     ``hole``: the pixel value a decoder shows as transparent (``tRNS`` colour key, transparent index or RGBA zero),
-    or None (no frame leaves still pixels out)."""
+    or None (no frame leaves still pixels out). ``keyed``: the still's ``tRNS`` is there only for ``hole`` and is
+    left out when no frame used it (256 bytes of a paletted one's)."""
     chunks = png.chunks(still)
     idat = [i for i, c in enumerate(chunks) if c.kind == b"IDAT"]
     before = [still[c.start : c.end] for c in chunks[: idat[0]]]
     after = [still[c.start : c.end] for c in chunks[idat[-1] + 1 :] if c.kind != b"IEND"]
     count = len(pixels)
-    out = [png.SIGNATURE, *before, png.chunk(b"acTL", struct.pack(">II", count, loop))]
+    out: list[bytes] = []
     h, w = shown[0].shape[:2]
     canvas = np.zeros((h, w, 4), np.uint8)  # what a decoder shows before each frame
-    seq = 0
+    # pixels a BACKGROUND disposal cleared: always written again (Pillow fills them with index 0 in a paletted
+    # APNG, not transparent black as APNG 1.0 says, so no decoder is left to show them through OVER)
+    cleared = np.zeros((h, w), bool)
+    seq, over = 0, False
     for i in range(count):
         target = shown[i]
         op = _BACKGROUND if i == 0 and dispose[i] == _PREVIOUS else dispose[i]
         if i == 0:
             box, blend, data = (0, 0, w, h), _SOURCE, _deflated(pixels[0])
         else:
-            box, blend, data = _delta(pixels[i], target, canvas, hole)
+            box, blend, data = _delta(pixels[i], target, canvas, cleared, hole)
+            over = over or blend == _OVER
         out.append(_fctl(seq, box, durations[i], dispose[i], blend))
         seq += 1
         if i == 0:
@@ -145,21 +151,25 @@ def assemble(
             for part in _split(data):
                 out.append(png.chunk(b"fdAT", struct.pack(">I", seq) + part))
                 seq += 1
-        prior = canvas
-        canvas = target.copy()
+        prior = canvas, cleared
+        canvas, cleared = target.copy(), np.zeros((h, w), bool)
         if op == _BACKGROUND:
             x0, y0, x1, y1 = box
             canvas[y0:y1, x0:x1] = 0
+            cleared[y0:y1, x0:x1] = True
         elif op == _PREVIOUS:
-            canvas = prior
-    return b"".join([*out, *after, png.chunk(b"IEND", b"")])
+            canvas, cleared = prior
+    if keyed and not over:
+        before = [b for b in before if b[4:8] != b"tRNS"]
+    head = [png.SIGNATURE, *before, png.chunk(b"acTL", struct.pack(">II", count, loop))]
+    return b"".join([*head, *out, *after, png.chunk(b"IEND", b"")])
 
 
 def _delta(
-    pixels: np.ndarray, target: np.ndarray, canvas: np.ndarray, hole: np.ndarray | int | None
+    pixels: np.ndarray, target: np.ndarray, canvas: np.ndarray, cleared: np.ndarray, hole: np.ndarray | int | None
 ) -> tuple[tuple[int, int, int, int], int, bytes]:
     """One frame after the first: the rectangle that changed, its blend operation and its zlib stream."""
-    changed = (target != canvas).any(axis=2)
+    changed = (target != canvas).any(axis=2) | cleared
     ys, xs = np.nonzero(changed)
     if ys.size == 0:  # the same picture again (kept as a frame: its duration is its own)
         return (0, 0, 1, 1), _SOURCE, _deflated(pixels[:1, :1])

@@ -80,10 +80,11 @@ class Png(ImageHandler):
         pixels = [np.asarray(f) for f in frames]
         still = {k: v for k, v in params.items() if k not in ("disposal", "blend", "loop")} | {"compress_level": 1}
         hole: np.ndarray | int | None = None
+        keyed = False  # a tRNS chunk added for the holes only
         if mode == "RGB":
             key = apng.unused_colour(pixels)
             if key is not None:
-                hole, still["transparency"] = np.array(key, np.uint8), key
+                hole, still["transparency"], keyed = np.array(key, np.uint8), key, True
             opaque = np.full((*pixels[0].shape[:2], 1), 255, np.uint8)
             shown = [np.concatenate([p, opaque], axis=2) for p in pixels]
         elif mode == "RGBA":
@@ -100,6 +101,7 @@ class Png(ImageHandler):
                 hole = CLEAR
             elif max(int(p.max()) for p in pixels) < 255:
                 hole = still["transparency"] = 255
+                keyed = True
             if hole is not None:
                 lut[int(hole)] = 0
             shown = [lut[p] for p in pixels]
@@ -116,7 +118,7 @@ class Png(ImageHandler):
         loop = 0 if anim.loop is None else anim.loop
         dispose = anim.disposal or [0] * len(frames)
         try:
-            return apng.assemble(head, pixels, shown, anim.durations, dispose, loop, hole)
+            return apng.assemble(head, pixels, shown, anim.durations, dispose, loop, hole, keyed)
         except ValueError as exc:  # a duration APNG cannot hold
             raise KzlabelError(f"could not encode animated {self.name}: {exc}", format=self.id) from None
 
