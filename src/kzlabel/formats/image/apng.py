@@ -8,9 +8,10 @@ the 16x16 blocks inside the rectangle that did not change are written as transpa
 operation OVER (the canvas shows through: the previous frame's pixels), when that is smaller than the whole rectangle
 written with SOURCE; an RGB animation gets a colour key in ``tRNS`` that no frame shows, a paletted one a transparent
 index. The first frame's rows are filtered Up on every row or as Pillow chooses per row, whichever deflates smaller
-(palette indices also unfiltered), and the later frames the same way (trying every method on every frame doubled the
-encoding time for 0-1 % of size): on the marked smooth test frames Up was 4-6 % smaller than a per-row choice, the mark's
-noise defeating the predictors that win on clean pictures; on a grainy frame Pillow's choice was 6 % smaller.
+(palette indices also unfiltered), and the later frames the same way (trying every method on every frame doubled
+the encoding time for 0-1 % of size): on the marked smooth test frames Up was 4-6 % smaller than a per-row choice,
+the mark's noise defeating the predictors that win on clean pictures; on a grainy frame Pillow's choice was 6 %
+smaller.
 
 Frame 0 and the chunks before it (IHDR, PLTE, tRNS, text, pHYs, iCCP, eXIf) come from Pillow's still writer; each
 frame keeps the source's duration and dispose operation, and the canvas each frame is compared with is the one a
