@@ -1,6 +1,8 @@
 """GIF: palette output; XMP in the ``XMP DataXMP`` application extension.
 
-Animated GIFs go back to each source frame's own colours (kzlabel.formats.image.palette: nearest colours, or
+Animated GIFs whose frames show 256 colours or fewer in all go onto one table (the source's colours plus the
+warning's; still pixels keep the previous frame's index, so the writer stores what moved); otherwise back to each
+source frame's own colours (kzlabel.formats.image.palette: nearest colours, or
 Floyd-Steinberg dithered when that is what keeps the watermark's small luma changes); a frame that showed more than
 256 colours (local palettes composited) gets an adaptive palette. Transparency takes index 255.
 """
@@ -13,7 +15,7 @@ from PIL import GifImagePlugin, Image, ImageFile
 
 from ...containers import gif
 from .base import ImageDoc, ImageHandler
-from .palette import CLEAR, keeping_the_mark, on_palette
+from .palette import CLEAR, keeping_the_mark, on_one_palette, on_palette, one_palette
 
 __all__ = ["Gif"]
 
@@ -40,10 +42,15 @@ class Gif(ImageHandler):
         assert anim is not None
         clear = any(f.mode == "RGBA" for f in frames)
         box = doc.placement.box if doc.placement is not None else None
-        frames, dither = keeping_the_mark(
-            frames, doc.info, lambda frame, how: on_palette(frame, anim.colours[0], clear, box, how)
-        )
-        out = [on_palette(f, c, clear, box, dither) for f, c in zip(frames, anim.colours, strict=True)]
+        table = one_palette(anim.colours, frames, box)
+        if table is not None:  # one palette in all: one table, still pixels keep their index
+            frames, dither = keeping_the_mark(frames, doc.info, lambda f, how: on_palette(f, table, clear, None, how))
+            out = on_one_palette(frames, table, clear, dither)
+        else:
+            frames, dither = keeping_the_mark(
+                frames, doc.info, lambda frame, how: on_palette(frame, anim.colours[0], clear, box, how)
+            )
+            out = [on_palette(f, c, clear, box, dither) for f, c in zip(frames, anim.colours, strict=True)]
         params: dict[str, Any] = {"disposal": anim.disposal, "optimize": True}
         if clear:
             params["transparency"] = CLEAR

@@ -1,27 +1,28 @@
 """PNG: lossless re-encode keeping text chunks, dpi and transparency; XMP in an ``iTXt`` chunk.
 
-APNG (animated PNG) keeps each frame's duration, disposal and blend operation and the loop count; the frames are
-written whole (composited), so a blend over the previous frame gives the same picture (Pillow's writer stores each
-frame as the rectangle that changed). A paletted APNG stays paletted: every frame on the source's colours plus the
+APNG (animated PNG) keeps each frame's duration and disposal and the loop count; the frames are composited, and
+kzlabel.formats.image.apng writes each as the rectangle that changed, its still blocks left transparent with blend
+OVER where that is smaller (the blend operation written is the one that stores the composited frame, not
+necessarily the source's). A paletted APNG stays paletted: every frame on the source's colours plus the
 warning's, in the one ``PLTE`` all frames share (kzlabel.formats.image.palette; written as RGB, the test paletted
 animations grew 2.6-24x, the mark's noise costing deflate what the palette had saved).
 """
 
 from __future__ import annotations
 
+import io
 from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageFile, PngImagePlugin
 
 from ...containers import png
+from ...errors import KzlabelError
+from . import apng
 from .base import ImageDoc, ImageHandler
-from .palette import CLEAR, keeping_the_mark, on_palette, warning_colours
+from .palette import CLEAR, keeping_the_mark, on_one_palette, on_palette, one_palette
 
 __all__ = ["Png"]
-
-# palette entries a full palette gives up for the warning's plate and text (its least-used colours)
-WARNING_ROOM = 16
 
 
 class Png(ImageHandler):
@@ -66,39 +67,70 @@ class Png(ImageHandler):
         frames, dither = keeping_the_mark(frames, doc.info, lambda f, how: on_palette(f, table, clear, None, how))
         if clear:
             params["transparency"] = CLEAR
-        return [on_palette(f, table, clear, None, dither) for f in frames], params
+        return on_one_palette(frames, table, clear, dither), params
+
+    def encode_frames(self, doc: ImageDoc, frames: list[Image.Image], params: dict[str, Any]) -> bytes:
+        """The frames as kzlabel's APNG (kzlabel.formats.image.apng: the changed rectangle, still blocks left out),
+        or Pillow's where that does not apply (one frame, mixed modes or sizes)."""
+        anim = doc.animation
+        assert anim is not None
+        mode, size = frames[0].mode, frames[0].size
+        if len(frames) < 2 or mode not in ("RGB", "RGBA", "P") or any(f.mode != mode or f.size != size for f in frames):
+            return super().encode_frames(doc, frames, params)
+        pixels = [np.asarray(f) for f in frames]
+        still = {k: v for k, v in params.items() if k not in ("disposal", "blend", "loop")} | {"compress_level": 1}
+        hole: np.ndarray | int | None = None
+        keyed = False  # a tRNS chunk added for the holes only
+        if mode == "RGB":
+            key = apng.unused_colour(pixels)
+            if key is not None:
+                hole, still["transparency"], keyed = np.array(key, np.uint8), key, True
+            opaque = np.full((*pixels[0].shape[:2], 1), 255, np.uint8)
+            shown = [np.concatenate([p, opaque], axis=2) for p in pixels]
+        elif mode == "RGBA":
+            hole = np.zeros(4, np.uint8)
+            shown = [np.where(p[..., 3:] == 0, 0, p).astype(np.uint8) for p in pixels]
+        else:
+            flat = frames[0].getpalette() or []
+            if any((f.getpalette() or []) != flat for f in frames):
+                return super().encode_frames(doc, frames, params)
+            lut = np.zeros((256, 4), np.uint8)
+            colours = np.array(flat[:768], np.uint8).reshape(-1, 3)
+            lut[: len(colours), :3], lut[:, 3] = colours, 255
+            if still.get("transparency") == CLEAR:
+                hole = CLEAR
+            elif max(int(p.max()) for p in pixels) < 255:
+                hole = still["transparency"] = 255
+                keyed = True
+            if hole is not None:
+                lut[int(hole)] = 0
+            shown = [lut[p] for p in pixels]
+            still["bits"] = 8
+        buf = io.BytesIO()
+        try:
+            frames[0].save(buf, format="PNG", **still)
+        except self.save_errors as exc:
+            raise KzlabelError(f"could not encode animated {self.name}: {exc}", format=self.id) from None
+        head = buf.getvalue()
+        depth, colour, interlace = head[24], head[25], head[28]
+        if depth != 8 or interlace or colour != {"RGB": 2, "RGBA": 6, "P": 3}[mode]:
+            return super().encode_frames(doc, frames, params)
+        loop = 0 if anim.loop is None else anim.loop
+        dispose = anim.disposal or [0] * len(frames)
+        try:
+            return apng.assemble(head, pixels, shown, anim.durations, dispose, loop, hole, keyed)
+        except ValueError as exc:  # a duration APNG cannot hold
+            raise KzlabelError(f"could not encode animated {self.name}: {exc}", format=self.id) from None
 
 
 def _one_palette(doc: ImageDoc, frames: list[Image.Image], clear: bool) -> list[tuple[int, int, int]] | None:
-    """The one palette of a paletted source's frames: the colours they showed plus the warning's (taken from its
-    region on every frame; a full palette gives up its least-used colours for WARNING_ROOM of them); None (frames
+    """The one palette of a paletted source's frames (kzlabel.formats.image.palette.one_palette); None (frames
     written RGB(A)) when the source was not paletted or had translucent pixels (index CLEAR is the one transparent
     entry)."""
     anim = doc.animation
-    if anim is None or doc.original.mode != "P" or not anim.colours or any(c is None for c in anim.colours):
+    if anim is None or doc.original.mode != "P":
         return None
     if clear and any(np.isin(np.asarray(f.getchannel("A")), (0, 255), invert=True).any() for f in frames):
         return None
-    table = sorted({colour for found in anim.colours for colour in found or ()})
-    if doc.placement is None:
-        return table
-    room = (255 if clear else 256) - len(table)
-    if room < WARNING_ROOM:
-        table = _most_used(table, frames, len(table) - (WARNING_ROOM - room))
-        room = WARNING_ROOM
-    x, y, w, h = doc.placement.box
-    strip = Image.new("RGB", (w, h * len(frames)))
-    for i, frame in enumerate(frames):  # the plate is semi-opaque: its colours differ from frame to frame
-        strip.paste(frame.convert("RGB").crop((x, y, x + w, y + h)), (0, i * h))
-    return table + warning_colours(strip, (0, 0, w, h * len(frames)), room)
-
-
-def _most_used(table: list[tuple[int, int, int]], frames: list[Image.Image], keep: int) -> list[tuple[int, int, int]]:
-    """The ``keep`` colours of ``table`` that the most pixels of ``frames`` are nearest to."""
-    pal = Image.new("P", (1, 1))
-    flat = [v for c in table for v in c]
-    pal.putpalette(flat + flat[-3:] * (256 - len(table)))
-    counts = np.zeros(256, np.int64)
-    for frame in frames:
-        counts += np.bincount(np.asarray(frame.convert("RGB").quantize(palette=pal)).ravel(), minlength=256)
-    return [table[i] for i in sorted(np.argsort(-counts[: len(table)], kind="stable")[:keep])]
+    box = doc.placement.box if doc.placement is not None else None
+    return one_palette(anim.colours, frames, box)
