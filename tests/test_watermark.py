@@ -19,6 +19,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 from kzlabel.errors import CapacityError, CorruptInput, LimitExceeded
 from kzlabel.watermark import DEFAULT_KEY, PAYLOAD_BITS, WatermarkResult, detect_image, embed_image
 from kzlabel.watermark import image as wimage
+from kzlabel.watermark import tile as wtile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from image_signals import natural_like, text_page
@@ -374,9 +375,9 @@ def test_list_decoding_finds_the_codeword_the_best_path_misses():
 def _signed_bits(marked: np.ndarray, payload: bytes) -> np.ndarray:
     """The detector's despread value of every coded bit on the unattacked picture, signed so that right is > 0."""
     w = wimage._whiten(wimage._canvas(marked))
-    _, data_pos, data_bit, _, _ = wimage._layout(None)
-    tile = wimage._tile(payload, None).ravel()
-    fold = wimage._fold(w, np.eye(2), np.zeros(2)).ravel()
+    _, data_pos, data_bit, _, _ = wtile.layout(None)
+    tile = wtile.payload_tile(payload, None).ravel()
+    fold = wtile._fold(w, np.eye(2), np.zeros(2)).ravel()
     return np.bincount(data_bit, weights=fold[data_pos] * tile[data_pos], minlength=188)
 
 
