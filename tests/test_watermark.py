@@ -330,6 +330,26 @@ def test_a_shrunk_copy_is_read_upsampled(monkeypatch):
     assert not detect_image(cut).found
 
 
+def test_a_crop_at_any_tile_phase_keeps_the_mark_of_a_textured_small_picture():
+    """Centre crops of a 0.31 Mpx picture with a fine texture (grain of ~2 px, as a stained tissue or gravel photo)
+    at four pixel offsets: the tile's chips are 1.9-2.5 px, so an odd offset leaves the fold half a chip off the
+    lattice and the pilot fell from z ≈ 11 to 5-6 (under the decode gate). Each lattice is measured at half-chip
+    offsets too (N_TESTS already counted four sub-chip positions)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(1)
+    grain = ndimage.gaussian_filter(rng.normal(size=(480, 640)), 2.0)
+    im = np.clip(natural_like(480, 640, 1) + 40 * (grain / grain.std())[..., None], 0, 255).astype(np.uint8)
+    p = b"crop-70%"
+    m = embed_image(im, p)
+    h, w = m.shape[:2]
+    for f in (0.25, 0.30):
+        for d in range(4):
+            y0, x0 = int(h * f / 2) + d, int(w * f / 2) + d
+            r = detect_image(m[y0 : y0 + round(h * (1 - f)), x0 : x0 + round(w * (1 - f))])
+            assert (r.found, r.payload) == (True, p), (f, d, r.p_value)
+
+
 def test_still_image_floor_is_refused_with_the_reason():
     """Under MIN_PIXELS a 64-bit mark does not reliably survive JPEG 75: embedding refuses (mark then skips the layer,
     see tests/test_image.py); video frames pass min_pixels=0."""
