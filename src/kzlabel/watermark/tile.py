@@ -86,12 +86,13 @@ def layout(key: bytes | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
 
 @lru_cache(maxsize=32)
-def _pilot_fft(key: bytes | None) -> tuple[np.ndarray, np.ndarray]:
+def _pilot_fft(key: bytes | None, single: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Conjugate spectra of the pilot and of its magnitude under each tile symmetry D (the chip at k moved to D k):
-    correlating a fold with them stands for correlating the fold's 8 permutations with the pilot (see _phase)."""
+    correlating a fold with them stands for correlating the fold's 8 permutations with the pilot (see _phase).
+    ``single``: in single precision, for the ranking folds."""
     _, _, _, _, pilot = layout(key)
     inverse = _dihedral_index()[[int(np.flatnonzero((_DIHEDRAL == D.T).all(axis=(1, 2)))[0]) for D in _DIHEDRAL]]
-    p = pilot.astype(np.float64)[inverse].reshape(len(_DIHEDRAL), TILE, TILE)
+    p = pilot.astype(np.float32 if single else np.float64)[inverse].reshape(len(_DIHEDRAL), TILE, TILE)
     return np.conj(np.fft.rfft2(p)), np.conj(np.fft.rfft2(np.abs(p)))
 
 
@@ -114,7 +115,8 @@ def _bilinear_inside(a: np.ndarray, pos: np.ndarray) -> np.ndarray:
     n0, n1 = a.shape
     shape = pos.shape[1:]
     side = CHIPS if pos[0].size % CHIPS == 0 else pos[0].size  # remap wants 2-D maps under 32767 a side
-    rows, cols = pos[0].reshape(-1, side).astype(np.float32), pos[1].reshape(-1, side).astype(np.float32)
+    rows = pos[0].reshape(-1, side).astype(np.float32, copy=False)
+    cols = pos[1].reshape(-1, side).astype(np.float32, copy=False)
     out = cv2.remap(a.astype(np.float32, copy=False), cols, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     out[(rows < 0) | (rows > n0 - 1) | (cols < 0) | (cols > n1 - 1)] = 0.0
     return out.reshape(shape)
@@ -134,14 +136,19 @@ def _fold(w: np.ndarray, A: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """Sample ``w`` (bilinear) at chip positions ``centre + A @ (g + offset)`` and sum modulo the tile.
 
     ``A`` is in canvas units; ``w`` may be a finer canvas (an integer multiple of :data:`CANVAS`)."""
+    return _folds(w, A, offset[None])[0]
+
+
+def _folds(w: np.ndarray, A: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """:func:`_fold` at each of ``offsets`` (k, 2): one grid of positions and one remap for all of them."""
     half = np.abs(np.linalg.solve(A, _CORNERS)).max() + 1.0
     m = int(np.ceil(2 * half / TILE))
-    g = _grid(m)
     ctr = CANVAS / 2.0  # integer pixel index: identity lattice samples chip centres exactly
     scale = w.shape[0] / CANVAS  # canvas pixel i covers fine pixels scale·i ... scale·(i+1)
-    pos = scale * (A @ (g + offset[:, None]) + ctr) + (scale - 1) / 2
+    base = (scale * (A @ _grid(m) + ctr) + (scale - 1) / 2).astype(np.float32)  # remap's precision
+    pos = base[:, None, :] + (scale * (A @ offsets.T)).astype(np.float32)[:, :, None]
     s = _bilinear_inside(w, pos)
-    return s.reshape(m, TILE, m, TILE).sum(axis=(0, 2))
+    return s.reshape(len(offsets), m, TILE, m, TILE).sum(axis=(1, 3))
 
 
 @lru_cache(maxsize=1)
@@ -150,8 +157,8 @@ def _chip_offsets() -> np.ndarray:
     return k.astype(np.float64)
 
 
-def _fold_nearest(w: np.ndarray, A: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """:func:`_fold` with nearest-pixel sampling on the canvas, for ranking lattices by their pilot (a few times
+def _fold_nearest(w: np.ndarray, A: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """:func:`_folds` with nearest-pixel sampling on the canvas, for ranking lattices by their pilot (a few times
     cheaper). A chip's position is (its copy's origin) + (its place in the tile): the two parts are computed
     separately and broadcast, and a zero border stands in for everything outside the canvas."""
     half = np.abs(np.linalg.solve(A, _CORNERS)).max() + 1.0
@@ -159,7 +166,7 @@ def _fold_nearest(w: np.ndarray, A: np.ndarray, offset: np.ndarray) -> np.ndarra
     j = np.arange(-(m // 2), m - m // 2, dtype=np.float64) * TILE
     jr, jc = np.meshgrid(j, j, indexing="ij")
     origin = (A @ np.stack([jr.ravel(), jc.ravel()]) + (CANVAS / 2.0 + 1.0)).astype(np.float32)  # +1: zero border
-    place = (A @ (_chip_offsets() + offset[:, None])).astype(np.float32)
+    place = (A @ (_chip_offsets()[:, None, :] + offsets.T[:, :, None]).reshape(2, -1)).astype(np.float32)
     n = w.shape[0] + 2
     wp = np.zeros((n, n), np.float32)
     wp[1:-1, 1:-1] = w
@@ -167,7 +174,7 @@ def _fold_nearest(w: np.ndarray, A: np.ndarray, offset: np.ndarray) -> np.ndarra
     c = np.clip(np.rint(origin[1][:, None] + place[1][None, :]), 0, n - 1).astype(np.int32)
     r *= n
     r += c
-    return wp.ravel()[r].sum(axis=0, dtype=np.float64).reshape(TILE, TILE)
+    return wp.ravel()[r].sum(axis=0, dtype=np.float64).reshape(len(offsets), TILE, TILE)
 
 
 @lru_cache(maxsize=1)
@@ -178,15 +185,17 @@ def _dihedral_index() -> np.ndarray:
     return dk[:, 0] * TILE + dk[:, 1]
 
 
-def _phase(folds: np.ndarray, key: bytes | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _phase(folds: np.ndarray, key: bytes | None, single: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best pilot match of each fold (L, TILE, TILE) over tile phases and the 8 tile symmetries, in one batch of
     FFTs: z (L,), the argmax as a flat index into (8, TILE, TILE) (L,), and the z maps (L, 8, TILE, TILE).
 
     Mirrored or quarter-turned images fold to a permuted tile, so each symmetry is one permutation D of the same
     fold x: the correlation of x∘D with the pilot p at phase s is that of x with p∘D⁻¹ at phase D s, so each fold is
-    transformed once and the symmetries cost only the inverse transforms.
+    transformed once and the symmetries cost only the inverse transforms. ``single``: in single precision (half the
+    FFT time; z to ~1e-6, enough to rank lattices, while decisions use double).
     """
-    fp, fa = _pilot_fft(key)
+    fp, fa = _pilot_fft(key, single)
+    folds = folds.astype(np.float32) if single else folds
     n, idx = len(folds), _dihedral_index()
     num = np.fft.irfft2(np.fft.rfft2(folds)[:, None] * fp, s=(TILE, TILE)).reshape(n, len(_DIHEDRAL), -1)
     den = np.fft.irfft2(np.fft.rfft2(folds * folds)[:, None] * fa, s=(TILE, TILE)).reshape(n, len(_DIHEDRAL), -1)
@@ -222,15 +231,14 @@ def _pilots(
         return []
     folds = []
     for A in lattices:
-        for o in offsets:
-            tag = (A.tobytes(), o.tobytes(), nearest)
-            fold = None if cache is None else cache.get(tag)
-            if fold is None:
-                fold = _fold_nearest(w, A, o) if nearest else _fold(w, A, o)
-                if cache is not None:
-                    cache[tag] = fold
-            folds.append(fold)
-    z0, flat, z = _phase(np.stack(folds), key)
+        tag = (A.tobytes(), offsets.tobytes(), nearest)
+        fold = None if cache is None else cache.get(tag)
+        if fold is None:
+            fold = _fold_nearest(w, A, offsets) if nearest else _folds(w, A, offsets)
+            if cache is not None:
+                cache[tag] = fold
+        folds.append(fold)
+    z0, flat, z = _phase(np.concatenate(folds), key, single=nearest)
     k = len(offsets)
     out = []
     for n, A in enumerate(lattices):
@@ -285,11 +293,14 @@ def search(w: np.ndarray, shape: tuple[int, int], key: bytes | None, cache: dict
         lattices = [A for A in found if np.abs(A - np.eye(2)).max() > 1e-3][: _N_LATTICE - 1]
         if cache is not None:
             cache["lattices"] = lattices
-    # rank every candidate on cheap folds, then measure the most promising on bilinear ones
+    # rank every candidate on cheap folds, then measure the most promising on bilinear ones, in rank order, each
+    # decoded before the next is measured (a marked picture usually decodes on the first; the decodes stay within
+    # _N_DECODE whatever the order, so only the work changes)
     coarse = [t[0] for t in _pilots(w, lattices, key, cache, nearest=True, offsets=_COARSE)]
-    promising = [lattices[i] for i in np.argsort(coarse)[::-1][:_N_FINE]]
-    pilots = sorted(_pilots(w, promising, key, cache, offsets=_OFFSETS), key=lambda t: -t[0])
-    if pilots and best[3] is None and pilots[0][0] > best[0]:
-        best = (pilots[0][0], b"", False, None)
-    decode_best(pilots)
+    for i in np.argsort(coarse)[::-1][:_N_FINE]:
+        pilot = _pilots(w, [lattices[i]], key, cache, offsets=_OFFSETS)[0]
+        if best[3] is None and pilot[0] > best[0]:
+            best = (pilot[0], b"", False, None)
+        if decode_best([pilot]):
+            break
     return best
