@@ -18,10 +18,11 @@ Detection (no knowledge of the original size):
    they give the scale (crop changes the period on the canvas), anisotropy and rotation; they are refined on the
    2nd/3rd multiples (and halved, in case a smooth host hid the first peak). The identity lattice (no geometric
    change) is always tried first;
-3. for each candidate lattice the whitened canvas is resampled on the lattice and folded modulo the tile (summing
-   all tile copies); the tile phase (crop offset) and symmetry (mirror, quarter turns: permutations of the fold) are
-   the peak of the FFT circular cross-correlation of the fold with the keyed pilot, refined to sub-chip precision,
-   and the fold is resampled at that phase (on a 2× canvas when the content was shrunk, e.g. by borders);
+3. for each candidate lattice the whitened canvas is resampled on the lattice (at half-chip offsets too: a crop's
+   phase is arbitrary) and folded modulo the tile (summing all tile copies); the tile phase (crop offset) and
+   symmetry (mirror, quarter turns: permutations of the fold) are the peak of the FFT circular cross-correlation of
+   the fold with the keyed pilot, refined to sub-chip precision, and the fold is resampled at that phase (on a 2×
+   canvas when the content was shrunk, e.g. by borders);
 4. data chips are despread into 188 soft bits, Viterbi-decoded, and the keyed MAC checked; when that fails but the
    pilot is significant (p ≤ :data:`.core.LIST_GATE`), the :data:`.core.LIST_SIZE` best paths are checked in turn.
 
@@ -443,7 +444,7 @@ def survival_class(height: int, width: int) -> tuple[str, str]:
     return "reduced", (
         f"size class reduced ({width}×{height}, under {FULL_PIXELS / 1e6:g} Mpx): on pictures this small the mark "
         "held JPEG down to quality 30, WebP, resizes, rotations and crops in the benchmark, but a halving followed by "
-        "JPEG 75 may remove it"
+        "JPEG 75 removed it from 1 in 5 (at 0.24 Mpx) to 2 in 3 (at 0.2 Mpx) of the pictures"
     )
 
 
