@@ -53,6 +53,7 @@ from kzlabel.survival.transforms import NotApplicable
 from kzlabel.survival.transforms.image import STEPS, jpeg, rotate, scale, webp
 from kzlabel.watermark import detect_image, embed_image
 from kzlabel.watermark import image as wimage
+from kzlabel.watermark import tile as wtile
 
 warnings.filterwarnings("ignore")
 
@@ -384,8 +385,8 @@ def false_positive_trials(images, n_keys, n_full, seed=123):
         wv = wimage._whiten(wimage._canvas(v))
         cache: dict = {}  # the key-independent part (lattice candidates, folds) is computed once per view
         for _ in range(per_view):
-            z, _, ok, _ = wimage._search(wv, v.shape[:2], rng.bytes(16), cache)
-            p = wimage._p_value(z, ok)
+            z, _, ok, _ = wtile.search(wv, v.shape[:2], rng.bytes(16), cache)
+            p = wtile.p_value(z, ok)
             fp += ok and p < wimage.P_THRESHOLD
             trials += 1
             min_p = min(min_p, p)

@@ -19,6 +19,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 from kzlabel.errors import CapacityError, CorruptInput, LimitExceeded
 from kzlabel.watermark import DEFAULT_KEY, PAYLOAD_BITS, WatermarkResult, detect_image, embed_image
 from kzlabel.watermark import image as wimage
+from kzlabel.watermark import tile as wtile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from image_signals import natural_like, text_page
@@ -315,18 +316,37 @@ def test_resize_half_then_jpeg75_needs_a_picture_of_a_megapixel(images):
 
 
 def test_a_shrunk_copy_is_read_upsampled(monkeypatch):
-    """A 45% centre crop of a 0.22 Mpx picture keeps a side under the canvas-filling threshold: read through the
-    nearest-neighbour canvas its mark is lost, read upsampled (bicubic 2×) it is found. (Marked without the budget
-    fill: at ~42.3 dB this crop reads through either view.)"""
+    """A 0.31 Mpx picture halved (240×320) and saved as JPEG 90 keeps a side under the canvas-filling threshold: read
+    through the nearest-neighbour canvas its mark is lost, read upsampled (bicubic 2×) it is found. (Marked without
+    the budget fill, at which it reads through either view. Until session 13 a 45% centre crop showed the same; with
+    folds at half-chip offsets that crop reads through either view.)"""
     monkeypatch.setattr(wimage, "_FILL_BELOW", 0)
     p = bytes(range(6, 14))
-    h, w = 400, 560
-    dy, dx = int(h * 0.225), int(w * 0.225)
-    cut = embed_image(natural_like(h, w, 6), p)[dy + 3 : h - dy, dx : w - dx - 5]
-    assert min(cut.shape[:2]) < wimage._UPSAMPLE_BELOW
-    assert detect_image(cut).payload == p
+    shrunk = _jpeg(_resize(embed_image(natural_like(480, 640, 6), p), 0.5), 90)
+    assert min(shrunk.shape[:2]) < wimage._UPSAMPLE_BELOW
+    assert detect_image(shrunk).payload == p
     monkeypatch.setattr(wimage, "_upsampled", lambda a: a)
-    assert not detect_image(cut).found
+    assert not detect_image(shrunk).found
+
+
+def test_a_crop_at_any_tile_phase_keeps_the_mark_of_a_textured_small_picture():
+    """Centre crops of a 0.31 Mpx picture with a fine texture (grain of ~2 px, as a stained tissue or gravel photo)
+    at four pixel offsets: the tile's chips are 1.9-2.5 px, so an odd offset leaves the fold half a chip off the
+    lattice and the pilot fell from z ≈ 11 to 5-6 (under the decode gate). Each lattice is measured at half-chip
+    offsets too (N_TESTS already counted four sub-chip positions)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(1)
+    grain = ndimage.gaussian_filter(rng.normal(size=(480, 640)), 2.0)
+    im = np.clip(natural_like(480, 640, 1) + 40 * (grain / grain.std())[..., None], 0, 255).astype(np.uint8)
+    p = b"crop-70%"
+    m = embed_image(im, p)
+    h, w = m.shape[:2]
+    for f in (0.25, 0.30):
+        for d in range(4):
+            y0, x0 = int(h * f / 2) + d, int(w * f / 2) + d
+            r = detect_image(m[y0 : y0 + round(h * (1 - f)), x0 : x0 + round(w * (1 - f))])
+            assert (r.found, r.payload) == (True, p), (f, d, r.p_value)
 
 
 def test_still_image_floor_is_refused_with_the_reason():
@@ -374,9 +394,9 @@ def test_list_decoding_finds_the_codeword_the_best_path_misses():
 def _signed_bits(marked: np.ndarray, payload: bytes) -> np.ndarray:
     """The detector's despread value of every coded bit on the unattacked picture, signed so that right is > 0."""
     w = wimage._whiten(wimage._canvas(marked))
-    _, data_pos, data_bit, _, _ = wimage._layout(None)
-    tile = wimage._tile(payload, None).ravel()
-    fold = wimage._fold(w, np.eye(2), np.zeros(2)).ravel()
+    _, data_pos, data_bit, _, _ = wtile.layout(None)
+    tile = wtile.payload_tile(payload, None).ravel()
+    fold = wtile._fold(w, np.eye(2), np.zeros(2)).ravel()
     return np.bincount(data_bit, weights=fold[data_pos] * tile[data_pos], minlength=188)
 
 

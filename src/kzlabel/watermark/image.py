@@ -18,16 +18,17 @@ Detection (no knowledge of the original size):
    they give the scale (crop changes the period on the canvas), anisotropy and rotation; they are refined on the
    2nd/3rd multiples (and halved, in case a smooth host hid the first peak). The identity lattice (no geometric
    change) is always tried first;
-3. for each candidate lattice the whitened canvas is resampled on the lattice and folded modulo the tile (summing
-   all tile copies); the tile phase (crop offset) and symmetry (mirror, quarter turns: permutations of the fold) are
-   the peak of the FFT circular cross-correlation of the fold with the keyed pilot, refined to sub-chip precision,
-   and the fold is resampled at that phase (on a 2× canvas when the content was shrunk, e.g. by borders);
+3. for each candidate lattice the whitened canvas is resampled on the lattice (at half-chip offsets too: a crop's
+   phase is arbitrary) and folded modulo the tile (summing all tile copies); the tile phase (crop offset) and
+   symmetry (mirror, quarter turns: permutations of the fold) are the peak of the FFT circular cross-correlation of
+   the fold with the keyed pilot, refined to sub-chip precision, and the fold is resampled at that phase (on a 2×
+   canvas when the content was shrunk, e.g. by borders);
 4. data chips are despread into 188 soft bits, Viterbi-decoded, and the keyed MAC checked; when that fails but the
    pilot is significant (p ≤ :data:`.core.LIST_GATE`), the :data:`.core.LIST_SIZE` best paths are checked in turn.
 
 ``found`` needs the MAC to pass AND ``p_value < 1e-6``, the p-value being the Bonferroni combination of the
 Hoeffding bound on the pilot correlation peak (see :func:`.core.rademacher_pvalue`) and the MAC's 2^-24 per decode
-(see :func:`_p_value` and docs/watermark.md).
+(see :func:`.tile.p_value` and docs/watermark.md).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ import numpy as np
 from ..errors import CapacityError, CorruptInput, LimitExceeded
 from . import core
 from .core import WatermarkResult
-from .lattice import CANVAS, TILE, lattice_candidates, peak_refine
+from .lattice import CANVAS, TILE
+from .tile import CHIPS, N_TESTS, P_THRESHOLD, layout, p_value, payload_pvalue, payload_tile, search
 
 __all__ = [
     "CANVAS",
@@ -58,10 +60,6 @@ __all__ = [
     "survival_class",
 ]
 
-CHIPS = TILE * TILE
-REPEAT = 4  # chips per coded bit per tile
-N_DATA = core.CODED_BITS * REPEAT  # 752
-N_PILOT = CHIPS - N_DATA  # 272
 MIN_SIDE = 256  # 32×32-chip tiles need >= 1 pixel per canvas chip (smaller images cannot carry the mark)
 # the still-image floor: under it a 64-bit mark does not reliably survive a JPEG re-encode at quality 75, a halving
 # or a crop of a JPEG (measured: docs/watermark.md, Limits)
@@ -71,7 +69,6 @@ MIN_PIXELS = 200_000
 # says so (survival_class)
 FULL_PIXELS = 250_000
 MAX_PIXELS = 250_000_000  # refuse larger arrays (memory for a float32 luma plane: 1 GB)
-P_THRESHOLD = core.P_THRESHOLD
 SURVIVAL_JPEG_QUALITY = 75  # the standard degradation mark() proves the image mark survives (docs/watermark.md)
 _A0, _A1, _AMIN, _AMAX = 0.7, 0.3, 0.7, 3.0  # strength map: amplitude = clip(_A0 + _A1 * activity)
 # texture gain (see _strength_map): the PSNR aimed at, the most extra gain, the activity (canvas grey levels of
@@ -82,64 +79,7 @@ _PSNR_AIM, _GAIN_MAX, _ACT_FLAT, _ROUNDING_MSE = 43.0, 3.0, 4.0, 1 / 12
 _FILL_BELOW, _FILL_AIM, _FILL_MAX, _PSNR_FLOOR, _FILL_ROUNDS = 500_000, 42.3, 2.5, 42.0, 3
 _LUMA_MIN = 0.6  # luma masking floor: near black/white the amplitude falls to 60% (see _headroom_shift)
 
-# search space of the synchronisation (drives the Bonferroni correction of the p-value)
-_N_LATTICE = 17  # lattice candidates whose pilot is measured (identity, 5 from _families, autocorrelation peaks)
-_N_FINE = 4  # of those, measured again on bilinear folds (the pilots that may be decoded)
-_N_DECODE = 6  # of those, decoded at most (best pilot first): bounds the MAC's chance pass to 6 · 2^-24
-# the 8 symmetries of the square tile (mirror, 90° turns): chip index k -> D @ k on the tile torus
-_DIHEDRAL = np.array(
-    [[[a, 0], [0, b]] for a in (1, -1) for b in (1, -1)] + [[[0, a], [b, 0]] for a in (1, -1) for b in (1, -1)],
-    np.float64,
-)
-N_TESTS = CHIPS * _N_LATTICE * 4 * len(_DIHEDRAL)  # phases × lattices × sub-chip refinement × symmetries
-_FINE_BELOW = 0.9  # decode on the 2× canvas when a lattice vector is shorter than this many canvas px per chip
 _UPSAMPLE_BELOW = 320  # detection reads pictures with a shorter side upsampled 2× (see _upsampled)
-_DECODE_GATE = 0.05  # decode a lattice only when its pilot peak is at least suggestive
-
-
-def _p_value(z: float, mac_ok: bool) -> float:
-    """Pilot peak and keyed MAC combined (see :func:`.core.combined_pvalue`) over this detector's search space."""
-    return core.combined_pvalue(z, N_TESTS, mac_ok, _N_DECODE)
-
-
-def payload_pvalue(list_decoding: bool = True) -> float:
-    """Chance under H0 that :func:`detect_image` returns a MAC-verified payload at all, whatever p it reports. A
-    lattice is decoded only when its pilot passes ``_DECODE_GATE`` (at most ``_N_DECODE`` of them), the list only when
-    it passes ``core.LIST_GATE``; the MAC key is independent of what the decoder sees. A caller trying several pictures
-    (the video detector) bounds each by this, not by the MAC alone (``_N_DECODE`` · 2^-24 ignores the gate)."""
-    best_path = _DECODE_GATE * _N_DECODE * 2.0**-core.MAC_BITS
-    return best_path + (core.list_pvalue() if list_decoding else 0.0)
-
-
-@lru_cache(maxsize=32)
-def _layout(key: bytes | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Keyed tile layout: pilot positions/signs, data positions, their coded-bit index and signs (flat indices)."""
-    g = core.rng(key, "image-layout")
-    perm = g.permutation(CHIPS)
-    signs = g.integers(0, 2, CHIPS).astype(np.float32) * 2 - 1
-    pilot_pos = np.sort(perm[:N_PILOT])
-    data_pos = perm[N_PILOT:]
-    data_bit = np.arange(N_DATA) % core.CODED_BITS
-    pilot = np.zeros(CHIPS, np.float32)
-    pilot[pilot_pos] = signs[pilot_pos]
-    for a in (pilot_pos, data_pos, data_bit, signs, pilot):
-        a.setflags(write=False)
-    return pilot_pos, data_pos, data_bit, signs, pilot
-
-
-@lru_cache(maxsize=32)
-def _pilot_fft(key: bytes | None) -> tuple[np.ndarray, np.ndarray]:
-    _, _, _, _, pilot = _layout(key)
-    p = pilot.reshape(TILE, TILE).astype(np.float64)
-    return np.conj(np.fft.rfft2(p)), np.conj(np.fft.rfft2(np.abs(p)))
-
-
-def _tile(payload: bytes, key: bytes | None) -> np.ndarray:
-    _, data_pos, data_bit, signs, pilot = _layout(key)
-    coded = core.encode_payload(payload, key)
-    t = pilot.copy()
-    t[data_pos] = signs[data_pos] * (1.0 - 2.0 * coded[data_bit])
-    return t.reshape(TILE, TILE)
 
 
 # ------------------------------------------------------------------------------------------------------- pixels
@@ -332,8 +272,8 @@ def _informed(
     energy (PSNR) is unchanged. The shape stays the strength map's: extra amplitude goes only where texture hides it.
     The detector is unchanged (so is its false-positive bound); the pilots keep gain 1.
     """
-    _, data_pos, data_bit, _, _ = _layout(key)
-    tile = _tile(payload, key).ravel()
+    _, data_pos, data_bit, _, _ = layout(key)
+    tile = payload_tile(payload, key).ravel()
     reps = (CANVAS // TILE, CANVAS // TILE)
     nb = core.CODED_BITS
     bit_of = np.full(CHIPS, nb, np.intp)  # pilots: an extra slot whose gain stays 1
@@ -419,7 +359,7 @@ def embed_image(
     if informed:
         mark = _informed(c, m, shift, bytes(payload), key, (h, w))
     else:
-        mark = np.tile(_tile(bytes(payload), key), (CANVAS // TILE, CANVAS // TILE)) * m + shift
+        mark = np.tile(payload_tile(bytes(payload), key), (CANVAS // TILE, CANVAS // TILE)) * m + shift
     mark += np.float32(128.0)
     filled = _fill(c, m, mark, _AMIN * strength, (h, w), _FILL_MAX / f0, 20 * np.log10(strength)) if fill else None
     out = np.empty_like(a)
@@ -458,183 +398,6 @@ def _whiten(c: np.ndarray) -> np.ndarray:
     return w
 
 
-def _bilinear_inside(a: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """``a`` sampled bilinearly at ``pos`` (2, ...); 0 outside the pixel centres' hull (no content beyond the edge).
-
-    OpenCV's remap (interpolation weights in 1/32 px, far below a chip), ~10× faster than numpy gathers: the folds are
-    most of a search's cost."""
-    n0, n1 = a.shape
-    shape = pos.shape[1:]
-    side = CHIPS if pos[0].size % CHIPS == 0 else pos[0].size  # remap wants 2-D maps under 32767 a side
-    rows, cols = pos[0].reshape(-1, side).astype(np.float32), pos[1].reshape(-1, side).astype(np.float32)
-    out = cv2.remap(a.astype(np.float32, copy=False), cols, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    out[(rows < 0) | (rows > n0 - 1) | (cols < 0) | (cols > n1 - 1)] = 0.0
-    return out.reshape(shape)
-
-
-@lru_cache(maxsize=32)
-def _grid(m: int) -> np.ndarray:
-    g = np.arange(-(m // 2) * TILE, (m - m // 2) * TILE, dtype=np.float64)  # g ≡ fold index (mod TILE)
-    gr, gc = np.meshgrid(g, g, indexing="ij")
-    return np.stack([gr.ravel(), gc.ravel()])
-
-
-_CORNERS = np.array([[-1, -1, 1, 1], [-1, 1, -1, 1]], np.float64) * (CANVAS / 2.0)
-
-
-def _fold(w: np.ndarray, A: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """Sample ``w`` (bilinear) at chip positions ``centre + A @ (g + offset)`` and sum modulo the tile.
-
-    ``A`` is in canvas units; ``w`` may be a finer canvas (an integer multiple of :data:`CANVAS`)."""
-    half = np.abs(np.linalg.solve(A, _CORNERS)).max() + 1.0
-    m = int(np.ceil(2 * half / TILE))
-    g = _grid(m)
-    ctr = CANVAS / 2.0  # integer pixel index: identity lattice samples chip centres exactly
-    scale = w.shape[0] / CANVAS  # canvas pixel i covers fine pixels scale·i ... scale·(i+1)
-    pos = scale * (A @ (g + offset[:, None]) + ctr) + (scale - 1) / 2
-    s = _bilinear_inside(w, pos)
-    return s.reshape(m, TILE, m, TILE).sum(axis=(0, 2))
-
-
-@lru_cache(maxsize=1)
-def _chip_offsets() -> np.ndarray:
-    k = np.stack(np.meshgrid(np.arange(TILE), np.arange(TILE), indexing="ij")).reshape(2, -1)
-    return k.astype(np.float64)
-
-
-def _fold_nearest(w: np.ndarray, A: np.ndarray) -> np.ndarray:
-    """:func:`_fold` at zero offset with nearest-pixel sampling on the canvas, for ranking lattices by their pilot
-    (a few times cheaper). A chip's position is (its copy's origin) + (its place in the tile): the two parts are
-    computed separately and broadcast, and a zero border stands in for everything outside the canvas."""
-    half = np.abs(np.linalg.solve(A, _CORNERS)).max() + 1.0
-    m = int(np.ceil(2 * half / TILE))
-    j = np.arange(-(m // 2), m - m // 2, dtype=np.float64) * TILE
-    jr, jc = np.meshgrid(j, j, indexing="ij")
-    origin = (A @ np.stack([jr.ravel(), jc.ravel()]) + (CANVAS / 2.0 + 1.0)).astype(np.float32)  # +1: zero border
-    place = (A @ _chip_offsets()).astype(np.float32)
-    n = w.shape[0] + 2
-    wp = np.zeros((n, n), np.float32)
-    wp[1:-1, 1:-1] = w
-    r = np.clip(np.rint(origin[0][:, None] + place[0][None, :]), 0, n - 1).astype(np.int32)
-    c = np.clip(np.rint(origin[1][:, None] + place[1][None, :]), 0, n - 1).astype(np.int32)
-    r *= n
-    r += c
-    return wp.ravel()[r].sum(axis=0, dtype=np.float64).reshape(TILE, TILE)
-
-
-@lru_cache(maxsize=1)
-def _dihedral_index() -> np.ndarray:
-    """(8, 1024) flat indices: the fold on lattice ``A @ D`` is ``fold.ravel()[idx[d]]`` (D maps the tile to itself)."""
-    k = np.stack(np.meshgrid(np.arange(TILE), np.arange(TILE), indexing="ij")).reshape(2, -1)
-    dk = np.einsum("dij,jn->din", _DIHEDRAL, k).astype(np.int64) % TILE
-    return dk[:, 0] * TILE + dk[:, 1]
-
-
-def _phase(folds: np.ndarray, key: bytes | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Best pilot match of each fold (L, TILE, TILE) over tile phases and the 8 tile symmetries, in one batch of
-    FFTs: z (L,), the argmax as a flat index into (8, TILE, TILE) (L,), and the z maps (L, 8, TILE, TILE).
-
-    Mirrored or quarter-turned images fold to a permuted tile, so each symmetry is one permutation of the same fold.
-    """
-    fp, fa = _pilot_fft(key)
-    n = len(folds)
-    x = folds.reshape(n, -1)[:, _dihedral_index()].reshape(n, len(_DIHEDRAL), TILE, TILE)
-    num = np.fft.irfft2(np.fft.rfft2(x) * fp, s=(TILE, TILE))
-    den = np.fft.irfft2(np.fft.rfft2(x * x) * fa, s=(TILE, TILE))
-    z = num / np.sqrt(np.maximum(den, 1e-12))
-    flat = z.reshape(n, -1).argmax(axis=1)
-    return z.reshape(n, -1)[np.arange(n), flat], flat, z
-
-
-def _despread(fold: np.ndarray, key: bytes | None) -> np.ndarray:
-    _, data_pos, data_bit, signs, _ = _layout(key)
-    f = fold.reshape(-1)
-    soft = np.bincount(data_bit, weights=f[data_pos] * signs[data_pos], minlength=core.CODED_BITS)
-    return soft / (np.std(soft) + 1e-12)
-
-
-def _pilots(
-    w: np.ndarray, lattices: list[np.ndarray], key: bytes | None, cache: dict | None = None, nearest: bool = False
-) -> list[tuple]:
-    """Pilot peak on each lattice: (z, the lattice with the matching tile symmetry, sub-chip tile shift).
-
-    ``nearest``: fold with nearest-pixel sampling (several times cheaper; ranks lattices well, but its peaks are lower,
-    so decisions use bilinear folds). ``cache`` keeps the key-independent folds between calls on the same canvas
-    (the false-positive benchmark tries thousands of keys on one image).
-    """
-    if not lattices:
-        return []
-    folds = []
-    for A in lattices:
-        tag = (A.tobytes(), nearest)
-        fold = None if cache is None else cache.get(tag)
-        if fold is None:
-            fold = _fold_nearest(w, A) if nearest else _fold(w, A, np.zeros(2))
-            if cache is not None:
-                cache[tag] = fold
-        folds.append(fold)
-    z0, flat, z = _phase(np.stack(folds), key)
-    out = []
-    for n, A in enumerate(lattices):
-        d, i, j = np.unravel_index(flat[n], z.shape[1:])
-        # the fold index g holds chip g - shift: refine the shift to sub-chip precision
-        shift = np.array(peak_refine(z[n, d], int(i), int(j)))
-        out.append((float(z0[n]), A @ _DIHEDRAL[d], (shift + TILE / 2) % TILE - TILE / 2))
-    return out
-
-
-def _decode(w: np.ndarray, A: np.ndarray, shift: np.ndarray, key: bytes | None) -> tuple[bytes, bool, np.ndarray]:
-    """Resample the fold aligned to the tile, despread, Viterbi-decode, check the MAC."""
-    soft = _despread(_fold(w, A, shift), key)
-    payload, ok = core.decode_payload(soft, key)
-    return payload, ok, soft
-
-
-def _search(w: np.ndarray, shape: tuple[int, int], key: bytes | None, cache: dict | None = None, fine=None):
-    """(z, payload, mac_ok, soft bits) of the best lattice: the identity first (no geometric change, the common
-    case), then the pilots of the autocorrelation lattice candidates, decoding the most promising ones (at most
-    ``_N_DECODE`` decodes per call, each only when its pilot is suggestive).
-
-    ``fine()`` gives a 2× finer whitened canvas: where the content was shrunk on the canvas (borders, a picture
-    pasted into a larger one), chips are smaller than a canvas pixel and are decoded there instead.
-    """
-    ident = _pilots(w, [np.eye(2)], key, cache)[0]
-    best: tuple[float, bytes, bool, np.ndarray | None] = (ident[0], b"", False, None)
-    decodes = 0
-
-    def decode_best(pilots: list) -> bool:
-        nonlocal best, decodes
-        for z1, A2, shift in pilots:
-            if decodes >= _N_DECODE or core.rademacher_pvalue(z1, N_TESTS) >= _DECODE_GATE:
-                return False
-            decodes += 1
-            shrunk = fine is not None and np.linalg.svd(A2, compute_uv=False)[-1] < _FINE_BELOW
-            r = (z1, *_decode(fine() if shrunk else w, A2, shift, key))
-            # an equal pilot replaces a best that holds no soft bits yet (the list decoder needs them)
-            if (r[2], r[0]) > (best[2], best[0]) or (best[3] is None and not best[2] and r[0] >= best[0]):
-                best = r
-            if r[2] and _p_value(r[0], True) < P_THRESHOLD:
-                return True
-        return False
-
-    if decode_best([ident]):
-        return best
-    lattices = None if cache is None else cache.get("lattices")
-    if lattices is None:
-        found = lattice_candidates(w, shape, _N_LATTICE)
-        lattices = [A for A in found if np.abs(A - np.eye(2)).max() > 1e-3][: _N_LATTICE - 1]
-        if cache is not None:
-            cache["lattices"] = lattices
-    # rank every candidate on cheap folds, then measure the most promising on bilinear ones
-    coarse = [t[0] for t in _pilots(w, lattices, key, cache, nearest=True)]
-    promising = [lattices[i] for i in np.argsort(coarse)[::-1][:_N_FINE]]
-    pilots = sorted(_pilots(w, promising, key, cache), key=lambda t: -t[0])
-    if pilots and best[3] is None and pilots[0][0] > best[0]:
-        best = (pilots[0][0], b"", False, None)
-    decode_best(pilots)
-    return best
-
-
 def _upsampled(a: np.ndarray) -> np.ndarray:
     """The view the detector reads: ``a`` itself, or, when its shorter side is under _UPSAMPLE_BELOW (a shrunk copy,
     a halved thumbnail), ``a`` at twice its size, bicubic. Near or under the canvas's size the canvas's cells fill by
@@ -660,8 +423,8 @@ def detect_image(pixels: np.ndarray, *, key: bytes | None = None, list_decoding:
         return WatermarkResult(False, None, None, 1.0)
     a = _upsampled(a)
     fine = lru_cache(maxsize=1)(lambda: _whiten(_canvas(a, 2 * CANVAS)))
-    z, payload, ok, soft = _search(_whiten(_canvas(a)), (h, w_), key, fine=fine)
-    p = _p_value(z, ok)
+    z, payload, ok, soft = search(_whiten(_canvas(a)), (h, w_), key, fine=fine)
+    p = p_value(z, ok)
     if list_decoding and not ok and soft is not None and core.rademacher_pvalue(z, N_TESTS) <= core.LIST_GATE:
         # the pilot says a mark is there but the best path failed the MAC: try the next best paths
         listed = core.list_decode(soft, key)
@@ -681,7 +444,7 @@ def survival_class(height: int, width: int) -> tuple[str, str]:
     return "reduced", (
         f"size class reduced ({width}×{height}, under {FULL_PIXELS / 1e6:g} Mpx): on pictures this small the mark "
         "held JPEG down to quality 30, WebP, resizes, rotations and crops in the benchmark, but a halving followed by "
-        "JPEG 75 may remove it"
+        "JPEG 75 removed it from 1 in 5 (at 0.24 Mpx) to 2 in 3 (at 0.2 Mpx) of the pictures"
     )
 
 
