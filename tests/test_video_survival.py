@@ -306,8 +306,9 @@ def test_small_panning_clip_reencoded_at_240_px_crf32_is_read(seed):
 
 
 def test_content_shifts_follow_a_pan_under_a_static_plate():
-    """The static plate and band (a third of the frame) held a whitened correlation at no shift: 1 px measured over
-    47 frames of a 2-px-a-frame pan. The changing band's correlation measures the pan; still frames are no pan."""
+    """The static plate and band (a third of the frame) pinned the band's plain correlation at no shift (1 px
+    measured over 47 frames of a 1.8-px-a-frame pan); weighted to what changes, it measures the pan. Still frames
+    are no pan."""
     from kzlabel.formats.video import motion
 
     frames = [f.astype(np.float32) for f in _pan_frames(24, 426, 240, 2, seed=3)]
