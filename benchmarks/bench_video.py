@@ -9,7 +9,7 @@ tags); per row the watermark (p), the burned-in warning and the verdict, verifie
 cell also gives what the frame detector reads from the same files without list decoding (the detector before it).
 
     python benchmarks/bench_video.py [--seconds 10] [--verify-seconds 60] [--no-survival] [--no-grid]
-    python benchmarks/bench_video.py --grid-only [--quick] [--content pan|testsrc|both] [--ids 2]
+    python benchmarks/bench_video.py --grid-only [--quick] [--content pan|testsrc|both] [--ids 2] [--source 480x270]
 
 Sources: ffmpeg's lavfi `testsrc2` pattern plus `-vf noise` film grain, so frames have both flat areas and texture;
 for the grid also ``pan``: a slow pan over a synthetic photo (fixtures/image_signals.py) with a ball bouncing through
@@ -118,9 +118,12 @@ def grid_steps(quick: bool) -> list[tuple[str, int | None, int | None]]:
     return [*steps, ("metadata drop", None, None)]
 
 
-def grid(lab: Labeler, work: Path, seconds: float, content: str, ids: int, quick: bool) -> None:
-    """Issue 17's survival grid (see the module docstring), one Markdown table."""
+def grid(lab: Labeler, work: Path, seconds: float, content: str, ids: int, quick: bool, only: list[str]) -> None:
+    """Issue 17's survival grid (see the module docstring), one Markdown table. ``only``: the sources whose names
+    start with one of these (ASCII x for ×), e.g. ``480x270`` for the small panning source's wider runs."""
     sources = dict(list(SOURCES.items())[:2]) if quick else SOURCES
+    if only:
+        sources = {k: v for k, v in sources.items() if any(k.replace("×", "x").startswith(o) for o in only)}
     print(f"\nSurvival grid, {content}, {seconds:.0f} s clips, {ids} content id(s) each, no registry:\n")
     head = "watermark found: best path only → with the list (worst p)"
     print(f"| source | transformation | output | {head} | warning | verdict | verify s |")
@@ -203,6 +206,7 @@ def main() -> None:
     ap.add_argument("--content", choices=["pan", "testsrc", "both"], default="both")
     ap.add_argument("--ids", type=int, default=2, help="grid: content ids marked per source")
     ap.add_argument("--grid-seconds", type=float, default=4.0)
+    ap.add_argument("--source", action="append", default=[], help="grid: only these sources (e.g. 480x270)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -210,7 +214,7 @@ def main() -> None:
         lab = Labeler(Signer.load(d / "keys"), owner="Bench", system="Bench", trust=TrustStore.load([d / "keys"]))
         if not args.no_grid:
             for content in ["pan", "testsrc"] if args.content == "both" else [args.content]:
-                grid(lab, d, args.grid_seconds, content, args.ids, args.quick)
+                grid(lab, d, args.grid_seconds, content, args.ids, args.quick, args.source)
         if args.grid_only:
             return
         src = d / "src.mp4"
