@@ -7,9 +7,10 @@ from typing import NamedTuple
 
 from ..errors import CorruptInput
 
-__all__ = ["SIGNATURE", "XMP_KEYWORD", "Chunk", "chunk", "chunks", "get_xmp", "is_xmp", "put_xmp"]
+__all__ = ["C2PA", "SIGNATURE", "XMP_KEYWORD", "Chunk", "animated", "chunk", "chunks", "get_xmp", "is_xmp", "put_xmp"]
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
+C2PA = b"caBX"  # the chunk holding a C2PA manifest store (C2PA 2.x, PNG)
 XMP_KEYWORD = b"XML:com.adobe.xmp"
 
 
@@ -42,6 +43,16 @@ def chunks(data: bytes) -> list[Chunk]:
         if kind == b"IEND":
             break
     return out
+
+
+def animated(data: bytes) -> bool:
+    """Whether ``data`` is an APNG: an ``acTL`` chunk before the first IDAT."""
+    for c in chunks(data):
+        if c.kind == b"IDAT":
+            return False
+        if c.kind == b"acTL":
+            return True
+    return False
 
 
 def chunk(kind: bytes, body: bytes) -> bytes:
