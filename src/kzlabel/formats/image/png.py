@@ -20,6 +20,7 @@ from PIL import Image, ImageFile, PngImagePlugin
 from ...containers import png
 from ...errors import CorruptInput, KzlabelError
 from ...io import Input
+from ...label import Label
 from ...layers.c2pa_embed import Slot
 from . import apng
 from .base import ImageDoc, ImageHandler
@@ -80,6 +81,24 @@ class Png(ImageHandler):
 
     def put_xmp(self, data: bytes, packet: bytes) -> bytes:
         return png.put_xmp(data, packet)
+
+    def labelled(self, data: bytes, label: Label, token: str) -> bytes:
+        """An APNG whose XMP would push the first IDAT out of ffmpeg's probe read (png.PROBE: ffmpeg would show one
+        still frame) keeps the label's other XMP properties there and carries the signed label in a private chunk
+        after the frames (png.LABEL); when even that does not fit (a large palette or ICC profile), the XMP keeps
+        it."""
+        out = super().labelled(data, label, token)
+        if not png.animated(out) or png.probe_fits(out):
+            return out
+        lean = png.put_label(self.put_xmp(data, self.label_packet(data, label, token, signed=False)), token)
+        return lean if png.probe_fits(lean) else out
+
+    def carrier_tokens(self, data: bytes) -> list[tuple[str, str]]:
+        try:
+            token = png.get_label(data)
+        except CorruptInput:  # a damaged chunk layout: the XMP reader says what it finds
+            return []
+        return [(f"PNG {png.LABEL.decode()} chunk", token)] if token else []
 
     def save_params(self, doc: ImageDoc, im: Image.Image) -> dict[str, Any]:
         info = doc.info
