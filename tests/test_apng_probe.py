@@ -6,7 +6,6 @@ slot it signs itself, and an XMP packet that would not fit there keeps the label
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
