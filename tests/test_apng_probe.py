@@ -15,7 +15,7 @@ import c2pa
 import encypher_c2pa
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageSequence
 
 from kzlabel import Labeler, Status, Verdict
 from kzlabel.containers import png
@@ -47,14 +47,20 @@ def _ffprobe(path: Path) -> tuple[str, int]:
 
 
 def _animation(path: Path, mode: str, icc: bytes | None = None) -> Path:
-    """A ``FRAMES``-frame 512×400 APNG (RGB, or paletted on 64 colours): a square moving over a gradient."""
+    """A ``FRAMES``-frame 512×400 RGB APNG (a square moving over a gradient), or the bundled AVIF's frames as a
+    paletted one."""
     y, x = np.mgrid[0:400, 0:512]
     base = np.stack([x % 256, y % 256, (x + y) // 4], axis=2).astype(np.uint8)
-    frames = []
+    frames: list[Image.Image] = []
     for i in range(FRAMES):
         im = Image.fromarray(base)
         ImageDraw.Draw(im).rectangle((20 + 30 * i, 60, 80 + 30 * i, 120), fill=(230, 40, 40))
-        frames.append(im.quantize(64) if mode == "P" else im)
+        frames.append(im)
+    if mode == "P":  # the bundled AVIF's frames (grain: a full palette, the mark kept) on one palette, dithered
+        with Image.open(ANIM.with_name("anim.avif")) as im:
+            frames = [frame.convert("RGB") for frame in ImageSequence.Iterator(im)]
+        palette = frames[0].quantize(256)
+        frames = [f.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG) for f in frames]
     extra = {"icc_profile": icc} if icc else {}
     frames[0].save(path, "PNG", save_all=True, append_images=frames[1:], duration=120, loop=0, **extra)
     return path
@@ -86,6 +92,7 @@ def test_ffprobe_reads_the_labelled_apng_as_an_animation_with_every_frame(marked
     src = ANIM if name == "anim" else marked[name].with_name({"rgb": "rgb.png", "paletted": "p.png"}[name])
     codec, frames = _ffprobe(src)
     assert codec == "apng" and frames > 1  # the unlabelled source, as a check on the check
+    assert (b"PLTE" in {c.kind for c in png.chunks(marked[name].read_bytes())}) == (name == "paletted")
     assert _ffprobe(marked[name]) == ("apng", frames)
 
 
