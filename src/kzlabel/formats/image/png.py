@@ -6,6 +6,11 @@ OVER where that is smaller (the blend operation written is the one that stores t
 necessarily the source's). A paletted APNG stays paletted: every frame on the source's colours plus the
 warning's, in the one ``PLTE`` all frames share (kzlabel.formats.image.palette; written as RGB, the test paletted
 animations grew 2.6-24x, the mark's noise costing deflate what the palette had saved).
+
+ffmpeg reads a PNG as an APNG only when every chunk before the first IDAT lies in its first 2048 bytes
+(containers.png.PROBE), so in an APNG kzlabel places the C2PA manifest itself, in a ``caBX`` chunk before IEND
+(layers/c2pa_embed), and an XMP packet too large for that keeps the signed label in a private chunk after the frames
+(containers.png.LABEL; docs/images.md, "APNG layout for ffmpeg"). Still PNGs keep the C2PA library's layout.
 """
 
 from __future__ import annotations
