@@ -84,13 +84,14 @@ class _Prior:
 
     existing: tuple[bool, bool]
     parent: c2pa_layer.Parent | None = None
+    streamed: bool = False  # the handler places this file's manifest in its slot (Handler.c2pa_streams)
 
 
 def _streamed(handler: Handler, prior: _Prior | None) -> bool:
     """Whether kzlabel signs the manifest itself, data-hashed in a stream (layers/c2pa_embed): the format has a slot
     and the input either no manifest or one in its slot (kept as the ingredient from the store alone). A manifest
     only the C2PA library finds (a layout the slot walker does not walk) is kept by the library."""
-    return handler.c2pa_streamed and prior is not None and (prior.existing == (False, True) or prior.parent is not None)
+    return prior is not None and prior.streamed and (prior.existing == (False, True) or prior.parent is not None)
 
 
 def _c2pa_too_big(size: int, limits: Limits) -> str:
@@ -309,14 +310,15 @@ class Labeler:
                 elif handler.mime not in c2pa_text.MIMES:
                     # a slot's manifest is read from the slot at any size; else the library looks within its limit
                     slot = _guard(handler, inp, "reading", handler.find_c2pa_slot, inp)
+                    streams = _guard(handler, inp, "reading", handler.c2pa_streams, inp)
                     with inp.open() as content:
                         if slot is not None:
                             parent = c2pa_embed.parent(content, slot)
-                            prior = _Prior((True, parent.store is not None), parent)
+                            prior = _Prior((True, parent.store is not None), parent, streams)
                         elif inp.size <= self.limits.max_c2pa_bytes:
-                            prior = _Prior(c2pa_layer.existing_manifest(content, handler.mime))
-                        elif handler.c2pa_streamed:
-                            prior = _Prior((False, True))  # larger, and no manifest in the container's slot
+                            prior = _Prior(c2pa_layer.existing_manifest(content, handler.mime), streamed=streams)
+                        elif streams:
+                            prior = _Prior((False, True), streamed=True)  # larger, and no manifest in its slot
                     label = _as_edit(label) if prior and prior.existing[0] else label
         applied: list[Layer] = []
         doc = _guard(handler, inp, "decoding", handler.load, inp, self.limits)

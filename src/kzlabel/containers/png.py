@@ -7,9 +7,31 @@ from typing import NamedTuple
 
 from ..errors import CorruptInput
 
-__all__ = ["SIGNATURE", "XMP_KEYWORD", "Chunk", "chunk", "chunks", "get_xmp", "is_xmp", "put_xmp"]
+__all__ = [
+    "C2PA",
+    "LABEL",
+    "PROBE",
+    "SIGNATURE",
+    "XMP_KEYWORD",
+    "Chunk",
+    "animated",
+    "chunk",
+    "chunks",
+    "get_label",
+    "get_xmp",
+    "is_xmp",
+    "probe_fits",
+    "put_label",
+    "put_xmp",
+]
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
+C2PA = b"caBX"  # the chunk holding a C2PA manifest store (C2PA 2.x, PNG)
+# kzlabel's private chunk for its signed label (ancillary, private, safe to copy): an APNG's, after the frames
+LABEL = b"kzLb"
+# ffmpeg's first probe read: its APNG probe walks the chunks in these bytes and gives up (the file is then read as
+# one still PNG) unless every chunk before the first IDAT, and IDAT's own 8-byte header, lies within them
+PROBE = 2048
 XMP_KEYWORD = b"XML:com.adobe.xmp"
 
 
@@ -42,6 +64,36 @@ def chunks(data: bytes) -> list[Chunk]:
         if kind == b"IEND":
             break
     return out
+
+
+def animated(data: bytes) -> bool:
+    """Whether ``data`` is an APNG: an ``acTL`` chunk before the first IDAT."""
+    for c in chunks(data):
+        if c.kind == b"IDAT":
+            return False
+        if c.kind == b"acTL":
+            return True
+    return False
+
+
+def probe_fits(data: bytes) -> bool:
+    """Whether everything before the first IDAT, and its header, lies within ffmpeg's probe read (PROBE)."""
+    return any(c.kind == b"IDAT" and c.start + 8 <= PROBE for c in chunks(data))
+
+
+def get_label(data: bytes) -> str | None:
+    """The signed label in the first LABEL chunk (ASCII), None when there is none."""
+    for c in chunks(data):
+        if c.kind == LABEL:
+            return data[c.start + 8 : c.end - 4].decode("ascii", "replace")
+    return None
+
+
+def put_label(data: bytes, token: str) -> bytes:
+    """``data`` with one LABEL chunk holding ``token`` just before IEND (existing ones dropped)."""
+    found = [c for c in chunks(data) if c.kind not in (LABEL, b"IEND")]
+    body = [data[c.start : c.end] for c in found]
+    return b"".join([SIGNATURE, *body, chunk(LABEL, token.encode("ascii")), chunk(b"IEND", b"")])
 
 
 def chunk(kind: bytes, body: bytes) -> bytes:

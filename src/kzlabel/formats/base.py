@@ -220,10 +220,15 @@ class Handler(Generic[DocT]):
         """Where the file's manifest store is (None: it has none), from the container's structure alone."""
         raise NotImplementedError(f"{self.name} leaves the C2PA manifest to the C2PA library")
 
+    def c2pa_streams(self, inp: Input) -> bool:
+        """Whether this file's manifest is placed by kzlabel in its slot (``c2pa_streamed``); a format that does so
+        for some of its files only (PNG: animated ones) says which."""
+        return self.c2pa_streamed
+
     def find_c2pa_slot(self, inp: Input) -> Slot | None:
         """The manifest slot of ``inp`` (None: none found, or the format has no ``c2pa_streamed`` slot). A container
         too damaged to walk has none to find: verify reports what the other readers make of it, it does not raise."""
-        if not self.c2pa_streamed:
+        if not self.c2pa_streams(inp):
             return None
         with inp.open() as content:
             try:

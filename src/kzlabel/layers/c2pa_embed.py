@@ -59,12 +59,14 @@ class Slot:
     """Where a container holds a manifest store: its ``size`` bytes at offset ``at``, and the hard binding's
     exclusion ``(start, length)`` around it (for RIFF the whole chunk: its 8-byte header and the store). ``ends``:
     for a format whose writers append or rewrite but never change bytes in place (PDF), the offsets at which the
-    signed file may have ended (each end of an update after the slot); None: no such rule."""
+    signed file may have ended (each end of an update after the slot); None: no such rule. ``seal``: bytes the
+    format keeps right after the store, computed from it once signed (a PNG chunk's CRC; inside the exclusion)."""
 
     at: int
     size: int
     exclusion: tuple[int, int]
     ends: tuple[int, ...] | None = None
+    seal: Callable[[bytes], bytes] | None = None
 
 
 def file_hash(fh: IO[bytes], exclusions: Sequence[tuple[int, int]]) -> bytes:
@@ -152,6 +154,8 @@ def sign(
             raise RuntimeError(f"the slot holds {slot.size} bytes, the signed store is {len(store)}")
         out.seek(slot.at)
         out.write(store)
+        if slot.seal is not None:
+            out.write(slot.seal(store))
     return store
 
 

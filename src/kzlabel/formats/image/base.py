@@ -436,18 +436,30 @@ class ImageHandler(Handler[ImageDoc]):
 
     def labelled(self, data: bytes, label: Label, token: str) -> bytes:
         """``data`` with the label's XMP merged into its packet (and the format's other carriers written)."""
+        data = self.write_carriers(data, label, token)
+        return self.put_xmp(data, self.label_packet(data, label, token))
+
+    def label_packet(self, data: bytes, label: Label, token: str, signed: bool = True) -> bytes:
+        """``data``'s XMP packet with the label's properties merged in; ``signed=False``: without the signed label
+        (``kzlabel:Label``), for a format that carries it elsewhere."""
         values = label_values(label, token)
+        if not signed:
+            del values[("kzlabel", "Label")]
         replace: tuple[tuple[str, str], ...] = LABEL_PROPS
         if label.training == Training.NOT_ALLOWED:
             values |= training_values(TrainingPolicy.from_lists(deny=["all"]))
             replace = LABEL_PROPS + TRAINING_PROPS
-        data = self.write_carriers(data, label, token)
-        return self.put_xmp(data, merge_xmp(self.get_xmp(data), values, replace))
+        return merge_xmp(self.get_xmp(data), values, replace)
+
+    def carrier_tokens(self, data: bytes) -> list[tuple[str, str]]:
+        """Signed labels in the format's own carriers besides XMP, as (carrier, token) (none by default)."""
+        return []
 
     # --- verify -------------------------------------------------------------------------------------------------
     def inspect(self, inp: Input, limits: Limits, key: bytes | None, watermark: bool = True) -> Findings:
         values = xmp_values(self.source_xmp(inp.data))
         tokens = [("XMP kzlabel:Label", values.pop("kzlabel:Label"))] if values.get("kzlabel:Label") else []
+        tokens += self.carrier_tokens(inp.data)
         try:
             im = self.open_image(inp, limits)
         except CorruptInput as exc:

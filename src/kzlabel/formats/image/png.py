@@ -6,18 +6,27 @@ OVER where that is smaller (the blend operation written is the one that stores t
 necessarily the source's). A paletted APNG stays paletted: every frame on the source's colours plus the
 warning's, in the one ``PLTE`` all frames share (kzlabel.formats.image.palette; written as RGB, the test paletted
 animations grew 2.6-24x, the mark's noise costing deflate what the palette had saved).
+
+ffmpeg reads a PNG as an APNG only when every chunk before the first IDAT lies in its first 2048 bytes
+(containers.png.PROBE), so in an APNG kzlabel places the C2PA manifest itself, in a ``caBX`` chunk before IEND
+(layers/c2pa_embed), and an XMP packet too large for that keeps the signed label in a private chunk after the frames
+(containers.png.LABEL; docs/images.md, "APNG layout for ffmpeg"). Still PNGs keep the C2PA library's layout.
 """
 
 from __future__ import annotations
 
 import io
+import zlib
 from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageFile, PngImagePlugin
 
 from ...containers import png
-from ...errors import KzlabelError
+from ...errors import CorruptInput, KzlabelError
+from ...io import Input
+from ...label import Label
+from ...layers.c2pa_embed import Slot
 from . import apng
 from .base import ImageDoc, ImageHandler
 from .palette import CLEAR, keeping_the_mark, on_one_palette, on_palette, one_palette
@@ -32,6 +41,43 @@ class Png(ImageHandler):
     def score(self, header: bytes, name: str | None) -> int:
         return 100 if header.startswith(png.SIGNATURE) else 0
 
+    def c2pa_streams(self, inp: Input) -> bool:
+        """An APNG's manifest is placed by kzlabel, before IEND (module docstring); a still PNG's by the C2PA
+        library, right after IHDR."""
+        try:
+            return png.animated(inp.data)
+        except CorruptInput:
+            return False
+
+    def c2pa_reserve(self, src: IO[bytes], dst: IO[bytes], size: int) -> Slot:
+        """``src`` with one zero-filled ``caBX`` chunk of ``size`` bytes (any old one dropped): just before IEND in an
+        APNG, after IHDR in a still PNG (where the C2PA library puts it). The hard binding excludes the whole chunk
+        (length, type, data and CRC, the span the C2PA library checks); the CRC is written with the store."""
+        src.seek(0)
+        data = src.read()
+        found = png.chunks(data)
+        if not found or found[0].kind != b"IHDR":
+            raise CorruptInput("PNG file does not start with IHDR")
+        kept = [c for c in found if c.kind not in (png.C2PA, b"IEND")]
+        cut = len(kept) if png.animated(data) else 1
+        dst.write(png.SIGNATURE)
+        for c in kept[:cut]:
+            dst.write(data[c.start : c.end])
+        start = dst.tell()
+        dst.write(size.to_bytes(4, "big") + png.C2PA + bytes(size) + bytes(4))
+        for c in kept[cut:]:
+            dst.write(data[c.start : c.end])
+        dst.write(png.chunk(b"IEND", b""))
+        return Slot(start + 8, size, (start, size + 12), seal=_crc)
+
+    def c2pa_slot(self, content: IO[bytes]) -> Slot | None:
+        """The first ``caBX`` chunk's data, the whole chunk excluded (c2pa_reserve)."""
+        data = content.read()
+        for c in png.chunks(data):
+            if c.kind == png.C2PA:
+                return Slot(c.start + 8, c.end - c.start - 12, (c.start, c.end - c.start), seal=_crc)
+        return None
+
     def image_file(self, fp: IO[bytes]) -> ImageFile.ImageFile:
         return PngImagePlugin.PngImageFile(fp)
 
@@ -40,6 +86,24 @@ class Png(ImageHandler):
 
     def put_xmp(self, data: bytes, packet: bytes) -> bytes:
         return png.put_xmp(data, packet)
+
+    def labelled(self, data: bytes, label: Label, token: str) -> bytes:
+        """An APNG whose XMP would push the first IDAT out of ffmpeg's probe read (png.PROBE: ffmpeg would show one
+        still frame) keeps the label's other XMP properties there and carries the signed label in a private chunk
+        after the frames (png.LABEL); when even that does not fit (a large palette or ICC profile), the XMP keeps
+        it."""
+        out = super().labelled(data, label, token)
+        if not png.animated(out) or png.probe_fits(out):
+            return out
+        lean = png.put_label(self.put_xmp(data, self.label_packet(data, label, token, signed=False)), token)
+        return lean if png.probe_fits(lean) else out
+
+    def carrier_tokens(self, data: bytes) -> list[tuple[str, str]]:
+        try:
+            token = png.get_label(data)
+        except CorruptInput:  # a damaged chunk layout: the XMP reader says what it finds
+            return []
+        return [(f"PNG {png.LABEL.decode()} chunk", token)] if token else []
 
     def save_params(self, doc: ImageDoc, im: Image.Image) -> dict[str, Any]:
         info = doc.info
@@ -134,3 +198,8 @@ def _one_palette(doc: ImageDoc, frames: list[Image.Image], clear: bool) -> list[
         return None
     box = doc.placement.box if doc.placement is not None else None
     return one_palette(anim.colours, frames, box)
+
+
+def _crc(store: bytes) -> bytes:
+    """The CRC of a ``caBX`` chunk holding ``store``."""
+    return (zlib.crc32(png.C2PA + store) & 0xFFFFFFFF).to_bytes(4, "big")
