@@ -366,14 +366,23 @@ def test_soundtrack_streamed_in_blocks_with_tone_at_the_end(signer, trust, score
     from kzlabel.formats.video import soundtrack
 
     monkeypatch.setattr(soundtrack, "AUDIO_BLOCK_TILES", 1)  # 3.072-s blocks: two in a 6-s clip
-    passes: dict[int, list[int]] = {}  # per soundtrack encoded (a rate-matched encode may take several)
+    # the block lengths of each soundtrack encoded, in order (a rate-matched encode may take several); each
+    # soundtrack is held here, so a later one cannot reuse a freed one's id() and merge two encodes' blocks
+    passes: list[tuple[object, list[int]]] = []
     process = soundtrack.Soundtrack._process
-    monkeypatch.setattr(soundtrack.Soundtrack, "_process", lambda self, b, last: passes.setdefault(id(self), []).append(len(b)) or process(self, b, last=last))
+
+    def counted(self, b, last):
+        if not passes or passes[-1][0] is not self:
+            passes.append((self, []))
+        passes[-1][1].append(len(b))
+        return process(self, b, last=last)
+
+    monkeypatch.setattr(soundtrack.Soundtrack, "_process", counted)
     lab = Labeler(signer, owner="O", system="S", trust=trust, position="top-right,end")
     dst = tmp_path / "out.webm"
     result = lab.mark(scored["webm"], dst, label=lab.new_label().replace(content_id=CONTENT_ID))
     block = int(3.072 * 48000)
-    blocks = list(passes.values())[-1]
+    blocks = passes[-1][1]
     assert len(blocks) == 2 and blocks[0] == block and blocks[1] < block + 2 * 48000  # one block (+ the tone held back)
     assert result.label.warning["tone"]["at"] == "end"
     assert result.label.warning["parts"]["opening"]["corner"] == "top-right"
