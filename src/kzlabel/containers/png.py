@@ -17,6 +17,7 @@ __all__ = [
     "animated",
     "chunk",
     "chunks",
+    "crc",
     "get_label",
     "get_xmp",
     "is_xmp",
@@ -96,9 +97,14 @@ def put_label(data: bytes, token: str) -> bytes:
     return b"".join([SIGNATURE, *body, chunk(LABEL, token.encode("ascii")), chunk(b"IEND", b"")])
 
 
+def crc(kind: bytes, body: bytes) -> bytes:
+    """A chunk's CRC field: CRC-32 over its type and data."""
+    return (zlib.crc32(body, zlib.crc32(kind)) & 0xFFFFFFFF).to_bytes(4, "big")
+
+
 def chunk(kind: bytes, body: bytes) -> bytes:
     """A serialised chunk with its CRC."""
-    return len(body).to_bytes(4, "big") + kind + body + (zlib.crc32(kind + body) & 0xFFFFFFFF).to_bytes(4, "big")
+    return len(body).to_bytes(4, "big") + kind + body + crc(kind, body)
 
 
 def is_xmp(data: bytes, c: Chunk) -> bool:

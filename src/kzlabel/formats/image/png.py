@@ -16,7 +16,6 @@ ffmpeg reads a PNG as an APNG only when every chunk before the first IDAT lies i
 from __future__ import annotations
 
 import io
-import zlib
 from typing import IO, Any
 
 import numpy as np
@@ -202,4 +201,4 @@ def _one_palette(doc: ImageDoc, frames: list[Image.Image], clear: bool) -> list[
 
 def _crc(store: bytes) -> bytes:
     """The CRC of a ``caBX`` chunk holding ``store``."""
-    return (zlib.crc32(png.C2PA + store) & 0xFFFFFFFF).to_bytes(4, "big")
+    return png.crc(png.C2PA, store)
