@@ -110,7 +110,7 @@ def watermark_evidence(
     it from the payload. Returns (line, the label, whether it was recovered)."""
     if wm is None:
         return Evidence(layer, Status.UNAVAILABLE, "watermark could not be checked"), label, False
-    if getattr(wm, "unreadable", False):  # the keyed pilot proves a mark; its payload cannot be read
+    if wm.unreadable:  # the keyed pilot proves a mark; its payload cannot be read
         detail = (
             f"watermark present (p = {wm.p_value:.1e}), payload unreadable: the mark is too damaged to decode (or a "
             "second mark was written over it), so it cannot name the content or recover its label"

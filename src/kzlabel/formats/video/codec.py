@@ -333,9 +333,11 @@ def watermark_op(payload: bytes, key: bytes | None, height: int) -> FrameOp:
     return op
 
 
-def _detection_frames(inp: Input, info: VideoInfo) -> tuple[np.ndarray | None, list[np.ndarray], list[np.ndarray]]:
+def _detection_frames(
+    inp: Input, info: VideoInfo, opening_too: bool = True
+) -> tuple[np.ndarray | None, list[np.ndarray], list[np.ndarray]]:
     """(the mean luma of the opening frames, single frames worth a look on their own, the opening frames shrunk for
-    :mod:`.motion`).
+    :mod:`.motion`: only with ``opening_too``, for a caller that reads the panned view).
 
     A re-encoder carries a static mark best in its key frames: in the P and B frames after one, motion compensation
     drags the mark along with the moving content and CRF 32 does not correct it (on a panning clip: p 5e-14 in the
@@ -361,7 +363,8 @@ def _detection_frames(inp: Input, info: VideoInfo) -> tuple[np.ndarray | None, l
                 if total is not None and y.shape != total.shape:
                     break  # the frame size changed mid-stream: the opening before it is averaged
                 total = y.astype(np.float32) if total is None else cv2.add(total, y, dtype=cv2.CV_32F)
-                opening.append(motion.shrunk(y))
+                if opening_too:
+                    opening.append(motion.shrunk(y))
                 count += 1
                 if (count == 1 or frame.key_frame) and len(singles) < 3:
                     singles.append(y.copy())
@@ -394,13 +397,13 @@ def detection_pictures(inp: Input, info: VideoInfo, *, panned: bool = True) -> l
     """The pictures :func:`detect_watermark` reads, in order, each made when its turn comes (a hit returns before the
     later ones cost anything); their number is the Bonferroni count. Empty for a video without frames.
     ``panned=False``: the weighted mean always, never the panned view (see :func:`detect_watermark`)."""
-    mean, singles, opening = _detection_frames(inp, info)
+    mean, singles, opening = _detection_frames(inp, info, opening_too=panned)
     if mean is None:
         return []
     legacy = np.clip(mean + 0.5, 0, 255).astype(np.uint8)
     pictures: list[Callable[[], np.ndarray]] = [partial(mosaic_view, mean), partial(padded_view, mean)]
     pictures += [partial(mosaic_view, y) for y in singles]
-    pictures.append(partial(_moving_view, mean, singles[0], opening if panned else []))
+    pictures.append(partial(_moving_view, mean, singles[0], opening))
     if len(singles) > 1:  # key frames from different parts of the video: the same mark over other content
         pictures.append(partial(mosaic_view, np.mean(np.stack(singles).astype(np.float32), axis=0)))
     pictures.append(partial(np.asarray, legacy))
